@@ -1,0 +1,348 @@
+"""Weaver-core compatible data configuration.
+
+The YAML format and semantics follow weaver-core's ``DataConfig`` so existing
+configs port unchanged: ``treename``, ``selection``, ``test_time_selection``,
+``new_variables``, ``preprocess`` (``method: auto|manual``, ``data_fraction``),
+``inputs`` (groups with ``length``, ``pad_mode`` and ``vars`` given as
+``[name, center, scale, min, max, pad_value]``), ``labels``, ``observers`` and
+``weights``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from hepnn_coffea.features.expressions import Expression, ExpressionError
+
+AUTO = "auto"
+_TOP_LEVEL_KEYS = {
+    "treename", "branch_magic", "file_magic", "selection", "test_time_selection",
+    "new_variables", "preprocess", "inputs", "labels", "observers", "monitor_variables",
+    "weights",
+}  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A data or model configuration is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class VarSpec:
+    """One input variable: ``clip((x - center) * scale, min, max)``, then pad.
+
+    ``center=None`` means no transformation; ``center="auto"`` means the value
+    is computed from the training sample (see :mod:`hepnn_coffea.features.standardize`).
+    """
+
+    name: str
+    center: float | str | None = None
+    scale: float = 1.0
+    min: float = -5.0
+    max: float = 5.0
+    pad_value: float = 0.0
+
+    def as_list(self) -> list[Any]:
+        """The weaver ``[name, center, scale, min, max, pad_value]`` form."""
+        return [self.name, self.center, self.scale, self.min, self.max, self.pad_value]
+
+
+@dataclass(frozen=True)
+class InputGroup:
+    """A named model input of shape ``(n_vars, length)`` per jet."""
+
+    name: str
+    length: int | None
+    pad_mode: str
+    vars: tuple[VarSpec, ...]
+
+    @property
+    def var_names(self) -> list[str]:
+        return [v.name for v in self.vars]
+
+
+@dataclass
+class DataConfig:
+    """Typed view of a weaver-style data config (see module docstring)."""
+
+    inputs: dict[str, InputGroup]
+    label_type: str
+    label_names: list[str]
+    label_expressions: dict[str, str] = field(default_factory=dict)
+    treename: str | None = None
+    selection: str | None = None
+    test_time_selection: str | None = None
+    new_variables: dict[str, str] = field(default_factory=dict)
+    preprocess_method: str = "manual"
+    data_fraction: float = 1.0
+    observers: list[str] = field(default_factory=list)
+    weights: dict[str, Any] | None = None
+    source: str = "<dict>"
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def from_yaml(cls, path: str | pathlib.Path) -> DataConfig:
+        """Read and validate a data config file."""
+        path = pathlib.Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read data config: {err}") from err
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "<dict>") -> DataConfig:
+        """Validate a parsed data config; every error names ``source`` and the key."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: a data config must be a mapping, got {type(raw).__name__}")
+        unknown = set(raw) - _TOP_LEVEL_KEYS
+        if unknown:
+            raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)}")
+        preprocess = raw.get("preprocess") or {}
+        method = str(preprocess.get("method", "manual")).lower()
+        if method not in ("auto", "manual"):
+            raise ConfigError(f"{source}: preprocess.method must be 'auto' or 'manual', got {method!r}")
+        data_fraction = float(preprocess.get("data_fraction", 1.0) or 1.0)
+        if not 0 < data_fraction <= 1:
+            raise ConfigError(f"{source}: preprocess.data_fraction must be in (0, 1], got {data_fraction}")
+        cfg = cls(
+            inputs=_parse_inputs(raw.get("inputs"), method == "auto", source),
+            label_type="simple",
+            label_names=[],
+            treename=raw.get("treename"),
+            selection=raw.get("selection") or None,
+            test_time_selection=raw.get("test_time_selection") or None,
+            new_variables={str(k): str(v) for k, v in (raw.get("new_variables") or {}).items()},
+            preprocess_method=method,
+            data_fraction=data_fraction,
+            observers=[str(o) for o in (raw.get("observers") or [])],
+            weights=raw.get("weights") or None,
+            source=source,
+        )
+        cfg.label_type, cfg.label_names, cfg.label_expressions = _parse_labels(raw.get("labels"), source)
+        cfg._check_expressions()
+        cfg._check_weights()
+        return cfg
+
+    def _check_expressions(self) -> None:
+        for name, expr in self.new_variables.items():
+            _compile(expr, f"new_variables.{name}", self.source)
+        for key in ("selection", "test_time_selection"):
+            if getattr(self, key):
+                _compile(getattr(self, key), key, self.source)
+        for name, expr in self.label_expressions.items():
+            _compile(expr, f"labels.value.{name}", self.source)
+
+    def _check_weights(self) -> None:
+        if not self.weights:
+            return
+        if not self.weights.get("use_precomputed_weights"):
+            raise ConfigError(
+                f"{self.source}: weights: only 'use_precomputed_weights: true' with "
+                "'weight_branches' is supported; histogram reweighting "
+                f"('reweight_method: {self.weights.get('reweight_method')}') is not"
+            )
+        if not self.weights.get("weight_branches"):
+            raise ConfigError(f"{self.source}: weights.weight_branches is empty")
+
+    # -------------------------------------------------------------- properties
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.inputs)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.label_type == "simple"
+
+    @property
+    def weight_branches(self) -> list[str]:
+        return list(self.weights["weight_branches"]) if self.weights else []
+
+    @property
+    def needs_auto_standardization(self) -> bool:
+        return any(v.center == AUTO for g in self.inputs.values() for v in g.vars)
+
+    def variables(self) -> list[str]:
+        """Every variable the outputs need: inputs, labels, observers, weights."""
+        names = [v.name for g in self.inputs.values() for v in g.vars]
+        names += self.label_names + self.observers + self.weight_branches
+        return list(dict.fromkeys(names))
+
+    def expression_for(self, name: str) -> str | None:
+        """The expression defining ``name`` (new variable or custom label), if any."""
+        return self.label_expressions.get(name, self.new_variables.get(name))
+
+    def required_branches(self, selection_key: str = "selection", inputs_only: bool = False) -> list[str]:
+        """The file branches needed (resolving new_variables).
+
+        Parameters
+        ----------
+        selection_key
+            ``selection`` (training) or ``test_time_selection`` (inference; falls back to ``selection``).
+        inputs_only
+            Only what the model inputs and the selection need (inference), not labels/observers/weights.
+        """
+        roots = [v.name for g in self.inputs.values() for v in g.vars] if inputs_only else self.variables()
+        selection = getattr(self, selection_key) or self.selection
+        if selection:
+            roots += Expression(selection).names
+        branches: list[str] = []
+        seen: set[str] = set()
+        stack = list(reversed(roots))
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            expr = self.expression_for(name)
+            if expr is None:
+                branches.append(name)
+            else:
+                stack.extend(reversed(Expression(expr).names))
+        return sorted(branches)
+
+    # ------------------------------------------------------------ round trips
+    def with_standardization(self, params: dict[str, dict[str, float]]) -> DataConfig:
+        """A copy where every ``auto`` center/scale is replaced by ``params[var]``."""
+        new = copy.deepcopy(self)
+        groups = {}
+        for gname, group in new.inputs.items():
+            specs = []
+            for v in group.vars:
+                if v.center == AUTO:
+                    if v.name not in params:
+                        raise ConfigError(f"{self.source}: no standardization value for '{v.name}'")
+                    p = params[v.name]
+                    v = VarSpec(v.name, float(p["center"]), float(p["scale"]), v.min, v.max, v.pad_value)
+                specs.append(v)
+            groups[gname] = InputGroup(gname, group.length, group.pad_mode, tuple(specs))
+        new.inputs = groups
+        new.preprocess_method = "manual"
+        return new
+
+    def standardization(self) -> dict[str, dict[str, Any]]:
+        """Per-variable transformation parameters (as weaver's ``*.auto.yaml`` holds)."""
+        return {
+            v.name: {"center": v.center, "scale": v.scale, "min": v.min, "max": v.max,
+                     "pad_value": v.pad_value, "length": g.length, "pad_mode": g.pad_mode}
+            for g in self.inputs.values() for v in g.vars
+        }  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """The weaver-format mapping (inverse of :meth:`from_dict`)."""
+        out: dict[str, Any] = {
+            "treename": self.treename,
+            "selection": self.selection,
+            "test_time_selection": self.test_time_selection,
+            "new_variables": dict(self.new_variables),
+            "preprocess": {"method": self.preprocess_method, "data_fraction": self.data_fraction},
+            "inputs": {
+                g.name: {"length": g.length, "pad_mode": g.pad_mode, "vars": [v.as_list() for v in g.vars]}
+                for g in self.inputs.values()
+            },
+            "labels": (
+                {"type": "simple", "value": list(self.label_names)}
+                if self.label_type == "simple"
+                else {"type": "custom", "value": dict(self.label_expressions)}
+            ),
+            "observers": list(self.observers),
+        }
+        if self.weights:
+            out["weights"] = copy.deepcopy(self.weights)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def config_hash(self) -> str:
+        """A stable short hash of the semantic content (for manifests and provenance)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------- parsing
+def _compile(expr: str, key: str, source: str) -> Expression:
+    try:
+        return Expression(expr)
+    except ExpressionError as err:
+        raise ConfigError(f"{source}: {key}: {err}") from err
+
+
+def _parse_inputs(raw: Any, auto: bool, source: str) -> dict[str, InputGroup]:
+    if not raw or not isinstance(raw, dict):
+        raise ConfigError(f"{source}: 'inputs' must be a non-empty mapping of input groups")
+    groups: dict[str, InputGroup] = {}
+    seen: dict[str, tuple[str, VarSpec]] = {}
+    for gname, g in raw.items():
+        where = f"{source}: inputs.{gname}"
+        if not isinstance(g, dict) or not g.get("vars"):
+            raise ConfigError(f"{where}: needs a non-empty 'vars' list")
+        length = g.get("length")
+        if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length <= 0):
+            raise ConfigError(f"{where}.length must be a positive integer, got {length!r}")
+        pad_mode = str(g.get("pad_mode", "constant")).lower()
+        if pad_mode not in ("constant", "wrap"):
+            raise ConfigError(f"{where}.pad_mode must be 'constant' or 'wrap', got {pad_mode!r}")
+        specs = []
+        for i, v in enumerate(g["vars"]):
+            spec = _parse_var(v, auto, f"{where}.vars[{i}]")
+            if spec.name in seen and seen[spec.name][1] != spec:
+                raise ConfigError(
+                    f"{where}: variable '{spec.name}' is also in inputs.{seen[spec.name][0]} "
+                    "with different parameters"
+                )
+            seen[spec.name] = (gname, spec)
+            specs.append(spec)
+        groups[gname] = InputGroup(str(gname), length, pad_mode, tuple(specs))
+    return groups
+
+
+def _parse_var(v: Any, auto: bool, where: str) -> VarSpec:
+    v = [v] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) else None
+    if not v or not isinstance(v[0], str) or len(v) > 6:
+        raise ConfigError(f"{where}: expected [name, center, scale, min, max, pad_value], got {v!r}")
+    name = v[0]
+    defaults = [AUTO if auto else None, 1.0, -5.0, 5.0, 0.0]
+    values = v[1:] + defaults[len(v) - 1 :]
+    center = values[0]
+    if center is not None and center != AUTO:
+        center = _number(center, f"{where} ({name}) center")
+    if center == AUTO and not auto:
+        raise ConfigError(f"{where} ({name}): center 'auto' needs preprocess.method: auto")
+    scale, vmin, vmax, pad = (_number(x, f"{where} ({name})") for x in values[1:])
+    if vmin > vmax:
+        raise ConfigError(f"{where} ({name}): min {vmin} > max {vmax}")
+    return VarSpec(name, center, scale, vmin, vmax, pad)
+
+
+def _number(x: Any, where: str) -> float:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected a number, got {x!r}") from None
+    if math.isnan(value):
+        raise ConfigError(f"{where}: NaN is not allowed")
+    return value
+
+
+def _parse_labels(raw: Any, source: str) -> tuple[str, list[str], dict[str, str]]:
+    if not raw or not isinstance(raw, dict) or not raw.get("value"):
+        raise ConfigError(f"{source}: 'labels' with a non-empty 'value' is required")
+    ltype = str(raw.get("type", "simple")).lower()
+    value = raw["value"]
+    if ltype == "simple":
+        if not isinstance(value, list) or len(value) < 2:
+            raise ConfigError(f"{source}: labels.value (type simple) must list >= 2 one-hot branches")
+        return ltype, [str(x) for x in value], {}
+    if ltype == "custom":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: labels.value (type custom) must map target names to expressions")
+        return ltype, [str(k) for k in value], {str(k): str(e) for k, e in value.items()}
+    raise ConfigError(f"{source}: labels.type must be 'simple' or 'custom', got {ltype!r}")

@@ -1,0 +1,47 @@
+"""Model/training configs: YAML with ``extends:`` inheritance and deep-merged overrides."""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+from typing import Any
+
+import yaml
+
+from hepnn_coffea.config.data_config import ConfigError
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base`` (mappings merge, the rest replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_model_config(path: str | pathlib.Path, _chain: tuple[pathlib.Path, ...] = ()) -> dict[str, Any]:
+    """Load a model config, resolving ``extends`` (a path relative to the file) recursively.
+
+    Relative paths in ``data_config`` are made absolute against the file that declares them.
+    """
+    path = pathlib.Path(path).resolve()
+    if path in _chain:
+        raise ConfigError(f"{path}: circular 'extends' chain: {' -> '.join(str(p) for p in _chain + (path,))}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read model config: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a model config must be a mapping")
+    if isinstance(raw.get("data_config"), str):
+        raw["data_config"] = str((path.parent / raw["data_config"]).resolve())
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    parent_path = path.parent / (parent if str(parent).endswith((".yaml", ".yml")) else f"{parent}.yaml")
+    if not parent_path.exists():
+        raise ConfigError(f"{path}: extends '{parent}' but {parent_path} does not exist")
+    return deep_merge(load_model_config(parent_path, _chain + (path,)), raw)

@@ -1,0 +1,205 @@
+"""Columnar feature computation: selection, new variables, transform, pad.
+
+Pure functions over awkward arrays (eager or coffea virtual arrays). The same
+:func:`compute_features` builds the training shards and the inference inputs,
+so training and inference cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import awkward as ak
+import numpy as np
+
+from hepnn_coffea.features.expressions import ExpressionError, VariableTable
+
+if TYPE_CHECKING:
+    from hepnn_coffea.config.data_config import DataConfig, VarSpec
+
+
+class FeatureError(ValueError):
+    """A branch or variable cannot be turned into a model input."""
+
+
+@dataclass
+class FeatureBatch:
+    """Model-ready arrays for the selected entries of one chunk.
+
+    Attributes
+    ----------
+    inputs
+        ``group -> float32`` array ``(n, n_vars, length)`` (or ``(n, n_vars)`` for length-less groups).
+    labels
+        ``int64 (n,)`` class index for classification, ``float32 (n, n_targets)`` for regression,
+        or ``None`` when labels were not requested (inference).
+    observers
+        ``name -> (n,)`` arrays passed through untouched.
+    weights
+        ``float32 (n,)`` per-entry weights, or ``None``.
+    counts
+        ``entries_in``, ``entries_selected`` (passed ``selection``), ``rejected_labels``
+        (labels not one-hot) and ``entries_out``; plus ``nonfinite_<var>`` for every
+        variable where NaN/inf were replaced by 0 (weaver's ``nan_to_num``).
+    selected
+        Boolean mask over the input entries of the rows kept.
+    """
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None
+    observers: dict[str, np.ndarray]
+    weights: np.ndarray | None
+    counts: dict[str, int] = field(default_factory=dict)
+    selected: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.counts.get("entries_out", 0)
+
+
+def pad_jagged(array: ak.Array, length: int, pad_value: float = 0.0, mode: str = "constant") -> np.ndarray:
+    """Pad/truncate a jagged ``(n, var)`` array to a float32 ``(n, length)`` block.
+
+    ``mode="constant"`` fills with ``pad_value``; ``mode="wrap"`` repeats each
+    entry's own values cyclically (entries with no values get ``pad_value``).
+    Unlike weaver-core, whose ``wrap`` tiles values from the whole chunk, the
+    result never depends on how the data were chunked.
+    """
+    array = ak.values_astype(array, np.float32)
+    counts = ak.to_numpy(ak.num(array, axis=1)).astype(np.int64)
+    flat = ak.to_numpy(ak.flatten(array, axis=1))
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    position = np.arange(length, dtype=np.int64)[None, :]
+    if mode == "wrap":
+        local = position % np.maximum(counts, 1)[:, None]
+        real = np.broadcast_to(counts[:, None] > 0, (len(counts), length))
+    elif mode == "constant":
+        local = position
+        real = position < counts[:, None]
+    else:
+        raise ValueError(f"unknown pad mode {mode!r}")
+    index = np.where(real, offsets[:-1, None] + local, 0)
+    if len(flat) == 0:
+        return np.full((len(counts), length), pad_value, dtype=np.float32)
+    return np.where(real, flat[index], np.float32(pad_value)).astype(np.float32, copy=False)
+
+
+def transform(array: Any, spec: VarSpec) -> Any:
+    """Weaver's standardization ``clip((x - center) * scale, min, max)``; identity if center is None."""
+    if spec.center is None:
+        return array
+    if isinstance(spec.center, str):
+        raise FeatureError(f"variable '{spec.name}': center {spec.center!r} was never computed")
+    return np.minimum(np.maximum((array - spec.center) * spec.scale, spec.min), spec.max)
+
+
+def _to_numpy_1d(value: Any, name: str, where: str) -> np.ndarray:
+    try:
+        out = ak.to_numpy(value) if isinstance(value, ak.Array) else np.asarray(value)
+    except ValueError as err:
+        raise FeatureError(f"'{name}'{where} must have one value per entry: {err}") from err
+    if out.ndim != 1:
+        raise FeatureError(f"'{name}'{where} must have one value per entry, got shape {out.shape}")
+    return out
+
+
+def _input_block(table: VariableTable, group: Any, n: int, counts: dict[str, int], where: str) -> np.ndarray:
+    columns = []
+    for spec in group.vars:
+        value = transform(table[spec.name], spec)
+        jagged = isinstance(value, ak.Array) and value.ndim > 1
+        if group.length is not None:
+            if not jagged:
+                raise FeatureError(
+                    f"input group '{group.name}' has length {group.length} but '{spec.name}'{where} "
+                    "has one value per entry (use a group without 'length' for per-entry inputs)"
+                )
+            column = pad_jagged(value, group.length, spec.pad_value, group.pad_mode)
+        else:
+            if jagged:
+                raise FeatureError(f"'{spec.name}'{where} is jagged; input group '{group.name}' needs 'length'")
+            column = _to_numpy_1d(value, spec.name, where).astype(np.float32)
+        bad = ~np.isfinite(column)
+        if bad.any():
+            counts[f"nonfinite_{spec.name}"] = counts.get(f"nonfinite_{spec.name}", 0) + int(bad.sum())
+            column = np.nan_to_num(column, nan=0.0, posinf=0.0, neginf=0.0)
+        if len(column) != n:
+            raise FeatureError(f"'{spec.name}'{where} has {len(column)} entries, expected {n}")
+        columns.append(column)
+    return np.stack(columns, axis=1).astype(np.float32, copy=False)
+
+
+def compute_features(
+    source: Any,
+    config: DataConfig,
+    *,
+    where: str = "",
+    selection: str = "selection",
+    with_labels: bool = True,
+) -> FeatureBatch:
+    """Compute the model inputs (and labels, observers, weights) of one chunk.
+
+    Parameters
+    ----------
+    source
+        Entries with the branches as fields (awkward record array, NanoEvents, dict of arrays).
+    config
+        The data config, with standardization values filled in.
+    where
+        Name of the input (file and entry range) used in error messages.
+    selection
+        ``"selection"`` (training) or ``"test_time_selection"`` (inference, falling back
+        to ``selection`` as weaver does).
+    with_labels
+        Compute labels, observers and weights (training), and drop entries whose simple
+        labels are not one-hot. ``False`` (inference) reads only what the inputs need.
+    """
+    where_text = f" in {where}" if where else ""
+    definitions = {**config.new_variables, **config.label_expressions}
+    table = VariableTable(source, definitions, where)
+    n_in = len(next(iter(source.values()))) if isinstance(source, Mapping) else len(source)
+    sel_expr = getattr(config, selection, None) or config.selection
+    try:
+        keep = np.ones(n_in, dtype=bool)
+        if sel_expr:
+            keep = _to_numpy_1d(table.evaluate(sel_expr, key=selection), selection, where_text).astype(bool)
+        counts = {"entries_in": n_in, "entries_selected": int(keep.sum()), "rejected_labels": 0}
+        labels = None
+        if with_labels and config.is_classification:
+            onehot = np.stack(
+                [_to_numpy_1d(table[name], name, where_text).astype(np.int64) for name in config.label_names], axis=1
+            )
+            good = onehot.sum(axis=1) == 1
+            counts["rejected_labels"] = int((keep & ~good).sum())
+            keep &= good
+            labels = np.argmax(onehot, axis=1)[keep]
+        rows = np.flatnonzero(keep)
+        selected = VariableTable(_take(source, table, config, rows, with_labels), definitions, where)
+        n = len(rows)
+        if with_labels and not config.is_classification:
+            labels = np.stack(
+                [_to_numpy_1d(selected[name], name, where_text) for name in config.label_names], axis=1
+            ).astype(np.float32)
+        inputs = {g.name: _input_block(selected, g, n, counts, where_text) for g in config.inputs.values()}
+        observers = {o: _to_numpy_1d(selected[o], o, where_text) for o in config.observers} if with_labels else {}
+        weights = None
+        if with_labels and config.weight_branches:
+            weights = np.prod(
+                [_to_numpy_1d(selected[w], w, where_text).astype(np.float64) for w in config.weight_branches], axis=0
+            ).astype(np.float32)
+    except KeyError as err:
+        raise FeatureError(err.args[0]) from None
+    except ExpressionError as err:
+        raise FeatureError(str(err)) from err
+    counts["entries_out"] = n
+    return FeatureBatch(inputs, labels, observers, weights, counts, keep)
+
+
+def _take(source: Any, table: VariableTable, config: DataConfig, rows: np.ndarray, with_labels: bool) -> dict[str, Any]:
+    """The selected rows of every branch the outputs need (already-loaded ones are reused)."""
+    out = {}
+    for name in config.required_branches(inputs_only=not with_labels):
+        out[name] = table[name][rows]
+    return out

@@ -1,0 +1,163 @@
+"""Restricted evaluation of config expressions (``new_variables``, selections, labels).
+
+Weaver-core hands these strings to a bare ``eval``. Here they are parsed once
+with :mod:`ast`, checked against an allow-list (arithmetic, comparisons,
+boolean operators, calls, attribute access without dunders, constants,
+subscripts) and evaluated with no builtins. Names resolve to ``np``/``numpy``,
+``ak``/``awkward``, ``math``, the helpers below, or variables of the table.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import vector
+
+_ALLOWED_NODES = (
+    ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Call, ast.Name,
+    ast.Load, ast.Attribute, ast.Constant, ast.Subscript, ast.Slice, ast.Tuple, ast.List,
+    ast.keyword, ast.IfExp, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+)  # fmt: skip
+
+
+class ExpressionError(ValueError):
+    """An expression is malformed or failed to evaluate; the message names it."""
+
+
+def _p4(fields: dict[str, Any]) -> ak.Array:
+    return ak.zip(fields, with_name="Momentum4D", behavior=vector.backends.awkward.behavior)
+
+
+def p4_from_pxpypze(px: Any, py: Any, pz: Any, energy: Any) -> ak.Array:
+    """Lorentz vectors (``vector`` Momentum4D behaviour) from Cartesian components."""
+    return _p4({"px": px, "py": py, "pz": pz, "E": energy})
+
+
+def p4_from_ptetaphie(pt: Any, eta: Any, phi: Any, energy: Any) -> ak.Array:
+    """Lorentz vectors from (pt, eta, phi, E)."""
+    return _p4({"pt": pt, "eta": eta, "phi": phi, "E": energy})
+
+
+def p4_from_ptetaphim(pt: Any, eta: Any, phi: Any, mass: Any) -> ak.Array:
+    """Lorentz vectors from (pt, eta, phi, mass)."""
+    return _p4({"pt": pt, "eta": eta, "phi": phi, "mass": mass})
+
+
+def concat(*arrays: Any, axis: int = 1) -> ak.Array:
+    """Concatenate jagged arrays per entry (weaver's ``_concat``)."""
+    return ak.concatenate(arrays, axis=axis)
+
+
+def stack(*arrays: Any, axis: int = 1) -> ak.Array:
+    """Stack flat arrays into one column per entry (weaver's ``_stack``)."""
+    return ak.concatenate([ak.unflatten(a, 1, axis=-1) for a in arrays], axis=axis)
+
+
+#: Names usable in every expression; weaver's underscore helpers keep their names.
+HELPERS: dict[str, Any] = {
+    "np": np, "numpy": np, "ak": ak, "awkward": ak, "math": math,
+    "_p4_from_pxpypze": p4_from_pxpypze, "_p4_from_ptetaphie": p4_from_ptetaphie,
+    "_p4_from_ptetaphim": p4_from_ptetaphim, "_concat": concat, "_stack": stack,
+}  # fmt: skip
+
+
+class Expression:
+    """A validated, compiled expression; ``names`` lists the variables it reads."""
+
+    def __init__(self, source: str) -> None:
+        self.source = str(source).strip()
+        try:
+            tree = ast.parse(self.source, mode="eval")
+        except SyntaxError as err:
+            raise ExpressionError(f"invalid expression {self.source!r}: {err.msg}") from None
+        for node in ast.walk(tree):
+            if not isinstance(node, _ALLOWED_NODES):
+                raise ExpressionError(
+                    f"expression {self.source!r}: '{type(node).__name__}' is not allowed"
+                )
+            if isinstance(node, ast.Attribute) and node.attr.startswith("__"):
+                raise ExpressionError(f"expression {self.source!r}: attribute '{node.attr}' is not allowed")
+            if isinstance(node, ast.Name) and node.id.startswith("__"):
+                raise ExpressionError(f"expression {self.source!r}: name '{node.id}' is not allowed")
+        names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
+        self.names = list(dict.fromkeys(n for n in names if n not in HELPERS))
+        self._code = compile(tree, "<expression>", "eval")
+
+    def evaluate(self, resolve: Callable[[str], Any]) -> Any:
+        """Evaluate with ``resolve(name)`` supplying each variable."""
+        scope = {name: resolve(name) for name in self.names}
+        return eval(self._code, {"__builtins__": {}, **HELPERS}, scope)  # noqa: S307 - validated AST
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+
+class VariableTable(Mapping):
+    """Lazily computed variables over a source of branches.
+
+    Parameters
+    ----------
+    source
+        Mapping-like (an awkward record array, NanoEvents, a dict) giving branches.
+    definitions
+        ``name -> expression`` for derived variables (new_variables, custom labels).
+    where
+        Text naming the input (a file) for error messages.
+    """
+
+    def __init__(self, source: Any, definitions: Mapping[str, str], where: str = "") -> None:
+        self._source = source
+        self._definitions = dict(definitions)
+        self._compiled: dict[str, Expression] = {}
+        self._cache: dict[str, Any] = {}
+        self._active: list[str] = []
+        self._fields = set(getattr(source, "fields", None) or list(source.keys()))
+        self.where = where
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._cache:
+            return self._cache[name]
+        if name in self._definitions:
+            if name in self._active:
+                raise ExpressionError(f"circular definition: {' -> '.join(self._active + [name])}")
+            self._active.append(name)
+            try:
+                value = self.evaluate(self._definitions[name], key=name)
+            finally:
+                self._active.pop()
+        elif name in self._fields:
+            value = self._source[name]
+        else:
+            needed_by = f" (needed by '{self._active[-1]}')" if self._active else ""
+            raise KeyError(f"unknown branch or variable '{name}'{needed_by}{self._where_text()}")
+        self._cache[name] = value
+        return value
+
+    def evaluate(self, expr: str | Expression, key: str = "") -> Any:
+        """Evaluate an expression over this table, with errors naming ``key`` and the input."""
+        if not isinstance(expr, Expression):
+            expr = self._compiled.get(expr) or self._compiled.setdefault(expr, Expression(expr))
+        try:
+            return expr.evaluate(self.__getitem__)
+        except (KeyError, ExpressionError):
+            raise
+        except Exception as err:
+            label = f"'{key}' = " if key else ""
+            raise ExpressionError(
+                f"expression {label}{expr.source!r} failed{self._where_text()}: "
+                f"{type(err).__name__}: {err}"
+            ) from err
+
+    def _where_text(self) -> str:
+        return f" in {self.where}" if self.where else ""
+
+    def __iter__(self):
+        return iter(self._fields | set(self._definitions))
+
+    def __len__(self) -> int:
+        return len(self._fields | set(self._definitions))

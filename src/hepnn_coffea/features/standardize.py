@@ -1,0 +1,62 @@
+"""Automatic standardization as weaver-core computes it.
+
+For every input variable with ``center: auto``: center = median and
+scale = 1 / max(p84 - p50, p50 - p16) over the (selected) training entries,
+using the real particles only (no padding), NaN/inf ignored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import awkward as ak
+import numpy as np
+
+from hepnn_coffea.features.compute import FeatureError, _to_numpy_1d
+from hepnn_coffea.features.expressions import ExpressionError, VariableTable
+
+if TYPE_CHECKING:
+    from hepnn_coffea.config.data_config import DataConfig
+
+
+def auto_variables(config: DataConfig) -> list[str]:
+    """Names of the input variables whose center/scale must be computed."""
+    return list(dict.fromkeys(v.name for g in config.inputs.values() for v in g.vars if v.center == "auto"))
+
+
+def raw_values(
+    source: Any, config: DataConfig, names: list[str], fraction: float = 1.0, seed: int = 0, where: str = ""
+) -> dict[str, np.ndarray]:
+    """Flattened untransformed values of ``names`` for a random ``fraction`` of the selected entries."""
+    table = VariableTable(source, config.new_variables, where)
+    n = len(source)
+    keep = np.ones(n, dtype=bool)
+    try:
+        if config.selection:
+            keep = _to_numpy_1d(table.evaluate(config.selection, "selection"), "selection", f" in {where}")
+            keep = keep.astype(bool)
+        if fraction < 1:
+            keep &= np.random.default_rng(seed).random(n) < fraction
+        out = {}
+        for name in names:
+            value = table[name][keep]
+            value = ak.flatten(value, axis=None) if isinstance(value, ak.Array) else value
+            arr = np.asarray(ak.to_numpy(value) if isinstance(value, ak.Array) else value, dtype=np.float64)
+            out[name] = arr[np.isfinite(arr)].astype(np.float32)
+    except KeyError as err:
+        raise FeatureError(err.args[0]) from None
+    except ExpressionError as err:
+        raise FeatureError(str(err)) from err
+    return out
+
+
+def standardization_from_values(values: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Weaver's ``center, scale`` from collected values (scale 1 where the spread is 0)."""
+    params = {}
+    for name, arr in values.items():
+        if arr.size == 0:
+            raise FeatureError(f"auto standardization of '{name}': no finite values in the training sample")
+        low, center, high = np.percentile(arr.astype(np.float64), [16, 50, 84])
+        spread = max(high - center, center - low)
+        params[name] = {"center": float(np.round(center, 3)), "scale": float(np.round(1.0 / spread, 3)) if spread > 0 else 1.0}
+    return params

@@ -1,0 +1,185 @@
+"""Run an exported model on events inside any coffea processor.
+
+:class:`OnnxTagger` reads the data config embedded in the ONNX file, computes
+the features with the same code as preprocessing
+(:func:`hepnn_coffea.features.compute_features`), and runs onnxruntime. It works
+on eager awkward arrays, coffea virtual arrays (``processor.Runner``) and
+dask-awkward arrays (``map_partitions`` with the output form derived from the
+ONNX signature: the model never runs at graph-build time).
+
+onnxruntime sessions live in a per-process cache: a worker deserialises the
+model once and reuses the session for every chunk; the tagger object itself
+pickles as its path and options only.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from hepnn_coffea._optional import require
+from hepnn_coffea.config.data_config import DataConfig
+from hepnn_coffea.export.onnx_export import read_metadata
+from hepnn_coffea.features.compute import compute_features
+
+_SESSIONS: dict[tuple[Any, ...], Any] = {}
+_LOCK = threading.Lock()
+
+
+def _session(path: str, threads: int) -> Any:
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size, threads, os.getpid())
+    with _LOCK:
+        if key not in _SESSIONS:
+            ort = require("onnxruntime")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            _SESSIONS[key] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return _SESSIONS[key]
+
+
+def clear_session_cache() -> None:
+    """Forget the cached onnxruntime sessions of this process."""
+    with _LOCK:
+        _SESSIONS.clear()
+
+
+class TaggerError(ValueError):
+    """The model file or the events do not fit together."""
+
+
+class OnnxTagger:
+    """Scores from an exported hepnn_coffea (or weaver-core + config) ONNX model.
+
+    Parameters
+    ----------
+    path
+        The ONNX file.
+    data_config
+        Data config to use when the file has no embedded one (e.g. a weaver-core export).
+    branch_map
+        ``{model_branch: events_field}`` for events whose branches are named differently.
+    intra_op_threads
+        onnxruntime threads per worker process (default 1: one per dask worker core).
+    batch_size
+        Jets per onnxruntime call (bounds memory).
+
+    Examples
+    --------
+    >>> tagger = OnnxTagger("model.onnx")                       # doctest: +SKIP
+    >>> events["tagger"] = tagger(events)                          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        path: str | pathlib.Path,
+        *,
+        data_config: str | pathlib.Path | DataConfig | None = None,
+        branch_map: Mapping[str, str] | None = None,
+        intra_op_threads: int = 1,
+        batch_size: int = 4096,
+    ) -> None:
+        self.path = str(pathlib.Path(path).resolve())
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"ONNX model not found: {self.path}")
+        self.intra_op_threads = int(intra_op_threads)
+        self.batch_size = int(batch_size)
+        self.branch_map = dict(branch_map or {})
+        session = _session(self.path, self.intra_op_threads)
+        meta = read_metadata(session)
+        if data_config is not None:
+            self.config = data_config if isinstance(data_config, DataConfig) else DataConfig.from_yaml(data_config)
+        elif "data_config" in meta:
+            self.config = DataConfig.from_dict(meta["data_config"], source=f"{self.path} (embedded data config)")
+        else:
+            raise TaggerError(f"{self.path} has no embedded hepnn_coffea data config: pass data_config=...")
+        self.classes = list(meta.get("classes") or self.config.label_names)
+        self.input_names = [i.name for i in session.get_inputs()]
+        unknown = [n for n in self.input_names if n not in self.config.inputs]
+        if unknown:
+            raise TaggerError(
+                f"{self.path}: model inputs {unknown} are not input groups of the data config "
+                f"({sorted(self.config.inputs)})"
+            )
+        outputs = session.get_outputs()
+        width = outputs[0].shape[-1] if outputs[0].shape else None
+        if isinstance(width, int) and width != len(self.classes):
+            raise TaggerError(f"{self.path}: output has {width} columns but {len(self.classes)} classes are declared")
+        self.output_fields = [f"score_{c}" for c in self.classes]
+
+    # -------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    # ------------------------------------------------------------------- API
+    def columns(self) -> list[str]:
+        """The event fields the model reads (after ``branch_map``)."""
+        return sorted({self.branch_map.get(b, b) for b in self.config.required_branches("test_time_selection", inputs_only=True)})
+
+    def __call__(self, events: Any) -> Any:
+        """Scores per entry: a record array with one ``score_<class>`` field per class.
+
+        Entries failing the config's ``test_time_selection`` get NaN scores, so the
+        output is always aligned with ``events``.
+        """
+        if type(events).__module__.startswith("dask_awkward"):
+            import dask_awkward as dak
+
+            projected = dak.zip({c: events[c] for c in self.columns()}, depth_limit=1)
+            return dak.map_partitions(self._run, projected, meta=self._output_typetracer(), label="hepnn-onnx")
+        return self._run(events)
+
+    def with_scores(self, events: Any, name: str = "hepnn") -> Any:
+        """``events`` with the scores added as the record field ``name``."""
+        return ak.with_field(events, self(events), name)
+
+    # ------------------------------------------------------------- internals
+    def _output_typetracer(self) -> ak.Array:
+        empty = ak.zip({f: np.zeros(0, dtype=np.float32) for f in self.output_fields})
+        return ak.Array(empty.layout.to_typetracer(forget_length=True))
+
+    def _source(self, events: Any) -> dict[str, Any]:
+        fields = set(events.fields)
+        source = {}
+        for branch in self.config.required_branches("test_time_selection", inputs_only=True):
+            field = self.branch_map.get(branch, branch)
+            if field not in fields:
+                raise TaggerError(
+                    f"{self.path}: the model needs branch '{branch}'"
+                    + (f" (mapped to '{field}')" if field != branch else "")
+                    + " but the events have no such field; pass branch_map={...}"
+                )
+            source[branch] = events[field]
+        return source
+
+    def _run(self, events: Any) -> ak.Array:
+        if ak.backend(events) == "typetracer":
+            for field in self.columns():
+                ak.typetracer.touch_data(events[field])
+            return self._output_typetracer()
+        n = len(events)
+        scores = np.full((n, len(self.classes)), np.nan, dtype=np.float32)
+        if n:
+            batch = compute_features(self._source(events), self.config, selection="test_time_selection",
+                                     with_labels=False, where=self.path)  # fmt: skip
+            scores[batch.selected] = self.predict(batch.inputs)
+        return ak.zip({f: scores[:, i] for i, f in enumerate(self.output_fields)})
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Run the model on ready inputs (``group -> array``), in batches of ``batch_size``."""
+        session = _session(self.path, self.intra_op_threads)
+        n = len(next(iter(inputs.values())))
+        if n == 0:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        parts = []
+        for start in range(0, n, self.batch_size):
+            feed = {k: np.ascontiguousarray(inputs[k][start : start + self.batch_size]) for k in self.input_names}
+            parts.append(session.run(None, feed)[0])
+        return np.concatenate(parts).astype(np.float32, copy=False)

@@ -1,0 +1,105 @@
+"""Model zoo: one file per architecture, selected by name from a model config.
+
+A model config's ``model`` section names the architecture, maps each of its
+input roles to a data-config input group, and passes constructor ``params``::
+
+    model:
+      name: pfn
+      inputs: {features: pf_features, mask: pf_mask}
+      params: {phi_sizes: [128, 128, 128], f_sizes: [128, 128, 128], use_bn: true}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from hepnn_coffea.config.data_config import ConfigError
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How to build one architecture: its input roles and a constructor."""
+
+    roles: tuple[str, ...]
+    build: Callable[[dict[str, tuple[int, ...]], int, dict[str, Any]], nn.Module]
+
+
+def _build_pfn(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str, Any]) -> nn.Module:
+    from hepnn_coffea.nn.pfn import ParticleFlowNetwork
+
+    return ParticleFlowNetwork(shapes["features"][0], n_out, **params)
+
+
+def _build_particlenet(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str, Any]) -> nn.Module:
+    from hepnn_coffea.nn.particlenet import ParticleNet
+
+    params = dict(params)
+    if "conv_params" in params:
+        params["conv_params"] = [(int(k), tuple(c)) for k, c in params["conv_params"]]
+    if "fc_params" in params:
+        params["fc_params"] = [(int(u), float(d)) for u, d in params["fc_params"]]
+    return ParticleNet(shapes["features"][0], n_out, **params)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "pfn": Architecture(("features", "mask"), _build_pfn),
+    "particlenet": Architecture(("points", "features", "mask"), _build_particlenet),
+}
+
+
+class Network(nn.Module):
+    """A zoo model with its inputs named after data-config groups.
+
+    ``forward`` takes one tensor per group in :attr:`input_groups` order and returns
+    logits (classification) or predictions (regression).
+    """
+
+    def __init__(self, core: nn.Module, input_groups: list[str]) -> None:
+        super().__init__()
+        self.core = core
+        self.input_groups = list(input_groups)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.core(*inputs)
+
+
+def build_network(model_cfg: dict[str, Any], input_shapes: dict[str, tuple[int, ...]], n_outputs: int) -> Network:
+    """Build the network a model config's ``model`` section describes.
+
+    Parameters
+    ----------
+    model_cfg
+        ``{"name": ..., "inputs": {role: group}, "params": {...}}``.
+    input_shapes
+        Per data-config group, the per-entry shape ``(n_vars, length)``.
+    n_outputs
+        Number of classes (or regression targets).
+    """
+    name = str(model_cfg.get("name", "")).lower()
+    if name not in ARCHITECTURES:
+        raise ConfigError(f"model.name {name!r} is not in the zoo; choose one of {sorted(ARCHITECTURES)}")
+    arch = ARCHITECTURES[name]
+    mapping = model_cfg.get("inputs") or {}
+    missing = [r for r in arch.roles if r not in mapping]
+    if missing:
+        raise ConfigError(f"model '{name}' needs model.inputs for role(s) {missing} (role: data-config group)")
+    groups = [mapping[r] for r in arch.roles]
+    unknown = [g for g in groups if g not in input_shapes]
+    if unknown:
+        raise ConfigError(f"model.inputs names group(s) {unknown} not in the data config {sorted(input_shapes)}")
+    shapes = {role: tuple(input_shapes[g]) for role, g in zip(arch.roles, groups)}
+    try:
+        core = arch.build(shapes, n_outputs, dict(model_cfg.get("params") or {}))
+    except TypeError as err:
+        raise ConfigError(f"model '{name}': bad model.params: {err}") from err
+    return Network(core, groups)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,178 @@
+"""The preprocessing stage: fileset + data config -> shards + manifest.
+
+Output folder layout::
+
+    OUT/manifest.json          counts per split/sample/file, shard list, config hash
+    OUT/data_config.yaml       the data config with standardization values filled in
+    OUT/standardization.json   per-variable center/scale/min/max/pad (weaver's *.auto.yaml)
+    OUT/<split>/<sample>/*.npy one shard per chunk (see :mod:`.shards`)
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import pathlib
+from typing import Any
+
+from hepnn_coffea import __version__
+from hepnn_coffea.config.data_config import ConfigError, DataConfig
+from hepnn_coffea.features.standardize import standardization_from_values
+from hepnn_coffea.processing.fileset import branches_of, load_fileset, num_entries
+from hepnn_coffea.processing.processor import ShardWriterProcessor, StandardizationProcessor
+from hepnn_coffea.processing.runner import run_dask, run_runner
+from hepnn_coffea.processing.shards import write_json
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+
+
+class ReconciliationError(RuntimeError):
+    """Entries read do not add up to the entries in the files."""
+
+
+def check_branches(fileset: dict[str, Any], config: DataConfig) -> None:
+    """Raise ConfigError naming the file and branch when a needed branch is missing."""
+    needed = config.required_branches()
+    for name, dataset in fileset.items():
+        for file, tree in dataset["files"].items():
+            missing = sorted(set(needed) - branches_of(file, tree))
+            if missing:
+                raise ConfigError(
+                    f"{config.source}: branch(es) {missing} not found in {file} (tree '{tree}', "
+                    f"dataset '{name}'); they are read by the config's inputs/labels/observers/selection"
+                )
+
+
+def preprocess(
+    fileset: str | pathlib.Path | dict[str, Any],
+    data_config: str | pathlib.Path | DataConfig,
+    out_dir: str | pathlib.Path,
+    *,
+    mode: str = "runner",
+    executor: str = "dask",
+    workers: int = 2,
+    scheduler: str | None = None,
+    chunksize: int = 50_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Compute features of every dataset in ``fileset`` and write shards + manifest.
+
+    Parameters
+    ----------
+    mode
+        ``"runner"`` (``processor.Runner`` with ``executor``) or ``"dask"``
+        (``coffea.dataset_tools.preprocess`` + ``apply_to_fileset``).
+    executor, workers, scheduler
+        See :func:`hepnn_coffea.processing.runner.run_runner`.
+    chunksize
+        Entries per chunk (and per shard).
+    seed
+        Seed of the ``data_fraction`` sampling for auto standardization.
+
+    Returns
+    -------
+    dict
+        The manifest (also written to ``out_dir/manifest.json``).
+    """
+    config = data_config if isinstance(data_config, DataConfig) else DataConfig.from_yaml(data_config)
+    files = load_fileset(fileset, config.treename)
+    check_branches(files, config)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def run(proc: Any, datasets: dict[str, Any]) -> Any:
+        if mode == "dask":
+            return run_dask(datasets, proc, chunksize=chunksize, workers=workers, scheduler=scheduler)
+        if mode != "runner":
+            raise ValueError(f"unknown mode {mode!r}; use 'runner' or 'dask'")
+        return run_runner(
+            datasets, proc, executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize
+        )
+
+    if config.needs_auto_standardization:
+        train = {k: v for k, v in files.items() if v["metadata"]["split"] == "train"}
+        if not train:
+            raise ConfigError(f"{config.source}: preprocess.method auto needs at least one 'train' dataset")
+        collected = run(StandardizationProcessor(config, seed), train).get("values", {})
+        values = {k: _concat(v) for k, v in collected.items()}
+        config = config.with_standardization(standardization_from_values(values))
+        log.info("auto standardization computed on %s", sorted(values))
+    write_json(out / "standardization.json", config.standardization())
+    (out / "data_config.yaml").write_text(config.to_yaml())
+
+    result = run(ShardWriterProcessor(config, str(out)), files)
+    chunks = sorted(result.get("chunks", []), key=lambda c: (c["split"], c["sample"], c["file"], c["entry_start"]))
+    manifest = build_manifest(files, config, chunks, {"mode": mode, "executor": executor, "chunksize": chunksize})
+    removed = remove_stale_shards(out, {c["shard"] for c in chunks})
+    if removed:
+        log.warning("removed %d shard(s) of an earlier run that this run did not produce", removed)
+    write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def _concat(arrays: list[Any]) -> Any:
+    import numpy as np
+
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32)
+
+
+def build_manifest(
+    files: dict[str, Any], config: DataConfig, chunks: list[dict[str, Any]], run_info: dict[str, Any]
+) -> dict[str, Any]:
+    """Summarise chunk records per split/sample and reconcile entries with uproot."""
+    splits: dict[str, dict[str, Any]] = {}
+    for dataset_name, dataset in files.items():
+        meta = dataset["metadata"]
+        entry = splits.setdefault(meta["split"], {}).setdefault(
+            meta["sample"], {"datasets": [], "files": {}, "shards": [], "weight": meta["weight"]}
+        )
+        entry["datasets"].append(dataset_name)
+        for file, tree in dataset["files"].items():
+            entry["files"][file] = {"tree": tree, "num_entries": num_entries(file, tree), "entries_read": 0,
+                                    "entries_selected": 0, "rejected_labels": 0, "entries_out": 0}  # fmt: skip
+    for c in chunks:
+        entry = splits[c["split"]][c["sample"]]
+        stats = entry["files"][c["file"]]
+        stats["entries_read"] += c["entries_in"]
+        for key in ("entries_selected", "rejected_labels", "entries_out"):
+            stats[key] += c[key]
+        for key, value in c.items():
+            if key.startswith("nonfinite_"):
+                stats[key] = stats.get(key, 0) + value
+        entry["shards"].append({"path": c["shard"], "entries": c["entries_out"], "label_counts": c["label_counts"]})
+    for split, samples in splits.items():
+        for sample, entry in samples.items():
+            for file, stats in entry["files"].items():
+                if stats["entries_read"] != stats["num_entries"]:
+                    raise ReconciliationError(
+                        f"{file}: read {stats['entries_read']} entries but uproot reports "
+                        f"{stats['num_entries']} (split {split}, sample {sample})"
+                    )
+            for key in ("num_entries", "entries_read", "entries_selected", "rejected_labels", "entries_out"):
+                entry[key] = sum(s[key] for s in entry["files"].values())
+    return {
+        "format": "hepnn_coffea.shards/1",
+        "hepnn_coffea_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config_hash": config.config_hash(),
+        "data_config": "data_config.yaml",
+        "standardization": config.standardization(),
+        "inputs": {g.name: g.var_names for g in config.inputs.values()},
+        "label_type": config.label_type,
+        "labels": config.label_names,
+        "observers": config.observers,
+        "run": run_info,
+        "splits": splits,
+    }
+
+
+def remove_stale_shards(out: pathlib.Path, keep: set[str]) -> int:
+    """Delete ``*.npy`` shards under the split folders that are not in ``keep``."""
+    removed = 0
+    for split_dir in (out / s for s in ("train", "val", "test")):
+        for path in split_dir.glob("*/*.npy") if split_dir.is_dir() else []:
+            if path.relative_to(out).as_posix() not in keep:
+                path.unlink()
+                removed += 1
+    return removed

@@ -1,0 +1,86 @@
+"""Reading shards for training: memory-mapped, shuffled per epoch, no feature work."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from hepnn_coffea.processing.preprocess import MANIFEST
+from hepnn_coffea.processing.shards import INPUT_PREFIX, open_shard
+
+
+class ShardDataset:
+    """All shards of one split, memory-mapped; batches gather rows shard by shard.
+
+    Parameters
+    ----------
+    shard_dir
+        A preprocessing output folder (holding ``manifest.json``).
+    split
+        ``train``, ``val`` or ``test``.
+    groups
+        Input groups to return (default: all in the manifest).
+    """
+
+    def __init__(self, shard_dir: str | pathlib.Path, split: str, groups: list[str] | None = None) -> None:
+        self.root = pathlib.Path(shard_dir)
+        manifest_path = self.root / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{manifest_path} not found: run 'hepnn preprocess' first")
+        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+        samples = self.manifest["splits"].get(split)
+        if not samples:
+            raise ValueError(f"{self.root}: no '{split}' split in the manifest (have {sorted(self.manifest['splits'])})")
+        self.split = split
+        self.groups = list(groups or self.manifest["inputs"])
+        self.shards = [open_shard(self.root / s["path"]) for e in samples.values() for s in e["shards"]]
+        self.shards = [s for s in self.shards if len(s)]
+        if not self.shards:
+            raise ValueError(f"{self.root}: split '{split}' has no selected entries")
+        for path, shard in zip((s["path"] for e in samples.values() for s in e["shards"]), self.shards):
+            for g in self.groups:
+                if INPUT_PREFIX + g not in shard.dtype.names:
+                    raise ValueError(f"{path}: shard has no input group '{g}'")
+        self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
+        self.target_field = "label" if "label" in self.shards[0].dtype.names else "target"
+        self.has_weight = "weight" in self.shards[0].dtype.names
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-entry shape of each input group."""
+        return {g: tuple(self.shards[0].dtype[INPUT_PREFIX + g].shape) for g in self.manifest["inputs"]}
+
+    def gather(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows ``index`` (global positions) as contiguous arrays per field."""
+        order = np.argsort(index, kind="stable")
+        sorted_index = index[order]
+        shard_of = np.searchsorted(self.offsets, sorted_index, side="right") - 1
+        pieces = []
+        for s in np.unique(shard_of):
+            pieces.append(self.shards[s][sorted_index[shard_of == s] - self.offsets[s]])
+        rows = np.concatenate(pieces)[np.argsort(order, kind="stable")]
+        out = {g: np.ascontiguousarray(rows[INPUT_PREFIX + g]) for g in self.groups}
+        out["target"] = np.ascontiguousarray(rows[self.target_field])
+        if self.has_weight:
+            out["weight"] = np.ascontiguousarray(rows["weight"])
+        return out
+
+    def batches(
+        self, batch_size: int, shuffle: bool = False, seed: int | list[int] = 0, drop_last: bool = False
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Yield batches of torch tensors; the permutation depends only on ``seed``."""
+        index = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
+        stop = len(index) - (len(index) % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            yield {k: torch.from_numpy(v) for k, v in self.gather(index[start : start + batch_size]).items()}
+
+    def arrays(self, fields: list[str]) -> dict[str, np.ndarray]:
+        """Whole columns (e.g. ``observers/jet_pt``, ``label``) concatenated over shards."""
+        return {f: np.concatenate([np.asarray(s[f]) for s in self.shards]) for f in fields}
