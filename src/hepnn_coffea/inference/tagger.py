@@ -145,10 +145,14 @@ class OnnxTagger:
         empty = ak.zip({f: np.zeros(0, dtype=np.float32) for f in self.output_fields})
         return ak.Array(empty.layout.to_typetracer(forget_length=True))
 
-    def _source(self, events: Any) -> dict[str, Any]:
+    def source(self, events: Any, inputs_only: bool = True) -> dict[str, Any]:
+        """The model's branches taken from ``events`` (through ``branch_map``), by model name.
+
+        ``inputs_only=False`` also takes the label, observer and weight branches (evaluation).
+        """
         fields = set(events.fields)
         source = {}
-        for branch in self.config.required_branches("test_time_selection", inputs_only=True):
+        for branch in self.config.required_branches("test_time_selection", inputs_only=inputs_only):
             field = self.branch_map.get(branch, branch)
             if field not in fields:
                 raise TaggerError(
@@ -167,7 +171,7 @@ class OnnxTagger:
         n = len(events)
         scores = np.full((n, len(self.classes)), np.nan, dtype=np.float32)
         if n:
-            batch = compute_features(self._source(events), self.config, selection="test_time_selection",
+            batch = compute_features(self.source(events), self.config, selection="test_time_selection",
                                      with_labels=False, where=self.path)  # fmt: skip
             scores[batch.selected] = self.predict(batch.inputs)
         return ak.zip({f: scores[:, i] for i, f in enumerate(self.output_fields)})

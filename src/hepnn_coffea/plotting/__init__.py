@@ -1,1 +1,1 @@
-"""plotting stage."""
+"""mplhep figures of the evaluation stage."""

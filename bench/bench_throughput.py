@@ -1,0 +1,214 @@
+"""Throughput of hepnn_coffea's preprocessing and inference against bare baselines.
+
+Measures, side by side in one process on the same machine:
+
+1. Preprocessing (jets/s): a raw ``uproot`` read of the config's branches, the
+   feature computation alone (``compute_features`` on the read arrays), and the
+   full ``preprocess`` stage (read + features + shards + manifest) with the
+   ``iterative`` and the ``dask`` (2 workers) executors.
+2. Inference (jets/s): bare onnxruntime on ready input arrays, ``OnnxTagger`` on
+   eager events (features + onnxruntime, files already read), and the full
+   ``infer`` stage (file reading included).
+
+Every timing runs once as warm-up, then reports the best of ``--repeat`` runs.
+
+Usage::
+
+    .venv/bin/python bench/bench_throughput.py [--model M.onnx] [--repeat 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import tempfile
+import time
+from typing import Any, Callable
+
+import numpy as np
+import uproot
+
+import hepnn_coffea
+from hepnn_coffea.config.data_config import DataConfig
+from hepnn_coffea.evaluation.stages import infer
+from hepnn_coffea.export import export_onnx
+from hepnn_coffea.features import compute_features
+from hepnn_coffea.processing.preprocess import preprocess
+from hepnn_coffea.training.trainer import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "topqcd"
+DEFAULT_FILES = [DATA / "test_top_0.root", DATA / "test_qcd_0.root"]
+ORT_BATCH = 4096
+
+
+def best_of(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None) -> float:
+    """Seconds of the fastest of ``repeat`` calls of ``fn`` after one warm-up call.
+
+    Parameters
+    ----------
+    fn
+        The work to time.
+    repeat
+        Number of timed calls.
+    setup
+        Called (untimed) before every call of ``fn``, e.g. to clear an output folder.
+    """
+    times = []
+    for i in range(repeat + 1):
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        fn()
+        if i:  # the first call is the warm-up
+            times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def fileset_of(files: list[pathlib.Path]) -> dict[str, Any]:
+    """A coffea fileset with one ``test`` dataset per file, named by its sample."""
+    fileset = {}
+    for path in files:
+        name = path.stem.replace("test_", "").replace("train_", "").replace("val_", "")
+        fileset[name] = {"files": {str(path): "tree"}, "metadata": {"split": "test"}}
+    return fileset
+
+
+def build_model(tmp: pathlib.Path) -> pathlib.Path:
+    """Preprocess the bundled samples, train ``models/pfn.yaml`` for 1 epoch, export to ONNX."""
+    shards, run_dir, model = tmp / "model_shards", tmp / "model_run", tmp / "model.onnx"
+    preprocess(ROOT / "tests" / "samples" / "fileset.json", ROOT / "models" / "data" / "top_kin.yaml", shards,
+               mode="runner", executor="iterative")  # fmt: skip
+    train(ROOT / "models" / "pfn.yaml", shards, run_dir,
+          overrides={"training": {"epochs": 1, "batch_size": 256}}, progress=False)  # fmt: skip
+    export_onnx(run_dir, model)
+    return model
+
+
+def bench_preprocess(files: list[pathlib.Path], config_path: pathlib.Path, tmp: pathlib.Path,
+                     repeat: int) -> dict[str, float]:  # fmt: skip
+    """Jets/s of raw read, feature computation and the full preprocess stage."""
+    config = DataConfig.from_yaml(config_path)
+    branches = config.required_branches()
+    arrays = [uproot.open(f)["tree"].arrays(branches) for f in files]
+    n_jets = sum(len(a) for a in arrays)
+    fileset = fileset_of(files)
+    out = tmp / "pre_out"
+    clear = lambda: shutil.rmtree(out, ignore_errors=True)  # noqa: E731
+
+    t_read = best_of(lambda: [uproot.open(f)["tree"].arrays(branches) for f in files], repeat)
+    t_feat = best_of(lambda: [compute_features(a, config) for a in arrays], repeat)
+    t_iter = best_of(lambda: preprocess(fileset, config_path, out, mode="runner", executor="iterative",
+                                        chunksize=50_000), repeat, clear)  # fmt: skip
+    t_dask = best_of(lambda: preprocess(fileset, config_path, out, mode="runner", executor="dask", workers=2,
+                                        chunksize=50_000), repeat, clear)  # fmt: skip
+    # the same on an already running 2-worker cluster: the stage's cost without LocalCluster start-up
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        address = cluster.scheduler_address
+        t_warm = best_of(lambda: preprocess(fileset, config_path, out, mode="runner", executor="dask",
+                                            scheduler=address, chunksize=50_000), repeat, clear)  # fmt: skip
+    return {"n_jets": n_jets, "raw_read": n_jets / t_read, "compute_features": n_jets / t_feat,
+            "preprocess_iterative": n_jets / t_iter, "preprocess_dask2": n_jets / t_dask,
+            "preprocess_dask2_running_cluster": n_jets / t_warm}  # fmt: skip
+
+
+def bench_inference(files: list[pathlib.Path], model: pathlib.Path, tmp: pathlib.Path,
+                    repeat: int) -> dict[str, float]:  # fmt: skip
+    """Jets/s of bare onnxruntime, ``OnnxTagger`` on eager events and the ``infer`` stage."""
+    import onnxruntime as ort
+
+    tagger = hepnn_coffea.OnnxTagger(model)  # 1 intra-op thread, batches of 4096 by default
+    config = tagger.config
+    events = [uproot.open(f)["tree"].arrays(config.required_branches()) for f in files]
+    n_jets = sum(len(e) for e in events)
+    # ready model inputs, built once outside the timing (the same features OnnxTagger computes)
+    batches = [compute_features(e, config, selection="test_time_selection", with_labels=False)
+               for e in events]  # fmt: skip
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    feeds = [{k: np.ascontiguousarray(b.inputs[k]) for k in names} for b in batches]
+
+    def bare_ort() -> None:
+        for feed in feeds:
+            n = len(next(iter(feed.values())))
+            for start in range(0, n, ORT_BATCH):
+                session.run(None, {k: v[start : start + ORT_BATCH] for k, v in feed.items()})
+
+    out = tmp / "infer_out"
+    t_ort = best_of(bare_ort, repeat)
+    t_tagger = best_of(lambda: [tagger(e) for e in events], repeat)
+    t_infer = best_of(lambda: infer(model, fileset_of(files), out, executor="iterative"), repeat,
+                      lambda: shutil.rmtree(out, ignore_errors=True))  # fmt: skip
+    return {"n_jets": n_jets, "bare_ort": n_jets / t_ort, "onnx_tagger": n_jets / t_tagger,
+            "infer_iterative": n_jets / t_infer}  # fmt: skip
+
+
+def report(pre: dict[str, float], inf: dict[str, float], meta: dict[str, Any]) -> dict[str, Any]:
+    """Print the table of throughputs and ratios; return everything as one dict."""
+    ratios = {
+        "preprocess_iterative / raw_read": pre["preprocess_iterative"] / pre["raw_read"],
+        "preprocess_dask2 / raw_read": pre["preprocess_dask2"] / pre["raw_read"],
+        "preprocess_dask2_running_cluster / raw_read":
+            pre["preprocess_dask2_running_cluster"] / pre["raw_read"],
+        "compute_features / raw_read": pre["compute_features"] / pre["raw_read"],
+        "onnx_tagger / bare_ort": inf["onnx_tagger"] / inf["bare_ort"],
+        "infer_iterative / bare_ort": inf["infer_iterative"] / inf["bare_ort"],
+    }
+    rows = [
+        ("1a raw uproot read", pre["raw_read"]),
+        ("1b compute_features only", pre["compute_features"]),
+        ("1c preprocess (iterative)", pre["preprocess_iterative"]),
+        ("1c preprocess (dask, 2 workers)", pre["preprocess_dask2"]),
+        ("1c preprocess (dask, 2 workers, running cluster)", pre["preprocess_dask2_running_cluster"]),
+        ("2a bare onnxruntime (1 thread)", inf["bare_ort"]),
+        ("2b OnnxTagger(events)", inf["onnx_tagger"]),
+        ("2c infer stage (iterative)", inf["infer_iterative"]),
+    ]
+    print(f"\nhepnn_coffea {hepnn_coffea.__version__}; {pre['n_jets']} jets; best of {meta['repeat']}; "
+          f"model {meta['model']}")  # fmt: skip
+    print(f"{'measurement':<48}{'jets/s':>12}")
+    print("-" * 60)
+    for name, value in rows:
+        print(f"{name:<48}{value:>12,.0f}")
+    print(f"\n{'ratio':<48}{'value':>12}")
+    print("-" * 60)
+    for name, value in ratios.items():
+        print(f"{name:<48}{value:>12.3f}")
+    return {"meta": meta, "preprocess": pre, "inference": inf, "ratios": ratios}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse the command line, run both benchmarks, print and optionally save the results."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", nargs="+", type=pathlib.Path, default=DEFAULT_FILES,
+                        help="RNTuple/TTree files with a 'tree' (default: shared test_top_0 + test_qcd_0)")
+    parser.add_argument("--data-config", type=pathlib.Path, default=ROOT / "models" / "data" / "top_kin.yaml")
+    parser.add_argument("--model", type=pathlib.Path, help="ONNX model (default: train a 1-epoch PFN here)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up; best is kept")
+    parser.add_argument("--json", type=pathlib.Path, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    files = [f.resolve() for f in args.files]
+    with tempfile.TemporaryDirectory(prefix="hepnn_bench_") as tmp_name:
+        tmp = pathlib.Path(tmp_name)
+        model = args.model.resolve() if args.model else build_model(tmp)
+        pre = bench_preprocess(files, args.data_config.resolve(), tmp, args.repeat)
+        inf = bench_inference(files, model, tmp, args.repeat)
+        meta = {"files": [str(f) for f in files], "data_config": str(args.data_config), "repeat": args.repeat,
+                "model": str(args.model) if args.model else "1-epoch pfn (built)",
+                "ort_batch": ORT_BATCH}  # fmt: skip
+        results = report(pre, inf, meta)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+        print(f"\nwritten {args.json}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""``hepnn`` command line: one thin verb per stage.
+
+    hepnn preprocess FILESET.json -c DATA_CONFIG.yaml -o SHARDS/
+    hepnn train models/pfn.yaml --shards SHARDS/ -o runs/pfn
+    hepnn export runs/pfn -o model.onnx
+    hepnn infer model.onnx --fileset FILESET.json -o OUT/
+    hepnn evaluate OUT/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+import yaml
+
+
+def _add_execution(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=("runner", "dask"), default="runner",
+                   help="coffea processor.Runner (virtual arrays) or dask-awkward apply_to_fileset")  # fmt: skip
+    p.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask",
+                   help="Runner executor (default: dask on a distributed LocalCluster)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=2, help="LocalCluster / futures worker processes")
+    p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--chunksize", type=int, default=50_000, help="entries per chunk (and per shard)")
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    """``training.epochs=3`` -> ``{"training": {"epochs": 3}}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {pair!r}")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hepnn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("preprocess", help="fileset + data config -> training shards + manifest")
+    p.add_argument("fileset", help="coffea fileset JSON")
+    p.add_argument("-c", "--data-config", required=True, help="weaver-style data config YAML")
+    p.add_argument("-o", "--output", required=True, help="output folder for shards")
+    p.add_argument("--seed", type=int, default=0, help="seed of the auto-standardization sampling")
+    _add_execution(p)
+
+    p = sub.add_parser("train", help="train a model config on shards")
+    p.add_argument("model_config", nargs="?", help="model config YAML (e.g. models/pfn.yaml); omit with --resume")
+    p.add_argument("--shards", help="output folder of 'hepnn preprocess'")
+    p.add_argument("-o", "--run-dir", help="run directory to create")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set training.epochs=3")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("export", help="export a run to ONNX (with parity check)")
+    p.add_argument("run_dir")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--checkpoint", default="best.pt")
+    p.add_argument("--opset", type=int, default=17)
+
+    p = sub.add_parser("infer", help="run a model in the evaluation processor: hists + per-jet table")
+    p.add_argument("model", help="ONNX file from 'hepnn export'")
+    p.add_argument("--fileset", required=True)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--split", default=None, help="only datasets with this split in their metadata")
+    _add_execution(p)
+
+    p = sub.add_parser("evaluate", help="ROC, AUC, rejection, accuracy and plots from an infer folder")
+    p.add_argument("output")
+    p.add_argument("--no-plots", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hepnn`` console script; known input errors exit with status 2."""
+    from hepnn_coffea.errors import USER_ERRORS
+
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except USER_ERRORS as err:
+        print(f"hepnn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    execution = {k: getattr(args, k) for k in ("mode", "executor", "workers", "scheduler", "chunksize") if hasattr(args, k)}
+    if args.command == "preprocess":
+        from hepnn_coffea.processing.preprocess import preprocess
+
+        manifest = preprocess(args.fileset, args.data_config, args.output, seed=args.seed, **execution)
+        for split, samples in manifest["splits"].items():
+            for sample, e in samples.items():
+                print(f"{split:5s} {sample:12s} read {e['entries_read']:8d}  selected {e['entries_selected']:8d}  "
+                      f"written {e['entries_out']:8d}  shards {len(e['shards'])}")  # fmt: skip
+        print(f"manifest: {args.output}/manifest.json")
+    elif args.command == "train":
+        from hepnn_coffea.training.trainer import train
+
+        if args.resume:
+            result = train(None, None, args.resume, resume=True, overrides=_overrides(args.set),
+                           progress=not args.no_progress)  # fmt: skip
+        else:
+            if not (args.model_config and args.shards and args.run_dir):
+                raise SystemExit("hepnn train: give MODEL_CONFIG --shards SHARDS -o RUN_DIR (or --resume RUN_DIR)")
+            result = train(args.model_config, args.shards, args.run_dir, overrides=_overrides(args.set),
+                           progress=not args.no_progress)  # fmt: skip
+        print(f"best epoch {result.best_epoch}: {result.best_metric:.5f}; run directory {result.run_dir}")
+    elif args.command == "export":
+        from hepnn_coffea.export import export_onnx
+
+        info = export_onnx(args.run_dir, args.output, checkpoint=args.checkpoint, opset=args.opset)
+        print(f"wrote {info['path']} (inputs {info['inputs']}; parity max |diff| {info['max_abs_diff']:.2e} "
+              f"on {info['n_jets']} jets)")  # fmt: skip
+    elif args.command == "infer":
+        from hepnn_coffea.evaluation.stages import infer
+
+        info = infer(args.model, args.fileset, args.output, split=args.split, **execution)
+        print(json.dumps(info["counts"], indent=1))
+        print(f"{info['n_jets']} jets scored; hists and scores.parquet in {args.output}")
+    elif args.command == "evaluate":
+        from hepnn_coffea.evaluation.stages import evaluate, summary_markdown
+
+        summary = evaluate(args.output, plots=not args.no_plots)
+        print(summary_markdown(summary))
+        for plot in summary.get("plots", []):
+            print(f"plot: {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The evaluation processor: scores per jet, hists per sample, and a per-jet table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hist
+import numpy as np
+
+from hepnn_coffea.features.compute import compute_features
+from hepnn_coffea.inference.tagger import OnnxTagger
+from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
+
+SCORE_BINS = 1000
+
+
+def make_histograms(classes: list[str], mass_axis: tuple[int, float, float], pt_axis: tuple[int, float, float],
+                    mass_label: str, pt_label: str) -> dict[str, hist.Hist]:  # fmt: skip
+    """Empty hists: score per class, and the signal score vs mass and vs pt (weighted storage)."""
+    sample = hist.axis.StrCategory([], growth=True, name="process", label="Sample")
+    truth = hist.axis.StrCategory(classes, name="truth", label="True class")
+    return {
+        "score": hist.Hist(sample, truth, hist.axis.StrCategory(classes, name="output", label="Score of class"),
+                           hist.axis.Regular(SCORE_BINS, 0, 1, name="score", label="Score"),
+                           storage=hist.storage.Weight()),
+        "score_vs_mass": hist.Hist(sample, truth, hist.axis.Regular(50, 0, 1, name="score", label=f"{classes[0]} score"),
+                                   hist.axis.Regular(*mass_axis, name="mass", label=mass_label),
+                                   storage=hist.storage.Weight()),
+        "score_vs_pt": hist.Hist(sample, truth, hist.axis.Regular(50, 0, 1, name="score", label=f"{classes[0]} score"),
+                                 hist.axis.Regular(*pt_axis, name="pt", label=pt_label),
+                                 storage=hist.storage.Weight()),
+    }  # fmt: skip
+
+
+class TaggerEvaluationProcessor(ChunkProcessor):
+    """Runs an :class:`OnnxTagger` on labelled events and fills evaluation hists.
+
+    Output (accumulated over chunks): ``hists`` (see :func:`make_histograms`), ``table``
+    (``sample``, ``score_<class>``, the label branches and the observers, one entry per
+    selected jet), and ``counts`` per sample (entries read / scored).
+
+    Parameters
+    ----------
+    tagger
+        The model.
+    mass_branch, pt_branch
+        Branches for the sculpting (score vs mass) and score vs pt hists.
+    mass_axis, pt_axis
+        ``(bins, low, high)`` of those axes.
+    """
+
+    def __init__(self, tagger: OnnxTagger, *, mass_branch: str = "jet_sdmass", pt_branch: str = "jet_pt",
+                 mass_axis: tuple[int, float, float] = (60, 0.0, 300.0),
+                 pt_axis: tuple[int, float, float] = (40, 500.0, 700.0)) -> None:  # fmt: skip
+        if not tagger.config.is_classification:
+            raise ValueError("TaggerEvaluationProcessor evaluates classifiers; the model has regression targets")
+        self.tagger = tagger
+        self.mass_branch, self.pt_branch = mass_branch, pt_branch
+        self.mass_axis, self.pt_axis = mass_axis, pt_axis
+
+    def columns(self) -> list[str]:
+        config = self.tagger.config
+        extra = {self.mass_branch, self.pt_branch}
+        return sorted(set(config.required_branches("test_time_selection")) | extra)
+
+    def process_chunk(self, events: Any, chunk: ChunkInfo) -> dict[str, Any]:
+        config, classes = self.tagger.config, self.tagger.classes
+        source = self.tagger.source(events, inputs_only=False)
+        for branch in (self.mass_branch, self.pt_branch):
+            source.setdefault(branch, events[branch])
+        batch = compute_features(source, config, selection="test_time_selection", where=chunk.where)
+        scores = self.tagger.predict(batch.inputs)
+        sample = chunk.metadata.get("sample", chunk.dataset)
+        weight = float(chunk.metadata.get("weight", 1.0)) * (batch.weights if batch.weights is not None else 1.0)
+        weight = np.broadcast_to(np.asarray(weight, dtype=np.float64), (len(batch),))
+        truth = np.asarray(classes, dtype=object)[batch.labels]
+        mass = np.asarray(source[self.mass_branch])[batch.selected]
+        pt = np.asarray(source[self.pt_branch])[batch.selected]
+        hists = make_histograms(classes, self.mass_axis, self.pt_axis, self.mass_branch, self.pt_branch)
+        for i, cls in enumerate(classes):
+            hists["score"].fill(process=sample, truth=truth, output=cls, score=scores[:, i], weight=weight)
+        hists["score_vs_mass"].fill(process=sample, truth=truth, score=scores[:, 0], mass=mass, weight=weight)
+        hists["score_vs_pt"].fill(process=sample, truth=truth, score=scores[:, 0], pt=pt, weight=weight)
+        table: dict[str, list[np.ndarray]] = {"sample": [np.full(len(batch), sample, dtype=object)],
+                                              "weight": [weight.astype(np.float64)]}  # fmt: skip
+        for i, cls in enumerate(classes):
+            table[f"score_{cls}"] = [scores[:, i]]
+            table[cls] = [(batch.labels == i).astype(np.int8)]
+        for name, values in batch.observers.items():
+            table[name] = [values]
+        counts = {sample: {"entries_in": batch.counts["entries_in"], "entries_scored": len(batch),
+                           "rejected_labels": batch.counts["rejected_labels"]}}  # fmt: skip
+        return {"hists": hists, "table": table, "counts": counts}

@@ -1,0 +1,132 @@
+"""The ``infer`` and ``evaluate`` stages.
+
+``infer`` writes ``OUT/hists.pkl`` (dict of ``hist.Hist``), ``OUT/hists.root``
+(the same hists via uproot, samples and classes flattened into names),
+``OUT/scores.parquet`` (per-jet table) and ``OUT/counts.json``.
+``evaluate`` reads them back and writes ``OUT/summary.json``, ``OUT/summary.md``
+and ``OUT/plots/*.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import pickle
+from typing import Any
+
+import numpy as np
+
+from hepnn_coffea.evaluation.processor import TaggerEvaluationProcessor
+from hepnn_coffea.evaluation.roc import accuracy_from_hist, roc_from_hist, roc_from_scores
+from hepnn_coffea.inference.tagger import OnnxTagger
+from hepnn_coffea.processing.fileset import load_fileset, select_split
+from hepnn_coffea.processing.runner import run_dask, run_runner
+from hepnn_coffea.processing.shards import atomic_write_bytes, write_json
+
+WORKING_POINTS = (0.3, 0.5)
+
+
+def infer(
+    model: str | pathlib.Path,
+    fileset: str | pathlib.Path | dict[str, Any],
+    out_dir: str | pathlib.Path,
+    *,
+    split: str | None = None,
+    mode: str = "runner",
+    executor: str = "dask",
+    workers: int = 2,
+    scheduler: str | None = None,
+    chunksize: int = 50_000,
+    **processor_options: Any,
+) -> dict[str, Any]:
+    """Score every dataset (of ``split``) of ``fileset`` with ``model``; write hists and table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tagger = OnnxTagger(model)
+    files = select_split(load_fileset(fileset, tagger.config.treename), split)
+    if not files:
+        raise ValueError(f"no dataset with split {split!r} in the fileset")
+    proc = TaggerEvaluationProcessor(tagger, **processor_options)
+    if mode == "dask":
+        result = run_dask(files, proc, chunksize=chunksize, workers=workers, scheduler=scheduler)
+    else:
+        result = run_runner(files, proc, executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hists = result["hists"]
+    atomic_write_bytes(out / "hists.pkl", lambda f: pickle.dump(hists, f))
+    _write_root(out / "hists.root", hists)
+    columns = {k: np.concatenate(v) for k, v in result["table"].items()}
+    columns["sample"] = columns["sample"].astype(str)
+    table = pa.table(columns)
+    atomic_write_bytes(out / "scores.parquet", lambda f: pq.write_table(table, f))
+    info = {"model": str(pathlib.Path(model).resolve()), "classes": tagger.classes, "counts": result["counts"],
+            "n_jets": table.num_rows}  # fmt: skip
+    write_json(out / "counts.json", info)
+    return info
+
+
+def _write_root(path: pathlib.Path, hists: dict[str, Any]) -> None:
+    import uproot
+
+    tmp = path.with_suffix(".root.tmp")
+    with uproot.recreate(tmp) as f:
+        for name, h in hists.items():
+            for sample in h.axes["process"]:
+                for truth in h.axes["truth"]:
+                    sub = h[{"process": sample, "truth": truth}]
+                    if name == "score":
+                        for output in sub.axes["output"]:
+                            f[f"{name}/{sample}/{truth}/{output}"] = sub[{"output": output}]
+                    else:
+                        f[f"{name}/{sample}/{truth}"] = sub
+    tmp.replace(path)
+
+
+def evaluate(out_dir: str | pathlib.Path, *, plots: bool = True) -> dict[str, Any]:
+    """Physics metrics from an ``infer`` output folder; writes summary JSON/Markdown and plots."""
+    import pyarrow.parquet as pq
+
+    out = pathlib.Path(out_dir)
+    with (out / "hists.pkl").open("rb") as f:
+        hists = pickle.load(f)
+    info = json.loads((out / "counts.json").read_text())
+    classes = info["classes"]
+    signal = classes[0]
+    table = pq.read_table(out / "scores.parquet").to_pydict()
+    score = np.asarray(table[f"score_{signal}"])
+    is_signal = np.asarray(table[signal]).astype(bool)
+    weight = np.asarray(table["weight"])
+    roc_h = roc_from_hist(hists["score"], signal)
+    roc_t = roc_from_scores(score, is_signal, weight)
+    probs = np.stack([np.asarray(table[f"score_{c}"]) for c in classes], axis=1)
+    truth = np.argmax(np.stack([np.asarray(table[c]) for c in classes], axis=1), axis=1)
+    summary: dict[str, Any] = {
+        "signal": signal, "n_jets": len(score), "n_signal": int(is_signal.sum()),
+        "from_table": {"auc": roc_t.auc, "accuracy": float(np.average(probs.argmax(1) == truth, weights=weight)),
+                       **{f"rejection_at_{int(e * 100)}": roc_t.rejection_at(e) for e in WORKING_POINTS}},
+        "from_hists": {"auc": roc_h.auc, "accuracy": accuracy_from_hist(hists["score"], classes),
+                       **{f"rejection_at_{int(e * 100)}": roc_h.rejection_at(e) for e in WORKING_POINTS}},
+    }  # fmt: skip
+    write_json(out / "summary.json", summary)
+    (out / "summary.md").write_text(summary_markdown(summary))
+    if plots:
+        from hepnn_coffea.plotting.plots import plot_all
+
+        summary["plots"] = [str(p) for p in plot_all(hists, {"model": roc_h}, classes, out / "plots")]
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """A Markdown table of the metrics (rows: from the table / from the hists)."""
+    keys = ["auc", "accuracy"] + [f"rejection_at_{int(e * 100)}" for e in WORKING_POINTS]
+    header = "| source | AUC | accuracy | " + " | ".join(f"1/eps_B @ eps_S={int(e * 100)}%" for e in WORKING_POINTS)
+    lines = [f"Signal: {summary['signal']} ({summary['n_signal']} of {summary['n_jets']} jets)", "",
+             header + " |", "|" + "---|" * (len(keys) + 1)]  # fmt: skip
+    for source in ("from_table", "from_hists"):
+        row = summary[source]
+        lines.append(f"| {source.replace('_', ' ')} | {row['auc']:.4f} | {row['accuracy']:.4f} | "
+                     + " | ".join(f"{row[k]:.1f}" for k in keys[2:]) + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"
