@@ -140,7 +140,9 @@ def build_manifest(
         for key, value in c.items():
             if key.startswith("nonfinite_"):
                 stats[key] = stats.get(key, 0) + value
-        entry["shards"].append({"path": c["shard"], "entries": c["entries_out"], "label_counts": c["label_counts"]})
+        entry["shards"].append({"path": c["shard"], "entries": c["entries_out"], "file": c["file"],
+                                "entry_start": c["entry_start"], "entry_stop": c["entry_stop"],
+                                "label_counts": c["label_counts"]})  # fmt: skip
     for split, samples in splits.items():
         for sample, entry in samples.items():
             for file, stats in entry["files"].items():
