@@ -38,7 +38,12 @@ class TopTagAnalysis(processor.ProcessorABC):
         jets = events[events.jet_pt > 500]
         scores = self.tagger(jets)  # <- the one line that brings the network in
         tagged = jets[scores[self.score_field] > self.cut]
-        make = hist.dask.Hist if dask_mode else hist.Hist
+        if dask_mode:
+            import hist.dask as hda
+
+            make = hda.Hist
+        else:
+            make = hist.Hist
         mass = make(hist.axis.Regular(30, 0, 300, name="mass", label="Soft-drop mass [GeV]"),
                     storage=hist.storage.Weight())  # fmt: skip
         mass.fill(mass=tagged.jet_sdmass)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT
+from tests.conftest import ROOT
 from torch import nn
 
 from hepnn_coffea.config import ConfigError, load_model_config

@@ -70,7 +70,10 @@ def run_runner(
         exe = processor.FuturesExecutor(workers=workers, status=False)
     else:
         exe = processor.IterativeExecutor(status=False)
-    runner = processor.Runner(executor=exe, schema=BaseSchema, chunksize=chunksize, skipbadfiles=False)
+    # a fresh metadata cache: coffea's default one is process-global and keeps the dataset metadata
+    # (e.g. a changed weight) of an earlier run over the same file
+    runner = processor.Runner(executor=exe, schema=BaseSchema, chunksize=chunksize, skipbadfiles=False,
+                              metadata_cache={})
     return runner(_coffea_fileset(fileset), proc)
 
 

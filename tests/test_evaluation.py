@@ -1,0 +1,109 @@
+"""infer/evaluate stages and the CLI: hists vs table, weights, plots, the example analysis."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from hepnn_coffea.evaluation.roc import roc_from_hist, roc_from_scores
+from hepnn_coffea.evaluation.stages import evaluate, infer
+from tests.conftest import ROOT, SAMPLES
+
+
+@pytest.fixture(scope="module")
+def inferred(tmp_path_factory, onnx_model):
+    fileset = json.loads((SAMPLES / "fileset.json").read_text())
+    fileset = {k: v for k, v in fileset.items() if v["metadata"]["split"] == "test"}
+    for v in fileset.values():
+        v["files"] = {str(SAMPLES / f): t for f, t in v["files"].items()}
+    fileset["qcd_test"]["metadata"].update(xsec=2.0, lumi=3.0, sumw=4.0)  # weight 1.5
+    out = tmp_path_factory.mktemp("infer")
+    infer(onnx_model, fileset, out, executor="iterative", chunksize=300)
+    return out
+
+
+def test_table_and_hists_are_consistent(inferred) -> None:
+    table = pq.read_table(inferred / "scores.parquet").to_pydict()
+    assert set(table) >= {"sample", "weight", "score_jet_isTop", "score_jet_isQCD", "jet_isTop", "jet_isQCD",
+                          "jet_pt", "jet_sdmass", "event_no"}  # fmt: skip
+    sample = np.asarray(table["sample"])
+    assert (sample == "top").sum() == 500 and (sample == "qcd").sum() == 500
+    np.testing.assert_array_equal(np.asarray(table["weight"])[sample == "qcd"], 1.5)
+    np.testing.assert_array_equal(np.asarray(table["jet_isTop"]), (sample == "top").astype(int))
+    with (inferred / "hists.pkl").open("rb") as f:
+        hists = pickle.load(f)
+    h = hists["score"]
+    assert set(h.axes["process"]) == {"top", "qcd"}
+    assert h[{"process": "qcd", "truth": "jet_isQCD", "output": "jet_isTop"}].sum().value == pytest.approx(750.0)
+    assert h[{"process": "top", "truth": "jet_isTop", "output": "jet_isTop"}].sum().value == pytest.approx(500.0)
+    mass = hists["score_vs_mass"][{"process": "top", "truth": "jet_isTop"}].project("mass").values(flow=True).sum()
+    assert mass == pytest.approx(500.0)
+    # ROC from the hists equals the exact ROC from the table within the 1/1000 score binning
+    score, is_top, w = (np.asarray(table[k]) for k in ("score_jet_isTop", "jet_isTop", "weight"))
+    assert roc_from_hist(h, "jet_isTop").auc == pytest.approx(roc_from_scores(score, is_top, w).auc, abs=2e-3)
+    import uproot
+
+    with uproot.open(inferred / "hists.root") as f:
+        np.testing.assert_allclose(
+            f["score/qcd/jet_isQCD/jet_isTop"].values(), h[{"process": "qcd", "truth": "jet_isQCD", "output": "jet_isTop"}].values()
+        )
+
+
+def test_evaluate_summary_and_plots(inferred) -> None:
+    summary = evaluate(inferred)
+    t, h = summary["from_table"], summary["from_hists"]
+    assert 0.75 < t["auc"] <= 1 and abs(t["auc"] - h["auc"]) < 2e-3
+    assert abs(t["accuracy"] - h["accuracy"]) < 5e-3
+    assert t["rejection_at_30"] >= t["rejection_at_50"] > 1
+    assert json.loads((inferred / "summary.json").read_text())["from_table"]["auc"] == t["auc"]
+    assert "| from table |" in (inferred / "summary.md").read_text()
+    for plot in ("roc.png", "score_per_sample.png", "score_vs_mass.png"):
+        assert (inferred / "plots" / plot).stat().st_size > 10_000
+
+
+def test_roc_helpers_on_known_scores() -> None:
+    score = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1])
+    truth = np.array([1, 1, 0, 1, 0, 0])
+    roc = roc_from_scores(score, truth)
+    assert roc.auc == pytest.approx(8 / 9)
+    assert roc.rejection_at(2 / 3) == pytest.approx(3.0)
+
+
+def test_example_analysis_adds_scores_in_all_modes(onnx_model) -> None:
+    import dask
+    from coffea.dataset_tools import apply_to_fileset, preprocess
+    from coffea.nanoevents import BaseSchema
+
+    from hepnn_coffea.processing.runner import run_runner
+    from processors.toptag_analysis import TopTagAnalysis
+
+    fileset = {"qcd": {"files": {str(SAMPLES / "topqcd_test_qcd.root"): "tree"}, "metadata": {"sample": "qcd"}}}
+    proc = TopTagAnalysis(str(onnx_model), cut=0.5)
+    virtual = run_runner(fileset, proc, executor="iterative", chunksize=200)["qcd"]
+    available, _ = preprocess(fileset, step_size=200, save_form=False)
+    (lazy,) = dask.compute(apply_to_fileset(proc, available, schemaclass=BaseSchema))
+    lazy = lazy["qcd"]["qcd"]
+    assert virtual["n_jets"] == lazy["n_jets"] == 500
+    assert 0 < virtual["n_tagged"] == lazy["n_tagged"] < 500
+    np.testing.assert_array_equal(virtual["tagged_mass"].values(), lazy["tagged_mass"].values())
+
+
+def test_cli_chain_and_errors(tmp_path, onnx_model) -> None:
+    hepnn = [sys.executable, "-m", "hepnn_coffea.cli"]
+    out = tmp_path / "cli"
+    run = subprocess.run([*hepnn, "infer", str(onnx_model), "--fileset", str(SAMPLES / "fileset.json"), "-o", str(out),
+                          "--split", "val", "--executor", "iterative"], capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    run = subprocess.run([*hepnn, "evaluate", str(out), "--no-plots"], capture_output=True, text=True)
+    assert run.returncode == 0 and "| from hists |" in run.stdout, run.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "models" / "data" / "top_kin.yaml").read_text().replace("length: 128", "length: 0", 1))
+    run = subprocess.run([*hepnn, "preprocess", str(SAMPLES / "fileset.json"), "-c", str(bad), "-o", str(tmp_path / "s")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 2 and "inputs.pf_points.length" in run.stderr
