@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from tests.conftest import ROOT
 from torch import nn
 
 from hepnn_coffea.config import ConfigError, load_model_config
@@ -18,6 +17,7 @@ from hepnn_coffea.nn import ARCHITECTURES, Network, build_network, count_paramet
 from hepnn_coffea.nn.particlenet import ParticleNet
 from hepnn_coffea.nn.pfn import ParticleFlowNetwork
 from hepnn_coffea.training.optim import OPTIMIZERS, Lookahead, build_optimizer, build_scheduler
+from tests.conftest import ROOT
 
 SHAPES = {"pf_points": (2, 128), "pf_features": (7, 128), "pf_mask": (1, 128)}
 ZOO = {"pfn": ROOT / "models" / "pfn.yaml", "particlenet": ROOT / "models" / "particlenet.yaml"}
@@ -178,7 +178,8 @@ def test_build_network_missing_role() -> None:
     with pytest.raises(ConfigError, match="mask"):
         build_network({"name": "pfn", "inputs": {"features": "pf_features"}}, SHAPES, 2)
     with pytest.raises(ConfigError, match="points"):
-        build_network({"name": "particlenet", "inputs": {"features": "pf_features", "mask": "pf_mask"}}, SHAPES, 2)
+        pn_inputs = {"features": "pf_features", "mask": "pf_mask"}
+        build_network({"name": "particlenet", "inputs": pn_inputs}, SHAPES, 2)
 
 
 def test_build_network_unknown_group() -> None:
@@ -193,8 +194,9 @@ def test_build_network_bad_params() -> None:
 
 
 def test_build_network_name_is_case_insensitive_and_uses_shapes() -> None:
-    net = build_network({"name": "PFN", "inputs": {"features": "pf_features", "mask": "pf_mask"},
-                         "params": {"use_bn": False}}, {"pf_features": (5, 30), "pf_mask": (1, 30)}, 3)  # fmt: skip
+    inputs = {"features": "pf_features", "mask": "pf_mask"}
+    cfg = {"name": "PFN", "inputs": inputs, "params": {"use_bn": False}}
+    net = build_network(cfg, {"pf_features": (5, 30), "pf_mask": (1, 30)}, 3)
     assert net.core.input_dims == 5 and net.core.num_classes == 3
     with torch.no_grad():
         assert net(torch.randn(4, 5, 30), torch.ones(4, 1, 30)).shape == (4, 3)
@@ -264,15 +266,22 @@ def test_ranger_state_roundtrip_is_exact() -> None:
 
 _SHORT_SCHEDULE_BUG = pytest.mark.xfail(
     strict=True,
-    reason="optim.build_scheduler flat+decay: for 2 or 3 total steps flat == total - 1, so the last step keeps 100 % LR",
+    reason="optim.build_scheduler flat+decay: for 2 or 3 total steps flat == total - 1, "
+    "so the last step keeps 100 % of the LR instead of 1 %",
 )
 
 
 @pytest.mark.parametrize(
     ("optimizer", "epochs", "steps"),
-    [("adamw", 3, 10), ("ranger", 1, 7), ("sgd", 4, 1), ("adam", 1, 1),
-     pytest.param("sgd", 2, 1, marks=_SHORT_SCHEDULE_BUG), pytest.param("sgd", 1, 3, marks=_SHORT_SCHEDULE_BUG)],
-)  # fmt: skip
+    [
+        ("adamw", 3, 10),
+        ("ranger", 1, 7),
+        ("sgd", 4, 1),
+        ("adam", 1, 1),
+        pytest.param("sgd", 2, 1, marks=_SHORT_SCHEDULE_BUG),
+        pytest.param("sgd", 1, 3, marks=_SHORT_SCHEDULE_BUG),
+    ],
+)
 def test_flat_decay_scheduler(optimizer: str, epochs: int, steps: int) -> None:
     model = nn.Linear(2, 2)
     opt = build_optimizer(model.parameters(), optimizer, lr=0.5)
@@ -333,7 +342,8 @@ def test_extends_deep_merge(tmp_path: pathlib.Path) -> None:
 
 def test_extends_from_subfolder_and_child_data_config(tmp_path: pathlib.Path) -> None:
     _write(tmp_path / "base.yaml", {"data_config": "dc.yaml", "training": {"epochs": 1}})
-    child = _write(tmp_path / "sub" / "child.yaml", {"extends": "../base.yaml", "data_config": "local/dc.yaml"})
+    child = _write(tmp_path / "sub" / "child.yaml",
+                   {"extends": "../base.yaml", "data_config": "local/dc.yaml"})  # fmt: skip
     cfg = load_model_config(child)
     assert cfg["data_config"] == str((tmp_path / "sub" / "local" / "dc.yaml").resolve())
     assert cfg["training"] == {"epochs": 1}

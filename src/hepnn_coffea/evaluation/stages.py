@@ -114,7 +114,7 @@ def evaluate(out_dir: str | pathlib.Path, *, plots: bool = True) -> dict[str, An
     if plots:
         from hepnn_coffea.plotting.plots import plot_all
 
-        summary["plots"] = [str(p) for p in plot_all(hists, {"model": roc_h}, classes, out / "plots")]
+        summary["plots"] = [str(p) for p in plot_all(hists, {pathlib.Path(info["model"]).stem: roc_h}, classes, out / "plots")]
         write_json(out / "summary.json", summary)
     return summary
 
