@@ -139,3 +139,13 @@ def test_rntuple_files_preprocess(tmp_path) -> None:
         with uproot.open(src) as f:
             assert entry["entries_read"] == f["tree"].num_entries == entry["entries_out"]
     np.testing.assert_array_equal(_all_rows(tmp_path / "runner", "val"), _all_rows(tmp_path / "dask", "val"))
+
+
+def test_existing_scheduler_by_address(shards, fileset_path, tmp_path) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        manifest = preprocess(fileset_path, TOP_KIN, tmp_path / "out", executor="dask",
+                              scheduler=cluster.scheduler_address, chunksize=400)  # fmt: skip
+    assert manifest["splits"]["val"]["qcd"]["entries_out"] == 250
+    np.testing.assert_array_equal(_all_rows(tmp_path / "out", "train"), _all_rows(shards, "train"))

@@ -39,7 +39,7 @@ def dask_client(workers: int = 2, scheduler: str | None = None) -> Iterator[Any]
             yield client
         return
     with LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster, Client(cluster) as client:
         yield client
 
