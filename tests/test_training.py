@@ -111,21 +111,11 @@ def test_resume_without_checkpoint_raises(tmp_path: pathlib.Path, shards: pathli
         train(PFN, shards, tmp_path / "half", resume=True, progress=False)
 
 
-_RESUME_NONE_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="trainer.train line 128 does pathlib.Path(shards) before the resume branch, so "
-    "train(None, None, run, resume=True) -- what `hepnn train --resume RUN` calls -- raises TypeError",
-)
-
-
-@_RESUME_NONE_BUG
 def test_resume_needs_only_the_run_dir_missing_checkpoint(tmp_path: pathlib.Path) -> None:
     with pytest.raises(FileNotFoundError):
         train(None, None, tmp_path / "empty", resume=True, progress=False)
 
 
-@_RESUME_NONE_BUG
 def test_resume_needs_only_the_run_dir(tmp_path: pathlib.Path, trained_run: pathlib.Path) -> None:
     run = tmp_path / "copy"
     shutil.copytree(trained_run, run)
@@ -163,8 +153,7 @@ def test_resume_is_bit_exact(tmp_path: pathlib.Path, shards: pathlib.Path, monke
     assert len(_rows(run_b)) == 1
 
     # config and shards come from the run folder on resume
-    # (train(None, None, run_b, resume=True) hits a library bug, see the xfail tests above)
-    result_b = train(PFN, shards, run_b, resume=True, progress=False)
+    result_b = train(None, None, run_b, resume=True, progress=False)
     assert len(result_b.history) == 2
     assert result_b.best_epoch == result_a.best_epoch and result_b.best_metric == result_a.best_metric
 

@@ -209,7 +209,7 @@ def build_scheduler(
     if key == "none":
         return LambdaLR(optimizer, lambda step: 1.0)
     if key == "flat+decay":
-        flat = int(0.7 * total)
+        flat = min(int(0.7 * total), max(total - 2, 0))
         decay = max(1, total - 1 - flat)  # last used step (total - 1) gets 1 %
 
         def flat_decay(step: int) -> float:

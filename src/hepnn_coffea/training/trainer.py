@@ -125,7 +125,7 @@ def train(
     resume
         Continue from ``run_dir/checkpoints/last.pt`` with the saved config.
     """
-    run_dir, shards = pathlib.Path(run_dir), pathlib.Path(shards)
+    run_dir = pathlib.Path(run_dir)
     last = run_dir / "checkpoints" / "last.pt"
     if resume:
         if not last.is_file():
@@ -133,6 +133,9 @@ def train(
         cfg = deep_merge(yaml.safe_load((run_dir / "config.yaml").read_text()), overrides or {})
         shards = pathlib.Path(json.loads((run_dir / "provenance.json").read_text())["shards"])
     else:
+        if model_config is None or shards is None:
+            raise ConfigError("train needs a model config and a shard folder (or resume=True)")
+        shards = pathlib.Path(shards)
         if last.exists():
             raise FileExistsError(f"{run_dir} already holds a run; use resume=True (--resume) or a new folder")
         cfg = _resolve_config(model_config, overrides)
