@@ -58,17 +58,15 @@ class FeatureBatch:
         return self.counts.get("entries_out", 0)
 
 
-def pad_jagged(array: ak.Array, length: int, pad_value: float = 0.0, mode: str = "constant") -> np.ndarray:
-    """Pad/truncate a jagged ``(n, var)`` array to a float32 ``(n, length)`` block.
-
-    ``mode="constant"`` fills with ``pad_value``; ``mode="wrap"`` repeats each
-    entry's own values cyclically (entries with no values get ``pad_value``).
-    Unlike weaver-core, whose ``wrap`` tiles values from the whole chunk, the
-    result never depends on how the data were chunked.
-    """
-    array = ak.values_astype(array, np.float32)
+def _flatten(array: ak.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Counts per entry and the flat float32 content of a jagged ``(n, var)`` array."""
     counts = ak.to_numpy(ak.num(array, axis=1)).astype(np.int64)
-    flat = ak.to_numpy(ak.flatten(array, axis=1))
+    flat = ak.to_numpy(ak.flatten(array, axis=1)).astype(np.float32, copy=False)
+    return counts, flat
+
+
+def _pad_index(counts: np.ndarray, length: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in the flat content of each padded slot, and which slots hold real values."""
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     position = np.arange(length, dtype=np.int64)[None, :]
@@ -80,10 +78,25 @@ def pad_jagged(array: ak.Array, length: int, pad_value: float = 0.0, mode: str =
         real = position < counts[:, None]
     else:
         raise ValueError(f"unknown pad mode {mode!r}")
-    index = np.where(real, offsets[:-1, None] + local, 0)
+    return np.where(real, offsets[:-1, None] + local, 0), real
+
+
+def _pad_flat(flat: np.ndarray, index: np.ndarray, real: np.ndarray, pad_value: float) -> np.ndarray:
     if len(flat) == 0:
-        return np.full((len(counts), length), pad_value, dtype=np.float32)
+        return np.full(index.shape, pad_value, dtype=np.float32)
     return np.where(real, flat[index], np.float32(pad_value)).astype(np.float32, copy=False)
+
+
+def pad_jagged(array: ak.Array, length: int, pad_value: float = 0.0, mode: str = "constant") -> np.ndarray:
+    """Pad/truncate a jagged ``(n, var)`` array to a float32 ``(n, length)`` block.
+
+    ``mode="constant"`` fills with ``pad_value``; ``mode="wrap"`` repeats each
+    entry's own values cyclically (entries with no values get ``pad_value``).
+    Unlike weaver-core, whose ``wrap`` tiles values from the whole chunk, the
+    result never depends on how the data were chunked.
+    """
+    counts, flat = _flatten(array)
+    return _pad_flat(flat, *_pad_index(counts, length, mode), pad_value)
 
 
 def transform(array: Any, spec: VarSpec) -> Any:
@@ -106,9 +119,16 @@ def _to_numpy_1d(value: Any, name: str, where: str) -> np.ndarray:
 
 
 def _input_block(table: VariableTable, group: Any, n: int, counts: dict[str, int], where: str) -> np.ndarray:
-    columns = []
-    for spec in group.vars:
-        value = transform(table[spec.name], spec)
+    """The ``(n, n_vars[, length])`` float32 block of one input group.
+
+    Jagged variables are flattened first, transformed on the flat numpy content
+    and gathered into the padded layout with one index per distinct jagged structure.
+    """
+    shape = (n, len(group.vars)) + ((group.length,) if group.length is not None else ())
+    block = np.empty(shape, dtype=np.float32)
+    layout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # counts, index, real
+    for i, spec in enumerate(group.vars):
+        value = table[spec.name]
         jagged = isinstance(value, ak.Array) and value.ndim > 1
         if group.length is not None:
             if not jagged:
@@ -116,19 +136,28 @@ def _input_block(table: VariableTable, group: Any, n: int, counts: dict[str, int
                     f"input group '{group.name}' has length {group.length} but '{spec.name}'{where} "
                     "has one value per entry (use a group without 'length' for per-entry inputs)"
                 )
-            column = pad_jagged(value, group.length, spec.pad_value, group.pad_mode)
+            entry_counts, flat = _flatten(value)
+            if layout is None or not np.array_equal(layout[0], entry_counts):
+                layout = (entry_counts, *_pad_index(entry_counts, group.length, group.pad_mode))
+            flat = _finite(transform(flat, spec), spec.name, counts)
+            column = _pad_flat(flat, layout[1], layout[2], spec.pad_value)
         else:
             if jagged:
                 raise FeatureError(f"'{spec.name}'{where} is jagged; input group '{group.name}' needs 'length'")
-            column = _to_numpy_1d(value, spec.name, where).astype(np.float32)
-        bad = ~np.isfinite(column)
-        if bad.any():
-            counts[f"nonfinite_{spec.name}"] = counts.get(f"nonfinite_{spec.name}", 0) + int(bad.sum())
-            column = np.nan_to_num(column, nan=0.0, posinf=0.0, neginf=0.0)
+            column = _finite(transform(_to_numpy_1d(value, spec.name, where).astype(np.float32), spec), spec.name, counts)
         if len(column) != n:
             raise FeatureError(f"'{spec.name}'{where} has {len(column)} entries, expected {n}")
-        columns.append(column)
-    return np.stack(columns, axis=1).astype(np.float32, copy=False)
+        block[:, i] = column
+    return block
+
+
+def _finite(values: np.ndarray, name: str, counts: dict[str, int]) -> np.ndarray:
+    """NaN/inf -> 0 (weaver's ``nan_to_num``), counted in ``counts['nonfinite_<name>']``."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        counts[f"nonfinite_{name}"] = counts.get(f"nonfinite_{name}", 0) + int(bad.sum())
+        values = np.where(bad, np.float32(0), values)
+    return values
 
 
 def compute_features(
