@@ -46,9 +46,34 @@ def _build_particlenet(shapes: dict[str, tuple[int, ...]], n_out: int, params: d
     return ParticleNet(shapes["features"][0], n_out, **params)
 
 
+def _build_pcnn(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str, Any]) -> nn.Module:
+    from hepnn_coffea.nn.pcnn import ParticleCNN
+
+    params = dict(params)
+    if "conv_params" in params:
+        params["conv_params"] = [tuple(c) for c in params["conv_params"]]
+    if "fc_params" in params:
+        params["fc_params"] = [(int(u), float(d)) for u, d in params["fc_params"]]
+    return ParticleCNN(shapes["features"][0], n_out, **params)
+
+
+def _build_part(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str, Any]) -> nn.Module:
+    from hepnn_coffea.nn.part import ParticleTransformer
+
+    params = dict(params)
+    for key in ("embed_dims", "pair_embed_dims"):
+        if key in params:
+            params[key] = tuple(params[key])
+    if "fc_params" in params:
+        params["fc_params"] = [(int(u), float(d)) for u, d in params["fc_params"]]
+    return ParticleTransformer(shapes["features"][0], n_out, **params)
+
+
 ARCHITECTURES: dict[str, Architecture] = {
     "pfn": Architecture(("features", "mask"), _build_pfn),
     "particlenet": Architecture(("points", "features", "mask"), _build_particlenet),
+    "part": Architecture(("features", "vectors", "mask"), _build_part),
+    "pcnn": Architecture(("features", "mask"), _build_pcnn),
 }
 
 
