@@ -72,11 +72,33 @@ class ShardDataset:
             out["weight"] = np.ascontiguousarray(rows["weight"])
         return out
 
+    def epoch_index(self, shuffle: bool, seed: int | list[int], limit: int | None = None) -> np.ndarray:
+        """Row order of one epoch: a seeded permutation (or 0..n-1), cut to ``limit`` rows.
+
+        A ``limit`` above the split size cycles through further permutations, like
+        weaver-core's ``--samples-per-epoch``.
+        """
+        n = len(self)
+        if not shuffle:
+            index = np.arange(n)
+        else:
+            rng = np.random.default_rng(seed)
+            rounds = 1 if limit is None else -(-limit // n)
+            index = np.concatenate([rng.permutation(n) for _ in range(rounds)])
+        return index if limit is None else index[:limit]
+
     def batches(
-        self, batch_size: int, shuffle: bool = False, seed: int | list[int] = 0, drop_last: bool = False
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int | list[int] = 0,
+        drop_last: bool = False,
+        limit: int | None = None,
+        index: np.ndarray | None = None,
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """Yield batches of torch tensors; the permutation depends only on ``seed``."""
-        index = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
+        """Yield batches of torch tensors; the order depends only on ``seed`` (or is ``index``)."""
+        if index is None:
+            index = self.epoch_index(shuffle, seed, limit)
         stop = len(index) - (len(index) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
             yield {k: torch.from_numpy(v) for k, v in self.gather(index[start : start + batch_size]).items()}

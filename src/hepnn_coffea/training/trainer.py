@@ -160,7 +160,9 @@ def train(
 
     batch_size = int(tcfg["batch_size"])
     epochs = int(tcfg["epochs"])
-    steps_per_epoch = max(1, len(train_set) // batch_size)
+    samples_per_epoch = tcfg.get("samples_per_epoch")
+    samples_per_epoch = int(samples_per_epoch) if samples_per_epoch else None
+    steps_per_epoch = max(1, (samples_per_epoch or len(train_set)) // batch_size)
     optimizer = build_optimizer(net.parameters(), tcfg["optimizer"], float(tcfg["lr"]), float(tcfg.get("weight_decay", 0)))
     scheduler = build_scheduler(optimizer, tcfg.get("scheduler", "none"), epochs, steps_per_epoch,
                                 int(tcfg.get("warmup_steps", 0)))  # fmt: skip
@@ -191,7 +193,8 @@ def train(
             total, seen, wait = 0.0, 0, 0.0
             bar = _progress(progress, steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
             t_data = time.perf_counter()
-            for batch in train_set.batches(batch_size, shuffle=True, seed=[seed, epoch], drop_last=True):
+            for batch in train_set.batches(batch_size, shuffle=True, seed=[seed, epoch], drop_last=True,
+                                           limit=samples_per_epoch):  # fmt: skip
                 wait += time.perf_counter() - t_data
                 inputs = [batch[g].to(device) for g in net.input_groups]
                 target = batch["target"].to(device)
