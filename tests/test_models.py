@@ -19,8 +19,8 @@ from hepnn_coffea.nn.pfn import ParticleFlowNetwork
 from hepnn_coffea.training.optim import OPTIMIZERS, Lookahead, build_optimizer, build_scheduler
 from tests.conftest import ROOT
 
-SHAPES = {"pf_points": (2, 128), "pf_features": (7, 128), "pf_mask": (1, 128)}
-ZOO = {"pfn": ROOT / "models" / "pfn.yaml", "particlenet": ROOT / "models" / "particlenet.yaml"}
+SHAPES = {"pf_points": (2, 128), "pf_features": (7, 128), "pf_vectors": (4, 128), "pf_mask": (1, 128)}
+ZOO = {name: ROOT / "models" / f"{name}.yaml" for name in ("pfn", "particlenet", "part", "pcnn")}
 
 
 def _zoo_network(name: str) -> Network:
@@ -35,9 +35,12 @@ def _jets(n: int, p: int, n_real: list[int] | None = None, seed: int = 0) -> dic
     mask = torch.zeros(n, 1, p)
     for i, k in enumerate(n_real):
         mask[i, 0, :k] = 1.0
+    momentum = 20 * torch.randn(n, 3, p, generator=g)
+    energy = torch.sqrt((momentum**2).sum(dim=1, keepdim=True) + 0.14**2)
     return {
         "pf_points": 0.4 * torch.randn(n, 2, p, generator=g),
         "pf_features": torch.randn(n, 7, p, generator=g),
+        "pf_vectors": torch.cat([momentum, energy], dim=1) * mask,
         "pf_mask": mask,
     }
 

@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", help="output folder of 'hepnn preprocess'")
     p.add_argument("-o", "--run-dir", help="run directory to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--expert", default=None, help="apply the config's expert_<NAME> overrides")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set training.epochs=3")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
@@ -117,7 +118,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             if not (args.model_config and args.shards and args.run_dir):
                 raise SystemExit("hepnn train: give MODEL_CONFIG --shards SHARDS -o RUN_DIR (or --resume RUN_DIR)")
             result = train(args.model_config, args.shards, args.run_dir, overrides=_overrides(args.set),
-                           progress=not args.no_progress)  # fmt: skip
+                           expert=args.expert, progress=not args.no_progress)  # fmt: skip
         print(f"best epoch {result.best_epoch}: {result.best_metric:.5f}; run directory {result.run_dir}")
     elif args.command == "export":
         from hepnn_coffea.export import export_onnx

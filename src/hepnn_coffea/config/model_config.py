@@ -45,3 +45,33 @@ def load_model_config(path: str | pathlib.Path, _chain: tuple[pathlib.Path, ...]
     if not parent_path.exists():
         raise ConfigError(f"{path}: extends '{parent}' but {parent_path} does not exist")
     return deep_merge(load_model_config(parent_path, _chain + (path,)), raw)
+
+
+EXPERT_PREFIX = "expert_"
+TOP_LEVEL_SECTIONS = ("task", "loss", "model", "training", "data_config")
+
+
+def resolve_expert(cfg: dict[str, Any], expert: str | None) -> dict[str, Any]:
+    """The config one expert trains with: ``cfg[expert]`` merged over the rest.
+
+    Per-expert overrides live under keys ``expert_<name>``. Their keys may be top-level
+    sections (``model``, ``training``, ...) or, as a shorthand, training keys::
+
+        training: {batch_size: 512, epochs: 10}
+        expert_3: {batch_size: 128, epochs: 2000}     # == expert_3: {training: {...}}
+
+    All ``expert_*`` keys are dropped from the result.
+    """
+    base = {k: v for k, v in cfg.items() if not str(k).startswith(EXPERT_PREFIX)}
+    if expert is None:
+        return base
+    key = expert if str(expert).startswith(EXPERT_PREFIX) else f"{EXPERT_PREFIX}{expert}"
+    if key not in cfg:
+        known = sorted(k for k in cfg if str(k).startswith(EXPERT_PREFIX))
+        raise ConfigError(f"no overrides for expert '{expert}' (config has {known or 'none'})")
+    override = cfg[key] or {}
+    if not isinstance(override, dict):
+        raise ConfigError(f"{key} must be a mapping of overrides")
+    sections = {k: v for k, v in override.items() if k in TOP_LEVEL_SECTIONS}
+    training = {k: v for k, v in override.items() if k not in TOP_LEVEL_SECTIONS}
+    return deep_merge(base, {**sections, "training": {**sections.get("training", {}), **training}})

@@ -84,10 +84,12 @@ class Network(nn.Module):
     logits (classification) or predictions (regression).
     """
 
-    def __init__(self, core: nn.Module, input_groups: list[str]) -> None:
+    def __init__(self, core: nn.Module, input_groups: list[str], roles: list[str] | None = None) -> None:
         super().__init__()
         self.core = core
         self.input_groups = list(input_groups)
+        #: architecture role (features, mask, points, vectors) -> data-config group
+        self.roles = dict(zip(roles or [], self.input_groups))
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.core(*inputs)
@@ -122,7 +124,7 @@ def build_network(model_cfg: dict[str, Any], input_shapes: dict[str, tuple[int, 
         core = arch.build(shapes, n_outputs, dict(model_cfg.get("params") or {}))
     except TypeError as err:
         raise ConfigError(f"model '{name}': bad model.params: {err}") from err
-    return Network(core, groups)
+    return Network(core, groups, list(arch.roles))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -103,6 +103,14 @@ class ShardDataset:
         for start in range(0, stop, batch_size):
             yield {k: torch.from_numpy(v) for k, v in self.gather(index[start : start + batch_size]).items()}
 
+    def lengths(self, mask_group: str) -> np.ndarray:
+        """Number of real particles of every row (non-zero entries of ``mask_group``), cached."""
+        if getattr(self, "_lengths", None) is None:
+            field = INPUT_PREFIX + mask_group
+            self._lengths = np.concatenate([(np.asarray(s[field]) != 0).reshape(len(s), -1).sum(axis=1)
+                                            for s in self.shards])  # fmt: skip
+        return self._lengths
+
     def arrays(self, fields: list[str]) -> dict[str, np.ndarray]:
         """Whole columns (e.g. ``observers/jet_pt``, ``label``) concatenated over shards."""
         return {f: np.concatenate([np.asarray(s[f]) for s in self.shards]) for f in fields}

@@ -18,7 +18,6 @@ import math
 import pathlib
 import platform
 import shutil
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +28,13 @@ from torch import nn
 
 from hepnn_coffea import __version__
 from hepnn_coffea.config.data_config import ConfigError
-from hepnn_coffea.config.model_config import deep_merge, load_model_config
+from hepnn_coffea.config.model_config import deep_merge, load_model_config, resolve_expert
 from hepnn_coffea.nn import Network, build_network, count_parameters
 from hepnn_coffea.processing.shards import atomic_write_bytes, write_json
 from hepnn_coffea.training.dataset import ShardDataset
-from hepnn_coffea.training.metrics import RunLogger, classification_metrics
+from hepnn_coffea.training.distributed import DistInfo, barrier, init_distributed, shard_index, shutdown
+from hepnn_coffea.training.loop import StepSettings, evaluate, train_epoch
+from hepnn_coffea.training.metrics import RunLogger
 from hepnn_coffea.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,10 @@ def load_network(run_dir: str | pathlib.Path, checkpoint: str = "best.pt") -> tu
     return net.eval(), cfg
 
 
-def _resolve_config(model_config: str | pathlib.Path | dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+def _resolve_config(model_config: str | pathlib.Path | dict[str, Any], overrides: dict[str, Any] | None,
+                    expert: str | None = None) -> dict[str, Any]:  # fmt: skip
     cfg = load_model_config(model_config) if not isinstance(model_config, dict) else dict(model_config)
-    cfg = deep_merge(cfg, overrides or {})
+    cfg = deep_merge(resolve_expert(cfg, expert), overrides or {})
     if "model" not in cfg or "training" not in cfg:
         raise ConfigError("a model config needs 'model' and 'training' sections (extend models/base.yaml)")
     return cfg
@@ -102,11 +104,12 @@ def _save(path: pathlib.Path, payload: dict[str, Any]) -> None:
 
 
 def train(
-    model_config: str | pathlib.Path | dict[str, Any],
-    shards: str | pathlib.Path,
+    model_config: str | pathlib.Path | dict[str, Any] | None,
+    shards: str | pathlib.Path | None,
     run_dir: str | pathlib.Path,
     *,
     overrides: dict[str, Any] | None = None,
+    expert: str | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
@@ -122,8 +125,16 @@ def train(
         Where checkpoints, logs and provenance go.
     overrides
         Deep-merged over the config, e.g. ``{"training": {"epochs": 3}}``.
+    expert
+        Apply the config's ``expert_<name>`` overrides (see :func:`resolve_expert`).
     resume
         Continue from ``run_dir/checkpoints/last.pt`` with the saved config.
+
+    Notes
+    -----
+    Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
+    DistributedDataParallel, each rank trains on its share of every epoch, and only
+    rank 0 writes the run directory.
     """
     run_dir = pathlib.Path(run_dir)
     last = run_dir / "checkpoints" / "last.pt"
@@ -138,7 +149,7 @@ def train(
         shards = pathlib.Path(shards)
         if last.exists():
             raise FileExistsError(f"{run_dir} already holds a run; use resume=True (--resume) or a new folder")
-        cfg = _resolve_config(model_config, overrides)
+        cfg = _resolve_config(model_config, overrides, expert)
     tcfg = cfg["training"]
     task = cfg.get("task", "classification")
     seed = int(tcfg.get("seed", 42))
@@ -146,33 +157,41 @@ def train(
     if tcfg.get("num_threads"):
         torch.set_num_threads(int(tcfg["num_threads"]))
     device = select_device(str(tcfg.get("device", "auto")))
+    dist_info = init_distributed(device)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    try:
+        return _train(cfg, tcfg, task, seed, device, dist_info, shards, run_dir, last, resume, progress)
+    finally:
+        shutdown(dist_info)
 
+
+def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, device: torch.device, dist_info: DistInfo,
+           shards: pathlib.Path, run_dir: pathlib.Path, last: pathlib.Path, resume: bool, progress: bool) -> TrainResult:  # fmt: skip
     probe = ShardDataset(shards, "train")
     n_outputs = len(probe.manifest["labels"])
     net = build_network(cfg["model"], probe.input_shapes(), n_outputs)
-    train_set = ShardDataset(shards, "train", net.input_groups)
-    val_set = ShardDataset(shards, "val", net.input_groups)
+    groups = net.input_groups
+    train_set = ShardDataset(shards, "train", groups)
+    val_set = ShardDataset(shards, "val", groups)
     if task == "classification" and train_set.target_field != "label":
         raise ConfigError(f"task classification needs 'simple' labels; the shards in {shards} hold regression targets")
-    if not resume:
+    if not resume and dist_info.is_main:
         _prepare_run_dir(run_dir, cfg, shards, net, train_set, n_outputs)
+    barrier(dist_info)
     net.to(device)
 
     batch_size = int(tcfg["batch_size"])
     epochs = int(tcfg["epochs"])
-    samples_per_epoch = tcfg.get("samples_per_epoch")
-    samples_per_epoch = int(samples_per_epoch) if samples_per_epoch else None
-    steps_per_epoch = max(1, (samples_per_epoch or len(train_set)) // batch_size)
+    samples_per_epoch = int(tcfg["samples_per_epoch"]) if tcfg.get("samples_per_epoch") else None
+    per_rank = (samples_per_epoch or len(train_set)) // dist_info.world_size
+    steps_per_epoch = max(1, per_rank // batch_size)
     optimizer = build_optimizer(net.parameters(), tcfg["optimizer"], float(tcfg["lr"]), float(tcfg.get("weight_decay", 0)))
     scheduler = build_scheduler(optimizer, tcfg.get("scheduler", "none"), epochs, steps_per_epoch,
                                 int(tcfg.get("warmup_steps", 0)))  # fmt: skip
-    if task == "classification":
-        loss_fn = nn.CrossEntropyLoss(reduction="none", label_smoothing=float(tcfg.get("label_smoothing", 0)))
-    else:
-        name = str(cfg.get("loss", "mse")).lower()
-        if name not in REGRESSION_LOSSES:
-            raise ConfigError(f"loss {name!r} unknown; choose one of {sorted(REGRESSION_LOSSES)}")
-        loss_fn = REGRESSION_LOSSES[name](reduction="none")
+    loss_fn = _loss(cfg, tcfg, task)
+    settings = _step_settings(net, train_set, tcfg, device)
+    scaler = torch.amp.GradScaler("cuda") if settings.amp_dtype == torch.float16 else None
 
     state = {"epoch": 0, "best": -math.inf if task == "classification" else math.inf, "best_epoch": -1,
              "bad_epochs": 0, "history": [], "step": 0}  # fmt: skip
@@ -181,81 +200,102 @@ def train(
         net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["torch_rng"])
         state = ckpt["state"]
-    logger = RunLogger(run_dir, use_tensorboard=bool(tcfg.get("tensorboard", True)))
+    model: nn.Module = net
+    if dist_info.enabled:
+        model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if tcfg.get("compile"):
+        model = torch.compile(model)
+    logger = RunLogger(run_dir, use_tensorboard=bool(tcfg.get("tensorboard", True))) if dist_info.is_main else None
     patience = tcfg.get("early_stopping_patience")
-    grad_clip = tcfg.get("grad_clip")
     try:
         for epoch in range(state["epoch"], epochs):
-            net.train()
-            t0 = time.perf_counter()
-            total, seen, wait = 0.0, 0, 0.0
-            bar = _progress(progress, steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
-            t_data = time.perf_counter()
-            for batch in train_set.batches(batch_size, shuffle=True, seed=[seed, epoch], drop_last=True,
-                                           limit=samples_per_epoch):  # fmt: skip
-                wait += time.perf_counter() - t_data
-                inputs = [batch[g].to(device) for g in net.input_groups]
-                target = batch["target"].to(device)
-                per_entry = loss_fn(net(*inputs), target)
-                per_entry = per_entry.mean(dim=-1) if per_entry.ndim > 1 else per_entry
-                w = batch.get("weight")
-                loss = (per_entry * w.to(device)).sum() / w.sum() if w is not None else per_entry.mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip:
-                    nn.utils.clip_grad_norm_(net.parameters(), float(grad_clip))
-                optimizer.step()
-                scheduler.step()
+            index = shard_index(train_set.epoch_index(True, [seed, epoch], samples_per_epoch), dist_info)
+            bar = _progress(progress and dist_info.is_main, steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
+
+            def on_step(loss: float, jets_per_s: float) -> None:
                 state["step"] += 1
-                total += loss.item() * len(target)
-                seen += len(target)
                 bar.update(1)
-                bar.set_postfix(loss=f"{total / seen:.4f}", jets_per_s=f"{seen / (time.perf_counter() - t0):.0f}")
-                t_data = time.perf_counter()
+                bar.set_postfix(loss=f"{loss:.4f}", jets_per_s=f"{jets_per_s * dist_info.world_size:.0f}")
+                if logger is not None and state["step"] % 10 == 0:
+                    logger.log_step(state["step"], **{"train/step_loss": loss, "train/lr": optimizer.param_groups[0]["lr"],
+                                                      "train/jets_per_s": jets_per_s * dist_info.world_size})  # fmt: skip
+
+            order = _bucketed(index, train_set, tcfg, batch_size, [seed, epoch], net.roles.get("mask"))
+            batches = train_set.batches(batch_size, drop_last=True, index=order)
+            row = {"epoch": epoch + 1, **train_epoch(model, groups, batches, loss_fn, optimizer, scheduler, scaler, settings, on_step)}
             bar.close()
-            elapsed = time.perf_counter() - t0
-            row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "lr": optimizer.param_groups[0]["lr"],
-                   "train_jets_per_s": seen / elapsed, "train_data_wait_frac": wait / elapsed}  # fmt: skip
-            row.update({f"val_{k}": v for k, v in evaluate(net, val_set, loss_fn, task, batch_size, device).items()})
+            row["train_jets_per_s"] *= dist_info.world_size
+            row["world_size"] = dist_info.world_size
+            row["lr"] = optimizer.param_groups[0]["lr"]
+            row.update({f"val_{k}": v for k, v in evaluate(net, groups, val_set, loss_fn, task, batch_size, settings).items()})
             metric = row["val_auc"] if task == "classification" else row["val_loss"]
             improved = metric > state["best"] if task == "classification" else metric < state["best"]
-            if improved:
-                state.update(best=metric, best_epoch=epoch + 1, bad_epochs=0)
-                _save(run_dir / "checkpoints" / "best.pt", {"model": net.state_dict(), "epoch": epoch + 1})
-            else:
-                state["bad_epochs"] += 1
+            state.update(best=metric, best_epoch=epoch + 1, bad_epochs=0) if improved else state.update(bad_epochs=state["bad_epochs"] + 1)
             state["history"].append(row)
             state["epoch"] = epoch + 1
-            logger.log_epoch(row)
-            _save(last, {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "state": state})  # fmt: skip
+            if dist_info.is_main:
+                if improved:
+                    _save(run_dir / "checkpoints" / "best.pt", {"model": net.state_dict(), "epoch": epoch + 1})
+                logger.log_epoch(row)
+                _save(last, {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                             "scaler": scaler.state_dict() if scaler is not None else None,
+                             "torch_rng": torch.get_rng_state(), "state": state})  # fmt: skip
+            barrier(dist_info)
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 5) for k, v in row.items()})
             if patience is not None and state["bad_epochs"] >= int(patience):
                 log.info("early stopping after %d epochs without improvement", state["bad_epochs"])
                 break
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
     return TrainResult(run_dir, state["best_epoch"], state["best"], state["history"])
 
 
-@torch.no_grad()
-def evaluate(net: Network, dataset: ShardDataset, loss_fn: nn.Module, task: str, batch_size: int,
-             device: torch.device) -> dict[str, float]:  # fmt: skip
-    """Loss (and accuracy/AUC for classification) of ``net`` on a whole split."""
-    net.eval()
-    outputs, targets, losses = [], [], []
-    for batch in dataset.batches(max(batch_size, 256)):
-        out = net(*[batch[g].to(device) for g in net.input_groups])
-        per_entry = loss_fn(out, batch["target"].to(device))
-        losses.append((per_entry.mean(dim=-1) if per_entry.ndim > 1 else per_entry).cpu())
-        outputs.append((torch.softmax(out, dim=1) if task == "classification" else out).cpu())
-        targets.append(batch["target"])
-    result = {"loss": float(torch.cat(losses).mean())}
+def _loss(cfg: dict[str, Any], tcfg: dict[str, Any], task: str) -> nn.Module:
     if task == "classification":
-        result.update(classification_metrics(torch.cat(outputs).numpy(), torch.cat(targets).numpy()))
-    return result
+        return nn.CrossEntropyLoss(reduction="none", label_smoothing=float(tcfg.get("label_smoothing", 0)))
+    name = str(cfg.get("loss", "mse")).lower()
+    if name not in REGRESSION_LOSSES:
+        raise ConfigError(f"loss {name!r} unknown; choose one of {sorted(REGRESSION_LOSSES)}")
+    return REGRESSION_LOSSES[name](reduction="none")
+
+
+def _step_settings(net: Network, dataset: ShardDataset, tcfg: dict[str, Any], device: torch.device) -> StepSettings:
+    amp = tcfg.get("amp") or None
+    if amp not in (None, "bf16", "fp16"):
+        raise ConfigError(f"training.amp must be null, bf16 or fp16, got {amp!r}")
+    if amp and device.type != "cuda":
+        log.info("training.amp=%s ignored on %s (autocast only on CUDA)", amp, device.type)
+    mask = net.roles.get("mask")
+    shapes = dataset.input_shapes()
+    trim_groups: tuple[str, ...] = ()
+    if tcfg.get("trim", True) and mask is not None and len(shapes[mask]) == 2:
+        trim_groups = tuple(g for g in net.input_groups if len(shapes[g]) == 2 and shapes[g][1] == shapes[mask][1])
+    return StepSettings(device=device, amp=amp, trim_groups=trim_groups, mask_group=mask,
+                        min_length=int(tcfg.get("trim_min_length", 32)), grad_clip=tcfg.get("grad_clip"))  # fmt: skip
+
+
+def _bucketed(index: Any, dataset: ShardDataset, tcfg: dict[str, Any], batch_size: int, seed: list[int],
+              mask_group: str | None) -> Any:  # fmt: skip
+    """With ``training.bucket_by_length``, group rows of similar multiplicity into batches.
+
+    Rows are sorted by particle count inside windows of 32 batches, cut into batches,
+    and the batches are shuffled (seeded), so trimming removes most of the padding.
+    """
+    if not tcfg.get("bucket_by_length") or mask_group is None:
+        return index
+    lengths = dataset.lengths(mask_group)
+    window = 32 * batch_size
+    parts = [w[np.argsort(lengths[w], kind="stable")] for w in np.split(index, range(window, len(index), window))]
+    ordered = np.concatenate(parts) if parts else index
+    n_batches = len(ordered) // batch_size
+    order = np.random.default_rng(seed + [1]).permutation(n_batches)
+    return np.concatenate([ordered[: n_batches * batch_size].reshape(n_batches, batch_size)[order].ravel(),
+                           ordered[n_batches * batch_size:]])  # fmt: skip
 
 
 def _progress(enabled: bool, total: int, desc: str) -> Any:

@@ -1,0 +1,188 @@
+"""Training throughput (jets/s) of hepnn_coffea next to weaver-core 0.5.3, side by side.
+
+For each model (PFN batch 512, ParticleNet batch 128, ParT batch 128; optimizer
+ranger; 2 torch threads) the script runs, one after the other in the same run on
+the same machine, hepnn_coffea and then weaver-core, so both see the same load:
+
+* **hepnn_coffea**: ``train(models/<m>.yaml, shards, run, overrides={"training":
+  {"epochs": 1, "samples_per_epoch": N, "batch_size": B, "num_threads": 2, ...}})``
+  and read ``train_jets_per_s`` (jets seen / wall time of the whole training loop,
+  data reading included) and ``train_data_wait_frac`` (fraction of that time spent
+  waiting for the next batch from the shards) from ``RUN/metrics.csv``. The
+  validation pass that ``train`` runs afterwards is not timed.
+* **weaver-core**: its CLI, the anchor's command (``../shared/anchor/README.md``)
+  with ``--samples-per-epoch N --num-epochs 1 --in-memory --gpus "" --num-workers 1
+  --fetch-step 1 --run-mode train`` (so no validation), in the weaver venv. Two
+  numbers are parsed from its output: (a) weaver's own ``Processed N entries in
+  total (avg. speed X entries/s)`` line of the training loop, which includes the
+  in-memory load of the whole train split (read + new_variables + padding, done by
+  the loader worker when the first batch is requested); (b) the steady-state rate
+  over steps 2..N-1, from per-batch tqdm timestamps (the environment sets
+  ``TQDM_BAR_FORMAT="@@ {n} {elapsed_s:.4f}"`` and ``TQDM_MININTERVAL=0``, which
+  tqdm >= 4.66 reads as defaults), i.e. pure step time without the data loading.
+  The ratio column is hepnn_coffea's whole-loop rate divided by weaver's steady
+  rate (b), the stricter comparison; the table shows (a) as well.
+
+Usage::
+
+    .venv/bin/python bench/bench_training.py                                  # ~15 min on 2 cores
+    .venv/bin/python bench/bench_training.py --models pfn --samples pfn=30000 --json /tmp/bt/bench.json
+
+Options: ``--models`` (default ``pfn,particlenet,part``), ``--samples`` (jets per
+epoch, ``m=N`` items, defaults pfn=30000 particlenet=1536 part=1536), ``--weaver``
+(the weaver CLI, default ``/work/weaver-venv/bin/weaver``), ``--anchor`` (default
+``../shared/anchor/weaver``; its config and networks are copied to the work
+folder because weaver writes ``*.auto.yaml`` next to the data config),
+``--shards`` (reuse a preprocessed shard folder, e.g. ``/tmp/cmp/shards`` from
+``compare_weaver.py``; otherwise the shared data is preprocessed first),
+``--workdir`` (default ``/tmp/bench_training``), ``--threads`` (default 2),
+``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from compare_weaver import BUDGETS, DATA, DATA_CONFIG, NAMES, ROOT, make_fileset  # noqa: E402
+
+BATCH = {"pfn": 512, "particlenet": 128, "part": 128}
+SAMPLES = {"pfn": 30_000, "particlenet": 1536, "part": 1536}
+SPEED_RE = re.compile(r"Processed (\d+) entries in total \(avg\. speed ([\d.]+) entries/s\)")
+TQDM_RE = re.compile(r"@@ (\d+) ([\d.]+)")
+
+
+def hepnn_run(model: str, shards: pathlib.Path, work: pathlib.Path, samples: int, threads: int) -> dict[str, Any]:
+    """One hepnn_coffea epoch of ``samples`` jets; the trainer's own per-epoch throughput row."""
+    from hepnn_coffea.training.trainer import train
+
+    run_dir = work / "hepnn" / model
+    shutil.rmtree(run_dir, ignore_errors=True)
+    budget = {k: v for k, v in BUDGETS[model].items() if k in ("lr", "weight_decay")}
+    overrides = {"training": {**budget, "epochs": 1, "batch_size": BATCH[model], "samples_per_epoch": samples,
+                              "optimizer": "ranger", "scheduler": "none", "num_threads": threads,
+                              "tensorboard": False}}  # fmt: skip
+    t0 = time.perf_counter()
+    train(ROOT / "models" / f"{model}.yaml", shards, run_dir, overrides=overrides, progress=False)
+    wall = time.perf_counter() - t0
+    with (run_dir / "metrics.csv").open() as f:
+        row = list(csv.DictReader(f))[-1]
+    return {"jets_per_s": float(row["train_jets_per_s"]), "data_wait_frac": float(row["train_data_wait_frac"]),
+            "wall_s_incl_val": wall}  # fmt: skip
+
+
+def weaver_run(model: str, args: argparse.Namespace, work: pathlib.Path, samples: int) -> dict[str, Any]:
+    """One weaver-core epoch of ``samples`` jets through its CLI; parses its log for the rates."""
+    cfg_dir = work / "weaver" / model
+    shutil.rmtree(cfg_dir, ignore_errors=True)
+    shutil.copytree(args.anchor, cfg_dir)  # fresh copy: weaver writes topqcd_kin.*.auto.yaml beside it
+    budget = BUDGETS[model]
+    cmd = [
+        str(args.weaver), "--data-train", f"{args.data}/train_*.root", "--data-val", f"{args.data}/val_*.root",
+        "--data-config", str(cfg_dir / "topqcd_kin.yaml"), "--network-config", str(cfg_dir / "networks" / f"{model}.py"),
+        "--model-prefix", str(cfg_dir / "train" / "net"), "--num-workers", "1", "--fetch-step", "1", "--in-memory",
+        "--batch-size", str(BATCH[model]), "--num-epochs", "1", "--gpus", "", "--start-lr", str(budget["lr"]),
+        "--optimizer", "ranger", "--lr-scheduler", "none", "--run-mode", "train",
+        "--samples-per-epoch", str(samples), "--samples-per-epoch-val", "10000",
+    ]  # fmt: skip
+    if budget.get("weight_decay"):
+        cmd += ["--optimizer-option", "weight_decay", str(budget["weight_decay"])]
+    env = {**os.environ, "TQDM_BAR_FORMAT": "@@ {n} {elapsed_s:.4f}\n", "TQDM_MININTERVAL": "0",
+           "OMP_NUM_THREADS": str(args.threads)}  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cfg_dir, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    log = proc.stdout + "\n" + proc.stderr
+    (cfg_dir / "weaver.log").write_text(" ".join(cmd) + "\n\n" + log)
+    speed = SPEED_RE.search(log)
+    if proc.returncode != 0 or speed is None:
+        raise RuntimeError(f"weaver failed (rc {proc.returncode}), see {cfg_dir / 'weaver.log'}:\n{log[-3000:]}")
+    # "@@ k t": tqdm prints n=k when batch k+1 is requested, i.e. t = end of step k. Keep the first
+    # timestamp per k (close() reprints the last k later); the rate spans steps 2..k_max.
+    first: dict[int, float] = {}
+    for n, t in TQDM_RE.findall(log[log.find("Epoch #0 training"):]):
+        first.setdefault(int(n), float(t))
+    (n1, t1), (n2, t2) = (1, first[1]), max(first.items())
+    steady = (n2 - n1) * BATCH[model] / (t2 - t1) if n2 > n1 and t2 > t1 else float("nan")
+    return {"jets_per_s_loop": float(speed.group(2)), "jets_per_s_steady": steady, "jets": int(speed.group(1)),
+            "first_batch_s": t1, "steady_batches": n2 - n1, "wall_s": wall}  # fmt: skip
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| model | batch | jets/epoch | hepnn jets/s | weaver jets/s (steady) | ratio hepnn/weaver "
+        "| weaver jets/s incl. in-memory load | hepnn data-wait fraction | weaver first batch s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        h, w = r["hepnn"], r["weaver"]
+        lines.append(f"| {NAMES[r['model']]} | {r['batch']} | {r['samples']} | {h['jets_per_s']:.1f} "
+                     f"| {w['jets_per_s_steady']:.1f} | {h['jets_per_s'] / w['jets_per_s_steady']:.2f} "
+                     f"| {w['jets_per_s_loop']:.1f} | {h['data_wait_frac']:.3f} | {w['first_batch_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="pfn,particlenet,part")
+    parser.add_argument("--samples", nargs="*", default=[], help="jets per epoch as model=N, e.g. pfn=30000")
+    parser.add_argument("--weaver", type=pathlib.Path, default=pathlib.Path("/work/weaver-venv/bin/weaver"))
+    parser.add_argument("--anchor", type=pathlib.Path, default=ROOT.parent / "shared" / "anchor" / "weaver")
+    parser.add_argument("--data", type=pathlib.Path, default=DATA)
+    parser.add_argument("--shards", type=pathlib.Path, default=None, help="reuse these preprocessed shards")
+    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("/tmp/bench_training"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=pathlib.Path, default=None)
+    args = parser.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if set(models) - set(BATCH):
+        parser.error(f"unknown model(s) {sorted(set(models) - set(BATCH))}; choose from {sorted(BATCH)}")
+    samples = dict(SAMPLES)
+    for item in args.samples:
+        name, _, value = item.partition("=")
+        if name not in BATCH or not value.isdigit():
+            parser.error(f"--samples wants model=N, got {item!r}")
+        samples[name] = int(value)
+    if not args.weaver.is_file():
+        parser.error(f"weaver CLI {args.weaver} not found (install weaver-core in its own venv, see README)")
+
+    t_start = time.perf_counter()
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    shards = args.shards
+    if shards is None or not (shards / "manifest.json").is_file():
+        from hepnn_coffea.processing.preprocess import preprocess
+
+        shards = work / "shards"
+        if not (shards / "manifest.json").is_file():
+            (work / "fileset.json").write_text(json.dumps(make_fileset(args.data), indent=1))
+            preprocess(work / "fileset.json", DATA_CONFIG, shards, executor="futures", workers=2, chunksize=10_000)
+    print(f"shards: {shards}", flush=True)
+
+    rows = []
+    for model in models:
+        h = hepnn_run(model, shards, work, samples[model], args.threads)
+        print(f"[{model}] hepnn_coffea: {h}", flush=True)
+        w = weaver_run(model, args, work, samples[model])
+        print(f"[{model}] weaver-core: {w}", flush=True)
+        rows.append({"model": model, "batch": BATCH[model], "samples": samples[model], "hepnn": h, "weaver": w})
+    total = time.perf_counter() - t_start
+    print("\n" + markdown(rows) + f"\n\ntotal {total:.0f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"rows": rows, "total_s": total, "threads": args.threads}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

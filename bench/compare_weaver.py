@@ -1,0 +1,197 @@
+"""Side-by-side physics comparison of hepnn_coffea with the weaver-core 0.5.3 anchor.
+
+Trains the zoo models (``models/{pfn,particlenet,part}.yaml``) on the shared
+top-vs-QCD RNTuples with the same budget as the anchor's weaver runs
+(``../shared/anchor/README.md``), exports them to ONNX and scores the test split
+(15k jets) through hepnn_coffea's own ``infer``/``evaluate`` stages. Prints a
+Markdown table next to weaver's numbers and whether hepnn_coffea reaches them.
+
+Budgets (identical to the anchor; ``num_threads: 2`` everywhere):
+
+=============  =====  ======  =====================  ==========  ==========================
+model          batch  lr      optimizer / extra      scheduler   length
+=============  =====  ======  =====================  ==========  ==========================
+PFN            512    1e-2    ranger                 flat+decay  10 epochs of the train split
+ParticleNet    128    1e-2    ranger                 none        1 epoch, 6,144 jets (48 steps)
+ParT           128    1e-3    ranger, wd 0.01        none        1 epoch, 6,144 jets (48 steps)
+=============  =====  ======  =====================  ==========  ==========================
+
+Differences that remain: hepnn_coffea selects the best epoch on the *whole* val
+split (10k jets; weaver used ``--samples-per-epoch-val 10000``, the same jets), and
+its PFN uses batch norm (the anchor's weaver PFN is built with ``use_bn=False``).
+
+Usage::
+
+    .venv/bin/python bench/compare_weaver.py                         # all three models, ~30 min on 2 cores
+    .venv/bin/python bench/compare_weaver.py --models pfn --workdir /tmp/cmp --json /tmp/cmp/compare.json
+
+Options: ``--models`` (comma list, default ``pfn,particlenet,part``), ``--workdir``
+(scratch folder for shards, runs, ONNX files and infer outputs, default
+``/tmp/cmp``; shards found there are reused), ``--data`` (default
+``../shared/data/topqcd``), ``--threads`` (default 2), ``--json`` (also write the
+results there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import time
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "topqcd"
+DATA_CONFIG = ROOT / "models" / "data" / "top_kin.yaml"
+
+# Anchor (weaver-core 0.5.3, 2-core CPU, 2 threads), test split: ../shared/anchor/README.md
+WEAVER = {
+    "pfn": {"params": 83_842, "budget": "10 epochs", "auc": 0.9773, "accuracy": 0.9251,
+            "rejection_at_30": 441, "rejection_at_50": 117},
+    "particlenet": {"params": 366_160, "budget": "6,144 jets", "auc": 0.9538, "accuracy": 0.8982,
+                    "rejection_at_30": 54, "rejection_at_50": 30},
+    "part": {"params": 2_141_134, "budget": "6,144 jets", "auc": 0.9380, "accuracy": 0.8706,
+             "rejection_at_30": 58, "rejection_at_50": 23},
+}  # fmt: skip
+BASELINES = {  # the anchor's non-NN rows, for context
+    "logistic regression": {"auc": 0.9629, "accuracy": 0.9055, "rejection_at_30": 142, "rejection_at_50": 56},
+    "HistGradientBoosting": {"auc": 0.9849, "accuracy": 0.9387, "rejection_at_30": 1250, "rejection_at_50": 300},
+}
+COMMON = {"optimizer": "ranger", "num_threads": 2, "tensorboard": False}
+BUDGETS: dict[str, dict[str, Any]] = {
+    "pfn": {"epochs": 10, "batch_size": 512, "lr": 1e-2, "scheduler": "flat+decay", "samples_per_epoch": None},
+    "particlenet": {"epochs": 1, "batch_size": 128, "lr": 1e-2, "scheduler": "none", "samples_per_epoch": 6144},
+    "part": {"epochs": 1, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.01, "scheduler": "none",
+             "samples_per_epoch": 6144},
+}  # fmt: skip
+NAMES = {"pfn": "PFN", "particlenet": "ParticleNet", "part": "ParT"}
+METRICS = ("auc", "accuracy", "rejection_at_30", "rejection_at_50")
+
+
+def make_fileset(data: pathlib.Path) -> dict[str, Any]:
+    """Datasets ``{sample}_{split}`` over ``{split}_{sample}_*.root`` (tree ``tree``)."""
+    fileset = {
+        f"{sample}_{split}": {
+            "files": {str(p): "tree" for p in sorted(data.glob(f"{split}_{sample}_*.root"))},
+            "metadata": {"sample": sample, "split": split},
+        }
+        for sample in ("top", "qcd")
+        for split in ("train", "val", "test")
+    }
+    empty = [k for k, v in fileset.items() if not v["files"]]
+    if empty:
+        raise FileNotFoundError(f"no files for {empty} under {data}")
+    return fileset
+
+
+def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: pathlib.Path,
+              threads: int) -> dict[str, Any]:  # fmt: skip
+    """Train, export, infer on the test split and evaluate one model; returns metrics and timings."""
+    from hepnn_coffea.evaluation.stages import evaluate, infer
+    from hepnn_coffea.export import export_onnx
+    from hepnn_coffea.training.trainer import train
+
+    run_dir, onnx_path, out_dir = work / "runs" / model, work / f"{model}.onnx", work / "infer" / model
+    for stale in (run_dir, out_dir):
+        shutil.rmtree(stale, ignore_errors=True)
+    overrides = {"training": {**COMMON, **BUDGETS[model], "num_threads": threads}}
+    t0 = time.perf_counter()
+    result = train(ROOT / "models" / f"{model}.yaml", shards, run_dir, overrides=overrides, progress=False)
+    t_train = time.perf_counter() - t0
+    params = json.loads((run_dir / "provenance.json").read_text())["parameters"]
+    t0 = time.perf_counter()
+    export_onnx(run_dir, onnx_path)
+    t_export = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    info = infer(onnx_path, fileset, out_dir, split="test", executor="futures", workers=2)
+    t_infer = time.perf_counter() - t0
+    summary = evaluate(out_dir, plots=False)
+    last = result.history[-1]
+    row = {
+        "model": model, "params": params, "overrides": overrides["training"],
+        "epochs_run": len(result.history),
+        "best_epoch": result.best_epoch, "best_val_auc": result.best_metric,
+        "train_jets_per_s": last["train_jets_per_s"], "train_data_wait_frac": last["train_data_wait_frac"],
+        "n_test_jets": info["n_jets"], "test": {k: float(summary["from_table"][k]) for k in METRICS},
+        "test_from_hists": {k: float(summary["from_hists"][k]) for k in METRICS},
+        "seconds": {"train": t_train, "export": t_export, "infer": t_infer,
+                    "infer_jets_per_s": info["n_jets"] / t_infer},
+    }  # fmt: skip
+    print(f"[{model}] params {params:,}, best epoch {result.best_epoch} (val AUC {result.best_metric:.4f}), "
+          f"train {t_train:.0f} s, export {t_export:.0f} s, infer {t_infer:.0f} s "
+          f"({info['n_jets'] / t_infer:.0f} jets/s), test {row['test']}", flush=True)  # fmt: skip
+    return row
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The comparison table (hepnn_coffea vs weaver anchor)."""
+
+    def fmt(m: dict[str, float]) -> str:
+        return f"{m['auc']:.4f} / {m['accuracy']:.4f} / {m['rejection_at_30']:.0f} / {m['rejection_at_50']:.0f}"
+
+    lines = [
+        "Test split (15k jets): AUC / accuracy / 1/eps_B @ eps_S=30% / 50%",
+        "",
+        "| model | params (hepnn / weaver) | budget | hepnn_coffea | weaver-core 0.5.3 (anchor) "
+        "| AUC >= | acc >= | 1/eps_B@30% >= |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        w, h = WEAVER[r["model"]], r["test"]
+        ok = ["yes" if h[k] >= w[k] else f"no ({h[k] - w[k]:+.4g})" for k in ("auc", "accuracy", "rejection_at_30")]
+        lines.append(f"| {NAMES[r['model']]} | {r['params']:,} / {w['params']:,} | {w['budget']} | {fmt(h)} "
+                     f"| {fmt(w)} | " + " | ".join(ok) + " |")  # fmt: skip
+    for name, b in BASELINES.items():
+        lines.append(f"| {name} (anchor) | - | - | - | {fmt(b)} | | | |")
+    lines += ["", "| model | train s | export s | infer s (15k jets) | infer jets/s | train jets/s | data-wait frac |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        s = r["seconds"]
+        lines.append(f"| {NAMES[r['model']]} | {s['train']:.0f} | {s['export']:.1f} | {s['infer']:.0f} "
+                     f"| {s['infer_jets_per_s']:.0f} | {r['train_jets_per_s']:.0f} | {r['train_data_wait_frac']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="pfn,particlenet,part", help="comma list of pfn, particlenet, part")
+    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("/tmp/cmp"))
+    parser.add_argument("--data", type=pathlib.Path, default=DATA)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(BUDGETS))
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; choose from {sorted(BUDGETS)}")
+
+    from hepnn_coffea.processing.preprocess import preprocess
+
+    t_start = time.perf_counter()
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    fileset = make_fileset(args.data)
+    (work / "fileset.json").write_text(json.dumps(fileset, indent=1))
+    shards = work / "shards"
+    t0 = time.perf_counter()
+    if (shards / "manifest.json").is_file():
+        print(f"reusing shards in {shards}", flush=True)
+    else:
+        preprocess(work / "fileset.json", DATA_CONFIG, shards, executor="futures", workers=2, chunksize=10_000)
+    t_pre = time.perf_counter() - t0
+    print(f"preprocess: {t_pre:.0f} s", flush=True)
+
+    rows = [run_model(m, shards, fileset, work, args.threads) for m in models]
+    table = markdown(rows)
+    total = time.perf_counter() - t_start
+    print("\n" + table + f"\n\npreprocess {t_pre:.0f} s; total {total:.0f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"rows": rows, "weaver_anchor": WEAVER, "baselines": BASELINES,
+                                         "preprocess_s": t_pre, "total_s": total}, indent=1))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
