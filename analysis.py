@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     infer(model, args.fileset, results, split="test", **execution)
     step(f"inference on the test split: hists.pkl, hists.root, scores.parquet -> {results}")
 
-    summary = evaluate(results)
+    summary = evaluate(results, baselines=["logistic", "gbt"], shards=shards)
     step(f"evaluation -> {results / 'summary.json'}, {results / 'summary.md'}")
     print(summary_markdown(summary))
     for plot in summary["plots"]:

@@ -17,7 +17,7 @@ the same machine, hepnn_coffea and then weaver-core, so both see the same load:
   total (avg. speed X entries/s)`` line of the training loop, which includes the
   in-memory load of the whole train split (read + new_variables + padding, done by
   the loader worker when the first batch is requested); (b) the steady-state rate
-  over steps 2..N-1, from per-batch tqdm timestamps (the environment sets
+  over steps 2..N, from per-batch tqdm timestamps (the environment sets
   ``TQDM_BAR_FORMAT="@@ {n} {elapsed_s:.4f}"`` and ``TQDM_MININTERVAL=0``, which
   tqdm >= 4.66 reads as defaults), i.e. pure step time without the data loading.
   The ratio column is hepnn_coffea's whole-loop rate divided by weaver's steady
@@ -107,15 +107,16 @@ def weaver_run(model: str, args: argparse.Namespace, work: pathlib.Path, samples
     speed = SPEED_RE.search(log)
     if proc.returncode != 0 or speed is None:
         raise RuntimeError(f"weaver failed (rc {proc.returncode}), see {cfg_dir / 'weaver.log'}:\n{log[-3000:]}")
-    # "@@ k t": tqdm prints n=k when batch k+1 is requested, i.e. t = end of step k. Keep the first
-    # timestamp per k (close() reprints the last k later); the rate spans steps 2..k_max.
-    first: dict[int, float] = {}
-    for n, t in TQDM_RE.findall(log[log.find("Epoch #0 training"):]):
-        first.setdefault(int(n), float(t))
-    (n1, t1), (n2, t2) = (1, first[1]), max(first.items())
-    steady = (n2 - n1) * BATCH[model] / (t2 - t1) if n2 > n1 and t2 > t1 else float("nan")
+    # "@@ k t": tqdm prints n=k when batch k+1 is requested (t = end of step k), and again after
+    # step k+1 (set_postfix refresh); the last line is printed after the last step. So the first
+    # timestamp of k=1 is the end of step 1 (data loading included) and the last one the end of
+    # step N: the steady rate spans steps 2..N.
+    ticks = [(int(n), float(t)) for n, t in TQDM_RE.findall(log[log.find("Epoch #0 training"):])]
+    t1, t_end = next(t for n, t in ticks if n == 1), ticks[-1][1]
+    n_steps = int(speed.group(1)) // BATCH[model]
+    steady = (n_steps - 1) * BATCH[model] / (t_end - t1) if n_steps > 1 and t_end > t1 else float("nan")
     return {"jets_per_s_loop": float(speed.group(2)), "jets_per_s_steady": steady, "jets": int(speed.group(1)),
-            "first_batch_s": t1, "steady_batches": n2 - n1, "wall_s": wall}  # fmt: skip
+            "first_batch_s": t1, "steady_steps": n_steps - 1, "wall_s": wall}  # fmt: skip
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

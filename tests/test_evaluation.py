@@ -107,3 +107,13 @@ def test_cli_chain_and_errors(tmp_path, onnx_model) -> None:
     run = subprocess.run([*hepnn, "preprocess", str(SAMPLES / "fileset.json"), "-c", str(bad), "-o", str(tmp_path / "s")],
                          capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 2 and "inputs.pf_points.length" in run.stderr
+
+
+def test_evaluate_overlays_other_models_and_baselines(inferred, shards) -> None:
+    summary = evaluate(inferred, compare=[inferred], baselines=["logistic", "gbt"], shards=shards)
+    others = summary["others"]
+    assert set(others) == {"pfn", "logistic", "gbt"}
+    assert others["pfn"]["auc"] == pytest.approx(summary["from_table"]["auc"])
+    assert others["gbt"]["auc"] > 0.9 and others["logistic"]["auc"] > 0.9
+    table = (inferred / "summary.md").read_text()
+    assert "| gbt |" in table and "| logistic |" in table

@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="ROC, AUC, rejection, accuracy and plots from an infer folder")
     p.add_argument("output")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--compare", nargs="*", default=[], metavar="OUT", help="other infer folders to overlay")
+    p.add_argument("--baselines", nargs="*", default=[], choices=("logistic", "gbt"),
+                   help="classical jet-observable baselines to add (need --shards)")  # fmt: skip
+    p.add_argument("--shards", default=None, help="shard folder the baselines train on")
     return parser
 
 
@@ -135,7 +139,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "evaluate":
         from hepnn_coffea.evaluation.stages import evaluate, summary_markdown
 
-        summary = evaluate(args.output, plots=not args.no_plots)
+        summary = evaluate(args.output, plots=not args.no_plots, compare=args.compare, baselines=args.baselines,
+                           shards=args.shards)  # fmt: skip
         print(summary_markdown(summary))
         for plot in summary.get("plots", []):
             print(f"plot: {plot}")

@@ -84,8 +84,27 @@ def _write_root(path: pathlib.Path, hists: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def evaluate(out_dir: str | pathlib.Path, *, plots: bool = True) -> dict[str, Any]:
-    """Physics metrics from an ``infer`` output folder; writes summary JSON/Markdown and plots."""
+def evaluate(
+    out_dir: str | pathlib.Path,
+    *,
+    plots: bool = True,
+    compare: list[str | pathlib.Path] = (),
+    baselines: list[str] = (),
+    shards: str | pathlib.Path | None = None,
+    baseline_split: str = "test",
+) -> dict[str, Any]:
+    """Physics metrics from an ``infer`` output folder; writes summary JSON/Markdown and plots.
+
+    Parameters
+    ----------
+    compare
+        Other ``infer`` folders (other models on the same fileset) whose ROC curves and
+        metrics are added to the plot and the table.
+    baselines
+        Classical baselines (``logistic``, ``gbt``) on jet observables, trained on the
+        train split of ``shards`` and scored on ``baseline_split``
+        (see :mod:`hepnn_coffea.evaluation.baselines`).
+    """
     import pyarrow.parquet as pq
 
     out = pathlib.Path(out_dir)
@@ -109,14 +128,42 @@ def evaluate(out_dir: str | pathlib.Path, *, plots: bool = True) -> dict[str, An
         "from_hists": {"auc": roc_h.auc, "accuracy": accuracy_from_hist(hists["score"], classes),
                        **{f"rejection_at_{int(e * 100)}": roc_h.rejection_at(e) for e in WORKING_POINTS}},
     }  # fmt: skip
+    rocs = {pathlib.Path(info["model"]).stem: roc_t}
+    others: dict[str, dict[str, Any]] = {}
+    for other in compare:
+        other = pathlib.Path(other)
+        o_info = json.loads((other / "counts.json").read_text())
+        o_table = pq.read_table(other / "scores.parquet").to_pydict()
+        o_signal = o_info["classes"][0]
+        roc = roc_from_scores(np.asarray(o_table[f"score_{o_signal}"]), np.asarray(o_table[o_signal]).astype(bool),
+                              np.asarray(o_table["weight"]))  # fmt: skip
+        name = pathlib.Path(o_info["model"]).stem
+        rocs[name] = roc
+        others[name] = _metrics(roc, None)
+    if baselines:
+        from hepnn_coffea.evaluation.baselines import score_baseline, train_baseline
+
+        if shards is None:
+            raise ValueError("baselines need the shard folder they are trained on (shards=...)")
+        for kind in baselines:
+            scored = score_baseline(train_baseline(shards, kind), shards, baseline_split)
+            rocs[kind] = scored["roc"]
+            others[kind] = {k: scored[k] for k in ("auc", "accuracy", "rejection_at_30", "rejection_at_50")}
+    if others:
+        summary["others"] = others
     write_json(out / "summary.json", summary)
     (out / "summary.md").write_text(summary_markdown(summary))
     if plots:
         from hepnn_coffea.plotting.plots import plot_all
 
-        summary["plots"] = [str(p) for p in plot_all(hists, {pathlib.Path(info["model"]).stem: roc_h}, classes, out / "plots")]
+        summary["plots"] = [str(p) for p in plot_all(hists, rocs, classes, out / "plots")]
         write_json(out / "summary.json", summary)
     return summary
+
+
+def _metrics(roc: Any, accuracy: float | None) -> dict[str, float | None]:
+    return {"auc": roc.auc, "accuracy": accuracy,
+            **{f"rejection_at_{int(e * 100)}": roc.rejection_at(e) for e in WORKING_POINTS}}  # fmt: skip
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -125,8 +172,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     header = "| source | AUC | accuracy | " + " | ".join(f"1/eps_B @ eps_S={int(e * 100)}%" for e in WORKING_POINTS)
     lines = [f"Signal: {summary['signal']} ({summary['n_signal']} of {summary['n_jets']} jets)", "",
              header + " |", "|" + "---|" * (len(keys) + 1)]  # fmt: skip
-    for source in ("from_table", "from_hists"):
-        row = summary[source]
-        lines.append(f"| {source.replace('_', ' ')} | {row['auc']:.4f} | {row['accuracy']:.4f} | "
+    rows = {"from table": summary["from_table"], "from hists": summary["from_hists"], **summary.get("others", {})}
+    for name, row in rows.items():
+        accuracy = f"{row['accuracy']:.4f}" if row.get("accuracy") is not None else "-"
+        lines.append(f"| {name} | {row['auc']:.4f} | {accuracy} | "
                      + " | ".join(f"{row[k]:.1f}" for k in keys[2:]) + " |")  # fmt: skip
     return "\n".join(lines) + "\n"
