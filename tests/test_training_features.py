@@ -112,3 +112,15 @@ def test_ddp_two_cpu_processes_with_gloo(shards, tmp_path) -> None:
     assert float(rows[-1]["val_auc"]) > 0.7
     net, _ = load_network(run_dir)
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+@pytest.mark.parametrize("model", ["particlenet", "part", "pcnn"])
+def test_every_zoo_model_trains_and_exports_with_parity(model, shards, tmp_path) -> None:
+    from hepnn_coffea.export import export_onnx, read_metadata
+
+    run_dir = tmp_path / model
+    train(ROOT / "models" / f"{model}.yaml", shards, run_dir, progress=False,
+          overrides={"training": {"epochs": 1, "batch_size": 64, "samples_per_epoch": 256, "num_threads": 2}})  # fmt: skip
+    info = export_onnx(run_dir, tmp_path / f"{model}.onnx", parity_jets=256)
+    assert info["max_abs_diff"] <= 1e-4 and info["n_jets"] == 256
+    assert read_metadata(tmp_path / f"{model}.onnx")["provenance"]["model"] == model
