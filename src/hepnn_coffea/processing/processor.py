@@ -9,6 +9,7 @@ are read.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any
 
@@ -54,13 +55,13 @@ def _is_dask(events: Any) -> bool:
 class ChunkProcessor(processor.ProcessorABC):
     """Base class: subclasses implement ``columns`` and ``process_chunk``."""
 
+    @abc.abstractmethod
     def columns(self) -> list[str]:
         """Branches ``process_chunk`` reads."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def process_chunk(self, events: Any, chunk: ChunkInfo) -> dict[str, Any]:
         """Process one eager chunk; return an accumulatable dict."""
-        raise NotImplementedError
 
     def process(self, events: Any) -> Any:
         if _is_dask(events):

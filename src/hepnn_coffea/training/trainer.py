@@ -234,7 +234,10 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
             row.update({f"val_{k}": v for k, v in evaluate(net, groups, val_set, loss_fn, task, batch_size, settings).items()})
             metric = row["val_auc"] if task == "classification" else row["val_loss"]
             improved = metric > state["best"] if task == "classification" else metric < state["best"]
-            state.update(best=metric, best_epoch=epoch + 1, bad_epochs=0) if improved else state.update(bad_epochs=state["bad_epochs"] + 1)
+            if improved:
+                state.update(best=metric, best_epoch=epoch + 1, bad_epochs=0)
+            else:
+                state["bad_epochs"] += 1
             state["history"].append(row)
             state["epoch"] = epoch + 1
             if dist_info.is_main:
