@@ -27,6 +27,7 @@ from hepnn_coffea._optional import require
 from hepnn_coffea.config.data_config import DataConfig
 from hepnn_coffea.export.onnx_export import read_metadata
 from hepnn_coffea.features.compute import compute_features
+from hepnn_coffea.features.expressions import Expression, VariableTable
 
 _SESSIONS: dict[tuple[Any, ...], Any] = {}
 _LOCK = threading.Lock()
@@ -65,7 +66,9 @@ class OnnxTagger:
     data_config
         Data config to use when the file has no embedded one (e.g. a weaver-core export).
     branch_map
-        ``{model_branch: events_field}`` for events whose branches are named differently.
+        ``{model_branch: field_or_expression}`` for events whose branches are named or built
+        differently, e.g. ``{"part_px": "cand_px"}`` or
+        ``{"jet_energy": "_p4_from_ptetaphim(pt, eta, phi, mass).energy"}``.
     intra_op_threads
         onnxruntime threads per worker process (default 1: one per dask worker core).
     batch_size
@@ -121,19 +124,22 @@ class OnnxTagger:
     # ------------------------------------------------------------------- API
     def columns(self) -> list[str]:
         """The event fields the model reads (after ``branch_map``)."""
-        return sorted({self.branch_map.get(b, b) for b in self.config.required_branches("test_time_selection", inputs_only=True)})
+        branches = self.config.required_branches("test_time_selection", inputs_only=True)
+        return sorted({name for b in branches for name in self._mapped(b).names})
 
     def __call__(self, events: Any) -> Any:
         """Scores per entry: a record array with one ``score_<class>`` field per class.
 
-        Entries failing the config's ``test_time_selection`` get NaN scores, so the
-        output is always aligned with ``events``.
+        ``events`` is a table of jets (one entry per jet) or a jagged collection of jets
+        per event (e.g. ``events.FatJet`` with constituents attached); the scores have the
+        same structure. Entries failing the config's ``test_time_selection`` get NaN
+        scores, so the output is always aligned with ``events``.
         """
         if type(events).__module__.startswith("dask_awkward"):
             import dask_awkward as dak
 
-            projected = dak.zip({c: events[c] for c in self.columns()}, depth_limit=1)
-            return dak.map_partitions(self._run, projected, meta=self._output_typetracer(), label="hepnn-onnx")
+            meta = self._output_typetracer(jagged=events.ndim > 1)
+            return dak.map_partitions(self._run, events, meta=meta, label="hepnn-onnx")
         return self._run(events)
 
     def with_scores(self, events: Any, name: str = "hepnn") -> Any:
@@ -141,33 +147,44 @@ class OnnxTagger:
         return ak.with_field(events, self(events), name)
 
     # ------------------------------------------------------------- internals
-    def _output_typetracer(self) -> ak.Array:
+    def _output_typetracer(self, jagged: bool = False) -> ak.Array:
         empty = ak.zip({f: np.zeros(0, dtype=np.float32) for f in self.output_fields})
+        if jagged:
+            empty = ak.unflatten(empty, np.zeros(0, dtype=np.int64))
         return ak.Array(empty.layout.to_typetracer(forget_length=True))
 
-    def source(self, events: Any, inputs_only: bool = True) -> dict[str, Any]:
-        """The model's branches taken from ``events`` (through ``branch_map``), by model name.
+    def _mapped(self, branch: str) -> Expression:
+        return Expression(self.branch_map.get(branch, branch))
 
-        ``inputs_only=False`` also takes the label, observer and weight branches (evaluation).
+    def source(self, events: Any, inputs_only: bool = True) -> dict[str, Any]:
+        """The model's branches computed from ``events`` by model name.
+
+        ``branch_map`` values are field names of ``events`` or expressions over them
+        (same rules as data-config expressions). ``inputs_only=False`` also takes the
+        label, observer and weight branches (evaluation).
         """
         fields = set(events.fields)
+        table = VariableTable(events, {}, where=self.path)
         source = {}
         for branch in self.config.required_branches("test_time_selection", inputs_only=inputs_only):
-            field = self.branch_map.get(branch, branch)
-            if field not in fields:
+            expr = self._mapped(branch)
+            missing = [n for n in expr.names if n not in fields]
+            if missing:
+                mapped = f" (mapped to {expr.source!r})" if expr.source != branch else ""
                 raise TaggerError(
-                    f"{self.path}: the model needs branch '{branch}'"
-                    + (f" (mapped to '{field}')" if field != branch else "")
-                    + " but the events have no such field; pass branch_map={...}"
+                    f"{self.path}: the model needs branch '{branch}'{mapped} but the events have no field(s) "
+                    f"{missing}; pass branch_map={{'{branch}': ...}}"
                 )
-            source[branch] = events[field]
+            source[branch] = events[expr.source] if expr.source in fields else table.evaluate(expr, key=branch)
         return source
 
     def _run(self, events: Any) -> ak.Array:
         if ak.backend(events) == "typetracer":
             for field in self.columns():
                 ak.typetracer.touch_data(events[field])
-            return self._output_typetracer()
+            return self._output_typetracer(jagged=events.ndim > 1)
+        if events.ndim > 1:
+            return ak.unflatten(self._run(ak.flatten(events, axis=1)), ak.num(events, axis=1))
         n = len(events)
         scores = np.full((n, len(self.classes)), np.nan, dtype=np.float32)
         if n:
