@@ -117,3 +117,22 @@ def test_evaluate_overlays_other_models_and_baselines(inferred, shards) -> None:
     assert others["gbt"]["auc"] > 0.9 and others["logistic"]["auc"] > 0.9
     table = (inferred / "summary.md").read_text()
     assert "| gbt |" in table and "| logistic |" in table
+
+
+def test_working_points_from_hists_hold_on_the_table(inferred) -> None:
+    from hepnn_coffea.evaluation.roc import apply_working_points, working_points
+
+    with (inferred / "hists.pkl").open("rb") as f:
+        hists = pickle.load(f)
+    points = working_points(hists["score"], "jet_isTop", (0.02, 0.05, 0.2))
+    table = pq.read_table(inferred / "scores.parquet").to_pydict()
+    score, is_top, w = (np.asarray(table[k]) for k in ("score_jet_isTop", "jet_isTop", "weight"))
+    passed = apply_working_points(score, points)
+    assert passed.fields == ["pass_eff_b_2pct", "pass_eff_b_5pct", "pass_eff_b_20pct"]
+    for name, wp in points.items():
+        column = np.asarray(passed[f"pass_{name.replace('%', 'pct')}"])
+        eff_b = np.average(column[is_top == 0], weights=w[is_top == 0])
+        assert eff_b == pytest.approx(wp["eff_background"], abs=1e-9)
+        assert eff_b <= float(name[len("eff_b_"):-1]) / 100 + 1e-9
+        assert np.mean(column[is_top == 1]) == pytest.approx(wp["eff_signal"], abs=1e-9)
+    assert points["eff_b_2%"]["threshold"] >= points["eff_b_5%"]["threshold"] >= points["eff_b_20%"]["threshold"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import hist
 import numpy as np
@@ -75,3 +76,42 @@ def accuracy_from_hist(h: hist.Hist, classes: list[str]) -> float:
             total += values.sum()
             correct += values[above].sum() if truth == classes[0] else values[~above].sum()
     return float(correct / total) if total else float("nan")
+
+
+def working_points(h: hist.Hist, signal: str, background_efficiencies: tuple[float, ...] = (0.01, 0.02, 0.05),
+                   samples: list[str] | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Score thresholds giving (at most) the requested background efficiencies, from the ``score`` hist.
+
+    Returns ``{"eff_b_1%": {"threshold", "eff_background", "eff_signal"}, ...}``: the lowest bin
+    edge whose background efficiency above it does not exceed the target (exact on the hist's
+    binning; apply with ``score > threshold``).
+    """
+    view = h[{"output": signal}]
+    names = list(view.axes["process"]) if samples is None else samples
+    sig = np.zeros(view.axes["score"].size + 1)
+    bkg = np.zeros_like(sig)
+    for sample in names:
+        for truth in view.axes["truth"]:
+            values = view[{"process": sample, "truth": truth}].values(flow=True)[1:]  # bins + overflow
+            if truth == signal:
+                sig += values
+            else:
+                bkg += values
+    edges = view.axes["score"].edges
+    # efficiency of "score >= edges[i]" for every lower edge, plus the overflow edge
+    eff_b = np.cumsum(bkg[::-1])[::-1] / bkg.sum()
+    eff_s = np.cumsum(sig[::-1])[::-1] / sig.sum()
+    out = {}
+    for target in background_efficiencies:
+        i = int(np.argmax(eff_b <= target))
+        out[f"eff_b_{target * 100:g}%"] = {"threshold": float(edges[i]), "eff_background": float(eff_b[i]),
+                                          "eff_signal": float(eff_s[i])}  # fmt: skip
+    return out
+
+
+def apply_working_points(scores: Any, points: dict[str, dict[str, float]]) -> Any:
+    """Boolean columns ``pass_<name>`` (``score >= threshold``) for every working point."""
+    import awkward as ak
+
+    return ak.zip({f"pass_{name.replace('%', 'pct').replace('.', 'p')}": scores >= wp["threshold"]
+                   for name, wp in points.items()})  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from hepnn_coffea.evaluation.processor import TaggerEvaluationProcessor
-from hepnn_coffea.evaluation.roc import accuracy_from_hist, roc_from_hist, roc_from_scores
+from hepnn_coffea.evaluation.roc import accuracy_from_hist, roc_from_hist, roc_from_scores, working_points
 from hepnn_coffea.inference.tagger import OnnxTagger
 from hepnn_coffea.processing.fileset import load_fileset, select_split
 from hepnn_coffea.processing.runner import run_dask, run_runner
@@ -128,6 +128,7 @@ def evaluate(
         "from_hists": {"auc": roc_h.auc, "accuracy": accuracy_from_hist(hists["score"], classes),
                        **{f"rejection_at_{int(e * 100)}": roc_h.rejection_at(e) for e in WORKING_POINTS}},
     }  # fmt: skip
+    summary["working_points"] = working_points(hists["score"], signal)
     rocs = {pathlib.Path(info["model"]).stem: roc_t}
     others: dict[str, dict[str, Any]] = {}
     for other in compare:
