@@ -136,3 +136,45 @@ def test_working_points_from_hists_hold_on_the_table(inferred) -> None:
         assert eff_b <= float(name[len("eff_b_"):-1]) / 100 + 1e-9
         assert np.mean(column[is_top == 1]) == pytest.approx(wp["eff_signal"], abs=1e-9)
     assert points["eff_b_2%"]["threshold"] >= points["eff_b_5%"]["threshold"] >= points["eff_b_20%"]["threshold"]
+
+
+def test_infer_on_a_separate_dask_scheduler_and_two_workers(onnx_model, tmp_path) -> None:
+    """`dask scheduler` + 2 `dask worker` processes on 127.0.0.1, as on a real cluster."""
+    import os
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([os.path.join(bin_dir, "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+    try:
+        time.sleep(3)
+        for _ in range(2):
+            procs.append(subprocess.Popen([os.path.join(bin_dir, "dask"), "worker", address, "--nthreads", "1",
+                                           "--no-dashboard"], env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))  # fmt: skip
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+            workers = list(client.scheduler_info()["workers"])
+        assert len(workers) == 2
+        info = infer(onnx_model, SAMPLES / "fileset.json", tmp_path / "out", split="test", executor="dask",
+                     scheduler=address, chunksize=250)  # fmt: skip
+        assert info["n_jets"] == 1000
+        reference = infer(onnx_model, SAMPLES / "fileset.json", tmp_path / "ref", split="test", executor="iterative",
+                          chunksize=250)  # fmt: skip
+        got = pq.read_table(tmp_path / "out" / "scores.parquet").to_pandas().sort_values(["sample", "event_no", "jet_pt"])
+        ref = pq.read_table(tmp_path / "ref" / "scores.parquet").to_pandas().sort_values(["sample", "event_no", "jet_pt"])
+        np.testing.assert_array_equal(got["score_jet_isTop"].to_numpy(), ref["score_jet_isTop"].to_numpy())
+        assert reference["counts"] == info["counts"]
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)

@@ -139,3 +139,21 @@ def test_bad_inputs_are_clear_errors(onnx_model, tmp_path) -> None:
     onnx.save(bare, str(path))
     with pytest.raises(TaggerError, match="no embedded"):
         OnnxTagger(path)
+
+
+def test_nonfinite_inputs_are_fixed_counted_and_reported(onnx_model) -> None:
+    from hepnn_coffea.inference.tagger import NonFiniteInputWarning
+
+    tagger = OnnxTagger(onnx_model)
+    events = _events("eager")[:20]
+    arrays = ak.Array({f: events[f] for f in tagger.columns()})
+    # a zero-energy particle: log(E) = -inf, log(E / E_jet) = -inf -> clipped by the transform;
+    # a NaN momentum component -> NaN features, replaced by 0 and counted
+    px = ak.to_list(arrays.part_px)
+    px[3][0] = float("nan")
+    broken = ak.with_field(arrays, ak.Array(px), "part_px")
+    with pytest.warns(NonFiniteInputWarning, match=r"part_deta|part_dphi"):
+        scores = tagger(broken)
+    assert np.all(np.isfinite(ak.to_numpy(scores.score_jet_isTop)))
+    clean = tagger(arrays)
+    np.testing.assert_array_equal(ak.to_numpy(scores.score_jet_isTop)[:3], ak.to_numpy(clean.score_jet_isTop)[:3])

@@ -8,7 +8,7 @@ import hist
 import numpy as np
 
 from hepnn_coffea.features.compute import compute_features
-from hepnn_coffea.inference.tagger import OnnxTagger
+from hepnn_coffea.inference.tagger import OnnxTagger, report_fixups
 from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
 
 SCORE_BINS = 1000
@@ -69,6 +69,7 @@ class TaggerEvaluationProcessor(ChunkProcessor):
         for branch in (self.mass_branch, self.pt_branch):
             source.setdefault(branch, events[branch])
         batch = compute_features(source, config, selection="test_time_selection", where=chunk.where)
+        report_fixups(batch.counts, chunk.where)
         scores = self.tagger.predict(batch.inputs)
         sample = chunk.metadata.get("sample", chunk.dataset)
         weight = float(chunk.metadata.get("weight", 1.0)) * (batch.weights if batch.weights is not None else 1.0)
@@ -89,5 +90,6 @@ class TaggerEvaluationProcessor(ChunkProcessor):
         for name, values in batch.observers.items():
             table[name] = [values]
         counts = {sample: {"entries_in": batch.counts["entries_in"], "entries_scored": len(batch),
-                           "rejected_labels": batch.counts["rejected_labels"]}}  # fmt: skip
+                           "rejected_labels": batch.counts["rejected_labels"],
+                           **{k: v for k, v in batch.counts.items() if k.startswith("nonfinite_")}}}  # fmt: skip
         return {"hists": hists, "table": table, "counts": counts}

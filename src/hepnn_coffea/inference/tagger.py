@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pathlib
 import threading
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +51,18 @@ def clear_session_cache() -> None:
     """Forget the cached onnxruntime sessions of this process."""
     with _LOCK:
         _SESSIONS.clear()
+
+
+class NonFiniteInputWarning(UserWarning):
+    """Model inputs had NaN/inf values that were replaced by 0 (weaver's ``nan_to_num``)."""
+
+
+def report_fixups(counts: Mapping[str, int], where: str) -> dict[str, int]:
+    """Warn about (and return) the ``nonfinite_<var>`` counts of a feature batch."""
+    fixed = {k[len("nonfinite_"):]: v for k, v in counts.items() if k.startswith("nonfinite_") and v}
+    if fixed:
+        warnings.warn(f"{where}: NaN/inf inputs replaced by 0: {fixed}", NonFiniteInputWarning, stacklevel=3)
+    return fixed
 
 
 class TaggerError(ValueError):
@@ -190,6 +203,7 @@ class OnnxTagger:
         if n:
             batch = compute_features(self.source(events), self.config, selection="test_time_selection",
                                      with_labels=False, where=self.path)  # fmt: skip
+            report_fixups(batch.counts, self.path)
             scores[batch.selected] = self.predict(batch.inputs)
         return ak.zip({f: scores[:, i] for i, f in enumerate(self.output_fields)})
 
