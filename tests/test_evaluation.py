@@ -63,7 +63,7 @@ def test_evaluate_summary_and_plots(inferred) -> None:
     assert t["rejection_at_30"] >= t["rejection_at_50"] > 1
     assert json.loads((inferred / "summary.json").read_text())["from_table"]["auc"] == t["auc"]
     assert "| from table |" in (inferred / "summary.md").read_text()
-    for plot in ("roc.png", "score_per_sample.png", "score_vs_mass.png"):
+    for plot in ("roc.png", "score_per_sample.png", "score_vs_mass.png", "efficiency_vs_pt.png"):
         assert (inferred / "plots" / plot).stat().st_size > 10_000
 
 

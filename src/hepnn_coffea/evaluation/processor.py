@@ -26,7 +26,8 @@ def make_histograms(classes: list[str], mass_axis: tuple[int, float, float], pt_
         "score_vs_mass": hist.Hist(sample, truth, hist.axis.Regular(50, 0, 1, name="score", label=f"{classes[0]} score"),
                                    hist.axis.Regular(*mass_axis, name="mass", label=mass_label),
                                    storage=hist.storage.Weight()),
-        "score_vs_pt": hist.Hist(sample, truth, hist.axis.Regular(50, 0, 1, name="score", label=f"{classes[0]} score"),
+        "score_vs_pt": hist.Hist(sample, truth,
+                                 hist.axis.Regular(SCORE_BINS, 0, 1, name="score", label=f"{classes[0]} score"),
                                  hist.axis.Regular(*pt_axis, name="pt", label=pt_label),
                                  storage=hist.storage.Weight()),
     }  # fmt: skip

@@ -157,7 +157,7 @@ def evaluate(
     if plots:
         from hepnn_coffea.plotting.plots import plot_all
 
-        summary["plots"] = [str(p) for p in plot_all(hists, rocs, classes, out / "plots")]
+        summary["plots"] = [str(p) for p in plot_all(hists, rocs, classes, out / "plots", summary["working_points"])]
         write_json(out / "summary.json", summary)
     return summary
 

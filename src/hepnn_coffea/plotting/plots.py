@@ -78,14 +78,39 @@ def plot_score_vs_mass(h: Any, path: pathlib.Path, thresholds: tuple[float, ...]
     return _save(fig, path)
 
 
-def plot_all(hists: dict[str, Any], rocs: dict[str, Roc], classes: list[str], out: pathlib.Path) -> list[pathlib.Path]:
+def plot_efficiency_vs_pt(h: Any, points: dict[str, dict[str, float]], path: pathlib.Path) -> pathlib.Path:
+    """Signal and background efficiency vs pT at each working point (thresholds on the score axis)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    truths = list(h.axes["truth"])
+    edges = h.axes["score"].edges
+    for truth, style in zip(truths, ("-", "--")):
+        view = h[{"process": sum, "truth": truth}]
+        total = view.project("pt").values()
+        for name, wp in points.items():
+            start = int(np.searchsorted(edges, wp["threshold"] - 1e-12))
+            passed = view[{"score": slice(start, None, sum)}].values()
+            eff = np.divide(passed, total, out=np.full_like(passed, np.nan), where=total > 0)
+            ax.step(view.axes["pt"].centers, eff, where="mid", linestyle=style, label=f"true {truth}, {name}")
+    ax.set_yscale("log")
+    ax.set_xlabel(h.axes["pt"].label)
+    ax.set_ylabel("Efficiency")
+    ax.legend(fontsize="x-small")
+    return _save(fig, path)
+
+
+def plot_all(hists: dict[str, Any], rocs: dict[str, Roc], classes: list[str], out: pathlib.Path,
+             points: dict[str, dict[str, float]] | None = None) -> list[pathlib.Path]:  # fmt: skip
     """Every standard evaluation figure into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    return [
+    paths = [
         plot_roc(rocs, out / "roc.png"),
         plot_scores(hists["score"], classes[0], out / "score_per_sample.png"),
         plot_score_vs_mass(hists["score_vs_mass"], out / "score_vs_mass.png"),
     ]
+    if points:
+        paths.append(plot_efficiency_vs_pt(hists["score_vs_pt"], points, out / "efficiency_vs_pt.png"))
+    return paths
 
 
 def _save(fig: Any, path: pathlib.Path) -> pathlib.Path:
