@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -106,7 +107,7 @@ class StandardizationProcessor(ChunkProcessor):
     def process_chunk(self, events: Any, chunk: ChunkInfo) -> dict[str, Any]:
         if chunk.metadata.get("split", "train") != "train":
             return {}
-        seed = [self.seed, chunk.start, sum(chunk.file.encode())]
+        seed = [self.seed, chunk.start, int(hashlib.sha1(chunk.file.encode()).hexdigest()[:8], 16)]
         values = raw_values(events, self.config, self.names, self.config.data_fraction, seed, chunk.where)
         return {"values": {k: [v] for k, v in values.items()}}
 
