@@ -20,12 +20,14 @@ the same machine, hepnn_coffea and then weaver-core, so both see the same load:
   over steps 2..N, from per-batch tqdm timestamps (the environment sets
   ``TQDM_BAR_FORMAT="@@ {n} {elapsed_s:.4f}"`` and ``TQDM_MININTERVAL=0``, which
   tqdm >= 4.66 reads as defaults), i.e. pure step time without the data loading.
+  PFN runs in weaver with ``--network-option use_bn True`` so that both sides train the
+  same network (hepnn_coffea's zoo PFN has batch norm; both 84,624 parameters).
   The ratio column is hepnn_coffea's whole-loop rate divided by weaver's steady
   rate (b), the stricter comparison; the table shows (a) as well.
 
 Usage::
 
-    .venv/bin/python bench/bench_training.py                                  # ~15 min on 2 cores
+    .venv/bin/python bench/bench_training.py                                  # ~26 min on 2 cores
     .venv/bin/python bench/bench_training.py --models pfn --samples pfn=30000 --json /tmp/bt/bench.json
 
 Options: ``--models`` (default ``pfn,particlenet,part``), ``--samples`` (jets per
@@ -77,12 +79,15 @@ def hepnn_run(model: str, shards: pathlib.Path, work: pathlib.Path, samples: int
     wall = time.perf_counter() - t0
     with (run_dir / "metrics.csv").open() as f:
         row = list(csv.DictReader(f))[-1]
+    params = json.loads((run_dir / "provenance.json").read_text())["parameters"]
     return {"jets_per_s": float(row["train_jets_per_s"]), "data_wait_frac": float(row["train_data_wait_frac"]),
-            "wall_s_incl_val": wall}  # fmt: skip
+            "params": params, "wall_s_incl_val": wall}  # fmt: skip
 
 
 def weaver_run(model: str, args: argparse.Namespace, work: pathlib.Path, samples: int) -> dict[str, Any]:
     """One weaver-core epoch of ``samples`` jets through its CLI; parses its log for the rates."""
+    import torch
+
     cfg_dir = work / "weaver" / model
     shutil.rmtree(cfg_dir, ignore_errors=True)
     shutil.copytree(args.anchor, cfg_dir)  # fresh copy: weaver writes topqcd_kin.*.auto.yaml beside it
@@ -95,6 +100,8 @@ def weaver_run(model: str, args: argparse.Namespace, work: pathlib.Path, samples
         "--optimizer", "ranger", "--lr-scheduler", "none", "--run-mode", "train",
         "--samples-per-epoch", str(samples), "--samples-per-epoch-val", "10000",
     ]  # fmt: skip
+    if model == "pfn":  # the anchor's weaver PFN defaults to use_bn=False; hepnn_coffea's zoo PFN has it on
+        cmd += ["--network-option", "use_bn", "True"]
     if budget.get("weight_decay"):
         cmd += ["--optimizer-option", "weight_decay", str(budget["weight_decay"])]
     env = {**os.environ, "TQDM_BAR_FORMAT": "@@ {n} {elapsed_s:.4f}\n", "TQDM_MININTERVAL": "0",
@@ -115,19 +122,24 @@ def weaver_run(model: str, args: argparse.Namespace, work: pathlib.Path, samples
     t1, t_end = next(t for n, t in ticks if n == 1), ticks[-1][1]
     n_steps = int(speed.group(1)) // BATCH[model]
     steady = (n_steps - 1) * BATCH[model] / (t_end - t1) if n_steps > 1 and t_end > t1 else float("nan")
-    return {"jets_per_s_loop": float(speed.group(2)), "jets_per_s_steady": steady, "jets": int(speed.group(1)),
+    state = torch.load(cfg_dir / "train" / "net_epoch-0_state.pt", map_location="cpu", weights_only=True)
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    params = sum(v.numel() for k, v in state.items() if not k.endswith(buffers))
+    return {"params": params, "jets_per_s_loop": float(speed.group(2)), "jets_per_s_steady": steady,
+            "jets": int(speed.group(1)),
             "first_batch_s": t1, "steady_steps": n_steps - 1, "wall_s": wall}  # fmt: skip
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | batch | jets/epoch | hepnn jets/s | weaver jets/s (steady) | ratio hepnn/weaver "
+        "| model | params hepnn / weaver | batch | jets/epoch | hepnn jets/s | weaver jets/s (steady) | ratio hepnn/weaver "
         "| weaver jets/s incl. in-memory load | hepnn data-wait fraction | weaver first batch s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         h, w = r["hepnn"], r["weaver"]
-        lines.append(f"| {NAMES[r['model']]} | {r['batch']} | {r['samples']} | {h['jets_per_s']:.1f} "
+        lines.append(f"| {NAMES[r['model']]} | {h['params']:,} / {w['params']:,} | {r['batch']} | {r['samples']} "
+                     f"| {h['jets_per_s']:.1f} "
                      f"| {w['jets_per_s_steady']:.1f} | {h['jets_per_s'] / w['jets_per_s_steady']:.2f} "
                      f"| {w['jets_per_s_loop']:.1f} | {h['data_wait_frac']:.3f} | {w['first_batch_s']:.1f} |")
     return "\n".join(lines)

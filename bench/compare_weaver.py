@@ -22,7 +22,7 @@ its PFN uses batch norm (the anchor's weaver PFN is built with ``use_bn=False``)
 
 Usage::
 
-    .venv/bin/python bench/compare_weaver.py                         # all three models, ~30 min on 2 cores
+    .venv/bin/python bench/compare_weaver.py                         # all three, ~75 min on a busy 2-core box
     .venv/bin/python bench/compare_weaver.py --models pfn --workdir /tmp/cmp --json /tmp/cmp/compare.json
 
 Options: ``--models`` (comma list, default ``pfn,particlenet,part``), ``--workdir``
@@ -31,7 +31,7 @@ Options: ``--models`` (comma list, default ``pfn,particlenet,part``), ``--workdi
 ``../shared/data/topqcd``), ``--threads`` (default 2), ``--json`` (also write the
 results there), ``--infer-batch`` (jets per onnxruntime call inside ``infer``, default
 256; see below), ``--reuse-runs`` (take finished runs already in the workdir instead of
-training again; their train time is then reported as nan).
+training again; their train time is then reported as "reused").
 
 ``infer`` builds ``OnnxTagger(model)`` with its default ``batch_size=4096`` and has no
 option to change it. ParticleNet needs ~6 MB of onnxruntime memory per jet, so 4096-jet
@@ -106,7 +106,7 @@ def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: p
     t0 = time.perf_counter()
     if reuse and (run_dir / "checkpoints" / "last.pt").is_file():  # finished run of an earlier call
         result = train(None, None, run_dir, resume=True, progress=False)  # no epochs left: returns its history
-        t_train = float("nan")
+        t_train = None
         print(f"[{model}] reusing the finished run in {run_dir}", flush=True)
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -132,7 +132,7 @@ def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: p
                     "infer_jets_per_s": info["n_jets"] / t_infer},
     }  # fmt: skip
     print(f"[{model}] params {params:,}, best epoch {result.best_epoch} (val AUC {result.best_metric:.4f}), "
-          f"train {t_train:.0f} s, export {t_export:.0f} s, infer {t_infer:.0f} s "
+          f"train {'(reused)' if t_train is None else f'{t_train:.0f}'} s, export {t_export:.0f} s, infer {t_infer:.0f} s "
           f"({info['n_jets'] / t_infer:.0f} jets/s), test {row['test']}", flush=True)  # fmt: skip
     return row
 
@@ -157,11 +157,12 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                      f"| {fmt(w)} | " + " | ".join(ok) + " |")  # fmt: skip
     for name, b in BASELINES.items():
         lines.append(f"| {name} (anchor) | - | - | - | {fmt(b)} | | | |")
-    lines += ["", "| model | train s (nan: reused run) | export s | infer s (15k jets) | infer jets/s | train jets/s | data-wait frac |",
+    lines += ["", "| model | train s | export s | infer s (15k jets) | infer jets/s | train jets/s | data-wait frac |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         s = r["seconds"]
-        lines.append(f"| {NAMES[r['model']]} | {s['train']:.0f} | {s['export']:.1f} | {s['infer']:.0f} "
+        train = "reused" if s["train"] is None else f"{s['train']:.0f}"
+        lines.append(f"| {NAMES[r['model']]} | {train} | {s['export']:.1f} | {s['infer']:.0f} "
                      f"| {s['infer_jets_per_s']:.0f} | {r['train_jets_per_s']:.0f} | {r['train_data_wait_frac']:.3f} |")
     return "\n".join(lines)
 
