@@ -2,7 +2,7 @@
 
 Prints, in one run on the same machine (jets/s, best of ``--repeat`` after a warm-up):
 
-(a) bare onnxruntime on ready input arrays (1 intra-op thread, batches of 4096);
+(a) bare onnxruntime on ready input arrays (1 intra-op thread, batches of 512, as OnnxTagger);
 (b) ``OnnxTagger(events)`` on events already read (features + onnxruntime: the processor's
     work excluding file reading), and the full ``infer`` stage (read + features + model +
     hists + table, iterative executor);

@@ -41,7 +41,7 @@ from hepnn_coffea.training.trainer import train
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "topqcd"
 DEFAULT_FILES = [DATA / "test_top_0.root", DATA / "test_qcd_0.root"]
-ORT_BATCH = 4096
+ORT_BATCH = 512  # the same batch as OnnxTagger's default
 
 
 def best_of(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None) -> float:
@@ -121,7 +121,7 @@ def bench_inference(files: list[pathlib.Path], model: pathlib.Path, tmp: pathlib
     """Jets/s of bare onnxruntime, ``OnnxTagger`` on eager events and the ``infer`` stage."""
     import onnxruntime as ort
 
-    tagger = hepnn_coffea.OnnxTagger(model)  # 1 intra-op thread, batches of 4096 by default
+    tagger = hepnn_coffea.OnnxTagger(model)  # 1 intra-op thread, batches of 512 by default
     config = tagger.config
     events = [uproot.open(f)["tree"].arrays(config.required_branches()) for f in files]
     n_jets = sum(len(e) for e in events)

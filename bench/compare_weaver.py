@@ -33,11 +33,8 @@ results there), ``--infer-batch`` (jets per onnxruntime call inside ``infer``, d
 256; see below), ``--reuse-runs`` (take finished runs already in the workdir instead of
 training again; their train time is then reported as "reused").
 
-``infer`` builds ``OnnxTagger(model)`` with its default ``batch_size=4096`` and has no
-option to change it. ParticleNet needs ~6 MB of onnxruntime memory per jet, so 4096-jet
-calls take ~25 GB per worker and the futures workers get killed (SIGKILL) on a 24 GB
-machine. The script therefore wraps ``hepnn_coffea.evaluation.stages.OnnxTagger`` in
-``functools.partial(..., batch_size=256)`` (``--infer-batch 0`` leaves it alone).
+ParticleNet needs ~6 MB of onnxruntime memory per jet, so ``--infer-batch`` (passed to
+``infer(batch_size=...)``) keeps each onnxruntime call at 256 jets.
 """
 
 from __future__ import annotations
@@ -94,7 +91,7 @@ def make_fileset(data: pathlib.Path) -> dict[str, Any]:
 
 
 def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: pathlib.Path,
-              threads: int, reuse: bool) -> dict[str, Any]:  # fmt: skip
+              threads: int, reuse: bool, infer_batch: int = 256) -> dict[str, Any]:  # fmt: skip
     """Train, export, infer on the test split and evaluate one model; returns metrics and timings."""
     from hepnn_coffea.evaluation.stages import evaluate, infer
     from hepnn_coffea.export import export_onnx
@@ -117,7 +114,7 @@ def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: p
     export_onnx(run_dir, onnx_path)
     t_export = time.perf_counter() - t0
     t0 = time.perf_counter()
-    info = infer(onnx_path, fileset, out_dir, split="test", executor="futures", workers=2)
+    info = infer(onnx_path, fileset, out_dir, split="test", executor="futures", workers=2, batch_size=infer_batch)
     t_infer = time.perf_counter() - t0
     summary = evaluate(out_dir, plots=False)
     last = result.history[-1]
@@ -175,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the results here")
     parser.add_argument("--infer-batch", type=int, default=256,
-                        help="jets per onnxruntime call in infer (0: OnnxTagger's default 4096)")
+                        help="jets per onnxruntime call in infer")
     parser.add_argument("--reuse-runs", action="store_true", help="reuse finished runs found in the workdir")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -199,13 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     t_pre = time.perf_counter() - t0
     print(f"preprocess: {t_pre:.0f} s", flush=True)
 
-    if args.infer_batch:  # infer() builds OnnxTagger(model) with its default batch_size and offers no option
-        import functools
-
-        import hepnn_coffea.evaluation.stages as stages
-
-        stages.OnnxTagger = functools.partial(stages.OnnxTagger, batch_size=args.infer_batch)
-    rows = [run_model(m, shards, fileset, work, args.threads, args.reuse_runs) for m in models]
+    rows = [run_model(m, shards, fileset, work, args.threads, args.reuse_runs, args.infer_batch) for m in models]
     table = markdown(rows)
     total = time.perf_counter() - t_start
     print("\n" + table + f"\n\npreprocess {t_pre:.0f} s; total {total:.0f} s")

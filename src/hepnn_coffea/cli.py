@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fileset", required=True)
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--split", default=None, help="only datasets with this split in their metadata")
+    p.add_argument("--batch-size", type=int, default=512, help="jets per onnxruntime call (bounds memory)")
     _add_execution(p)
 
     p = sub.add_parser("evaluate", help="ROC, AUC, rejection, accuracy and plots from an infer folder")
@@ -133,7 +134,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "infer":
         from hepnn_coffea.evaluation.stages import infer
 
-        info = infer(args.model, args.fileset, args.output, split=args.split, **execution)
+        info = infer(args.model, args.fileset, args.output, split=args.split, batch_size=args.batch_size, **execution)
         print(json.dumps(info["counts"], indent=1))
         print(f"{info['n_jets']} jets scored; hists and scores.parquet in {args.output}")
     elif args.command == "evaluate":

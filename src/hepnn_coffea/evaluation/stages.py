@@ -37,13 +37,17 @@ def infer(
     workers: int = 2,
     scheduler: str | None = None,
     chunksize: int = 50_000,
+    batch_size: int = 512,
     **processor_options: Any,
 ) -> dict[str, Any]:
-    """Score every dataset (of ``split``) of ``fileset`` with ``model``; write hists and table."""
+    """Score every dataset (of ``split``) of ``fileset`` with ``model``; write hists and table.
+
+    ``batch_size`` is the number of jets per onnxruntime call (bounds the worker's memory).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tagger = OnnxTagger(model)
+    tagger = OnnxTagger(model, batch_size=batch_size)
     files = select_split(load_fileset(fileset, tagger.config.treename), split)
     if not files:
         raise ValueError(f"no dataset with split {split!r} in the fileset")

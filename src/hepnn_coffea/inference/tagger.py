@@ -85,7 +85,7 @@ class OnnxTagger:
     intra_op_threads
         onnxruntime threads per worker process (default 1: one per dask worker core).
     batch_size
-        Jets per onnxruntime call (bounds memory).
+        Jets per onnxruntime call (bounds memory: ParticleNet needs ~6 MB per jet).
 
     Examples
     --------
@@ -100,7 +100,7 @@ class OnnxTagger:
         data_config: str | pathlib.Path | DataConfig | None = None,
         branch_map: Mapping[str, str] | None = None,
         intra_op_threads: int = 1,
-        batch_size: int = 4096,
+        batch_size: int = 512,
     ) -> None:
         self.path = str(pathlib.Path(path).resolve())
         if not os.path.isfile(self.path):
