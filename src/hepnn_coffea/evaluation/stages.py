@@ -20,7 +20,7 @@ from hepnn_coffea.evaluation.processor import TaggerEvaluationProcessor
 from hepnn_coffea.evaluation.roc import accuracy_from_hist, roc_from_hist, roc_from_scores, working_points
 from hepnn_coffea.inference.tagger import OnnxTagger
 from hepnn_coffea.processing.fileset import load_fileset, select_split
-from hepnn_coffea.processing.runner import run_dask, run_runner
+from hepnn_coffea.processing.runner import run_processor
 from hepnn_coffea.processing.shards import atomic_write_bytes, write_json
 
 WORKING_POINTS = (0.3, 0.5)
@@ -52,10 +52,8 @@ def infer(
     if not files:
         raise ValueError(f"no dataset with split {split!r} in the fileset")
     proc = TaggerEvaluationProcessor(tagger, **processor_options)
-    if mode == "dask":
-        result = run_dask(files, proc, chunksize=chunksize, workers=workers, scheduler=scheduler)
-    else:
-        result = run_runner(files, proc, executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize)
+    result = run_processor(files, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler,
+                           chunksize=chunksize)  # fmt: skip
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hists = result["hists"]

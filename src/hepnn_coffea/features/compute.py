@@ -160,6 +160,14 @@ def _finite(values: np.ndarray, name: str, counts: dict[str, int]) -> np.ndarray
     return values
 
 
+def selection_mask(table: VariableTable, expression: str | None, n: int, key: str = "selection") -> np.ndarray:
+    """Boolean mask of the entries passing ``expression`` (all ``n`` entries when it is empty)."""
+    if not expression:
+        return np.ones(n, dtype=bool)
+    where = f" in {table.where}" if table.where else ""
+    return _to_numpy_1d(table.evaluate(expression, key=key), key, where).astype(bool)
+
+
 def compute_features(
     source: Any,
     config: DataConfig,
@@ -191,9 +199,7 @@ def compute_features(
     n_in = len(next(iter(source.values()))) if isinstance(source, Mapping) else len(source)
     sel_expr = getattr(config, selection, None) or config.selection
     try:
-        keep = np.ones(n_in, dtype=bool)
-        if sel_expr:
-            keep = _to_numpy_1d(table.evaluate(sel_expr, key=selection), selection, where_text).astype(bool)
+        keep = selection_mask(table, sel_expr, n_in, selection)
         counts = {"entries_in": n_in, "entries_selected": int(keep.sum()), "rejected_labels": 0}
         labels = None
         if with_labels and config.is_classification:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import awkward as ak
 import numpy as np
 
-from hepnn_coffea.features.compute import FeatureError, _to_numpy_1d
+from hepnn_coffea.features.compute import FeatureError, selection_mask
 from hepnn_coffea.features.expressions import ExpressionError, VariableTable
 
 if TYPE_CHECKING:
@@ -30,11 +30,8 @@ def raw_values(
     """Flattened untransformed values of ``names`` for a random ``fraction`` of the selected entries."""
     table = VariableTable(source, config.new_variables, where)
     n = len(source)
-    keep = np.ones(n, dtype=bool)
     try:
-        if config.selection:
-            keep = _to_numpy_1d(table.evaluate(config.selection, "selection"), "selection", f" in {where}")
-            keep = keep.astype(bool)
+        keep = selection_mask(table, config.selection, n)
         if fraction < 1:
             keep &= np.random.default_rng(seed).random(n) < fraction
         out = {}

@@ -29,6 +29,12 @@ class Architecture:
     build: Callable[[dict[str, tuple[int, ...]], int, dict[str, Any]], nn.Module]
 
 
+def _fc_params(params: dict[str, Any]) -> None:
+    """YAML lists ``[[units, dropout], ...]`` -> the ``(int, float)`` tuples the models take (in place)."""
+    if "fc_params" in params:
+        params["fc_params"] = [(int(u), float(d)) for u, d in params["fc_params"]]
+
+
 def _build_pfn(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str, Any]) -> nn.Module:
     from hepnn_coffea.nn.pfn import ParticleFlowNetwork
 
@@ -41,8 +47,7 @@ def _build_particlenet(shapes: dict[str, tuple[int, ...]], n_out: int, params: d
     params = dict(params)
     if "conv_params" in params:
         params["conv_params"] = [(int(k), tuple(c)) for k, c in params["conv_params"]]
-    if "fc_params" in params:
-        params["fc_params"] = [(int(u), float(d)) for u, d in params["fc_params"]]
+    _fc_params(params)
     return ParticleNet(shapes["features"][0], n_out, **params)
 
 
@@ -52,8 +57,7 @@ def _build_pcnn(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str
     params = dict(params)
     if "conv_params" in params:
         params["conv_params"] = [tuple(c) for c in params["conv_params"]]
-    if "fc_params" in params:
-        params["fc_params"] = [(int(u), float(d)) for u, d in params["fc_params"]]
+    _fc_params(params)
     return ParticleCNN(shapes["features"][0], n_out, **params)
 
 
@@ -64,8 +68,7 @@ def _build_part(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str
     for key in ("embed_dims", "pair_embed_dims"):
         if key in params:
             params[key] = tuple(params[key])
-    if "fc_params" in params:
-        params["fc_params"] = [(int(u), float(d)) for u, d in params["fc_params"]]
+    _fc_params(params)
     return ParticleTransformer(shapes["features"][0], n_out, **params)
 
 

@@ -18,9 +18,9 @@ from typing import Any
 from hepnn_coffea import __version__
 from hepnn_coffea.config.data_config import ConfigError, DataConfig
 from hepnn_coffea.features.standardize import standardization_from_values
-from hepnn_coffea.processing.fileset import branches_of, load_fileset, num_entries
+from hepnn_coffea.processing.fileset import branches_of, load_fileset, num_entries, select_split
 from hepnn_coffea.processing.processor import ShardWriterProcessor, StandardizationProcessor
-from hepnn_coffea.processing.runner import run_dask, run_runner
+from hepnn_coffea.processing.runner import run_processor
 from hepnn_coffea.processing.shards import write_json
 
 log = logging.getLogger(__name__)
@@ -82,16 +82,11 @@ def preprocess(
     out.mkdir(parents=True, exist_ok=True)
 
     def run(proc: Any, datasets: dict[str, Any]) -> Any:
-        if mode == "dask":
-            return run_dask(datasets, proc, chunksize=chunksize, workers=workers, scheduler=scheduler)
-        if mode != "runner":
-            raise ValueError(f"unknown mode {mode!r}; use 'runner' or 'dask'")
-        return run_runner(
-            datasets, proc, executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize
-        )
+        return run_processor(datasets, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler,
+                             chunksize=chunksize)  # fmt: skip
 
     if config.needs_auto_standardization:
-        train = {k: v for k, v in files.items() if v["metadata"]["split"] == "train"}
+        train = select_split(files, "train")
         if not train:
             raise ConfigError(f"{config.source}: preprocess.method auto needs at least one 'train' dataset")
         collected = run(StandardizationProcessor(config, seed), train).get("values", {})

@@ -114,3 +114,21 @@ def run_dask(
     graphs = apply_to_fileset(proc, available, schemaclass=BaseSchema)
     (outputs,) = dask.compute(graphs)
     return processor.accumulate(outputs.values())
+
+
+def run_processor(
+    fileset: dict[str, Any],
+    proc: processor.ProcessorABC,
+    *,
+    mode: str = "runner",
+    executor: str = "dask",
+    workers: int = 2,
+    scheduler: str | None = None,
+    chunksize: int = 100_000,
+) -> Any:
+    """Run ``proc`` through ``processor.Runner`` (``mode="runner"``) or dask-awkward (``"dask"``)."""
+    if mode == "dask":
+        return run_dask(fileset, proc, chunksize=chunksize, workers=workers, scheduler=scheduler)
+    if mode != "runner":
+        raise ValueError(f"unknown mode {mode!r}; use 'runner' or 'dask'")
+    return run_runner(fileset, proc, executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize)
