@@ -5,7 +5,9 @@ configs port unchanged: ``treename``, ``selection``, ``test_time_selection``,
 ``new_variables``, ``preprocess`` (``method: auto|manual``, ``data_fraction``),
 ``inputs`` (groups with ``length``, ``pad_mode`` and ``vars`` given as
 ``[name, center, scale, min, max, pad_value]``), ``labels``, ``observers`` and
-``weights``.
+``weights``. Two hepnn_coffea extensions (see :mod:`hepnn_coffea.features.filters`):
+``filters`` (declarative preprocessing filters, counted in the manifest) and
+``experts`` (routing of entries to per-region expert models).
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from typing import Any
 import yaml
 
 from hepnn_coffea.features.expressions import Expression, ExpressionError
+from hepnn_coffea.features.filters import ExpertSplit, Filter, FilterError, parse_filters
 
 AUTO = "auto"
 _TOP_LEVEL_KEYS = {
     "treename", "branch_magic", "file_magic", "selection", "test_time_selection",
     "new_variables", "preprocess", "inputs", "labels", "observers", "monitor_variables",
-    "weights",
+    "weights", "filters", "experts",
 }  # fmt: skip
 
 
@@ -84,6 +87,8 @@ class DataConfig:
     data_fraction: float = 1.0
     observers: list[str] = field(default_factory=list)
     weights: dict[str, Any] | None = None
+    filters: tuple[Filter, ...] = ()
+    experts: ExpertSplit | None = None
     source: str = "<dict>"
 
     # ----------------------------------------------------------------- loading
@@ -127,6 +132,11 @@ class DataConfig:
             source=source,
         )
         cfg.label_type, cfg.label_names, cfg.label_expressions = _parse_labels(raw.get("labels"), source)
+        try:
+            cfg.filters = parse_filters(raw.get("filters"), source)
+            cfg.experts = ExpertSplit.from_dict(raw["experts"], source) if raw.get("experts") else None
+        except FilterError as err:
+            raise ConfigError(str(err)) from err
         cfg._check_expressions()
         cfg._check_weights()
         return cfg
@@ -191,8 +201,13 @@ class DataConfig:
         """
         roots = [v.name for g in self.inputs.values() for v in g.vars] if inputs_only else self.variables()
         selection = getattr(self, selection_key) or self.selection
-        if selection:
-            roots += Expression(selection).names
+        extra = [selection] if selection else []
+        if not inputs_only:
+            extra += [e for f in self.filters for e in f.expressions()]
+        if self.experts is not None:
+            extra.append(self.experts.variable)
+        for expression in extra:
+            roots += Expression(expression).names
         branches: list[str] = []
         seen: set[str] = set()
         stack = list(reversed(roots))
@@ -256,6 +271,10 @@ class DataConfig:
         }
         if self.weights:
             out["weights"] = copy.deepcopy(self.weights)
+        if self.filters:
+            out["filters"] = [f.to_dict() for f in self.filters]
+        if self.experts is not None:
+            out["experts"] = self.experts.to_dict()
         return out
 
     def to_yaml(self) -> str:

@@ -51,7 +51,7 @@ EXPERT_PREFIX = "expert_"
 TOP_LEVEL_SECTIONS = ("task", "loss", "model", "training", "data_config")
 
 
-def resolve_expert(cfg: dict[str, Any], expert: str | None) -> dict[str, Any]:
+def resolve_expert(cfg: dict[str, Any], expert: str | None, fallback: int | None = None) -> dict[str, Any]:
     """The config one expert trains with: ``cfg[expert]`` merged over the rest.
 
     Per-expert overrides live under keys ``expert_<name>``. Their keys may be top-level
@@ -60,12 +60,18 @@ def resolve_expert(cfg: dict[str, Any], expert: str | None) -> dict[str, Any]:
         training: {batch_size: 512, epochs: 10}
         expert_3: {batch_size: 128, epochs: 2000}     # == expert_3: {training: {...}}
 
-    All ``expert_*`` keys are dropped from the result.
+    All ``expert_*`` keys are dropped from the result. ``fallback`` is the expert's index
+    when the data routes entries to experts: ``expert_<index>`` is then looked up too, and
+    an expert without overrides trains with the base config.
     """
     base = {k: v for k, v in cfg.items() if not str(k).startswith(EXPERT_PREFIX)}
     if expert is None:
         return base
     key = expert if str(expert).startswith(EXPERT_PREFIX) else f"{EXPERT_PREFIX}{expert}"
+    if key not in cfg and fallback is not None:
+        key = f"{EXPERT_PREFIX}{fallback}"
+        if key not in cfg:
+            return base
     if key not in cfg:
         known = sorted(k for k in cfg if str(k).startswith(EXPERT_PREFIX))
         raise ConfigError(f"no overrides for expert '{expert}' (config has {known or 'none'})")

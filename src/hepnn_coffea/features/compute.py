@@ -15,6 +15,7 @@ import awkward as ak
 import numpy as np
 
 from hepnn_coffea.features.expressions import ExpressionError, VariableTable
+from hepnn_coffea.features.filters import apply_filters as run_filters
 
 if TYPE_CHECKING:
     from hepnn_coffea.config.data_config import DataConfig, VarSpec
@@ -40,11 +41,14 @@ class FeatureBatch:
     weights
         ``float32 (n,)`` per-entry weights, or ``None``.
     counts
-        ``entries_in``, ``entries_selected`` (passed ``selection``), ``rejected_labels``
+        ``entries_in``, ``entries_selected`` (passed ``selection``), ``filtered_<name>``
+        (removed by each data-config filter, training only), ``rejected_labels``
         (labels not one-hot) and ``entries_out``; plus ``nonfinite_<var>`` for every
         variable where NaN/inf were replaced by 0 (weaver's ``nan_to_num``).
     selected
         Boolean mask over the input entries of the rows kept.
+    expert
+        ``int64 (n,)`` expert index of every row when the config declares ``experts``.
     """
 
     inputs: dict[str, np.ndarray]
@@ -53,6 +57,7 @@ class FeatureBatch:
     weights: np.ndarray | None
     counts: dict[str, int] = field(default_factory=dict)
     selected: np.ndarray | None = None
+    expert: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.counts.get("entries_out", 0)
@@ -175,6 +180,8 @@ def compute_features(
     where: str = "",
     selection: str = "selection",
     with_labels: bool = True,
+    entry_start: int = 0,
+    apply_filters: bool | None = None,
 ) -> FeatureBatch:
     """Compute the model inputs (and labels, observers, weights) of one chunk.
 
@@ -191,7 +198,12 @@ def compute_features(
         to ``selection`` as weaver does).
     with_labels
         Compute labels, observers and weights (training), and drop entries whose simple
-        labels are not one-hot. ``False`` (inference) reads only what the inputs need.
+        labels are not one-hot, and apply the config's ``filters``. ``False`` (inference)
+        reads only what the inputs need.
+    entry_start
+        Entry number of the first entry in its file (for ``first: N`` filters).
+    apply_filters
+        Apply the config's ``filters`` (default: when ``with_labels``, i.e. in preprocessing).
     """
     where_text = f" in {where}" if where else ""
     definitions = {**config.new_variables, **config.label_expressions}
@@ -201,6 +213,8 @@ def compute_features(
     try:
         keep = selection_mask(table, sel_expr, n_in, selection)
         counts = {"entries_in": n_in, "entries_selected": int(keep.sum()), "rejected_labels": 0}
+        if config.filters and (with_labels if apply_filters is None else apply_filters):
+            keep = run_filters(config.filters, table, keep, entry_start, counts)
         labels = None
         if with_labels and config.is_classification:
             onehot = np.stack(
@@ -218,6 +232,7 @@ def compute_features(
                 [_to_numpy_1d(selected[name], name, where_text) for name in config.label_names], axis=1
             ).astype(np.float32)
         inputs = {g.name: _input_block(selected, g, n, counts, where_text) for g in config.inputs.values()}
+        expert = config.experts.index(selected, n, counts) if config.experts is not None else None
         observers = {o: _to_numpy_1d(selected[o], o, where_text) for o in config.observers} if with_labels else {}
         weights = None
         if with_labels and config.weight_branches:
@@ -229,7 +244,7 @@ def compute_features(
     except ExpressionError as err:
         raise FeatureError(str(err)) from err
     counts["entries_out"] = n
-    return FeatureBatch(inputs, labels, observers, weights, counts, keep)
+    return FeatureBatch(inputs, labels, observers, weights, counts, keep, expert)
 
 
 def _take(source: Any, table: VariableTable, config: DataConfig, rows: np.ndarray, with_labels: bool) -> dict[str, Any]:

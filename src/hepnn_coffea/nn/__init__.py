@@ -72,7 +72,16 @@ def _build_part(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str
     return ParticleTransformer(shapes["features"][0], n_out, **params)
 
 
+def _build_mlp(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str, Any]) -> nn.Module:
+    from hepnn_coffea.nn.mlp import MLP
+
+    if len(shapes["features"]) != 1:
+        raise ConfigError(f"model 'mlp' needs a length-less input group (one vector per entry), got shape {shapes['features']}")
+    return MLP(shapes["features"][0], n_out, **params)
+
+
 ARCHITECTURES: dict[str, Architecture] = {
+    "mlp": Architecture(("features",), _build_mlp),
     "pfn": Architecture(("features", "mask"), _build_pfn),
     "particlenet": Architecture(("points", "features", "mask"), _build_particlenet),
     "part": Architecture(("features", "vectors", "mask"), _build_part),
@@ -93,9 +102,22 @@ class Network(nn.Module):
         self.input_groups = list(input_groups)
         #: architecture role (features, mask, points, vectors) -> data-config group
         self.roles = dict(zip(roles or [], self.input_groups))
+        #: regression: (offset, scale) with ``physical = output * scale + offset``
+        self.target_scaling: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.core(*inputs)
+
+    def set_target_scaling(self, offset: list[float], scale: list[float]) -> None:
+        """Regression targets are learnt standardized; this maps outputs back to physical units."""
+        self.target_scaling = (torch.tensor(offset, dtype=torch.float32), torch.tensor(scale, dtype=torch.float32))
+
+    def physical(self, output: torch.Tensor) -> torch.Tensor:
+        """``output`` in the targets' units (identity without target scaling)."""
+        if self.target_scaling is None:
+            return output
+        offset, scale = self.target_scaling
+        return output * scale.to(output.device) + offset.to(output.device)
 
 
 def build_network(model_cfg: dict[str, Any], input_shapes: dict[str, tuple[int, ...]], n_outputs: int) -> Network:

@@ -15,6 +15,8 @@ import logging
 import pathlib
 from typing import Any
 
+import numpy as np
+
 from hepnn_coffea import __version__
 from hepnn_coffea.config.data_config import ConfigError, DataConfig
 from hepnn_coffea.features.standardize import standardization_from_values
@@ -133,11 +135,11 @@ def build_manifest(
         for key in ("entries_selected", "rejected_labels", "entries_out"):
             stats[key] += c[key]
         for key, value in c.items():
-            if key.startswith("nonfinite_"):
+            if key.startswith(("nonfinite_", "filtered_")):
                 stats[key] = stats.get(key, 0) + value
         entry["shards"].append({"path": c["shard"], "entries": c["entries_out"], "file": c["file"],
                                 "entry_start": c["entry_start"], "entry_stop": c["entry_stop"],
-                                "label_counts": c["label_counts"]})  # fmt: skip
+                                "label_counts": c["label_counts"], "expert_counts": c.get("expert_counts")})  # fmt: skip
     for split, samples in splits.items():
         for sample, entry in samples.items():
             for file, stats in entry["files"].items():
@@ -148,6 +150,14 @@ def build_manifest(
                     )
             for key in ("num_entries", "entries_read", "entries_selected", "rejected_labels", "entries_out"):
                 entry[key] = sum(s[key] for s in entry["files"].values())
+            filtered = sorted({k for s in entry["files"].values() for k in s if k.startswith("filtered_")})
+            if filtered:
+                entry["filtered"] = {k[len("filtered_"):]: sum(s.get(k, 0) for s in entry["files"].values())
+                                     for k in filtered}  # fmt: skip
+            _check_cutflow(entry, f"split {split}, sample {sample}")
+            experts = [s["expert_counts"] for s in entry["shards"] if s.get("expert_counts")]
+            if experts:
+                entry["expert_counts"] = np.sum(experts, axis=0).tolist()
     return {
         "format": "hepnn_coffea.shards/1",
         "hepnn_coffea_version": __version__,
@@ -159,9 +169,22 @@ def build_manifest(
         "label_type": config.label_type,
         "labels": config.label_names,
         "observers": config.observers,
+        "filters": [f.to_dict() for f in config.filters],
+        "experts": config.experts.to_dict() if config.experts is not None else None,
         "run": run_info,
         "splits": splits,
     }
+
+
+def _check_cutflow(entry: dict[str, Any], where: str) -> None:
+    """Entries read = not selected + filtered + rejected labels + written."""
+    accounted = (entry["entries_read"] - entry["entries_selected"]) + sum((entry.get("filtered") or {}).values())
+    accounted += entry["rejected_labels"] + entry["entries_out"]
+    if accounted != entry["entries_read"]:
+        raise ReconciliationError(
+            f"{where}: {entry['entries_read']} entries read but the cutflow accounts for {accounted} "
+            f"(selection, filters {entry.get('filtered') or {}}, label rejection, written)"
+        )
 
 
 def remove_stale_shards(out: pathlib.Path, keep: set[str]) -> int:

@@ -133,7 +133,7 @@ class ShardWriterProcessor(ChunkProcessor):
         return self.config.required_branches()
 
     def process_chunk(self, events: Any, chunk: ChunkInfo) -> dict[str, Any]:
-        batch = compute_features(events, self.config, where=chunk.where)
+        batch = compute_features(events, self.config, where=chunk.where, entry_start=chunk.start)
         split, sample = chunk.metadata["split"], chunk.metadata["sample"]
         name = f"{split}/{shard_name(sample, chunk.file, chunk.start, chunk.stop)}"
         records = batch_to_records(batch)
@@ -144,6 +144,8 @@ class ShardWriterProcessor(ChunkProcessor):
             "entry_start": chunk.start, "entry_stop": chunk.stop, "shard": name, **batch.counts,
             "label_counts": np.bincount(labels, minlength=len(self.config.label_names)).tolist()
             if labels is not None else None,
+            "expert_counts": np.bincount(batch.expert, minlength=self.config.experts.n_experts).tolist()
+            if batch.expert is not None else None,
         }  # fmt: skip
         return {"chunks": [record]}
 

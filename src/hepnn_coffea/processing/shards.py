@@ -5,6 +5,7 @@ A shard is a NumPy structured array (one row per selected jet) with the fields
 * ``inputs/<group>``: float32 ``(n_vars, length)`` (or ``(n_vars,)``),
 * ``label`` (int64 class index) or ``target`` (float32 ``(n_targets,)``),
 * ``weight`` (float32, when the data config has weights),
+* ``expert`` (int64 expert index, when the data config declares ``experts``),
 * ``observers/<name>``: the observer's own dtype.
 
 Rows are contiguous, so a random batch is one gather per shard when read with
@@ -44,6 +45,8 @@ def batch_to_records(batch: FeatureBatch) -> np.ndarray:
         columns["label" if batch.labels.ndim == 1 else "target"] = batch.labels
     if batch.weights is not None:
         columns["weight"] = batch.weights
+    if batch.expert is not None:
+        columns["expert"] = batch.expert
     columns.update({OBSERVER_PREFIX + k: v for k, v in batch.observers.items()})
     dtype = np.dtype([(k, v.dtype, v.shape[1:]) for k, v in columns.items()])
     records = np.empty(len(batch), dtype=dtype)

@@ -25,9 +25,12 @@ class ShardDataset:
         ``train``, ``val`` or ``test``.
     groups
         Input groups to return (default: all in the manifest).
+    expert
+        Only the rows routed to this expert (shards of a data config with ``experts``).
     """
 
-    def __init__(self, shard_dir: str | pathlib.Path, split: str, groups: list[str] | None = None) -> None:
+    def __init__(self, shard_dir: str | pathlib.Path, split: str, groups: list[str] | None = None,
+                 expert: int | None = None) -> None:  # fmt: skip
         self.root = pathlib.Path(shard_dir)
         manifest_path = self.root / MANIFEST
         if not manifest_path.is_file():
@@ -49,9 +52,18 @@ class ShardDataset:
         self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
         self.target_field = "label" if "label" in self.shards[0].dtype.names else "target"
         self.has_weight = "weight" in self.shards[0].dtype.names
+        self.has_expert = "expert" in self.shards[0].dtype.names
+        #: global row numbers this dataset covers (all rows, or one expert's)
+        self.rows = np.arange(int(self.offsets[-1]))
+        if expert is not None:
+            if not self.has_expert:
+                raise ValueError(f"{self.root}: expert {expert} requested but the data config declares no 'experts'")
+            self.rows = np.flatnonzero(np.concatenate([np.asarray(s["expert"]) for s in self.shards]) == int(expert))
+            if not len(self.rows):
+                raise ValueError(f"{self.root}: split '{split}' has no rows for expert {expert}")
 
     def __len__(self) -> int:
-        return int(self.offsets[-1])
+        return len(self.rows)
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-entry shape of each input group."""
@@ -70,10 +82,12 @@ class ShardDataset:
         out["target"] = np.ascontiguousarray(rows[self.target_field])
         if self.has_weight:
             out["weight"] = np.ascontiguousarray(rows["weight"])
+        if self.has_expert:
+            out["expert"] = np.ascontiguousarray(rows["expert"])
         return out
 
     def epoch_index(self, shuffle: bool, seed: int | list[int], limit: int | None = None) -> np.ndarray:
-        """Row order of one epoch: a seeded permutation (or 0..n-1), cut to ``limit`` rows.
+        """Global rows of one epoch: a seeded permutation (or in order), cut to ``limit`` rows.
 
         A ``limit`` above the split size cycles through further permutations, like
         weaver-core's ``--samples-per-epoch``.
@@ -85,7 +99,7 @@ class ShardDataset:
             rng = np.random.default_rng(seed)
             rounds = 1 if limit is None else -(-limit // n)
             index = np.concatenate([rng.permutation(n) for _ in range(rounds)])
-        return index if limit is None else index[:limit]
+        return self.rows[index if limit is None else index[:limit]]
 
     def batches(
         self,
@@ -112,5 +126,5 @@ class ShardDataset:
         return self._lengths
 
     def arrays(self, fields: list[str]) -> dict[str, np.ndarray]:
-        """Whole columns (e.g. ``observers/jet_pt``, ``label``) concatenated over shards."""
-        return {f: np.concatenate([np.asarray(s[f]) for s in self.shards]) for f in fields}
+        """Whole columns (e.g. ``observers/jet_pt``, ``label``) of this dataset's rows."""
+        return {f: np.concatenate([np.asarray(s[f]) for s in self.shards])[self.rows] for f in fields}

@@ -36,9 +36,10 @@ from hepnn_coffea.training.distributed import DistInfo, barrier, init_distribute
 from hepnn_coffea.training.loop import StepSettings, evaluate, train_epoch
 from hepnn_coffea.training.metrics import RunLogger
 from hepnn_coffea.training.optim import build_optimizer, build_scheduler
+from hepnn_coffea.training.sampling import sampler_from_config
+from hepnn_coffea.training.targets import StandardizedLoss, regression_loss, target_scaling
 
 log = logging.getLogger(__name__)
-REGRESSION_LOSSES = {"mse": nn.MSELoss, "huber": nn.HuberLoss, "l1": nn.L1Loss}
 
 
 @dataclass
@@ -68,22 +69,24 @@ def load_network(run_dir: str | pathlib.Path, checkpoint: str = "best.pt") -> tu
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     prov = json.loads((run_dir / "provenance.json").read_text())
     net = build_network(cfg["model"], {k: tuple(v) for k, v in prov["input_shapes"].items()}, prov["n_outputs"])
+    if prov.get("target_scaling"):
+        net.set_target_scaling(**prov["target_scaling"])
     state = torch.load(run_dir / "checkpoints" / checkpoint, map_location="cpu", weights_only=True)
     net.load_state_dict(state["model"])
     return net.eval(), cfg
 
 
 def _resolve_config(model_config: str | pathlib.Path | dict[str, Any], overrides: dict[str, Any] | None,
-                    expert: str | None = None) -> dict[str, Any]:  # fmt: skip
+                    expert: str | None = None, expert_index: int | None = None) -> dict[str, Any]:  # fmt: skip
     cfg = load_model_config(model_config) if not isinstance(model_config, dict) else dict(model_config)
-    cfg = deep_merge(resolve_expert(cfg, expert), overrides or {})
+    cfg = deep_merge(resolve_expert(cfg, expert, fallback=expert_index), overrides or {})
     if "model" not in cfg or "training" not in cfg:
         raise ConfigError("a model config needs 'model' and 'training' sections (extend models/base.yaml)")
     return cfg
 
 
 def _prepare_run_dir(run_dir: pathlib.Path, cfg: dict[str, Any], shards: pathlib.Path, net: nn.Module,
-                     train_set: ShardDataset, n_outputs: int) -> None:  # fmt: skip
+                     train_set: ShardDataset, n_outputs: int, extra: dict[str, Any]) -> None:  # fmt: skip
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     shutil.copyfile(shards / "data_config.yaml", run_dir / "data_config.yaml")
@@ -93,7 +96,7 @@ def _prepare_run_dir(run_dir: pathlib.Path, cfg: dict[str, Any], shards: pathlib
         "python": platform.python_version(), "shards": str(shards.resolve()),
         "config_hash": train_set.manifest["config_hash"], "labels": train_set.manifest["labels"],
         "label_type": train_set.manifest["label_type"], "input_shapes": train_set.input_shapes(),
-        "input_groups": net.input_groups, "n_outputs": n_outputs, "parameters": count_parameters(net),
+        "input_groups": net.input_groups, "n_outputs": n_outputs, "parameters": count_parameters(net), **extra,
     })  # fmt: skip
     for stale in ("metrics.csv",):
         (run_dir / stale).unlink(missing_ok=True)
@@ -126,7 +129,9 @@ def train(
     overrides
         Deep-merged over the config, e.g. ``{"training": {"epochs": 3}}``.
     expert
-        Apply the config's ``expert_<name>`` overrides (see :func:`resolve_expert`).
+        Apply the config's ``expert_<name>`` overrides (see :func:`resolve_expert`). When the
+        shards route entries to experts (data config ``experts``), train on that expert's
+        rows only (its name or index); its overrides are then optional.
     resume
         Continue from ``run_dir/checkpoints/last.pt`` with the saved config.
 
@@ -142,14 +147,16 @@ def train(
         if not last.is_file():
             raise FileNotFoundError(f"{last} not found: nothing to resume")
         cfg = deep_merge(yaml.safe_load((run_dir / "config.yaml").read_text()), overrides or {})
-        shards = pathlib.Path(json.loads((run_dir / "provenance.json").read_text())["shards"])
+        prov = json.loads((run_dir / "provenance.json").read_text())
+        shards, expert_index = pathlib.Path(prov["shards"]), prov.get("expert_index")
     else:
         if model_config is None or shards is None:
             raise ConfigError("train needs a model config and a shard folder (or resume=True)")
         shards = pathlib.Path(shards)
         if last.exists():
             raise FileExistsError(f"{run_dir} already holds a run; use resume=True (--resume) or a new folder")
-        cfg = _resolve_config(model_config, overrides, expert)
+        expert_index = expert_of(shards, expert)
+        cfg = _resolve_config(model_config, overrides, expert, expert_index)
     tcfg = cfg["training"]
     task = cfg.get("task", "classification")
     seed = int(tcfg.get("seed", 42))
@@ -161,23 +168,34 @@ def train(
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     try:
-        return _train(cfg, tcfg, task, seed, device, dist_info, shards, run_dir, last, resume, progress)
+        return _train(cfg, tcfg, task, seed, device, dist_info, shards, run_dir, last, resume, progress, expert_index)
     finally:
         shutdown(dist_info)
 
 
 def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, device: torch.device, dist_info: DistInfo,
-           shards: pathlib.Path, run_dir: pathlib.Path, last: pathlib.Path, resume: bool, progress: bool) -> TrainResult:  # fmt: skip
+           shards: pathlib.Path, run_dir: pathlib.Path, last: pathlib.Path, resume: bool, progress: bool,
+           expert_index: int | None = None) -> TrainResult:  # fmt: skip
     probe = ShardDataset(shards, "train")
-    n_outputs = len(probe.manifest["labels"])
-    net = build_network(cfg["model"], probe.input_shapes(), n_outputs)
+    labels = probe.manifest["labels"]
+    net = build_network(cfg["model"], probe.input_shapes(), len(labels))
     groups = net.input_groups
-    train_set = ShardDataset(shards, "train", groups)
-    val_set = ShardDataset(shards, "val", groups)
-    if task == "classification" and train_set.target_field != "label":
-        raise ConfigError(f"task classification needs 'simple' labels; the shards in {shards} hold regression targets")
+    train_set = ShardDataset(shards, "train", groups, expert=expert_index)
+    val_set = ShardDataset(shards, "val", groups, expert=expert_index)
+    if (task == "classification") != (train_set.target_field == "label"):
+        raise ConfigError(f"task {task!r} does not fit the shards in {shards}: they hold "
+                          f"{'class labels' if train_set.target_field == 'label' else 'regression targets'}")  # fmt: skip
+    extra: dict[str, Any] = {"expert_index": expert_index}
+    if task == "regression":
+        extra["target_scaling"] = target_scaling(train_set.arrays(["target"])["target"], labels)
+        net.set_target_scaling(**extra["target_scaling"])
+    sampler = sampler_from_config(tcfg["reweight"], train_set.rows, train_set.arrays(["target"])["target"], labels) \
+        if task == "regression" and tcfg.get("reweight") else None
+    if sampler is not None:
+        extra["reweight"] = {"edges": sampler.edges.tolist(), "probabilities": sampler.probabilities.tolist(),
+                             "empty_buckets": sampler.empty_buckets, "rows_outside": sampler.outside}  # fmt: skip
     if not resume and dist_info.is_main:
-        _prepare_run_dir(run_dir, cfg, shards, net, train_set, n_outputs)
+        _prepare_run_dir(run_dir, cfg, shards, net, train_set, len(labels), extra)
     barrier(dist_info)
     net.to(device)
 
@@ -189,7 +207,7 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
     optimizer = build_optimizer(net.parameters(), tcfg["optimizer"], float(tcfg["lr"]), float(tcfg.get("weight_decay", 0)))
     scheduler = build_scheduler(optimizer, tcfg.get("scheduler", "none"), epochs, steps_per_epoch,
                                 int(tcfg.get("warmup_steps", 0)))  # fmt: skip
-    loss_fn = _loss(cfg, tcfg, task)
+    loss_fn = _loss(cfg, tcfg, task, net)
     settings = _step_settings(net, train_set, tcfg, device)
     scaler = torch.amp.GradScaler("cuda") if settings.amp_dtype == torch.float16 else None
 
@@ -213,7 +231,9 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
     patience = tcfg.get("early_stopping_patience")
     try:
         for epoch in range(state["epoch"], epochs):
-            index = shard_index(train_set.epoch_index(True, [seed, epoch], samples_per_epoch), dist_info)
+            index = train_set.epoch_index(True, [seed, epoch], samples_per_epoch) if sampler is None else \
+                sampler.epoch_index([seed, epoch], samples_per_epoch or len(train_set))
+            index = shard_index(index, dist_info)
             bar = _progress(progress and dist_info.is_main, steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
 
             def on_step(loss: float, jets_per_s: float) -> None:
@@ -258,13 +278,28 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
     return TrainResult(run_dir, state["best_epoch"], state["best"], state["history"])
 
 
-def _loss(cfg: dict[str, Any], tcfg: dict[str, Any], task: str) -> nn.Module:
+def _loss(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, net: Network) -> nn.Module:
     if task == "classification":
         return nn.CrossEntropyLoss(reduction="none", label_smoothing=float(tcfg.get("label_smoothing", 0)))
-    name = str(cfg.get("loss", "mse")).lower()
-    if name not in REGRESSION_LOSSES:
-        raise ConfigError(f"loss {name!r} unknown; choose one of {sorted(REGRESSION_LOSSES)}")
-    return REGRESSION_LOSSES[name](reduction="none")
+    if task != "regression":
+        raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
+    offset, scale = (t.tolist() for t in net.target_scaling)
+    return StandardizedLoss(regression_loss(cfg), offset, scale)
+
+
+def expert_of(shards: str | pathlib.Path, expert: str | None) -> int | None:
+    """Index of ``expert`` (name or index) in the shards' expert split; ``None`` without one."""
+    manifest = json.loads((pathlib.Path(shards) / "manifest.json").read_text())
+    split = manifest.get("experts")
+    if expert is None or not split:
+        return None
+    names = [str(n) for n in split["names"]]
+    name = str(expert).removeprefix("expert_")
+    if name in names:
+        return names.index(name)
+    if name.isdigit() and int(name) < len(names):
+        return int(name)
+    raise ConfigError(f"expert {expert!r} is not one of the shards' experts {names} (data config 'experts')")
 
 
 def _step_settings(net: Network, dataset: ShardDataset, tcfg: dict[str, Any], device: torch.device) -> StepSettings:

@@ -1,0 +1,67 @@
+"""Regression targets: losses, and learning standardized targets.
+
+Targets such as a top quark's pT (~600 GeV) and eta (~1) differ by orders of
+magnitude, so the network learns ``(target - offset) / scale`` (train-split mean
+and standard deviation) and :meth:`hepnn_coffea.nn.Network.physical` maps its
+outputs back; the export applies that map, so ONNX outputs are in physical units.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hepnn_coffea.config.data_config import ConfigError
+
+
+class LogCoshLoss(nn.Module):
+    """``log(cosh(pred - target))`` per element (quadratic near 0, linear in the tails)."""
+
+    def __init__(self, reduction: str = "none") -> None:
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = pred - target
+        loss = x.abs() + nn.functional.softplus(-2 * x.abs()) - math.log(2.0)
+        return loss.mean() if self.reduction == "mean" else loss
+
+
+REGRESSION_LOSSES = {"mse": nn.MSELoss, "huber": nn.HuberLoss, "l1": nn.L1Loss, "logcosh": LogCoshLoss}
+
+
+class StandardizedLoss(nn.Module):
+    """``loss(pred, (target - offset) / scale)``: the network learns standardized targets."""
+
+    def __init__(self, loss: nn.Module, offset: list[float], scale: list[float]) -> None:
+        super().__init__()
+        self.loss = loss
+        self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        offset, scale = self.offset.to(target.device), self.scale.to(target.device)
+        return self.loss(pred, (target - offset) / scale)
+
+
+def regression_loss(cfg: dict[str, Any]) -> nn.Module:
+    """The per-element loss named by the model config's ``loss`` (mse, huber, l1, logcosh)."""
+    name = str(cfg.get("loss", "mse")).lower()
+    if name not in REGRESSION_LOSSES:
+        raise ConfigError(f"loss {name!r} unknown; choose one of {sorted(REGRESSION_LOSSES)}")
+    return REGRESSION_LOSSES[name](reduction="none")
+
+
+def target_scaling(targets: np.ndarray, names: list[str]) -> dict[str, list[float]]:
+    """Mean and standard deviation of every target column (``offset``/``scale``)."""
+    targets = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
+    bad = [n for n, ok in zip(names, np.isfinite(targets).all(axis=0)) if not ok]
+    if bad:
+        raise ConfigError(f"regression target(s) {bad} have NaN/inf values in the training shards")
+    scale = targets.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    return {"offset": targets.mean(axis=0).tolist(), "scale": scale.tolist()}
