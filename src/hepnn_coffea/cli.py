@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", help="output folder of 'hepnn preprocess'")
     p.add_argument("-o", "--run-dir", help="run directory to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    p.add_argument("--expert", default=None, help="apply the config's expert_<NAME> overrides")
+    p.add_argument("--expert", default=None,
+                   help="apply the config's expert_<NAME> overrides (and, with data-config 'experts', train that expert)")
+    p.add_argument("--experts", action="store_true",
+                   help="train every expert of the data config's 'experts' split into RUN_DIR/expert_<name>/")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set training.epochs=3")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
@@ -77,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--split", default=None, help="only datasets with this split in their metadata")
     p.add_argument("--batch-size", type=int, default=512, help="jets per onnxruntime call (bounds memory)")
+    p.add_argument("--naive", action="append", default=[], metavar="TARGET=EXPRESSION",
+                   help="regression: a simple estimate to compare with, e.g. --naive truth_pt=jet_pt")  # fmt: skip
     _add_execution(p)
 
     p = sub.add_parser("evaluate", help="ROC, AUC, rejection, accuracy and plots from an infer folder")
@@ -116,6 +121,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "train":
         from hepnn_coffea.training.trainer import train
 
+        if args.experts:
+            from hepnn_coffea.training.experts import train_experts
+
+            if not (args.model_config and args.shards and args.run_dir):
+                raise SystemExit("hepnn train --experts: give MODEL_CONFIG --shards SHARDS -o RUN_DIR")
+            results = train_experts(args.model_config, args.shards, args.run_dir, overrides=_overrides(args.set),
+                                    progress=not args.no_progress)  # fmt: skip
+            for name, r in results.items():
+                print(f"expert {name}: best epoch {r.best_epoch}: {r.best_metric:.5f}; run directory {r.run_dir}")
+            return 0
         if args.resume:
             result = train(None, None, args.resume, resume=True, overrides=_overrides(args.set),
                            progress=not args.no_progress)  # fmt: skip
@@ -134,7 +149,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "infer":
         from hepnn_coffea.evaluation.stages import infer
 
-        info = infer(args.model, args.fileset, args.output, split=args.split, batch_size=args.batch_size, **execution)
+        options = {"naive": dict(pair.split("=", 1) for pair in args.naive)} if args.naive else {}
+        info = infer(args.model, args.fileset, args.output, split=args.split, batch_size=args.batch_size, **execution,
+                     **options)  # fmt: skip
         print(json.dumps(info["counts"], indent=1))
         print(f"{info['n_jets']} jets scored; hists and scores.parquet in {args.output}")
     elif args.command == "evaluate":
@@ -142,7 +159,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         summary = evaluate(args.output, plots=not args.no_plots, compare=args.compare, baselines=args.baselines,
                            shards=args.shards)  # fmt: skip
-        print(summary_markdown(summary))
+        if summary.get("task") == "regression":
+            from hepnn_coffea.evaluation.regression import summary_markdown as regression_markdown
+
+            print(regression_markdown(summary["rows"]))
+        else:
+            print(summary_markdown(summary))
         for plot in summary.get("plots", []):
             print(f"plot: {plot}")
     return 0

@@ -94,3 +94,91 @@ class TaggerEvaluationProcessor(ChunkProcessor):
                            "rejected_labels": batch.counts["rejected_labels"],
                            **{k: v for k, v in batch.counts.items() if k.startswith("nonfinite_")}}}  # fmt: skip
         return {"hists": hists, "table": table, "counts": counts}
+
+
+class RegressionEvaluationProcessor(ChunkProcessor):
+    """Runs a regression :class:`OnnxTagger` on events with truth and fills residual hists.
+
+    Entries are those of the data config's training ``selection`` (the truth must exist;
+    preprocessing ``filters`` are not applied). Output: ``hists`` (see
+    :func:`hepnn_coffea.evaluation.regression.make_regression_hists`; estimators ``model``
+    and one per ``naive`` entry), ``table`` (per entry: sample, weight, expert,
+    ``true_<t>``, ``pred_<t>``, ``naive_<t>``) and ``counts`` per sample.
+
+    Parameters
+    ----------
+    tagger
+        A regression model (ONNX outputs in physical units; may route to experts).
+    binning
+        Per target ``{"true": (low, high), "residual": half_range, "relative": bool}``
+        (default: from the training mean/std stored in the ONNX file).
+    naive
+        ``{target: expression}``: a simple estimate to compare with, e.g. ``{"truth_pt": "jet_pt"}``.
+    """
+
+    def __init__(self, tagger: OnnxTagger, *, binning: dict[str, dict[str, Any]] | None = None,
+                 naive: dict[str, str] | None = None) -> None:  # fmt: skip
+        from hepnn_coffea.evaluation.regression import target_binning
+
+        if tagger.config.is_classification:
+            raise ValueError("RegressionEvaluationProcessor evaluates regression models; this one classifies")
+        self.tagger = tagger
+        self.targets = list(tagger.classes)
+        self.naive = dict(naive or {})
+        unknown = sorted(set(self.naive) - set(self.targets))
+        if unknown:
+            raise ValueError(f"naive estimators for unknown target(s) {unknown}; the targets are {self.targets}")
+        if binning is None:
+            scaling = (tagger.metadata.get("provenance") or {}).get("target_scaling")
+            if not scaling:
+                raise ValueError(f"{tagger.path} stores no target scaling: pass binning=...")
+            binning = {t: target_binning(o, s) for t, o, s in zip(self.targets, scaling["offset"], scaling["scale"])}
+        self.binning = binning
+
+    def columns(self) -> list[str]:
+        from hepnn_coffea.features.expressions import Expression
+
+        config = self.tagger.config
+        naive = {n for expr in self.naive.values() for n in Expression(expr).names}
+        return sorted(set(config.required_branches("selection")) | (naive - set(config.new_variables)))
+
+    def process_chunk(self, events: Any, chunk: ChunkInfo) -> dict[str, Any]:
+        from hepnn_coffea.evaluation.regression import fill_regression, make_regression_hists
+        from hepnn_coffea.features.expressions import VariableTable
+
+        config = self.tagger.config
+        source = self.tagger.source(events, inputs_only=False, selection="selection")
+        batch = compute_features(source, config, selection="selection", where=chunk.where, apply_filters=False)
+        report_fixups(batch.counts, chunk.where)
+        pred = self.tagger.predict(batch.inputs, expert=batch.expert)
+        sample = chunk.metadata.get("sample", chunk.dataset)
+        weight = float(chunk.metadata.get("weight", 1.0)) * (batch.weights if batch.weights is not None else 1.0)
+        weight = np.broadcast_to(np.asarray(weight, dtype=np.float64), (len(batch),))
+        expert = None if batch.expert is None else np.asarray(config.experts.names, dtype=object)[batch.expert]
+        table = VariableTable({**source, **{n: events[n] for n in self._naive_branches(source)}}, config.new_variables,
+                              chunk.where)  # fmt: skip
+        hists = make_regression_hists(self.binning)
+        out: dict[str, list[np.ndarray]] = {"sample": [np.full(len(batch), sample, dtype=object)],
+                                            "weight": [weight.astype(np.float64)]}  # fmt: skip
+        if expert is not None:
+            out["expert"] = [expert]
+        for i, target in enumerate(self.targets):
+            true = batch.labels[:, i].astype(np.float64)
+            estimates = {"model": pred[:, i].astype(np.float64)}
+            if target in self.naive:
+                naive = np.asarray(table.evaluate(self.naive[target], key=f"naive {target}"), dtype=np.float64)
+                estimates["naive"] = naive[batch.selected]
+            for name, values in estimates.items():
+                fill_regression(hists, target, process=sample, estimator=name, true=true, pred=values, weight=weight,
+                                expert=expert)  # fmt: skip
+                out[f"{'pred' if name == 'model' else name}_{target}"] = [values]
+            out[f"true_{target}"] = [true]
+        counts = {sample: {"entries_in": batch.counts["entries_in"], "entries_scored": len(batch),
+                           **{k: v for k, v in batch.counts.items() if k.startswith("nonfinite_")}}}  # fmt: skip
+        return {"hists": hists, "table": out, "counts": counts}
+
+    def _naive_branches(self, source: dict[str, Any]) -> list[str]:
+        from hepnn_coffea.features.expressions import Expression
+
+        names = {n for expr in self.naive.values() for n in Expression(expr).names}
+        return sorted(names - set(source) - set(self.tagger.config.new_variables))

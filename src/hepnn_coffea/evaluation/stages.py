@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hepnn_coffea.evaluation.processor import TaggerEvaluationProcessor
+from hepnn_coffea.evaluation.processor import RegressionEvaluationProcessor, TaggerEvaluationProcessor
 from hepnn_coffea.evaluation.roc import accuracy_from_hist, roc_from_hist, roc_from_scores, working_points
 from hepnn_coffea.inference.tagger import OnnxTagger
 from hepnn_coffea.processing.fileset import load_fileset, select_split
@@ -43,6 +43,9 @@ def infer(
     """Score every dataset (of ``split``) of ``fileset`` with ``model``; write hists and table.
 
     ``batch_size`` is the number of jets per onnxruntime call (bounds the worker's memory).
+    Classifiers run through :class:`TaggerEvaluationProcessor`, regression models through
+    :class:`RegressionEvaluationProcessor` (``processor_options`` go to the processor, e.g.
+    ``naive={"truth_pt": "jet_pt"}``).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -51,7 +54,8 @@ def infer(
     files = select_split(load_fileset(fileset, tagger.config.treename), split)
     if not files:
         raise ValueError(f"no dataset with split {split!r} in the fileset")
-    proc = TaggerEvaluationProcessor(tagger, **processor_options)
+    regression = not tagger.config.is_classification
+    proc = (RegressionEvaluationProcessor if regression else TaggerEvaluationProcessor)(tagger, **processor_options)
     result = run_processor(files, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler,
                            chunksize=chunksize)  # fmt: skip
     out = pathlib.Path(out_dir)
@@ -63,26 +67,27 @@ def infer(
     columns["sample"] = columns["sample"].astype(str)
     table = pa.table(columns)
     atomic_write_bytes(out / "scores.parquet", lambda f: pq.write_table(table, f))
-    info = {"model": str(pathlib.Path(model).resolve()), "classes": tagger.classes, "counts": result["counts"],
-            "n_jets": table.num_rows}  # fmt: skip
+    info = {"model": str(pathlib.Path(model).resolve()), "task": "regression" if regression else "classification",
+            "classes": tagger.classes, "counts": result["counts"], "n_jets": table.num_rows}  # fmt: skip
     write_json(out / "counts.json", info)
     return info
 
 
 def _write_root(path: pathlib.Path, hists: dict[str, Any]) -> None:
+    """Every hist split along its category axes: ``<name>/<category value>/.../`` (ROOT TH1/TH2)."""
+    import itertools
+
+    import hist
     import uproot
 
     tmp = path.with_suffix(".root.tmp")
     with uproot.recreate(tmp) as f:
         for name, h in hists.items():
-            for sample in h.axes["process"]:
-                for truth in h.axes["truth"]:
-                    sub = h[{"process": sample, "truth": truth}]
-                    if name == "score":
-                        for output in sub.axes["output"]:
-                            f[f"{name}/{sample}/{truth}/{output}"] = sub[{"output": output}]
-                    else:
-                        f[f"{name}/{sample}/{truth}"] = sub
+            cats = [ax.name for ax in h.axes if isinstance(ax, (hist.axis.StrCategory, hist.axis.IntCategory))]
+            for values in itertools.product(*(list(h.axes[c]) for c in cats)):
+                sub = h[dict(zip(cats, values))]
+                if sub.ndim <= 2:
+                    f["/".join([name, *map(str, values)])] = sub
     tmp.replace(path)
 
 
@@ -113,6 +118,10 @@ def evaluate(
     with (out / "hists.pkl").open("rb") as f:
         hists = pickle.load(f)
     info = json.loads((out / "counts.json").read_text())
+    if info.get("task") == "regression":
+        from hepnn_coffea.evaluation.regression_stage import evaluate_regression
+
+        return evaluate_regression(out, hists, info, plots=plots)
     classes = info["classes"]
     signal = classes[0]
     table = pq.read_table(out / "scores.parquet").to_pydict()

@@ -225,7 +225,7 @@ def compute_features(
             keep &= good
             labels = np.argmax(onehot, axis=1)[keep]
         rows = np.flatnonzero(keep)
-        selected = VariableTable(_take(source, table, config, rows, with_labels), definitions, where)
+        selected = VariableTable(_take(table, config, rows, with_labels, selection), definitions, where)
         n = len(rows)
         if with_labels and not config.is_classification:
             labels = np.stack(
@@ -247,9 +247,6 @@ def compute_features(
     return FeatureBatch(inputs, labels, observers, weights, counts, keep, expert)
 
 
-def _take(source: Any, table: VariableTable, config: DataConfig, rows: np.ndarray, with_labels: bool) -> dict[str, Any]:
+def _take(table: VariableTable, config: DataConfig, rows: np.ndarray, with_labels: bool, selection: str) -> dict[str, Any]:
     """The selected rows of every branch the outputs need (already-loaded ones are reused)."""
-    out = {}
-    for name in config.required_branches(inputs_only=not with_labels):
-        out[name] = table[name][rows]
-    return out
+    return {name: table[name][rows] for name in config.required_branches(selection, inputs_only=not with_labels)}
