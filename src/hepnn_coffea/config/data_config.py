@@ -62,7 +62,7 @@ class InputGroup:
     """A named model input of shape ``(n_vars, length)`` per jet."""
 
     name: str
-    length: int | None
+    length: int | str | None  # "auto": the preprocess.length_quantile of the training entries' lengths
     pad_mode: str
     vars: tuple[VarSpec, ...]
 
@@ -85,6 +85,9 @@ class DataConfig:
     new_variables: dict[str, str] = field(default_factory=dict)
     preprocess_method: str = "manual"
     data_fraction: float = 1.0
+    length_quantile: float = 0.99
+    label_pad_to: str | None = None
+    label_pad_value: float = -1.0
     observers: list[str] = field(default_factory=list)
     weights: dict[str, Any] | None = None
     filters: tuple[Filter, ...] = ()
@@ -117,6 +120,9 @@ class DataConfig:
         data_fraction = float(preprocess.get("data_fraction", 1.0) or 1.0)
         if not 0 < data_fraction <= 1:
             raise ConfigError(f"{source}: preprocess.data_fraction must be in (0, 1], got {data_fraction}")
+        length_quantile = float(preprocess.get("length_quantile", 0.99))
+        if not 0 < length_quantile <= 1:
+            raise ConfigError(f"{source}: preprocess.length_quantile must be in (0, 1], got {length_quantile}")
         cfg = cls(
             inputs=_parse_inputs(raw.get("inputs"), method == "auto", source),
             label_type="simple",
@@ -127,11 +133,19 @@ class DataConfig:
             new_variables={str(k): str(v) for k, v in (raw.get("new_variables") or {}).items()},
             preprocess_method=method,
             data_fraction=data_fraction,
+            length_quantile=length_quantile,
             observers=[str(o) for o in (raw.get("observers") or [])],
             weights=raw.get("weights") or None,
             source=source,
         )
         cfg.label_type, cfg.label_names, cfg.label_expressions = _parse_labels(raw.get("labels"), source)
+        labels = raw.get("labels") or {}
+        cfg.label_pad_to = labels.get("pad_to")
+        cfg.label_pad_value = float(labels.get("pad_value", -1.0))
+        if cfg.label_pad_to is not None and cfg.label_pad_to not in cfg.inputs:
+            raise ConfigError(f"{source}: labels.pad_to names '{cfg.label_pad_to}', not an input group {list(cfg.inputs)}")
+        if cfg.label_pad_to is not None and cfg.inputs[cfg.label_pad_to].length is None:
+            raise ConfigError(f"{source}: labels.pad_to '{cfg.label_pad_to}' must be a group with a length")
         try:
             cfg.filters = parse_filters(raw.get("filters"), source)
             cfg.experts = ExpertSplit.from_dict(raw["experts"], source) if raw.get("experts") else None
@@ -177,7 +191,13 @@ class DataConfig:
 
     @property
     def needs_auto_standardization(self) -> bool:
-        return any(v.center == AUTO for g in self.inputs.values() for v in g.vars)
+        """Some center/scale or group length must be computed from the training split."""
+        return any(v.center == AUTO for g in self.inputs.values() for v in g.vars) or bool(self.auto_length_groups)
+
+    @property
+    def auto_length_groups(self) -> list[str]:
+        """Input groups with ``length: auto``."""
+        return [g.name for g in self.inputs.values() if g.length == AUTO]
 
     def variables(self) -> list[str]:
         """Every variable the outputs need: inputs, labels, observers, weights."""
@@ -242,6 +262,16 @@ class DataConfig:
         new.preprocess_method = "manual"
         return new
 
+    def with_lengths(self, lengths: dict[str, int]) -> DataConfig:
+        """A copy where every ``length: auto`` group gets ``lengths[group]``."""
+        new = copy.deepcopy(self)
+        for name in self.auto_length_groups:
+            if name not in lengths:
+                raise ConfigError(f"{self.source}: no length computed for input group '{name}'")
+            g = new.inputs[name]
+            new.inputs[name] = InputGroup(g.name, max(1, int(lengths[name])), g.pad_mode, g.vars)
+        return new
+
     def standardization(self) -> dict[str, dict[str, Any]]:
         """Per-variable transformation parameters (as weaver's ``*.auto.yaml`` holds)."""
         return {
@@ -257,7 +287,8 @@ class DataConfig:
             "selection": self.selection,
             "test_time_selection": self.test_time_selection,
             "new_variables": dict(self.new_variables),
-            "preprocess": {"method": self.preprocess_method, "data_fraction": self.data_fraction},
+            "preprocess": {"method": self.preprocess_method, "data_fraction": self.data_fraction,
+                           **({"length_quantile": self.length_quantile} if self.length_quantile != 0.99 else {})},
             "inputs": {
                 g.name: {"length": g.length, "pad_mode": g.pad_mode, "vars": [v.as_list() for v in g.vars]}
                 for g in self.inputs.values()
@@ -265,7 +296,8 @@ class DataConfig:
             "labels": (
                 {"type": "simple", "value": list(self.label_names)}
                 if self.label_type == "simple"
-                else {"type": "custom", "value": dict(self.label_expressions)}
+                else {"type": "custom", "value": dict(self.label_expressions),
+                      **({"pad_to": self.label_pad_to, "pad_value": self.label_pad_value} if self.label_pad_to else {})}
             ),
             "observers": list(self.observers),
         }
@@ -304,8 +336,8 @@ def _parse_inputs(raw: Any, auto: bool, source: str) -> dict[str, InputGroup]:
         if not isinstance(g, dict) or not g.get("vars"):
             raise ConfigError(f"{where}: needs a non-empty 'vars' list")
         length = g.get("length")
-        if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length <= 0):
-            raise ConfigError(f"{where}.length must be a positive integer, got {length!r}")
+        if length is not None and length != AUTO and (not isinstance(length, int) or isinstance(length, bool) or length <= 0):
+            raise ConfigError(f"{where}.length must be a positive integer or 'auto', got {length!r}")
         pad_mode = str(g.get("pad_mode", "constant")).lower()
         if pad_mode not in ("constant", "wrap"):
             raise ConfigError(f"{where}.pad_mode must be 'constant' or 'wrap', got {pad_mode!r}")

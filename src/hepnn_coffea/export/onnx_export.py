@@ -151,8 +151,11 @@ def export_onnx(
         data[EXPERT_INPUT] = data["expert"].astype(np.int64)
     example = tuple(torch.from_numpy(data[g][:2]) for g in input_names)
     out_name = "softmax" if classification else "output"
+    expected = _reference(heads, groups, data)
+    if experts and expected.ndim != 2:
+        raise ExportError("routing to experts is supported for per-entry outputs only")
     dynamic = {g: {0: "N", 2: f"n_{g}"} if data[g].ndim == 3 else {0: "N"} for g in input_names}
-    dynamic[out_name] = {0: "N"}
+    dynamic[out_name] = {0: "N", 2: "n_points"} if expected.ndim == 3 else {0: "N"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = pathlib.Path(tmp) / "model.onnx"
         torch.onnx.export(
@@ -160,7 +163,6 @@ def export_onnx(
             dynamic_axes=dynamic, opset_version=opset, dynamo=False,
         )  # fmt: skip
         proto = onnx.load(str(tmp_path))
-    expected = _reference(heads, groups, data)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = {i.name: data[i.name] for i in session.get_inputs()}
     got = session.run(None, feed)[0]
@@ -175,7 +177,7 @@ def export_onnx(
     metadata = {
         "data_config": (member_dirs[0] / "data_config.yaml").read_text(),
         "classes": json.dumps(prov["labels"]),
-        "task": "classification" if classification else "regression",
+        "task": str(cfg.get("task", "classification" if classification else "regression")),
         "input_groups": json.dumps(groups),
         "provenance": json.dumps({
             "hepnn_coffea_version": prov["hepnn_coffea_version"], "torch_version": torch.__version__,

@@ -49,6 +49,8 @@ class FeatureBatch:
         Boolean mask over the input entries of the rows kept.
     expert
         ``int64 (n,)`` expert index of every row when the config declares ``experts``.
+    lengths
+        Per input group with a length: the number of real (unpadded, untruncated) values per row.
     """
 
     inputs: dict[str, np.ndarray]
@@ -58,6 +60,7 @@ class FeatureBatch:
     counts: dict[str, int] = field(default_factory=dict)
     selected: np.ndarray | None = None
     expert: np.ndarray | None = None
+    lengths: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.counts.get("entries_out", 0)
@@ -123,7 +126,8 @@ def _to_numpy_1d(value: Any, name: str, where: str) -> np.ndarray:
     return out
 
 
-def _input_block(table: VariableTable, group: Any, n: int, counts: dict[str, int], where: str) -> np.ndarray:
+def _input_block(table: VariableTable, group: Any, n: int, counts: dict[str, int], where: str,
+                 lengths: dict[str, np.ndarray]) -> np.ndarray:  # fmt: skip
     """The ``(n, n_vars[, length])`` float32 block of one input group.
 
     Jagged variables are flattened first, transformed on the flat numpy content
@@ -144,6 +148,7 @@ def _input_block(table: VariableTable, group: Any, n: int, counts: dict[str, int
             entry_counts, flat = _flatten(value)
             if layout is None or not np.array_equal(layout[0], entry_counts):
                 layout = (entry_counts, *_pad_index(entry_counts, group.length, group.pad_mode))
+                lengths[group.name] = np.minimum(entry_counts, group.length)
             flat = _finite(transform(flat, spec), spec.name, counts)
             column = _pad_flat(flat, layout[1], layout[2], spec.pad_value)
         else:
@@ -227,11 +232,10 @@ def compute_features(
         rows = np.flatnonzero(keep)
         selected = VariableTable(_take(table, config, rows, with_labels, selection), definitions, where)
         n = len(rows)
+        lengths: dict[str, np.ndarray] = {}
+        inputs = {g.name: _input_block(selected, g, n, counts, where_text, lengths) for g in config.inputs.values()}
         if with_labels and not config.is_classification:
-            labels = np.stack(
-                [_to_numpy_1d(selected[name], name, where_text) for name in config.label_names], axis=1
-            ).astype(np.float32)
-        inputs = {g.name: _input_block(selected, g, n, counts, where_text) for g in config.inputs.values()}
+            labels = _targets(selected, config, where_text)
         expert = config.experts.index(selected, n, counts) if config.experts is not None else None
         observers = {o: _to_numpy_1d(selected[o], o, where_text) for o in config.observers} if with_labels else {}
         weights = None
@@ -244,7 +248,27 @@ def compute_features(
     except ExpressionError as err:
         raise FeatureError(str(err)) from err
     counts["entries_out"] = n
-    return FeatureBatch(inputs, labels, observers, weights, counts, keep, expert)
+    return FeatureBatch(inputs, labels, observers, weights, counts, keep, expert, lengths)
+
+
+def _targets(selected: VariableTable, config: DataConfig, where: str) -> np.ndarray:
+    """Regression targets: ``(n, n_targets)``; per-point targets (``labels.pad_to``) ``(n, n_targets, length)``.
+
+    Per-point targets are jagged expressions padded like the ``pad_to`` input group
+    (``constant`` padding with ``labels.pad_value``, -1 by default, which the per-point
+    losses ignore).
+    """
+    if config.label_pad_to is None:
+        columns = [_to_numpy_1d(selected[name], name, where) for name in config.label_names]
+        return np.stack(columns, axis=1).astype(np.float32)
+    length = config.inputs[config.label_pad_to].length
+    blocks = []
+    for name in config.label_names:
+        value = selected[name]
+        if not (isinstance(value, ak.Array) and value.ndim > 1):
+            raise FeatureError(f"per-point target '{name}'{where} must be jagged (one value per point)")
+        blocks.append(pad_jagged(value, length, config.label_pad_value, "constant"))
+    return np.stack(blocks, axis=1)
 
 
 def _take(table: VariableTable, config: DataConfig, rows: np.ndarray, with_labels: bool, selection: str) -> dict[str, Any]:

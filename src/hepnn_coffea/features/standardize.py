@@ -25,9 +25,14 @@ def auto_variables(config: DataConfig) -> list[str]:
 
 
 def raw_values(
-    source: Any, config: DataConfig, names: list[str], fraction: float = 1.0, seed: int = 0, where: str = ""
+    source: Any, config: DataConfig, names: list[str], fraction: float = 1.0, seed: int = 0, where: str = "",
+    length_groups: list[str] = (),
 ) -> dict[str, np.ndarray]:
-    """Flattened untransformed values of ``names`` for a random ``fraction`` of the selected entries."""
+    """Flattened untransformed values of ``names`` for a random ``fraction`` of the selected entries.
+
+    For every group in ``length_groups`` the result also holds ``length:<group>``: the
+    number of values per entry of the group's first variable (for ``length: auto``).
+    """
     table = VariableTable(source, config.new_variables, where)
     n = len(source)
     try:
@@ -40,10 +45,28 @@ def raw_values(
             value = ak.flatten(value, axis=None) if isinstance(value, ak.Array) else value
             arr = np.asarray(ak.to_numpy(value) if isinstance(value, ak.Array) else value, dtype=np.float64)
             out[name] = arr[np.isfinite(arr)].astype(np.float32)
+        for group in length_groups:
+            first = config.inputs[group].vars[0].name
+            value = table[first][keep]
+            if not (isinstance(value, ak.Array) and value.ndim > 1):
+                raise FeatureError(f"input group '{group}' has length auto but '{first}' is not jagged{where and ' in ' + where}")
+            out[f"length:{group}"] = ak.to_numpy(ak.num(value, axis=1)).astype(np.int64)
     except KeyError as err:
         raise FeatureError(err.args[0]) from None
     except ExpressionError as err:
         raise FeatureError(str(err)) from err
+    return out
+
+
+def lengths_from_values(values: dict[str, np.ndarray], quantile: float) -> dict[str, dict[str, Any]]:
+    """``length: auto``: the ``quantile`` of every group's entry lengths (and their maximum)."""
+    out = {}
+    for key, counts in values.items():
+        if key.startswith("length:"):
+            if counts.size == 0:
+                raise FeatureError(f"length auto of '{key[7:]}': no training entries")
+            out[key[7:]] = {"length": int(np.ceil(np.quantile(counts, quantile))), "quantile": quantile,
+                            "max": int(counts.max()), "truncated_fraction": float(np.mean(counts > np.ceil(np.quantile(counts, quantile))))}  # fmt: skip
     return out
 
 

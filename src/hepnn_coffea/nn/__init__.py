@@ -80,8 +80,17 @@ def _build_mlp(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str,
     return MLP(shapes["features"][0], n_out, **params)
 
 
+def _build_pointnet(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str, Any]) -> nn.Module:
+    from hepnn_coffea.nn.pointnet import PointNetSegmentation
+
+    if shapes["energy"][0] != 1:
+        raise ConfigError(f"model 'pointnet' needs a one-variable 'energy' group (raw point energies), got {shapes['energy']}")
+    return PointNetSegmentation(shapes["features"][0], n_out, **params)
+
+
 ARCHITECTURES: dict[str, Architecture] = {
     "mlp": Architecture(("features",), _build_mlp),
+    "pointnet": Architecture(("features", "energy", "mask"), _build_pointnet),
     "pfn": Architecture(("features", "mask"), _build_pfn),
     "particlenet": Architecture(("points", "features", "mask"), _build_particlenet),
     "part": Architecture(("features", "vectors", "mask"), _build_part),

@@ -19,7 +19,7 @@ import numpy as np
 
 from hepnn_coffea import __version__
 from hepnn_coffea.config.data_config import ConfigError, DataConfig
-from hepnn_coffea.features.standardize import standardization_from_values
+from hepnn_coffea.features.standardize import lengths_from_values, standardization_from_values
 from hepnn_coffea.processing.fileset import branches_of, load_fileset, num_entries, select_split
 from hepnn_coffea.processing.processor import ShardWriterProcessor, StandardizationProcessor
 from hepnn_coffea.processing.runner import run_processor
@@ -93,14 +93,20 @@ def preprocess(
             raise ConfigError(f"{config.source}: preprocess.method auto needs at least one 'train' dataset")
         collected = run(StandardizationProcessor(config, seed), train).get("values", {})
         values = {k: _concat(v) for k, v in collected.items()}
-        config = config.with_standardization(standardization_from_values(values))
-        log.info("auto standardization computed on %s", sorted(values))
+        lengths = lengths_from_values(values, config.length_quantile)
+        params = standardization_from_values({k: v for k, v in values.items() if not k.startswith("length:")})
+        config = config.with_standardization(params).with_lengths({g: v["length"] for g, v in lengths.items()})
+        log.info("auto standardization computed on %s; lengths %s", sorted(params), lengths)
+    else:
+        lengths = {}
     write_json(out / "standardization.json", config.standardization())
     (out / "data_config.yaml").write_text(config.to_yaml())
 
     result = run(ShardWriterProcessor(config, str(out)), files)
     chunks = sorted(result.get("chunks", []), key=lambda c: (c["split"], c["sample"], c["file"], c["entry_start"]))
     manifest = build_manifest(files, config, chunks, {"mode": mode, "executor": executor, "chunksize": chunksize})
+    if lengths:
+        manifest["auto_lengths"] = lengths
     removed = remove_stale_shards(out, {c["shard"] for c in chunks})
     if removed:
         log.warning("removed %d shard(s) of an earlier run that this run did not produce", removed)

@@ -108,7 +108,8 @@ class StandardizationProcessor(ChunkProcessor):
         if chunk.metadata.get("split", "train") != "train":
             return {}
         seed = [self.seed, chunk.start, int(hashlib.sha1(chunk.file.encode()).hexdigest()[:8], 16)]
-        values = raw_values(events, self.config, self.names, self.config.data_fraction, seed, chunk.where)
+        values = raw_values(events, self.config, self.names, self.config.data_fraction, seed, chunk.where,
+                            self.config.auto_length_groups)  # fmt: skip
         return {"values": {k: [v] for k, v in values.items()}}
 
 

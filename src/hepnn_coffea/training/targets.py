@@ -65,3 +65,34 @@ def target_scaling(targets: np.ndarray, names: list[str]) -> dict[str, list[floa
     scale = targets.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     return {"offset": targets.mean(axis=0).tolist(), "scale": scale.tolist()}
+
+
+class MaskedPointLoss(nn.Module):
+    """Per-point loss averaged over the real points of each entry (``target != pad_value``).
+
+    ``pred`` and ``target`` are ``(N, n_targets, P)``; returns ``(N,)``. Entries without
+    a real point contribute 0.
+    """
+
+    def __init__(self, loss: nn.Module, pad_value: float = -1.0) -> None:
+        super().__init__()
+        self.loss = loss
+        self.pad_value = float(pad_value)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        valid = target != self.pad_value
+        per_point = self.loss(pred, torch.where(valid, target, torch.zeros_like(target))) * valid
+        return per_point.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp(min=1)
+
+
+class ModelLoss(nn.Module):
+    """The model's own ``loss(pred, target) -> (N,)`` (e.g. set matching for clustering)."""
+
+    def __init__(self, core: nn.Module) -> None:
+        super().__init__()
+        if not callable(getattr(core, "loss", None)):
+            raise ConfigError(f"model {type(core).__name__} defines no loss(pred, target); it cannot train this task")
+        self.core = core
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.core.loss(pred, target)

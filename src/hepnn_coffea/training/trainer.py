@@ -37,7 +37,8 @@ from hepnn_coffea.training.loop import StepSettings, evaluate, train_epoch
 from hepnn_coffea.training.metrics import RunLogger
 from hepnn_coffea.training.optim import build_optimizer, build_scheduler
 from hepnn_coffea.training.sampling import sampler_from_config
-from hepnn_coffea.training.targets import StandardizedLoss, regression_loss, target_scaling
+from hepnn_coffea.training.targets import (MaskedPointLoss, ModelLoss, StandardizedLoss, regression_loss,
+                                           target_scaling)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +208,10 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
     optimizer = build_optimizer(net.parameters(), tcfg["optimizer"], float(tcfg["lr"]), float(tcfg.get("weight_decay", 0)))
     scheduler = build_scheduler(optimizer, tcfg.get("scheduler", "none"), epochs, steps_per_epoch,
                                 int(tcfg.get("warmup_steps", 0)))  # fmt: skip
-    loss_fn = _loss(cfg, tcfg, task, net)
+    loss_fn = _loss(cfg, tcfg, task, net, shards)
     settings = _step_settings(net, train_set, tcfg, device)
+    if task in ("per_point_regression", "model_loss"):
+        settings.trim_groups = ()  # per-point targets keep the full point axis
     scaler = torch.amp.GradScaler("cuda") if settings.amp_dtype == torch.float16 else None
 
     state = {"epoch": 0, "best": -math.inf if task == "classification" else math.inf, "best_epoch": -1,
@@ -278,13 +281,23 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
     return TrainResult(run_dir, state["best_epoch"], state["best"], state["history"])
 
 
-def _loss(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, net: Network) -> nn.Module:
+TASKS = ("classification", "regression", "per_point_regression", "model_loss")
+
+
+def _loss(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, net: Network, shards: pathlib.Path) -> nn.Module:
+    """Per-entry loss of a task: ``classification`` (cross entropy), ``regression`` (standardized
+    targets), ``per_point_regression`` (masked per-point loss), ``model_loss`` (the model's own)."""
     if task == "classification":
         return nn.CrossEntropyLoss(reduction="none", label_smoothing=float(tcfg.get("label_smoothing", 0)))
-    if task != "regression":
-        raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
-    offset, scale = (t.tolist() for t in net.target_scaling)
-    return StandardizedLoss(regression_loss(cfg), offset, scale)
+    if task == "regression":
+        offset, scale = (t.tolist() for t in net.target_scaling)
+        return StandardizedLoss(regression_loss(cfg), offset, scale)
+    if task == "per_point_regression":
+        pad = float((yaml.safe_load((shards / "data_config.yaml").read_text())["labels"]).get("pad_value", -1.0))
+        return MaskedPointLoss(regression_loss(cfg), pad)
+    if task == "model_loss":
+        return ModelLoss(net.core)
+    raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
 
 
 def expert_of(shards: str | pathlib.Path, expert: str | None) -> int | None:
