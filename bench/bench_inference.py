@@ -1,6 +1,8 @@
 """Inference throughput inside processors vs bare onnxruntime and coffea.ml_tools, and worker scaling.
 
-Prints, in one run on the same machine (jets/s, best of ``--repeat`` after a warm-up):
+Prints, in one run on the same machine (jets/s, best of ``--repeat`` after a warm-up; the
+candidates of each group are timed in interleaved rounds so a shared machine's changing load
+hits them alike, and the load average is printed):
 
 (a) bare onnxruntime on ready input arrays (1 intra-op thread, batches of 512, as OnnxTagger);
 (b) ``OnnxTagger(events)`` on events already read (features + onnxruntime: the processor's
@@ -20,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import shutil
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from typing import Any
 
 import awkward as ak
@@ -32,7 +37,7 @@ import torch
 import uproot
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from bench_throughput import DEFAULT_FILES, ORT_BATCH, build_model, best_of, fileset_of  # noqa: E402
+from bench_throughput import DEFAULT_FILES, ORT_BATCH, build_model, fileset_of  # noqa: E402
 
 import hepnn_coffea  # noqa: E402
 from hepnn_coffea.evaluation.stages import infer  # noqa: E402
@@ -67,6 +72,25 @@ def ml_tools_wrapper(path: pathlib.Path, config: Any, groups: list[str]) -> Any:
             return tuple(ak.Array(batch.inputs[g]) for g in groups), {}
 
     return Wrapper(str(path))
+
+
+def interleaved_rates(fns: dict[str, Callable[[], Any]], n_jets: int, repeat: int,
+                      setup: Callable[[], Any] | None = None) -> dict[str, float]:  # fmt: skip
+    """Jets/s of each of ``fns``: one warm-up each, then ``repeat`` rounds calling each once; best kept.
+
+    Interleaving the candidates puts them under the same load of a shared machine, so their
+    ratios drift less than timings taken one after the other.
+    """
+    best = dict.fromkeys(fns, float("inf"))
+    for round_ in range(repeat + 1):
+        for name, fn in fns.items():
+            if setup:
+                setup()
+            t0 = time.perf_counter()
+            fn()
+            if round_:  # round 0 is the warm-up
+                best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: n_jets / t for name, t in best.items()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -106,24 +130,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out = tmp / "infer"
         clear = lambda: shutil.rmtree(out, ignore_errors=True)  # noqa: E731
         fileset = fileset_of(args.files)
-        rates = {
-            "a_bare_ort": n_jets / best_of(bare_ort, args.repeat),
-            "b_tagger_on_read_events": n_jets / best_of(lambda: [tagger(e) for e in events], args.repeat),
-            "b_infer_stage_iterative": n_jets / best_of(lambda: infer(model, fileset, out, executor="iterative"),
-                                                         args.repeat, clear),  # fmt: skip
-        }
+        run_infer = lambda: infer(model, fileset, out, executor="iterative")  # noqa: E731
         threads = torch.get_num_threads()
-        rates[f"c_ml_tools_torch_{threads}_threads"] = n_jets / best_of(lambda: [wrapper(e) for e in events], args.repeat)
-        torch.set_num_threads(1)
-        rates["c_ml_tools_torch_1_thread"] = n_jets / best_of(lambda: [wrapper(e) for e in events], args.repeat)
-        torch.set_num_threads(threads)
+
+        def ml_tools(n_threads: int) -> Any:
+            def run() -> None:
+                torch.set_num_threads(n_threads)
+                try:
+                    [wrapper(e) for e in events]
+                finally:
+                    torch.set_num_threads(threads)
+
+            return run
+
+        load = {"before": os.getloadavg()}
+        rates = interleaved_rates({
+            "a_bare_ort": bare_ort,
+            "b_tagger_on_read_events": lambda: [tagger(e) for e in events],
+            "b_infer_stage_iterative": run_infer,
+            f"c_ml_tools_torch_{threads}_threads": ml_tools(threads),
+            "c_ml_tools_torch_1_thread": ml_tools(1),
+        }, n_jets, args.repeat, clear)  # fmt: skip
         from distributed import LocalCluster
 
-        for workers in (1, 2):
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
-                run = lambda: infer(model, fileset, out, executor="dask", scheduler=c.scheduler_address,  # noqa: E731
-                                    chunksize=args.chunksize)
-                rates[f"d_infer_dask_{workers}_worker"] = n_jets / best_of(run, args.repeat, clear)
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c1, \
+                LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c2:
+
+            def on(cluster: Any) -> Any:
+                return lambda: infer(model, fileset, out, executor="dask", scheduler=cluster.scheduler_address,
+                                     chunksize=args.chunksize)  # fmt: skip
+
+            rates.update(interleaved_rates({"d_infer_dask_1_worker": on(c1), "d_infer_dask_2_worker": on(c2)},
+                                           n_jets, args.repeat, clear))  # fmt: skip
+        load["after"] = os.getloadavg()
     c_best = max(v for k, v in rates.items() if k.startswith("c_"))
     ratios = {
         "b_tagger / a_bare_ort": rates["b_tagger_on_read_events"] / rates["a_bare_ort"],
@@ -131,12 +170,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "b_infer_stage / c_ml_tools (best)": rates["b_infer_stage_iterative"] / c_best,
         "d_2_workers / d_1_worker": rates["d_infer_dask_2_worker"] / rates["d_infer_dask_1_worker"],
     }
-    print(f"hepnn_coffea {hepnn_coffea.__version__}; {n_jets} jets; best of {args.repeat}")
+    print(f"hepnn_coffea {hepnn_coffea.__version__}; {n_jets} jets; best of {args.repeat} (interleaved); "
+          f"{os.cpu_count()} CPUs, load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} after")
     for key, value in rates.items():
         print(f"{key:45s} {value:12,.0f} jets/s")
     for key, value in ratios.items():
         print(f"{key:45s} {value:12.3f}")
-    result = {"n_jets": n_jets, "jets_per_s": rates, "ratios": ratios}
+    result = {"n_jets": n_jets, "jets_per_s": rates, "ratios": ratios, "cpus": os.cpu_count(), "load_average": load}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

@@ -74,3 +74,24 @@ def test_processor_adds_scores_and_compares_with_cms(onnx_model, name, layout, r
     assert out["n_fatjets"] == len(scores) and out["n_scored"] == int(np.isfinite(scores).sum())
     assert out["score_vs_cms"].sum(flow=True).value == out["n_scored"]  # a score of exactly 1 is overflow
     assert -1 <= out["correlation"] <= 1
+
+
+def test_processor_scores_in_dask_mode_equal_eager(onnx_model) -> None:
+    """``add_scores`` on dask NanoEvents: lazy graph, only the needed columns, eager-identical scores."""
+    import dask_awkward as dak
+
+    proc = NanoAODTopTagProcessor(str(onnx_model))
+    files = {str(NANO / "nano_tt_v15.root"): "Events"}
+    lazy = NanoEventsFactory.from_root(files, schemaclass=NanoAODSchema, mode="dask").events()
+    jets = proc.add_scores(lazy)
+    assert isinstance(jets.hepnn_top, dak.Array)
+    (columns,) = dak.necessary_columns(jets.hepnn_top).values()
+    assert {"FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJet_mass", "FatJetPFCand_jetIdx",
+            "FatJetPFCand_pfCandIdx", "PFCand_pt", "PFCand_eta", "PFCand_phi", "PFCand_mass"} <= set(columns)
+    assert not any(c.startswith("FatJet_particleNet") or c.startswith("Jet_") for c in columns)  # fmt: skip
+    lazy_scores = jets.hepnn_top.compute()
+    eager_scores = proc.add_scores(_events("nano_tt_v15.root")).hepnn_top
+    assert ak.to_list(ak.num(lazy_scores)) == ak.to_list(ak.num(eager_scores))
+    flat_lazy, flat_eager = (ak.to_numpy(ak.flatten(s)) for s in (lazy_scores, eager_scores))
+    assert np.isfinite(flat_eager).sum() >= 60
+    np.testing.assert_array_equal(flat_lazy, flat_eager)  # NaN (no stored constituents) in the same places

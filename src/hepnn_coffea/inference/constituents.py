@@ -41,9 +41,32 @@ def gather_constituents(jets: Any, index: Any, candidates: Any, jet_index: str =
     -------
     ak.Array
         Candidate records (all fields of ``candidates``, no behaviour) grouped per jet, in the
-        order the index collection lists them.
+        order the index collection lists them. With dask-awkward inputs the result is a lazy
+        dask-awkward array (one ``map_partitions`` task per partition; of the jets only their
+        number per event is read).
     """
-    n_jets = ak.to_numpy(ak.num(jets, axis=1)).astype(np.int64)
+    if any(type(a).__module__.startswith("dask_awkward") for a in (jets, index, candidates)):
+        import dask_awkward as dak
+
+        index = index[[jet_index, candidate_index]]
+        return dak.map_partitions(_gather_partition, ak.num(jets, axis=1), index, candidates, jet_index,
+                                  candidate_index, label="gather-constituents")  # fmt: skip
+    return _gather(ak.num(jets, axis=1), index, candidates, jet_index, candidate_index)
+
+
+def _gather_partition(n_jets: ak.Array, index: ak.Array, candidates: ak.Array, jet_index: str,
+                      candidate_index: str) -> ak.Array:  # fmt: skip
+    """One partition of :func:`gather_constituents`; on typetracers, the output form only."""
+    if ak.backend(n_jets, index, candidates) == "typetracer":
+        # touch what the eager path reads, then derive the output form from length-zero inputs
+        zero = [ak.typetracer.length_zero_if_typetracer(a) for a in (n_jets, index, candidates)]
+        out = _gather(*zero, jet_index, candidate_index)
+        return ak.Array(out.layout.to_typetracer(forget_length=True))
+    return _gather(n_jets, index, candidates, jet_index, candidate_index)
+
+
+def _gather(n_jets: Any, index: Any, candidates: Any, jet_index: str, candidate_index: str) -> ak.Array:
+    n_jets = ak.to_numpy(n_jets).astype(np.int64)
     n_cands = ak.to_numpy(ak.num(candidates, axis=1)).astype(np.int64)
     n_pairs = ak.to_numpy(ak.num(index, axis=1)).astype(np.int64)
     event = np.repeat(np.arange(len(n_pairs)), n_pairs)

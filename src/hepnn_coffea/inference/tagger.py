@@ -29,6 +29,7 @@ from hepnn_coffea.config.data_config import DataConfig
 from hepnn_coffea.export.onnx_export import read_metadata
 from hepnn_coffea.features.compute import compute_features
 from hepnn_coffea.features.expressions import Expression, VariableTable
+from hepnn_coffea.inference.weaver import load_weaver_config, restrict_inputs
 
 _SESSIONS: dict[tuple[Any, ...], Any] = {}
 _LOCK = threading.Lock()
@@ -69,6 +70,27 @@ class TaggerError(ValueError):
     """The model file or the events do not fit together."""
 
 
+def _check_inputs(path: str, inputs: list[Any], config: DataConfig) -> None:
+    """Model inputs must be config input groups of matching shape ``(N, n_vars, length)``."""
+    names = [i.name for i in inputs]
+    unknown = [n for n in names if n not in config.inputs]
+    if unknown:
+        raise TaggerError(
+            f"{path}: model inputs {unknown} are not input groups of the data config {config.source} "
+            f"(it has {list(config.inputs)}; the model wants {names})"
+        )
+    for i in inputs:
+        group, shape = config.inputs[i.name], list(i.shape or [])
+        expected = [len(group.vars), group.length]
+        for axis, want in zip((1, 2), expected):
+            fixed = len(shape) > axis and isinstance(shape[axis], int)
+            if fixed and want is not None and shape[axis] != want:
+                raise TaggerError(
+                    f"{path}: input '{i.name}' has shape {shape} but the data config gives "
+                    f"{len(group.vars)} variables x length {group.length}"
+                )
+
+
 class OnnxTagger:
     """Scores from an exported hepnn_coffea (or weaver-core + config) ONNX model.
 
@@ -77,7 +99,11 @@ class OnnxTagger:
     path
         The ONNX file.
     data_config
-        Data config to use when the file has no embedded one (e.g. a weaver-core export).
+        Data config to use instead of the embedded one, required for a weaver-core
+        ``--export-onnx`` file (no metadata): a :class:`DataConfig`, weaver's data-config
+        YAML (the ``*.auto.yaml`` with the computed standardization) or its
+        ``preprocess.json`` (see :func:`~hepnn_coffea.inference.weaver.load_weaver_config`).
+        The model's inputs are matched to the config's input groups by name.
     branch_map
         ``{model_branch: field_or_expression}`` for events whose branches are named or built
         differently, e.g. ``{"part_px": "cand_px"}`` or
@@ -111,19 +137,18 @@ class OnnxTagger:
         session = _session(self.path, self.intra_op_threads)
         meta = read_metadata(session)
         if data_config is not None:
-            self.config = data_config if isinstance(data_config, DataConfig) else DataConfig.from_yaml(data_config)
+            config = data_config if isinstance(data_config, DataConfig) else load_weaver_config(data_config)
         elif "data_config" in meta:
-            self.config = DataConfig.from_dict(meta["data_config"], source=f"{self.path} (embedded data config)")
+            config = DataConfig.from_dict(meta["data_config"], source=f"{self.path} (embedded data config)")
         else:
-            raise TaggerError(f"{self.path} has no embedded hepnn_coffea data config: pass data_config=...")
-        self.classes = list(meta.get("classes") or self.config.label_names)
-        self.input_names = [i.name for i in session.get_inputs()]
-        unknown = [n for n in self.input_names if n not in self.config.inputs]
-        if unknown:
             raise TaggerError(
-                f"{self.path}: model inputs {unknown} are not input groups of the data config "
-                f"({sorted(self.config.inputs)})"
+                f"{self.path} has no embedded hepnn_coffea data config (a weaver-core export?): pass "
+                "data_config=<weaver *.auto.yaml, data-config YAML or preprocess.json>"
             )
+        self.classes = list(meta.get("classes") or config.label_names)
+        self.input_names = [i.name for i in session.get_inputs()]
+        _check_inputs(self.path, session.get_inputs(), config)
+        self.config = restrict_inputs(config, self.input_names)  # only what the model reads
         outputs = session.get_outputs()
         width = outputs[0].shape[-1] if outputs[0].shape else None
         if isinstance(width, int) and width != len(self.classes):
