@@ -26,7 +26,7 @@ import numpy as np
 
 from hepnn_coffea._optional import require
 from hepnn_coffea.config.data_config import DataConfig
-from hepnn_coffea.export.onnx_export import read_metadata
+from hepnn_coffea.export.onnx_export import EXPERT_INPUT, read_metadata
 from hepnn_coffea.features.compute import compute_features
 from hepnn_coffea.features.expressions import Expression, VariableTable
 from hepnn_coffea.inference.weaver import load_weaver_config, restrict_inputs
@@ -136,6 +136,9 @@ class OnnxTagger:
         self.branch_map = dict(branch_map or {})
         session = _session(self.path, self.intra_op_threads)
         meta = read_metadata(session)
+        #: the parsed ``hepnn_coffea.*`` metadata of the file (empty for foreign exports)
+        self.metadata = meta
+        self.task = str(meta.get("task", "classification"))
         if data_config is not None:
             config = data_config if isinstance(data_config, DataConfig) else load_weaver_config(data_config)
         elif "data_config" in meta:
@@ -146,14 +149,24 @@ class OnnxTagger:
                 "data_config=<weaver *.auto.yaml, data-config YAML or preprocess.json>"
             )
         self.classes = list(meta.get("classes") or config.label_names)
-        self.input_names = [i.name for i in session.get_inputs()]
-        _check_inputs(self.path, session.get_inputs(), config)
+        groups = [i for i in session.get_inputs() if i.name != EXPERT_INPUT]
+        #: the file routes entries to experts (input ``expert_index`` from the config's ``experts``)
+        self.routes_experts = len(groups) < len(session.get_inputs())
+        if self.routes_experts and config.experts is None:
+            raise TaggerError(f"{self.path} routes to experts but the data config {config.source} has no 'experts'")
+        self.input_names = [i.name for i in groups]
+        _check_inputs(self.path, groups, config)
         self.config = restrict_inputs(config, self.input_names)  # only what the model reads
         outputs = session.get_outputs()
         width = outputs[0].shape[-1] if outputs[0].shape else None
         if isinstance(width, int) and width != len(self.classes):
             raise TaggerError(f"{self.path}: output has {width} columns but {len(self.classes)} classes are declared")
-        self.output_fields = [f"score_{c}" for c in self.classes]
+        prefix = "score" if self.task == "classification" else "pred"
+        self.output_fields = [f"{prefix}_{c}" for c in self.classes]
+        #: one output per point (``(N, n_targets, P)``): returned jagged, one value per real point
+        self.per_point = len(outputs[0].shape or []) == 3
+        if self.per_point and (self.config.label_pad_to is None or self.config.label_pad_to not in self.config.inputs):
+            raise TaggerError(f"{self.path}: per-point outputs need labels.pad_to naming a model input group")
 
     # -------------------------------------------------------------- pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -186,7 +199,10 @@ class OnnxTagger:
 
     # ------------------------------------------------------------- internals
     def _output_typetracer(self, jagged: bool = False) -> ak.Array:
-        empty = ak.zip({f: np.zeros(0, dtype=np.float32) for f in self.output_fields})
+        column = np.zeros(0, dtype=np.float32)
+        if self.per_point:
+            column = ak.unflatten(column, np.zeros(0, dtype=np.int64))
+        empty = ak.zip({f: column for f in self.output_fields}, depth_limit=1)
         if jagged:
             empty = ak.unflatten(empty, np.zeros(0, dtype=np.int64))
         return ak.Array(empty.layout.to_typetracer(forget_length=True))
@@ -194,17 +210,18 @@ class OnnxTagger:
     def _mapped(self, branch: str) -> Expression:
         return Expression(self.branch_map.get(branch, branch))
 
-    def source(self, events: Any, inputs_only: bool = True) -> dict[str, Any]:
+    def source(self, events: Any, inputs_only: bool = True, selection: str = "test_time_selection") -> dict[str, Any]:
         """The model's branches computed from ``events`` by model name.
 
         ``branch_map`` values are field names of ``events`` or expressions over them
         (same rules as data-config expressions). ``inputs_only=False`` also takes the
-        label, observer and weight branches (evaluation).
+        label, observer and weight branches (evaluation); ``selection`` names the
+        selection whose branches are needed.
         """
         fields = set(events.fields)
         table = VariableTable(events, {}, where=self.path)
         source = {}
-        for branch in self.config.required_branches("test_time_selection", inputs_only=inputs_only):
+        for branch in self.config.required_branches(selection, inputs_only=inputs_only):
             expr = self._mapped(branch)
             missing = [n for n in expr.names if n not in fields]
             if missing:
@@ -224,22 +241,50 @@ class OnnxTagger:
         if events.ndim > 1:
             return ak.unflatten(self._run(ak.flatten(events, axis=1)), ak.num(events, axis=1))
         n = len(events)
+        if self.per_point:
+            return self._run_per_point(events)
         scores = np.full((n, len(self.classes)), np.nan, dtype=np.float32)
         if n:
             batch = compute_features(self.source(events), self.config, selection="test_time_selection",
                                      with_labels=False, where=self.path)  # fmt: skip
             report_fixups(batch.counts, self.path)
-            scores[batch.selected] = self.predict(batch.inputs)
+            scores[batch.selected] = self.predict(batch.inputs, expert=batch.expert)
         return ak.zip({f: scores[:, i] for i, f in enumerate(self.output_fields)})
 
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Run the model on ready inputs (``group -> array``), in batches of ``batch_size``."""
+    def _run_per_point(self, events: Any) -> ak.Array:
+        """Per-point outputs as jagged arrays: one value per real point (none for unselected entries)."""
+        n = len(events)
+        counts = np.zeros(n, dtype=np.int64)
+        flat = {f: np.zeros(0, dtype=np.float32) for f in self.output_fields}
+        batch = compute_features(self.source(events), self.config, selection="test_time_selection",
+                                 with_labels=False, where=self.path) if n else None  # fmt: skip
+        if batch is not None and len(batch):
+            report_fixups(batch.counts, self.path)
+            pred = self.predict(batch.inputs, expert=batch.expert)  # (m, n_targets, P)
+            real = batch.lengths.get(self.config.label_pad_to, np.zeros(len(batch), dtype=np.int64))
+            counts[batch.selected] = real
+            keep = np.arange(pred.shape[-1])[None, :] < real[:, None]
+            flat = {f: pred[:, i, :][keep] for i, f in enumerate(self.output_fields)}
+        return ak.zip({f: ak.unflatten(v, counts) for f, v in flat.items()}, depth_limit=1)
+
+    def predict(self, inputs: Mapping[str, np.ndarray], expert: np.ndarray | None = None) -> np.ndarray:
+        """Run the model on ready inputs (``group -> array``), in batches of ``batch_size``.
+
+        ``expert`` is the expert index of every entry (``FeatureBatch.expert``), needed
+        when the file routes to experts.
+        """
         session = _session(self.path, self.intra_op_threads)
         n = len(next(iter(inputs.values())))
         if n == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
+        inputs = dict(inputs)
+        if self.routes_experts:
+            if expert is None:
+                raise TaggerError(f"{self.path} routes to experts: predict() needs the expert index of every entry")
+            inputs[EXPERT_INPUT] = np.asarray(expert, dtype=np.int64)
+        names = self.input_names + ([EXPERT_INPUT] if self.routes_experts else [])
         parts = []
         for start in range(0, n, self.batch_size):
-            feed = {k: np.ascontiguousarray(inputs[k][start : start + self.batch_size]) for k in self.input_names}
+            feed = {k: np.ascontiguousarray(inputs[k][start : start + self.batch_size]) for k in names}
             parts.append(session.run(None, feed)[0])
         return np.concatenate(parts).astype(np.float32, copy=False)
