@@ -1,0 +1,305 @@
+"""Evaluation of per-point energy regression on focused-track samples (JetPointNet workflow).
+
+Per focused track (one sample of :mod:`hepnn_coffea.calo.samples`) the quantity compared is the
+*total* energy the focused particle left in the cone's cells:
+
+* true: ``label_sum``, the sum of the per-cell labels over all cone cells (before truncation);
+* a learned model: the sum of its per-point predictions over the sample's cells (track points
+  are excluded; the points dropped by truncation, the farthest ones, count as 0);
+* ``cone`` baseline: all cell energy in the cone (``cone_energy``), i.e. no attribution at all;
+* ``response`` baseline (the expected-response subtraction baseline, our choice): the
+  track momentum times the mean calorimeter response of tracks of that pT, i.e.
+  ``focus_p * R(pT)`` with ``R`` the *median* of ``label_sum / focus_p`` of the training
+  samples in bins of track pT (:func:`response_calibration`). It uses only the track (the
+  E/p template of energy-flow algorithms), no cell information.
+
+Metrics in bins of track pT (and overall), on samples with ``true >= min_true`` (the relative
+error is undefined at 0): MAPE = mean |pred - true| / true, resolution = half the 16-84%
+interquantile range of (pred - true) / true, bias = its median. Hists (``hist``) per sample
+and estimator: relative residual vs track pT and predicted vs true.
+
+Inference uses :class:`~hepnn_coffea.inference.tagger.OnnxTagger` (the component the
+classifiers use) inside :class:`PerPointEvaluationProcessor`, a coffea
+:class:`~hepnn_coffea.processing.processor.ChunkProcessor`.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import awkward as ak
+import hist
+import numpy as np
+
+from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
+
+#: default track-pT bin edges [GeV]
+PT_EDGES = (1.0, 5.0, 10.0, 20.0, 50.0, 1000.0)
+#: baselines, in table order
+BASELINES = ("cone", "response")
+#: per-sample branches the evaluation reads besides the models' inputs
+SAMPLE_BRANCHES = ("focus_pt", "focus_eta", "focus_p", "label_sum", "cone_energy", "event_no", "point_type",
+                   "point_label", "point_e")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------- baselines
+def response_calibration(focus_pt: np.ndarray, focus_p: np.ndarray, true: np.ndarray,
+                         pt_edges: Sequence[float] = PT_EDGES, min_entries: int = 5) -> dict[str, Any]:  # fmt: skip
+    """Median calorimeter response ``true / p`` in bins of track pT (training samples).
+
+    Bins with fewer than ``min_entries`` samples take the overall median. Returns
+    ``{"pt_edges": [...], "response": [...], "overall": float, "entries": [...]}``.
+    """
+    focus_pt, focus_p, true = (np.asarray(a, dtype=np.float64) for a in (focus_pt, focus_p, true))
+    ok = focus_p > 0
+    ratio = true[ok] / focus_p[ok]
+    overall = float(np.median(ratio)) if len(ratio) else 1.0
+    edges = np.asarray(pt_edges, dtype=np.float64)
+    which = np.clip(np.digitize(focus_pt[ok], edges) - 1, 0, len(edges) - 2)
+    response, entries = [], []
+    for i in range(len(edges) - 1):
+        r = ratio[which == i]
+        entries.append(int(len(r)))
+        response.append(float(np.median(r)) if len(r) >= min_entries else overall)
+    return {"pt_edges": edges.tolist(), "response": response, "overall": overall, "entries": entries}
+
+
+def response_baseline(focus_pt: np.ndarray, focus_p: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
+    """``focus_p * R(pT)`` with the binned response of :func:`response_calibration` (edge bins extend)."""
+    edges = np.asarray(calibration["pt_edges"], dtype=np.float64)
+    which = np.clip(np.digitize(np.asarray(focus_pt, dtype=np.float64), edges) - 1, 0, len(edges) - 2)
+    return np.asarray(focus_p, dtype=np.float64) * np.asarray(calibration["response"])[which]
+
+
+def cone_baseline(cone_energy: np.ndarray) -> np.ndarray:
+    """All cell energy in the cone."""
+    return np.asarray(cone_energy, dtype=np.float64)
+
+
+def sum_cell_predictions(pred: Any, point_type: Any) -> np.ndarray:
+    """Per sample, the sum of per-point predictions over cell points (``point_type == 0``).
+
+    ``pred`` has one value per *kept* point (the first ``len`` points after truncation);
+    ``point_type`` all points of the sample, in the same order.
+    """
+    n_kept = ak.num(pred, axis=1)
+    kept_type = point_type[ak.local_index(point_type, axis=1) < n_kept]
+    return np.asarray(ak.to_numpy(ak.sum(ak.where(kept_type == 0, pred, 0.0), axis=1)), dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """MAPE, resolution (half the 16-84% interquantile range of (pred - true)/true), bias (median), n."""
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if not len(true):
+        return {"n": 0, "mape": float("nan"), "resolution": float("nan"), "bias": float("nan")}
+    rel = (pred - true) / true
+    q16, q50, q84 = np.quantile(rel, [0.16, 0.5, 0.84])
+    return {"n": int(len(true)), "mape": float(np.mean(np.abs(rel))), "resolution": float((q84 - q16) / 2),
+            "bias": float(q50)}  # fmt: skip
+
+
+def per_point_summary(table: Mapping[str, np.ndarray], estimators: Sequence[str],
+                      pt_edges: Sequence[float] = PT_EDGES, min_true: float = 0.5) -> list[dict[str, Any]]:  # fmt: skip
+    """Rows ``{"pt_bin", "pt_low", "pt_high", "n", "<estimator>_mape", ..._resolution, ..._bias}``,
+    one per track-pT bin and a last one for all tracks (``pt_bin: "all"``), on ``true >= min_true``."""
+    true = np.asarray(table["true"], dtype=np.float64)
+    pt = np.asarray(table["focus_pt"], dtype=np.float64)
+    ok = true >= min_true
+    edges = list(pt_edges)
+    rows = []
+    bins = [(f"{lo:g}-{hi:g}", lo, hi) for lo, hi in zip(edges[:-1], edges[1:])] + [("all", edges[0], edges[-1])]
+    for name, lo, hi in bins:
+        sel = ok & (pt >= lo) & (pt < hi) if name != "all" else ok
+        row: dict[str, Any] = {"pt_bin": name, "pt_low": lo, "pt_high": hi, "n": int(sel.sum())}
+        for est in estimators:
+            m = metrics(np.asarray(table[f"pred_{est}"])[sel], true[sel])
+            row.update({f"{est}_mape": m["mape"], f"{est}_resolution": m["resolution"], f"{est}_bias": m["bias"]})
+        rows.append(row)
+    return rows
+
+
+def summary_markdown(rows: Sequence[Mapping[str, Any]], estimators: Sequence[str]) -> str:
+    """Markdown table: one row per pT bin, MAPE / resolution per estimator."""
+    head = "| track pT [GeV] | tracks | " + " | ".join(f"{e} MAPE / res." for e in estimators) + " |"
+    lines = [head, "|" + "---|" * (2 + len(estimators))]
+    for r in rows:
+        cells = [f"{r[f'{e}_mape']:.3f} / {r[f'{e}_resolution']:.3f}" for e in estimators]
+        lines.append(f"| {r['pt_bin']} | {r['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- hists
+def make_per_point_hists(pt_edges: Sequence[float] = PT_EDGES) -> dict[str, hist.Hist]:
+    """Empty hists: relative residual vs track pT, and predicted vs true energy, per sample and estimator."""
+    process = hist.axis.StrCategory([], growth=True, name="process", label="Sample")
+    estimator = hist.axis.StrCategory([], growth=True, name="estimator", label="Estimator")
+    return {
+        "relative_residual": hist.Hist(
+            process, estimator, hist.axis.Variable(list(pt_edges), name="pt", label="Track $p_T$ [GeV]"),
+            hist.axis.Regular(160, -2.0, 6.0, name="rel", label="(pred - true) / true"),
+            storage=hist.storage.Weight()),
+        "pred_vs_true": hist.Hist(
+            process, estimator, hist.axis.Regular(60, 0.0, 120.0, name="true", label="True deposited energy [GeV]"),
+            hist.axis.Regular(60, 0.0, 120.0, name="pred", label="Predicted energy [GeV]"),
+            storage=hist.storage.Weight()),
+    }  # fmt: skip
+
+
+class PerPointEvaluationProcessor(ChunkProcessor):
+    """Runs per-point ONNX models on focused-track sample files; per-track totals, hists, table.
+
+    Output (accumulated over chunks): ``hists`` (:func:`make_per_point_hists`, estimators =
+    model names + :data:`BASELINES`), ``table`` (per sample: ``sample``, ``split``,
+    ``event_no``, ``focus_pt``, ``focus_eta``, ``true``, ``pred_<estimator>``) and ``counts``
+    per sample.
+
+    Parameters
+    ----------
+    taggers
+        ``{name: OnnxTagger}`` of per-point models (output ``pred_<target>``).
+    calibration
+        :func:`response_calibration` of the training split (the ``response`` baseline).
+    pt_edges, min_true
+        Track-pT bins of the residual hist; samples with ``label_sum < min_true`` are not filled.
+    """
+
+    def __init__(self, taggers: Mapping[str, Any], calibration: Mapping[str, Any], *,
+                 pt_edges: Sequence[float] = PT_EDGES, min_true: float = 0.5) -> None:  # fmt: skip
+        self.taggers = dict(taggers)
+        for name, tagger in self.taggers.items():
+            if not tagger.per_point:
+                raise ValueError(f"model '{name}' ({tagger.path}) has no per-point output")
+        self.calibration = dict(calibration)
+        self.pt_edges, self.min_true = list(pt_edges), float(min_true)
+
+    @property
+    def estimators(self) -> list[str]:
+        return [*self.taggers, *BASELINES]
+
+    def columns(self) -> list[str]:
+        cols = set(SAMPLE_BRANCHES)
+        for tagger in self.taggers.values():
+            cols |= set(tagger.columns())
+        return sorted(cols)
+
+    def process_chunk(self, events: Any, chunk: ChunkInfo) -> dict[str, Any]:
+        sample = chunk.metadata.get("sample", chunk.dataset)
+        split = chunk.metadata.get("split", "test")
+        n = len(events)
+        col = {b: np.asarray(ak.to_numpy(events[b]), dtype=np.float64)
+               for b in ("focus_pt", "focus_eta", "focus_p", "label_sum", "cone_energy")}  # fmt: skip
+        preds = {
+            "cone": cone_baseline(col["cone_energy"]),
+            "response": response_baseline(col["focus_pt"], col["focus_p"], self.calibration),
+        }
+        for name, tagger in self.taggers.items():
+            out = tagger(events)
+            field = tagger.output_fields[0]
+            preds[name] = sum_cell_predictions(out[field], events["point_type"])
+        true = col["label_sum"]
+        fill = true >= self.min_true
+        hists = make_per_point_hists(self.pt_edges)
+        for est in self.estimators:
+            pred = preds[est]
+            hists["relative_residual"].fill(process=sample, estimator=est, pt=col["focus_pt"][fill],
+                                            rel=((pred - true) / true)[fill])  # fmt: skip
+            hists["pred_vs_true"].fill(process=sample, estimator=est, true=true, pred=pred)
+        table: dict[str, list[np.ndarray]] = {
+            "sample": [np.full(n, sample, dtype=object)], "split": [np.full(n, split, dtype=object)],
+            "event_no": [np.asarray(ak.to_numpy(events["event_no"]), dtype=np.int64)],
+            "focus_pt": [col["focus_pt"]], "focus_eta": [col["focus_eta"]], "true": [true],
+            **{f"pred_{e}": [preds[e]] for e in self.estimators},
+        }  # fmt: skip
+        return {"hists": hists, "table": table, "counts": {sample: {"samples": n, "filled": int(fill.sum())}}}
+
+
+def concat_table(table: Mapping[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    """Join the per-chunk lists of an accumulated table."""
+    return {k: np.concatenate(v) if v else np.zeros(0) for k, v in table.items()}
+
+
+# ---------------------------------------------------------------------------------------------- stage
+def _sample_files(samples: Any, split: str) -> dict[str, Any]:
+    if isinstance(samples, (str, pathlib.Path)) and pathlib.Path(samples).is_dir():
+        samples = json.loads((pathlib.Path(samples) / "manifest.json").read_text())["fileset"]
+    elif isinstance(samples, (str, pathlib.Path)):
+        samples = json.loads(pathlib.Path(samples).read_text())
+    return {k: v for k, v in samples.items() if v["metadata"].get("split") == split}
+
+
+def calibrate_from_files(samples: Any, split: str = "train", pt_edges: Sequence[float] = PT_EDGES) -> dict[str, Any]:
+    """:func:`response_calibration` on the ``split`` sample files of a samples folder or fileset."""
+    import uproot
+
+    files = [f for entry in _sample_files(samples, split).values() for f in entry["files"]]
+    if not files:
+        raise ValueError(f"no '{split}' sample files to calibrate the response baseline on")
+    arrays = uproot.concatenate([f"{f}:tree" for f in files], ["focus_pt", "focus_p", "label_sum"], library="np")
+    return response_calibration(arrays["focus_pt"], arrays["focus_p"], arrays["label_sum"], pt_edges)
+
+
+def evaluate_per_point(
+    models: Mapping[str, str | pathlib.Path],
+    samples: Any,
+    out_dir: str | pathlib.Path,
+    *,
+    split: str = "test",
+    calibration_split: str = "train",
+    pt_edges: Sequence[float] = PT_EDGES,
+    min_true: float = 0.5,
+    executor: str = "iterative",
+    workers: int = 2,
+    chunksize: int = 20_000,
+    n_displays: int = 4,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Infer with every model on the ``split`` samples, compare with the baselines, write the results.
+
+    Parameters
+    ----------
+    models
+        ``{name: ONNX path}`` (per-point exports of :func:`hepnn_coffea.export.export_onnx`).
+    samples
+        A :func:`~hepnn_coffea.calo.samples.focused_track_samples` folder (its manifest's fileset)
+        or a fileset (dict or JSON path) of sample files.
+
+    Writes ``summary.json`` (calibration, rows, counts), ``summary.md``, ``hists.pkl`` (the
+    ``hist`` objects), ``table.npz`` and, with ``plots``, the residual / metric-vs-pT plots and
+    ``n_displays`` event displays (first model). Returns the summary dict.
+    """
+    import pickle
+
+    from hepnn_coffea.inference.tagger import OnnxTagger
+    from hepnn_coffea.processing.runner import run_processor
+    from hepnn_coffea.processing.shards import write_json
+
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    calibration = calibrate_from_files(samples, calibration_split, pt_edges)
+    taggers = {name: OnnxTagger(path) for name, path in models.items()}
+    proc = PerPointEvaluationProcessor(taggers, calibration, pt_edges=pt_edges, min_true=min_true)
+    files = _sample_files(samples, split)
+    result = run_processor(files, proc, executor=executor, workers=workers, chunksize=chunksize)
+    table = concat_table(result["table"])
+    rows = per_point_summary(table, proc.estimators, pt_edges, min_true)
+    summary = {"split": split, "min_true": min_true, "estimators": proc.estimators, "calibration": calibration,
+               "rows": rows, "counts": result["counts"]}  # fmt: skip
+    write_json(out / "summary.json", summary)
+    (out / "summary.md").write_text(summary_markdown(rows, proc.estimators) + "\n")
+    with (out / "hists.pkl").open("wb") as f:
+        pickle.dump(result["hists"], f)
+    np.savez(out / "table.npz", **{k: (v.astype(str) if v.dtype == object else v) for k, v in table.items()})
+    if plots:
+        from hepnn_coffea.plotting.calo_plots import plot_event_displays, plot_per_point
+
+        summary["plots"] = [str(p) for p in plot_per_point(result["hists"], rows, proc.estimators, out)]
+        if n_displays and taggers:
+            first = next(iter(files.values()))
+            name, tagger = next(iter(taggers.items()))
+            summary["plots"] += [str(p) for p in plot_event_displays(tagger, next(iter(first["files"])), out,
+                                                                     n=n_displays, model=name)]  # fmt: skip
+    return summary
