@@ -69,26 +69,34 @@ class NanoAODTopTagProcessor(processor.ProcessorABC):
         return ak.with_field(jets, scores[self.tagger.output_fields[0]], "hepnn_top")
 
     def process(self, events: Any) -> dict[str, Any]:
+        """Hists of our score vs CMS's and vs pT, and the moments of the correlation (eager or dask)."""
+        is_dask = type(events).__module__.startswith("dask_awkward")
+        if is_dask:
+            import dask_awkward as lib
+            from hist.dask import Hist
+        else:
+            lib, Hist = ak, hist.Hist
         jets = self.add_scores(events)
-        ours = ak.to_numpy(ak.flatten(jets.hepnn_top)).astype(np.float64)
-        theirs = ak.to_numpy(ak.flatten(jets[self.reference])).astype(np.float64)
-        pt = ak.to_numpy(ak.flatten(jets.pt)).astype(np.float64)
+        ours = lib.flatten(jets.hepnn_top)
         good = np.isfinite(ours)
-        h = hist.Hist(hist.axis.Regular(20, 0, 1, name="hepnn", label="hepnn_coffea top score"),
-                      hist.axis.Regular(20, 0, 1, name="cms", label=f"CMS {self.reference}"),
-                      storage=hist.storage.Weight())  # fmt: skip
-        h.fill(hepnn=ours[good], cms=theirs[good])
-        score_pt = hist.Hist(hist.axis.Regular(20, 0, 1, name="hepnn", label="hepnn_coffea top score"),
-                             hist.axis.Regular(20, 200, 1200, name="pt", label="FatJet pT [GeV]"))  # fmt: skip
-        score_pt.fill(hepnn=ours[good], pt=pt[good])
-        x, y = ours[good], theirs[good]
-        sums = np.array([len(x), x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum()])
+        x = ours[good]
+        y = (lib.flatten(jets[self.reference]))[good]
+        pt = (lib.flatten(jets.pt))[good]
+        h = Hist(hist.axis.Regular(20, 0, 1, name="hepnn", label="hepnn_coffea top score"),
+                 hist.axis.Regular(20, 0, 1, name="cms", label=f"CMS {self.reference}"), storage=hist.storage.Weight())  # fmt: skip
+        h.fill(hepnn=x, cms=y)
+        score_pt = Hist(hist.axis.Regular(20, 0, 1, name="hepnn", label="hepnn_coffea top score"),
+                        hist.axis.Regular(20, 200, 1200, name="pt", label="FatJet pT [GeV]"))  # fmt: skip
+        score_pt.fill(hepnn=x, pt=pt)
+        moments = [lib.num(x, axis=0), lib.sum(x), lib.sum(y), lib.sum(x * x), lib.sum(y * y), lib.sum(x * y)]
         dataset = events.metadata.get("dataset", "events")
-        return {dataset: {"score_vs_cms": h, "score_vs_pt": score_pt, "moments": sums,
-                          "n_fatjets": int(len(ours)), "n_scored": int(good.sum())}}  # fmt: skip
+        return {dataset: {"score_vs_cms": h, "score_vs_pt": score_pt,
+                          "moments": moments if is_dask else np.asarray(moments, dtype=np.float64),
+                          "n_fatjets": lib.num(ours, axis=0), "n_scored": lib.num(x, axis=0)}}  # fmt: skip
 
     def postprocess(self, accumulator: Any) -> Any:
         for result in accumulator.values():
+            result["moments"] = np.asarray(result["moments"], dtype=np.float64)
             result["correlation"] = correlation(result["moments"])
         return accumulator
 

@@ -95,3 +95,23 @@ def test_processor_scores_in_dask_mode_equal_eager(onnx_model) -> None:
     flat_lazy, flat_eager = (ak.to_numpy(ak.flatten(s)) for s in (lazy_scores, eager_scores))
     assert np.isfinite(flat_eager).sum() >= 60
     np.testing.assert_array_equal(flat_lazy, flat_eager)  # NaN (no stored constituents) in the same places
+
+
+def test_processor_process_in_dask_mode_equals_eager(onnx_model) -> None:
+    """The whole ``process`` (hists with hist.dask, moments with dask-awkward) gives the eager result."""
+    import dask
+
+    proc = NanoAODTopTagProcessor(str(onnx_model))
+    files = {str(NANO / "nano_tt_v15.root"): "Events"}
+    lazy = NanoEventsFactory.from_root(files, schemaclass=NanoAODSchema, mode="dask",
+                                       metadata={"dataset": "tt"}).events()  # fmt: skip
+    (lazy_out,) = dask.compute(proc.process(lazy))
+    lazy_out = proc.postprocess(lazy_out)["tt"]
+    eager = _events("nano_tt_v15.root")
+    eager.metadata["dataset"] = "tt"
+    eager_out = proc.postprocess(proc.process(eager))["tt"]
+    for key in ("score_vs_cms", "score_vs_pt"):
+        np.testing.assert_allclose(lazy_out[key].values(flow=True), eager_out[key].values(flow=True))
+    np.testing.assert_allclose(lazy_out["moments"], eager_out["moments"])
+    assert lazy_out["n_scored"] == eager_out["n_scored"] >= 60
+    assert lazy_out["correlation"] == pytest.approx(eager_out["correlation"])
