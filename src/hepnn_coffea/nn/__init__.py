@@ -88,6 +88,14 @@ def _build_pointnet(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict
     return PointNetSegmentation(shapes["features"][0], n_out, **params)
 
 
+def _build_hit_clustering(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str, Any]) -> nn.Module:
+    from hepnn_coffea.nn.clustering import HitClusteringTransformer
+
+    if shapes["energy"][0] != 1:
+        raise ConfigError(f"model 'hit_clustering' needs a one-variable 'energy' group (raw hit energies), got {shapes['energy']}")
+    return HitClusteringTransformer(shapes["features"][0], n_out, **params)
+
+
 ARCHITECTURES: dict[str, Architecture] = {
     "mlp": Architecture(("features",), _build_mlp),
     "pointnet": Architecture(("features", "energy", "mask"), _build_pointnet),
@@ -95,6 +103,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "particlenet": Architecture(("points", "features", "mask"), _build_particlenet),
     "part": Architecture(("features", "vectors", "mask"), _build_part),
     "pcnn": Architecture(("features", "mask"), _build_pcnn),
+    "hit_clustering": Architecture(("features", "energy", "mask"), _build_hit_clustering),
 }
 
 
