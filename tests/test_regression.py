@@ -269,7 +269,7 @@ def test_tagger_routes_each_jet_to_its_expert(routed_onnx, expert_run) -> None:
     assert "jet_eta" in tagger.columns()  # the routing variable is read
     events = _top_arrays("test")
     preds = tagger(events)
-    assert preds.fields == ["pred_truth_pt", "pred_truth_eta"]
+    assert preds.fields == ["pred_truth_pt", "pred_truth_deta"]
     # direct torch computation: features of every jet, each through the expert of its |eta|
     batch = compute_features(events, tagger.config, selection="test_time_selection", with_labels=False)
     eta = np.abs(_flat(events)["jet_eta"])[batch.selected]
@@ -288,7 +288,7 @@ def test_regression_infer_and_evaluate(routed_onnx, tmp_path) -> None:
     from hepnn_coffea.evaluation.stages import evaluate, infer
 
     info = infer(routed_onnx, SAMPLES / "fileset.json", tmp_path, split="test", executor="iterative",
-                 naive={"truth_pt": "jet_pt", "truth_eta": "jet_eta"})  # fmt: skip
+                 naive={"truth_pt": "jet_pt", "truth_deta": "0 * jet_eta"})  # fmt: skip
     assert info["task"] == "regression"
     table = pq.read_table(tmp_path / "scores.parquet").to_pydict()
     a = _flat(_top_arrays("test"))
