@@ -1,0 +1,43 @@
+"""Hit-to-particle clustering of calorimeter-view jets in a coffea processor (thin: the logic is in
+:mod:`hepnn_coffea.evaluation.clustering`).
+
+The learned clustering comes from an ONNX file exported from ``models/calo/clustering.yaml`` and
+runs through :class:`hepnn_coffea.OnnxTagger` (per-hit outputs); the DBSCAN + nearest-track
+baseline runs beside it; hists are filled per sample::
+
+    python processors/hit_clustering.py calo_view/ clustering.onnx -o eval/ [--split test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+from hepnn_coffea.evaluation.clustering import (
+    BaselineParams, HitClusteringProcessor, run_clustering_evaluation, summarize, to_markdown, write_summary,
+)  # fmt: skip
+
+__all__ = ["HitClusteringProcessor", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="learned vs baseline hit clustering on a calorimeter view")
+    ap.add_argument("view", type=pathlib.Path, help="output folder of hepnn_coffea.calo.calorimeter_view")
+    ap.add_argument("model", type=pathlib.Path, help="ONNX export of a hit_clustering run")
+    ap.add_argument("-o", "--out", type=pathlib.Path, default=pathlib.Path("clustering_eval"))
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--eps", type=float, default=BaselineParams.eps)
+    ap.add_argument("--plots", action="store_true")
+    args = ap.parse_args(argv)
+    result = run_clustering_evaluation(args.view, args.model, split=args.split, baseline=BaselineParams(eps=args.eps))
+    table = summarize(result)
+    write_summary(table, args.out)
+    if args.plots:
+        from hepnn_coffea.plotting.clustering_plots import plot_clustering
+
+        plot_clustering(result, args.out / "plots")
+    print(to_markdown(table))
+
+
+if __name__ == "__main__":
+    main()
