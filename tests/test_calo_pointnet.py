@@ -21,12 +21,12 @@ from hepnn_coffea.evaluation.per_point import (
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "tests" / "samples"
-JETS = {"train": 80, "val": 30, "test": 30}
+JETS = {"train": 60, "val": 20, "test": 20}
 PT_MIN = 8.0
 MODEL = ROOT / "models" / "calo" / "pointnet.yaml"
 OVERRIDES = {
     "model": {"params": {"shared_sizes": [32, 32], "global_size": 64, "head_sizes": [32]}},
-    "training": {"epochs": 3, "batch_size": 64, "lr": 3e-3, "scheduler": "none", "seed": 1, "num_threads": 2,
+    "training": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "scheduler": "none", "seed": 1, "num_threads": 2,
                  "early_stopping_patience": None},
 }  # fmt: skip
 
