@@ -159,6 +159,9 @@ def test_onnx_parity_and_evaluation_processor(run: dict) -> None:
         assert row["jets"] > 0 and 0 < row["efficiency"] <= 1 and 0 < row["purity"] <= 1
     assert result["hists"]["efficiency"][{"dataset": "top", "method": "learned"}].sum() == table["all"]["learned"]["jets"]
     assert "| top | baseline |" in to_markdown(table)
+    from hepnn_coffea.plotting.clustering_plots import plot_clustering
+
+    assert all(p.is_file() for p in plot_clustering(result, run["dir"] / "plots"))
 
 
 def test_baseline_separates_distant_deposits() -> None:
