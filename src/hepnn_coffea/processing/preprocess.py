@@ -23,10 +23,9 @@ from hepnn_coffea.features.standardize import lengths_from_values, standardizati
 from hepnn_coffea.processing.fileset import branches_of, load_fileset, num_entries, select_split
 from hepnn_coffea.processing.processor import ShardWriterProcessor, StandardizationProcessor
 from hepnn_coffea.processing.runner import run_processor
-from hepnn_coffea.processing.shards import write_json
+from hepnn_coffea.processing.shards import MANIFEST, write_json
 
 log = logging.getLogger(__name__)
-MANIFEST = "manifest.json"
 
 
 class ReconciliationError(RuntimeError):

@@ -21,12 +21,15 @@ import json
 import os
 import pathlib
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hepnn_coffea.features.compute import FeatureBatch
+if TYPE_CHECKING:  # the training side reads shards without the feature code
+    from hepnn_coffea.features.compute import FeatureBatch
 
+#: name of the shard folder's manifest (written by the preprocess stage)
+MANIFEST = "manifest.json"
 INPUT_PREFIX = "inputs/"
 OBSERVER_PREFIX = "observers/"
 

@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hepnn_coffea.processing.preprocess import MANIFEST
-from hepnn_coffea.processing.shards import INPUT_PREFIX, open_shard
+from hepnn_coffea.processing.shards import INPUT_PREFIX, MANIFEST, open_shard
 
 
 class ShardDataset:
@@ -109,13 +108,28 @@ class ShardDataset:
         drop_last: bool = False,
         limit: int | None = None,
         index: np.ndarray | None = None,
+        prefetch: int = 0,
+        pin_memory: bool = False,
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """Yield batches of torch tensors; the order depends only on ``seed`` (or is ``index``)."""
+        """Yield batches of torch tensors; the order depends only on ``seed`` (or is ``index``).
+
+        ``prefetch > 0`` gathers up to that many batches ahead in a background thread (the
+        copies out of the memory-mapped shards overlap the model step; the order is
+        unchanged); ``pin_memory`` pins them for asynchronous host-to-GPU copies.
+        """
         if index is None:
             index = self.epoch_index(shuffle, seed, limit)
         stop = len(index) - (len(index) % batch_size if drop_last else 0)
-        for start in range(0, stop, batch_size):
-            yield {k: torch.from_numpy(v) for k, v in self.gather(index[start : start + batch_size]).items()}
+
+        def make(start: int) -> dict[str, torch.Tensor]:
+            batch = {k: torch.from_numpy(v) for k, v in self.gather(index[start : start + batch_size]).items()}
+            return {k: v.pin_memory() for k, v in batch.items()} if pin_memory else batch
+
+        starts = range(0, stop, batch_size)
+        if prefetch <= 0:
+            yield from (make(start) for start in starts)
+        else:
+            yield from _prefetched(make, starts, prefetch)
 
     def lengths(self, mask_group: str) -> np.ndarray:
         """Number of real particles of every row (non-zero entries of ``mask_group``), cached."""
@@ -128,3 +142,41 @@ class ShardDataset:
     def arrays(self, fields: list[str]) -> dict[str, np.ndarray]:
         """Whole columns (e.g. ``observers/jet_pt``, ``label``) of this dataset's rows."""
         return {f: np.concatenate([np.asarray(s[f]) for s in self.shards])[self.rows] for f in fields}
+
+
+def _prefetched(make: Any, starts: range, depth: int) -> Iterator[Any]:
+    """``make(start)`` for every start, computed ``depth`` ahead in one background thread (order kept)."""
+    import queue
+    import threading
+
+    done = object()
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for start in starts:
+                if stop.is_set():
+                    return
+                slots.put(make(start))
+            slots.put(done)
+        except BaseException as err:  # re-raised in the consumer
+            slots.put(err)
+
+    worker = threading.Thread(target=produce, name="hepnn-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.05)

@@ -248,7 +248,8 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
                                                       "train/jets_per_s": jets_per_s * dist_info.world_size})  # fmt: skip
 
             order = _bucketed(index, train_set, tcfg, batch_size, [seed, epoch], net.roles.get("mask"))
-            batches = train_set.batches(batch_size, drop_last=True, index=order)
+            batches = train_set.batches(batch_size, drop_last=True, index=order, prefetch=int(tcfg.get("prefetch", 2)),
+                                        pin_memory=device.type == "cuda")  # fmt: skip
             row = {"epoch": epoch + 1, **train_epoch(model, groups, batches, loss_fn, optimizer, scheduler, scaler, settings, on_step)}
             bar.close()
             row["train_jets_per_s"] *= dist_info.world_size
