@@ -1,0 +1,69 @@
+"""Trainer on a CUDA device: AMP (bf16/fp16) for every zoo model, and background prefetch vs none.
+
+Needs only torch, numpy, PyYAML, scikit-learn, awkward and vector (no coffea/uproot: the
+training side reads shards made elsewhere). Make the shards on a CPU machine, e.g. from the
+bundled samples::
+
+    .venv/bin/python -c "from hepnn_coffea.processing.preprocess import preprocess; \\
+        preprocess('tests/samples/fileset.json', 'models/data/top_kin.yaml', 'gpu_shards', executor='iterative')"
+
+then on the GPU machine::
+
+    PYTHONPATH=src python3 bench/gpu_training.py --shards gpu_shards --json gpu.json
+
+Prints, per model: best val AUC after a few epochs with amp off / bf16 / fp16 (the paths
+run), and the training jets/s and data-wait fraction with ``prefetch`` 0, 2 and 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import tempfile
+
+import torch
+
+from hepnn_coffea.training.trainer import select_device, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BATCH = {"pfn": 512, "particlenet": 128, "part": 128, "pcnn": 256}
+
+
+def run(model: str, shards: str, work: pathlib.Path, **training) -> dict[str, float]:
+    result = train(ROOT / "models" / f"{model}.yaml", shards, work / f"{model}-{len(list(work.iterdir()))}", progress=False,
+                   overrides={"training": {"batch_size": BATCH[model], "tensorboard": False, **training}})  # fmt: skip
+    last = result.history[-1]
+    return {"best_val_auc": result.best_metric, "jets_per_s": round(last["train_jets_per_s"]),
+            "data_wait": round(last["train_data_wait_frac"], 3)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shards", required=True)
+    parser.add_argument("--models", default="pfn,particlenet,part,pcnn")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    device = select_device()
+    out: dict[str, object] = {"device": str(device), "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None}
+    print(out, flush=True)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="hepnn-gpu-"))
+    try:
+        for model in args.models.split(","):
+            for amp in (None, "bf16", "fp16"):
+                out[f"{model}/amp={amp}"] = run(model, args.shards, work, epochs=3, amp=amp)
+                print(model, f"amp={amp}", out[f"{model}/amp={amp}"], flush=True)
+            for prefetch in (0, 2, 4):
+                n = 30000 if model == "pfn" else 8000
+                out[f"{model}/prefetch={prefetch}"] = run(model, args.shards, work, epochs=2, amp="bf16",
+                                                          samples_per_epoch=n, prefetch=prefetch)  # fmt: skip
+                print(model, f"prefetch={prefetch}", out[f"{model}/prefetch={prefetch}"], flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
