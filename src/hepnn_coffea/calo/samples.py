@@ -204,11 +204,7 @@ def write_samples(path: Any, samples: dict[str, Any], dtype: Any = np.float32) -
     Branches: ``point_*`` (jagged, counter ``npoint``) and the flat :data:`SAMPLE_FIELDS`;
     floats as ``dtype``.
     """
-    import os
-    import pathlib
-    import tempfile
-
-    import uproot
+    from hepnn_coffea.calo.view import write_tree
 
     def cast(a: Any) -> Any:
         return ak.values_astype(a, dtype) if "float" in str(ak.type(a)) else ak.values_astype(a, np.int32)
@@ -218,21 +214,7 @@ def write_samples(path: Any, samples: dict[str, Any], dtype: Any = np.float32) -
     for k in SAMPLE_FIELDS:
         v = samples[k]
         branches[k] = v if k == "event_no" else (v.astype(dtype) if v.dtype.kind == "f" else v.astype(np.int32))
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.root")
-    os.close(fd)
-    try:
-        with uproot.recreate(tmp, compression=uproot.LZ4(1)) as f:
-            f.mktree("tree", {k: (v.type if isinstance(v, ak.Array) else v.dtype) for k, v in branches.items()},
-                     title="focused-track samples")  # fmt: skip
-            if len(samples["focus_pt"]):
-                f["tree"].extend(branches)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_tree(path, branches, "focused-track samples")
 
 
 # ---------------------------------------------------------------------------------------- processor + stage

@@ -156,10 +156,6 @@ def write_view(path: str | pathlib.Path, view: dict[str, Any], dtype: Any = np.f
     Branches: ``track_*``, ``cell_*``, ``contrib_*``, ``part_*`` (jagged, counters ``ntrack``,
     ``ncell``, ``ncontrib``, ``npart``) and the flat jet branches (``jet_*``, ``event_no``, labels).
     """
-    import os
-    import tempfile
-
-    import uproot
 
     def cast(a: Any) -> Any:
         return ak.values_astype(a, dtype) if "float" in str(ak.type(a)) else a
@@ -167,13 +163,26 @@ def write_view(path: str | pathlib.Path, view: dict[str, Any], dtype: Any = np.f
     branches: dict[str, Any] = {name: ak.zip({k: cast(v) for k, v in view[name].items()})
                                 for name in COLLECTIONS}  # fmt: skip
     branches.update({k: (v.astype(dtype) if v.dtype.kind == "f" else v) for k, v in view["jet"].items()})
+    return write_tree(path, branches, "calorimeter view")
+
+
+def write_tree(path: str | pathlib.Path, branches: dict[str, Any], title: str) -> pathlib.Path:
+    """Atomically write ``branches`` as the ROOT TTree ``tree`` (LZ4); works for zero entries too."""
+    import os
+    import tempfile
+
+    import uproot
+
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.root")
     os.close(fd)
     try:
         with uproot.recreate(tmp, compression=uproot.LZ4(1)) as f:
-            f.mktree("tree", branches, title="calorimeter view")
+            types = {k: (v.type if isinstance(v, ak.Array) else v.dtype) for k, v in branches.items()}
+            f.mktree("tree", types, title=title)
+            if len(next(iter(branches.values()))):
+                f["tree"].extend(branches)
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
