@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from hepnn_coffea.nn.part import ParticleTransformer, pairwise_lv_features
+from hepnn_coffea.nn.part import PairEmbed, ParticleTransformer, pairwise_lv_features, quantile_trim
 
 WEAVER_PARAMS = 2_141_134  # weaver-core ParticleTransformer(input_dim=7, num_classes=2)
 
@@ -128,6 +128,57 @@ def test_training_step_finite_and_trims() -> None:
 
     # trimming in training mode keeps real particles and drops only common padding
     scattered = m[:, :, torch.randperm(40)]
-    _, _, tm = ParticleTransformer._trim(f, v, scattered != 0)
+    tm, _ = quantile_trim(scattered != 0, (f, v), (1.0, 1.0))
     assert tm.shape[-1] == int(m.sum(-1).max())
     assert torch.equal(tm.sum(-1), (scattered != 0).sum(-1))
+
+
+def test_triangle_pair_embedding_matches_the_full_grid(model: ParticleTransformer) -> None:
+    """Eager path (real lower-triangle pairs, mirrored) == export path (every pair), values and gradients."""
+    pe = model.pair_embed
+    f, v, m = _jets(6, 30, n_real=[30, 17, 9, 2, 1, 24], seed=7)
+    mask = m != 0
+    w = torch.randn(6, 8, 30, 30, generator=torch.Generator().manual_seed(8))
+    grads = []
+    for full in (False, True):
+        pe.zero_grad()
+        out = pe(v, mask, full_grid=full)
+        (out * w).sum().backward()
+        grads.append([p.grad.clone() for p in pe.parameters()])
+        if full:
+            torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+        ref = out.detach()
+    pair = mask.unsqueeze(-1) & mask.unsqueeze(-2)
+    assert torch.equal(ref.masked_fill(pair, 0.0), torch.zeros_like(ref))  # padded pairs carry no bias
+    torch.testing.assert_close(ref, ref.transpose(-1, -2))
+    for g_tri, g_full in zip(*grads):
+        torch.testing.assert_close(g_tri, g_full, atol=1e-4, rtol=1e-4)
+
+
+def test_pair_embedding_loads_conv2d_checkpoints() -> None:
+    torch.manual_seed(3)
+    pe = PairEmbed(4, [64, 64, 64, 8]).eval()
+    old = {k: (t.view(*t.shape, 1) if k.endswith(".weight") and t.ndim == 3 else t) for k, t in pe.state_dict().items()}
+    fresh = PairEmbed(4, [64, 64, 64, 8]).eval()
+    fresh.load_state_dict(old)
+    _, v, m = _jets(2, 12, seed=9)
+    torch.testing.assert_close(fresh(v, m != 0), pe(v, m != 0))
+
+
+def test_quantile_trim_is_seeded_and_keeps_short_jets() -> None:
+    f, v, m = _jets(32, 64, n_real=list(range(2, 66, 2)), seed=10)
+    mask = m != 0
+    torch.manual_seed(11)
+    tm, (tf, tv) = quantile_trim(mask, (f, v), (0.9, 0.9))
+    length = int(torch.quantile(mask.sum(-1).flatten().float(), 0.9))
+    assert tm.shape[-1] == tf.shape[-1] == tv.shape[-1] == length
+    n_real = mask.sum(-1).flatten()
+    kept = tm.sum(-1).flatten()
+    assert torch.equal(kept, n_real.clamp(max=length))  # short jets whole, long ones cut to a random subset
+    short = n_real <= length
+    torch.testing.assert_close(tf[short].sum(), f[short].sum())  # ...in their original slots
+    torch.manual_seed(11)
+    again = quantile_trim(mask, (f, v), (0.9, 0.9))
+    assert torch.equal(again[0], tm) and torch.equal(again[1][0], tf)
+    full, _ = quantile_trim(mask, (f,), (1.0, 1.02))  # q clamped to 1: nothing is dropped
+    assert full.shape[-1] == 64 and torch.equal(full, mask)

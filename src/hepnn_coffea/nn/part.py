@@ -1,23 +1,15 @@
 """Particle Transformer (ParT): jet tagging with pairwise-biased self-attention.
 
-Reference: H. Qu, C. Li, S. Qian, "Particle Transformer for Jet Tagging",
-ICML 2022, arXiv:2202.03772. Layer sizes and the parameter count follow
-weaver-core's ``ParticleTransformer`` (2,141,134 parameters for 7 input
-features and 2 classes). Attention is written with plain tensor ops so the model
-exports to ONNX (TorchScript exporter) with dynamic batch and particle axes.
-
-Architecture
-------------
-* particle embedding: ``BatchNorm1d`` then ``[LayerNorm, Linear, GELU]`` x 3
-  (128-512-128);
-* interaction embedding: the pairwise features ``ln Delta, ln kT, ln z, ln m^2``
-  computed from the four-vectors, ``BatchNorm`` then 1x1 convolutions
-  (``Conv + BN + GELU``, 64-64-64, then ``Conv + BN`` to ``num_heads``
-  channels) giving one additive attention bias per head and particle pair;
-* 8 particle-attention blocks and 2 class-attention blocks (learnable class
-  token), NormFormer style: post-attention and post-activation LayerNorms,
-  per-head scaling of the attention outputs and a learnable residual scale;
-* final ``LayerNorm`` and a linear classifier.
+Reference: H. Qu, C. Li, S. Qian, "Particle Transformer for Jet Tagging", ICML 2022,
+arXiv:2202.03772. Layers, parameter count (2,141,134 for 7 features and 2 classes)
+and initialization follow weaver-core's ``ParticleTransformer``: particle embedding
+``BatchNorm1d`` + ``[LayerNorm, Linear, GELU]`` x 3 (128-512-128); interaction
+embedding of ``ln kT, ln z, ln Delta, ln m^2`` with pointwise ``Conv + BN + GELU``
+(64-64-64-heads) into one additive attention bias per head and pair; 8 NormFormer
+particle-attention blocks and 2 class-attention blocks; ``LayerNorm`` + linear head.
+In eager mode only the real lower-triangle pairs are embedded (symmetric features);
+while exporting, every pair of the grid is, so the ONNX graph has dynamic batch and
+particle axes and plain ops only.
 """
 
 from __future__ import annotations
@@ -25,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["ParticleTransformer", "ParticleAttentionBlock", "PairEmbed", "pairwise_lv_features"]
+__all__ = ["ParticleTransformer", "ParticleAttentionBlock", "PairEmbed", "pairwise_lv_features", "quantile_trim"]
 
 
 def _activation(name: str) -> nn.Module:
@@ -80,38 +73,117 @@ def pairwise_lv_features(vi: torch.Tensor, vj: torch.Tensor, eps: float = 1e-8) 
 class PairEmbed(nn.Module):
     """Embed pairwise four-vector features into per-head attention biases.
 
+    The pair features are symmetric in ``(i, j)``, so in eager mode (training and
+    evaluation) only the lower triangle, diagonal included, of the *real* particle
+    pairs is computed and embedded; the result is mirrored into the ``(N, H, P, P)``
+    bias (padded pairs get 0), as weaver-core does with its sparse pair embedding.
+    While tracing/exporting, the same layers run on every pair of the full grid
+    (no data-dependent shapes), which gives the same biases for the real pairs.
+
     Parameters
     ----------
     input_dims : int
         Number of pairwise features (4 supported: ``ln kT, ln z, ln Delta, ln m^2``).
     dims : sequence of int
-        Output channels of the 1x1 convolutions; the last one is the number of
-        attention heads. No activation follows the last layer.
+        Output channels of the pointwise (1x1) convolutions; the last one is the
+        number of attention heads.
     activation : str, default "gelu"
+    final_activation : bool, default True
+        Apply the activation after the last layer too (weaver-core's
+        ``use_pre_activation_pair=False``, as in ParT's reference config).
     eps : float, default 1e-8
     """
 
-    def __init__(
-        self, input_dims: int, dims: Sequence[int], activation: str = "gelu", eps: float = 1e-8
-    ) -> None:
+    def __init__(self, input_dims: int, dims: Sequence[int], activation: str = "gelu",
+                 final_activation: bool = True, eps: float = 1e-8) -> None:  # fmt: skip
         super().__init__()
         if input_dims != 4:
             raise ValueError("only the 4 ParT pairwise features are implemented (pair_input_dims=4)")
         self.eps = float(eps)
-        layers: list[nn.Module] = [nn.BatchNorm2d(input_dims)]
+        self.out_dim = int(dims[-1])
+        layers: list[nn.Module] = [nn.BatchNorm1d(input_dims)]
         in_dim = input_dims
         for i, dim in enumerate(dims):
-            layers += [nn.Conv2d(in_dim, dim, kernel_size=1), nn.BatchNorm2d(dim)]
-            if i < len(dims) - 1:
+            layers += [nn.Conv1d(in_dim, dim, kernel_size=1), nn.BatchNorm1d(dim)]
+            if i < len(dims) - 1 or final_activation:
                 layers.append(_activation(activation))
             in_dim = dim
         self.embed = nn.Sequential(*layers)
 
-    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Map four-vectors ``(N, 4, P)`` to biases ``(N, heads, P, P)``."""
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # checkpoints from the Conv2d(1x1) version hold (out, in, 1, 1) weights
+        for key, value in state_dict.items():
+            if key.startswith(prefix + "embed.") and key.endswith(".weight") and value.ndim == 4:
+                state_dict[key] = value.squeeze(-1)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def embed_rows(self, fts: torch.Tensor) -> torch.Tensor:
+        """Embed pair features given as rows ``(M, 4)`` into ``(M, heads)``."""
+        for layer in self.embed:
+            if isinstance(layer, nn.Conv1d):  # a 1x1 conv on rows is a linear map
+                fts = nn.functional.linear(fts, layer.weight.squeeze(-1), layer.bias)
+            else:
+                fts = layer(fts)
+        return fts
+
+    def forward(self, vectors: torch.Tensor, mask: torch.Tensor, full_grid: bool = False) -> torch.Tensor:
+        """Map four-vectors ``(N, 4, P)`` and mask ``(N, 1, P)`` (bool) to biases ``(N, heads, P, P)``.
+
+        ``full_grid=True`` embeds every pair (export path; padded pairs are zeroed
+        after the embedding); otherwise only the real lower-triangle pairs.
+        """
+        n, p = vectors.shape[0], vectors.shape[2]
+        if full_grid:
+            fts = pairwise_lv_features(vectors.unsqueeze(-1), vectors.unsqueeze(-2), eps=self.eps)  # (N, 4, P, P)
+            out = self.embed_rows(fts.permute(0, 2, 3, 1).reshape(-1, fts.shape[1]))
+            out = out.reshape(n, p, p, self.out_dim).permute(0, 3, 1, 2)
+            return out.masked_fill(~(mask.unsqueeze(-1) & mask.unsqueeze(-2)), 0.0)
         with torch.no_grad():
-            fts = pairwise_lv_features(vectors.unsqueeze(-1), vectors.unsqueeze(-2), eps=self.eps)
-        return self.embed(fts)
+            real = mask.squeeze(1)
+            b, i, j = torch.tril(real.unsqueeze(-1) & real.unsqueeze(-2)).nonzero(as_tuple=True)
+            v = vectors.transpose(1, 2)  # (N, P, 4)
+            fts = pairwise_lv_features(v[b, i].unsqueeze(-1), v[b, j].unsqueeze(-1), eps=self.eps).squeeze(-1)
+        rows = self.embed_rows(fts)  # (E, heads)
+        out = rows.new_zeros(n, p, p, self.out_dim)
+        out = out.index_put((b, i, j), rows).index_put((b, j, i), rows)
+        return out.permute(0, 3, 1, 2)
+
+
+def quantile_trim(
+    mask: torch.Tensor, tensors: Sequence[torch.Tensor], q_range: Sequence[float], min_length: int = 1
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Cut the particle axis to a random length quantile of the batch (training only).
+
+    A quantile ``q ~ U(q_range)`` (clamped to 1) of the jets' real-particle counts
+    gives the new length ``L``; jets with more than ``L`` real particles keep a
+    random subset of ``L`` of them, as weaver-core's ``SequenceTrimmer`` does. The
+    kept slots stay in their original order. Uses the global torch RNG.
+
+    Parameters
+    ----------
+    mask : torch.Tensor
+        Bool ``(N, 1, P)``, True for real particles.
+    tensors : sequence of torch.Tensor
+        ``(N, C, P)`` tensors cut along with the mask.
+    q_range : (float, float)
+        Range of the quantile, e.g. ``(0.9, 1.02)``.
+    min_length : int, default 1
+        Never cut below this length (or ``P``).
+
+    Returns
+    -------
+    (torch.Tensor, list of torch.Tensor)
+        The cut mask and tensors.
+    """
+    p = mask.shape[-1]
+    q = torch.empty((), device=mask.device).uniform_(float(q_range[0]), float(q_range[1])).clamp_(max=1.0)
+    length = int(torch.quantile(mask.sum(dim=-1).flatten().float(), q))
+    length = min(p, max(length, int(min_length), 1))
+    if length >= p:
+        return mask, list(tensors)
+    keys = torch.rand(mask.shape, device=mask.device).masked_fill_(~mask, -1.0)
+    order = keys.topk(length, dim=-1, sorted=False)[1].sort(dim=-1)[0]  # (N, 1, L)
+    return mask.gather(-1, order), [t.gather(-1, order.expand(-1, t.shape[1], -1)) for t in tensors]
 
 
 class ParticleAttentionBlock(nn.Module):
@@ -162,73 +234,50 @@ class ParticleAttentionBlock(nn.Module):
         self.fc2 = nn.Linear(ffn_dim, embed_dim)
         self.resid_scale = nn.Parameter(torch.ones(embed_dim))
 
-        nn.init.xavier_uniform_(self.qkv.weight)
-        nn.init.zeros_(self.qkv.bias)
-        nn.init.zeros_(self.out_proj.bias)
-
     def _split(self, t: torch.Tensor) -> torch.Tensor:
-        # (N, L, C) -> (N, H, L, D)
-        return t.reshape(t.shape[0], -1, self.num_heads, self.head_dim).transpose(1, 2)
+        # (N, L, m*C) -> (N, m*H, L, D)
+        return t.reshape(t.shape[0], t.shape[1], -1, self.head_dim).transpose(1, 2)
 
-    def _attention(
-        self, q_in: torch.Tensor, kv_in: torch.Tensor, key_pad: torch.Tensor, bias: torch.Tensor | None
-    ) -> torch.Tensor:
-        w_q, w_k, w_v = self.qkv.weight.chunk(3, dim=0)
-        b_q, b_k, b_v = self.qkv.bias.chunk(3, dim=0)
-        q = self._split(nn.functional.linear(q_in, w_q, b_q)) * self.head_dim**-0.5
-        k = self._split(nn.functional.linear(kv_in, w_k, b_k))
-        v = self._split(nn.functional.linear(kv_in, w_v, b_v))
-        scores = torch.matmul(q, k.transpose(-1, -2))  # (N, H, Lq, Lk)
-        if bias is not None:
-            scores = scores + bias
-        scores = scores.masked_fill(key_pad[:, None, None, :], torch.finfo(scores.dtype).min)
-        attn = self.attn_drop(torch.softmax(scores, dim=-1))
-        out = torch.matmul(attn, v) * self.head_scale.view(1, -1, 1, 1)  # per-head scaling
-        out = out.transpose(1, 2).reshape(q_in.shape[0], -1, self.embed_dim)
-        return self.out_proj(out)
+    def _attention(self, q_in: torch.Tensor, kv_in: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        if q_in is kv_in:  # self-attention: one packed projection
+            q, k, v = self._split(self.qkv(q_in)).chunk(3, dim=1)
+        else:
+            w_q, w_kv = self.qkv.weight.split((self.embed_dim, 2 * self.embed_dim))
+            b_q, b_kv = self.qkv.bias.split((self.embed_dim, 2 * self.embed_dim))
+            q = self._split(nn.functional.linear(q_in, w_q, b_q))
+            k, v = self._split(nn.functional.linear(kv_in, w_kv, b_kv)).chunk(2, dim=1)
+        scores = torch.matmul(q * self.head_dim**-0.5, k.transpose(-1, -2)) + attn_mask  # (N, H, Lq, Lk)
+        out = torch.matmul(self.attn_drop(torch.softmax(scores, dim=-1)), v)
+        out = self.out_proj(out.transpose(1, 2).reshape(q_in.shape[0], -1, self.embed_dim))
+        # per-head scaling of the projected output (weaver-core's c_attn)
+        return (out.unflatten(-1, (self.num_heads, self.head_dim)) * self.head_scale.unsqueeze(-1)).flatten(-2)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        key_pad: torch.Tensor,
-        bias: torch.Tensor | None = None,
-        x_cls: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, x_cls: torch.Tensor | None = None) -> torch.Tensor:
         """Apply the block.
 
-        Parameters
-        ----------
-        x : torch.Tensor
-            Particle embeddings, shape ``(N, P, C)``.
-        key_pad : torch.Tensor
-            Bool ``(N, P)``, True for padded particles (never attended to).
-        bias : torch.Tensor, optional
-            Additive attention bias ``(N, H, P, P)`` (particle attention only).
-        x_cls : torch.Tensor, optional
-            Class token ``(N, 1, C)``; if given, the block performs class attention
-            (the token attends to itself and all particles) and returns the
-            updated token.
-
-        Returns
-        -------
-        torch.Tensor
-            Updated ``x`` ``(N, P, C)``, or updated ``x_cls`` ``(N, 1, C)``.
+        ``x``: particle embeddings ``(N, P, C)``. ``attn_mask``: additive mask, the pair
+        biases ``(N, H, P, P)`` with a large negative value at padded keys, or for class
+        attention ``(N, 1, 1, 1+P)``. With the class token ``x_cls`` ``(N, 1, C)`` the
+        block performs class attention (the token attends to itself and all particles)
+        and returns the updated token, otherwise the updated ``x``.
         """
         if x_cls is not None:
             residual = x_cls
-            u = self.pre_attn_norm(torch.cat((x_cls, x), dim=1))
-            key_pad = torch.cat((torch.zeros_like(key_pad[:, :1]), key_pad), dim=1)
-            h = self._attention(u[:, :1], u, key_pad, None)
+            h = self._attention(x_cls, self.pre_attn_norm(torch.cat((x_cls, x), dim=1)), attn_mask)
         else:
             residual = x
             u = self.pre_attn_norm(x)
-            h = self._attention(u, u, key_pad, bias)
+            h = self._attention(u, u, attn_mask)
         h = self.dropout(self.post_attn_norm(h)) + residual
 
         residual = h
         y = self.act_drop(self.act(self.fc1(self.pre_fc_norm(h))))
         y = self.dropout(self.fc2(self.post_fc_norm(y)))
         return y + self.resid_scale * residual
+
+
+def _exporting() -> bool:
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
 
 
 class ParticleTransformer(nn.Module):
@@ -246,6 +295,9 @@ class ParticleTransformer(nn.Module):
         Particle-embedding MLP sizes; the last one is the transformer width.
     pair_embed_dims : sequence of int, default (64, 64, 64)
         Interaction-embedding sizes (a final layer maps to ``num_heads``).
+    pair_final_activation : bool, default True
+        Activation after the last interaction-embedding layer (weaver-core's
+        ``use_pre_activation_pair=False``, ParT's reference setting).
     num_heads : int, default 8
     num_layers : int, default 8
         Particle-attention blocks (dropout 0.1).
@@ -255,36 +307,33 @@ class ParticleTransformer(nn.Module):
         ``(units, dropout)`` per hidden layer of the classifier head.
     activation : str, default "gelu"
     trim : bool, default True
-        In training mode, drop padding slots beyond the longest jet of the batch.
-        Never applied in eval mode or while tracing/exporting.
+        In training mode, drop padding slots beyond the longest jet of the batch
+        (or, with ``trim_quantile``, beyond a random length quantile). Never
+        applied in eval mode or while tracing/exporting.
+    trim_quantile : (float, float), optional
+        Training-time length quantile range, see :func:`quantile_trim`;
+        weaver-core uses ``(0.9, 1.02)``.
     use_amp : bool, default False
         Run under ``torch.autocast`` (float16) on CUDA; ignored on CPU.
 
     Notes
     -----
     With the defaults, ``input_dims=7`` and ``num_classes=2`` the model has
-    2,141,134 parameters (same as weaver-core). Padded particles are zeroed,
-    excluded as attention keys and from the pair biases, so they do not affect
-    the output (in eval mode). Jets need at least one real particle.
+    2,141,134 parameters (same as weaver-core), initialized as weaver-core does
+    (``moco`` scheme and ``fix_init``). Padded particles are zeroed, excluded as
+    attention keys and from the pair biases, so they do not affect the output (in
+    eval mode). Jets need at least one real particle.
     """
 
-    def __init__(
-        self,
-        input_dims: int,
-        num_classes: int,
-        pair_input_dims: int = 4,
-        embed_dims: Sequence[int] = (128, 512, 128),
-        pair_embed_dims: Sequence[int] = (64, 64, 64),
-        num_heads: int = 8,
-        num_layers: int = 8,
-        num_cls_layers: int = 2,
-        fc_params: Sequence[tuple[int, float]] = (),
-        activation: str = "gelu",
-        trim: bool = True,
-        use_amp: bool = False,
-    ) -> None:
+    def __init__(self, input_dims: int, num_classes: int, pair_input_dims: int = 4,
+                 embed_dims: Sequence[int] = (128, 512, 128), pair_embed_dims: Sequence[int] = (64, 64, 64),
+                 pair_final_activation: bool = True, num_heads: int = 8, num_layers: int = 8,
+                 num_cls_layers: int = 2, fc_params: Sequence[tuple[int, float]] = (), activation: str = "gelu",
+                 trim: bool = True, trim_quantile: Sequence[float] | None = None,
+                 use_amp: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.trim = bool(trim)
+        self.trim_quantile = tuple(float(q) for q in trim_quantile) if trim_quantile is not None else None
         self.use_amp = bool(use_amp)
         embed_dims = list(embed_dims)
         if not embed_dims:
@@ -299,7 +348,8 @@ class ParticleTransformer(nn.Module):
             in_dim = dim
         self.embed = nn.Sequential(*layers)
 
-        self.pair_embed = PairEmbed(pair_input_dims, [*pair_embed_dims, num_heads], activation=activation)
+        self.pair_embed = PairEmbed(pair_input_dims, [*pair_embed_dims, num_heads], activation=activation,
+                                    final_activation=pair_final_activation)  # fmt: skip
         self.blocks = nn.ModuleList(
             ParticleAttentionBlock(embed_dim, num_heads, activation=activation) for _ in range(num_layers)
         )
@@ -310,8 +360,6 @@ class ParticleTransformer(nn.Module):
         )  # fmt: skip
         self.norm = nn.LayerNorm(embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-
         fcs: list[nn.Module] = []
         in_dim = embed_dim
         for units, drop_rate in fc_params:
@@ -319,25 +367,27 @@ class ParticleTransformer(nn.Module):
             in_dim = units
         fcs.append(nn.Linear(in_dim, num_classes))
         self.fc = nn.Sequential(*fcs)
+        self._init_weights()
+
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        """weaver-core's ``moco`` init (xavier, Q/K/V separately, zero biases) and ``fix_init``."""
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                if name.endswith(".qkv"):
+                    for w in module.weight.chunk(3, dim=0):
+                        nn.init.xavier_uniform_(w)
+                else:
+                    nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        for layer_id, block in enumerate(self.blocks, start=1):
+            block.out_proj.weight.div_(math.sqrt(2.0 * layer_id))
+            block.fc2.weight.div_(math.sqrt(2.0 * layer_id))
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names to exclude from weight decay."""
         return {"cls_token"}
-
-    @staticmethod
-    def _trim(
-        features: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Move real particles to the front (stable) and cut the common padding tail."""
-        maxlen = max(int(mask.sum(dim=-1).max()), 1)
-        if maxlen >= mask.shape[-1]:
-            return features, vectors, mask
-        order = torch.sort(mask.to(torch.int8), dim=-1, descending=True, stable=True)[1][..., :maxlen]
-        return (
-            features.gather(-1, order.expand(-1, features.shape[1], -1)),
-            vectors.gather(-1, order.expand(-1, vectors.shape[1], -1)),
-            mask.gather(-1, order),
-        )
 
     def forward(self, features: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Compute class logits.
@@ -357,25 +407,28 @@ class ParticleTransformer(nn.Module):
             Logits, shape ``(N, num_classes)``.
         """
         mask = mask != 0
-        exporting = torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+        exporting = _exporting()
         if self.trim and self.training and not exporting:
             with torch.no_grad():
-                features, vectors, mask = self._trim(features, vectors, mask)
+                q_range = self.trim_quantile or (1.0, 1.0)  # (1, 1): cut to the longest jet
+                mask, (features, vectors) = quantile_trim(mask, (features, vectors), q_range)
         features = features.masked_fill(~mask, 0.0)  # clears any junk (NaN included) in padding
         vectors = vectors.masked_fill(~mask, 0.0)
-        key_pad = ~mask.squeeze(1)  # (N, P)
-        pair_mask = mask.unsqueeze(-1) & mask.unsqueeze(-2)  # (N, 1, P, P)
+        key_pad = ~mask  # (N, 1, P)
 
         amp = self.use_amp and features.is_cuda and not exporting
         ctx = torch.autocast(device_type="cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
         with ctx:
             x = self.embed(self.input_bn(features).transpose(1, 2))  # (N, P, C)
-            x = x.masked_fill(key_pad.unsqueeze(-1), 0.0)
-            bias = self.pair_embed(vectors).masked_fill(~pair_mask, 0.0)  # (N, H, P, P)
-
+            x = x.masked_fill(key_pad.transpose(1, 2), 0.0)
+            bias = self.pair_embed(vectors, mask, full_grid=exporting)  # (N, H, P, P), 0 at padded pairs
+            neg = torch.finfo(bias.dtype).min
+            attn_mask = bias.masked_fill(key_pad.unsqueeze(1), neg)  # padded keys never attended to
             for block in self.blocks:
-                x = block(x, key_pad, bias=bias)
+                x = block(x, attn_mask)
+            cls_pad = torch.cat((torch.zeros_like(key_pad[..., :1]), key_pad), dim=-1).unsqueeze(1)
+            cls_mask = torch.zeros(cls_pad.shape, dtype=x.dtype, device=x.device).masked_fill(cls_pad, neg)
             cls = self.cls_token.expand(x.shape[0], -1, -1)
             for block in self.cls_blocks:
-                cls = block(x, key_pad, x_cls=cls)
+                cls = block(x, cls_mask, x_cls=cls)
             return self.fc(self.norm(cls.squeeze(1)))

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from hepnn_coffea.nn.part import _exporting, quantile_trim
+
 __all__ = ["EdgeConvBlock", "ParticleNet", "knn", "gather_neighbors"]
 
 #: Offset added to the coordinates of padded particles so they are never
@@ -55,17 +57,17 @@ def gather_neighbors(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        Edge features, shape ``(N, 2C, P, k)``.
+        Edge features as rows, shape ``(N * P * k, 2C)`` (channels last, ordered
+        by jet, particle, neighbour).
     """
     n, c, p = x.shape[0], x.shape[1], x.shape[2]
     k = idx.shape[2]
     # Offset indices by batch so a single flat gather suffices.
     base = torch.arange(n, device=x.device).view(-1, 1, 1) * p
-    flat_idx = (idx + base).reshape(-1)  # (N*P*k,)
     flat_x = x.transpose(1, 2).reshape(-1, c)  # (N*P, C)
-    nbrs = flat_x.index_select(0, flat_idx).view(n, p, k, c).permute(0, 3, 1, 2)  # (N, C, P, k)
-    centre = x.unsqueeze(-1).expand_as(nbrs)
-    return torch.cat((centre, nbrs - centre), dim=1)
+    nbrs = flat_x.index_select(0, (idx + base).reshape(-1)).view(-1, k, c)  # (N*P, k, C)
+    centre = flat_x.unsqueeze(1).expand_as(nbrs)
+    return torch.cat((centre, nbrs - centre), dim=-1).view(-1, 2 * c)
 
 
 class EdgeConvBlock(nn.Module):
@@ -92,7 +94,7 @@ class EdgeConvBlock(nn.Module):
         for out_chn in out_feats:
             layers += [
                 nn.Conv2d(in_chn, out_chn, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out_chn),
+                nn.BatchNorm1d(out_chn),  # on (rows, channels); same state as BatchNorm2d
                 nn.ReLU(),
             ]
             in_chn = out_chn
@@ -108,8 +110,15 @@ class EdgeConvBlock(nn.Module):
 
     def forward(self, points: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """Apply the block; ``points`` (N, D, P) define the graph, ``features`` (N, C, P)."""
-        idx = knn(points, self.k)
-        x = self.edge_mlp(gather_neighbors(features, idx)).mean(dim=-1)  # (N, C_out, P)
+        n, p = features.shape[0], features.shape[2]
+        x = gather_neighbors(features, knn(points, self.k))  # (N*P*k, 2C) rows
+        # the 1x1 convolutions run as matmuls on channels-last rows (no NCHW layout copies)
+        for layer in self.edge_mlp:
+            if isinstance(layer, nn.Conv2d):
+                x = nn.functional.linear(x, layer.weight.flatten(1))
+            else:
+                x = layer(x)
+        x = x.view(n, p, self.k, -1).mean(dim=2).transpose(1, 2)  # (N, C_out, P)
         return self.act(self.shortcut(features) + x)
 
 
@@ -133,6 +142,10 @@ class ParticleNet(nn.Module):
         Apply ``BatchNorm1d`` to the input features.
     use_counts : bool, default True
         Average-pool over real particles only (divide by the particle count).
+    trim_quantile : (float, float), optional
+        In training mode, cut the particle axis to a random length quantile of
+        the batch (see :func:`hepnn_coffea.nn.part.quantile_trim`; weaver-core
+        uses ``(0.9, 1.02)``). Never applied in eval mode or while exporting.
 
     Notes
     -----
@@ -156,8 +169,11 @@ class ParticleNet(nn.Module):
         use_fusion: bool = False,
         use_fts_bn: bool = True,
         use_counts: bool = True,
+        trim_quantile: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
+        self.trim_quantile = tuple(float(q) for q in trim_quantile) if trim_quantile is not None else None
+        self.min_length = max(int(k) for k, _ in conv_params) + 1
         self.use_fts_bn = bool(use_fts_bn)
         self.use_counts = bool(use_counts)
         self.use_fusion = bool(use_fusion)
@@ -206,6 +222,11 @@ class ParticleNet(nn.Module):
         torch.Tensor
             Logits, shape ``(N, num_classes)``.
         """
+        if self.trim_quantile is not None and self.training and not _exporting():
+            with torch.no_grad():
+                keep, (points, features) = quantile_trim(mask != 0, (points, features), self.trim_quantile,
+                                                         min_length=self.min_length)  # fmt: skip
+            mask = keep
         mask = (mask != 0).to(features.dtype)
         points = points * mask
         features = features * mask
