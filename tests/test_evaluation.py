@@ -65,6 +65,7 @@ def test_evaluate_summary_and_plots(inferred) -> None:
     assert "| from table |" in (inferred / "summary.md").read_text()
     for plot in ("roc.png", "score_per_sample.png", "score_vs_mass.png", "efficiency_vs_pt.png"):
         assert (inferred / "plots" / plot).stat().st_size > 10_000
+        assert (inferred / "plots" / plot).with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
 
 
 def test_roc_helpers_on_known_scores() -> None:

@@ -1,4 +1,4 @@
-"""mplhep-styled evaluation plots (PNG): ROC, score per sample, score vs mass."""
+"""mplhep-styled evaluation plots (PNG + PDF): ROC, score per sample, score vs mass."""
 
 from __future__ import annotations
 
@@ -114,9 +114,11 @@ def plot_all(hists: dict[str, Any], rocs: dict[str, Roc], classes: list[str], ou
 
 
 def _save(fig: Any, path: pathlib.Path) -> pathlib.Path:
+    """Write ``path`` (PNG) and the same figure as PDF beside it; returns the PNG path."""
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
+    fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight")
     plt.close(fig)
     return path
