@@ -327,3 +327,19 @@ def test_regression_task_needs_regression_targets(shards, tmp_path) -> None:
     with pytest.raises(ConfigError, match="does not fit the shards"):
         train(ROOT / "models" / "regression" / "pfn_regression.yaml", shards, tmp_path / "x",
               overrides={"training": {"epochs": 1}}, progress=False)  # fmt: skip
+
+
+def test_cli_trains_experts_exports_and_infers(reg_shards, tmp_path, capsys) -> None:
+    from hepnn_coffea.cli import main
+
+    run = tmp_path / "mlp"
+    assert main(["train", str(MLP), "--shards", str(reg_shards), "-o", str(run), "--experts",
+                 "--set", "training.epochs=1", "--no-progress"]) == 0  # fmt: skip
+    assert "expert central" in capsys.readouterr().out and (run / "expert_forward" / "checkpoints" / "best.pt").is_file()
+    assert main(["export", str(run), "-o", str(tmp_path / "mlp.onnx")]) == 0
+    assert main(["infer", str(tmp_path / "mlp.onnx"), "--fileset", str(SAMPLES / "fileset.json"), "-o",
+                 str(tmp_path / "out"), "--split", "test", "--executor", "iterative",
+                 "--naive", "truth_pt=jet_pt"]) == 0  # fmt: skip
+    assert main(["evaluate", str(tmp_path / "out"), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "| truth_pt | naive | all |" in out and "| truth_deta | model | all |" in out
