@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from hepnn_coffea.nn.part import _exporting, quantile_trim
+from hepnn_coffea.nn.trimming import exporting as _exporting
+from hepnn_coffea.nn.trimming import quantile_trim
 
 __all__ = ["EdgeConvBlock", "ParticleNet", "knn", "gather_neighbors"]
 
