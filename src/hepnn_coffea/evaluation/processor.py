@@ -135,12 +135,15 @@ class RegressionEvaluationProcessor(ChunkProcessor):
             binning = {t: target_binning(o, s) for t, o, s in zip(self.targets, scaling["offset"], scaling["scale"])}
         self.binning = binning
 
-    def columns(self) -> list[str]:
+    def _naive_branches(self) -> set[str]:
+        """File branches the naive expressions read (new variables are computed)."""
         from hepnn_coffea.features.expressions import Expression
 
-        config = self.tagger.config
-        naive = {n for expr in self.naive.values() for n in Expression(expr).names}
-        return sorted(set(config.required_branches("selection")) | (naive - set(config.new_variables)))
+        names = {n for expr in self.naive.values() for n in Expression(expr).names}
+        return names - set(self.tagger.config.new_variables)
+
+    def columns(self) -> list[str]:
+        return sorted(set(self.tagger.config.required_branches("selection")) | self._naive_branches())
 
     def process_chunk(self, events: Any, chunk: ChunkInfo) -> dict[str, Any]:
         from hepnn_coffea.evaluation.regression import fill_regression, make_regression_hists
@@ -155,8 +158,8 @@ class RegressionEvaluationProcessor(ChunkProcessor):
         weight = float(chunk.metadata.get("weight", 1.0)) * (batch.weights if batch.weights is not None else 1.0)
         weight = np.broadcast_to(np.asarray(weight, dtype=np.float64), (len(batch),))
         expert = None if batch.expert is None else np.asarray(config.experts.names, dtype=object)[batch.expert]
-        table = VariableTable({**source, **{n: events[n] for n in self._naive_branches(source)}}, config.new_variables,
-                              chunk.where)  # fmt: skip
+        extra = {n: events[n] for n in self._naive_branches() - set(source)}
+        table = VariableTable({**source, **extra}, config.new_variables, chunk.where)
         hists = make_regression_hists(self.binning)
         out: dict[str, list[np.ndarray]] = {"sample": [np.full(len(batch), sample, dtype=object)],
                                             "weight": [weight.astype(np.float64)]}  # fmt: skip
@@ -176,9 +179,3 @@ class RegressionEvaluationProcessor(ChunkProcessor):
         counts = {sample: {"entries_in": batch.counts["entries_in"], "entries_scored": len(batch),
                            **{k: v for k, v in batch.counts.items() if k.startswith("nonfinite_")}}}  # fmt: skip
         return {"hists": hists, "table": out, "counts": counts}
-
-    def _naive_branches(self, source: dict[str, Any]) -> list[str]:
-        from hepnn_coffea.features.expressions import Expression
-
-        names = {n for expr in self.naive.values() for n in Expression(expr).names}
-        return sorted(names - set(source) - set(self.tagger.config.new_variables))

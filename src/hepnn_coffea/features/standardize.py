@@ -65,8 +65,9 @@ def lengths_from_values(values: dict[str, np.ndarray], quantile: float) -> dict[
         if key.startswith("length:"):
             if counts.size == 0:
                 raise FeatureError(f"length auto of '{key[7:]}': no training entries")
-            out[key[7:]] = {"length": int(np.ceil(np.quantile(counts, quantile))), "quantile": quantile,
-                            "max": int(counts.max()), "truncated_fraction": float(np.mean(counts > np.ceil(np.quantile(counts, quantile))))}  # fmt: skip
+            length = int(np.ceil(np.quantile(counts, quantile)))
+            out[key[7:]] = {"length": length, "quantile": quantile, "max": int(counts.max()),
+                            "truncated_fraction": float(np.mean(counts > length))}  # fmt: skip
     return out
 
 

@@ -241,26 +241,25 @@ class OnnxTagger:
         if events.ndim > 1:
             return ak.unflatten(self._run(ak.flatten(events, axis=1)), ak.num(events, axis=1))
         n = len(events)
-        if self.per_point:
-            return self._run_per_point(events)
-        scores = np.full((n, len(self.classes)), np.nan, dtype=np.float32)
-        if n:
-            batch = compute_features(self.source(events), self.config, selection="test_time_selection",
-                                     with_labels=False, where=self.path)  # fmt: skip
-            report_fixups(batch.counts, self.path)
-            scores[batch.selected] = self.predict(batch.inputs, expert=batch.expert)
-        return ak.zip({f: scores[:, i] for i, f in enumerate(self.output_fields)})
-
-    def _run_per_point(self, events: Any) -> ak.Array:
-        """Per-point outputs as jagged arrays: one value per real point (none for unselected entries)."""
-        n = len(events)
-        counts = np.zeros(n, dtype=np.int64)
-        flat = {f: np.zeros(0, dtype=np.float32) for f in self.output_fields}
         batch = compute_features(self.source(events), self.config, selection="test_time_selection",
                                  with_labels=False, where=self.path) if n else None  # fmt: skip
+        pred = None
         if batch is not None and len(batch):
             report_fixups(batch.counts, self.path)
-            pred = self.predict(batch.inputs, expert=batch.expert)  # (m, n_targets, P)
+            pred = self.predict(batch.inputs, expert=batch.expert)
+        if self.per_point:
+            return self._per_point_output(n, batch, pred)
+        scores = np.full((n, len(self.classes)), np.nan, dtype=np.float32)
+        if pred is not None:
+            scores[batch.selected] = pred
+        return ak.zip({f: scores[:, i] for i, f in enumerate(self.output_fields)})
+
+    def _per_point_output(self, n: int, batch: Any, pred: np.ndarray | None) -> ak.Array:
+        """Per-point outputs ``(m, n_targets, P)`` as jagged arrays: one value per real point
+        (none for unselected entries)."""
+        counts = np.zeros(n, dtype=np.int64)
+        flat = {f: np.zeros(0, dtype=np.float32) for f in self.output_fields}
+        if pred is not None:
             real = batch.lengths.get(self.config.label_pad_to, np.zeros(len(batch), dtype=np.int64))
             counts[batch.selected] = real
             keep = np.arange(pred.shape[-1])[None, :] < real[:, None]

@@ -86,6 +86,7 @@ def preprocess(
         return run_processor(datasets, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler,
                              chunksize=chunksize)  # fmt: skip
 
+    lengths: dict[str, dict[str, Any]] = {}
     if config.needs_auto_standardization:
         train = select_split(files, "train")
         if not train:
@@ -96,8 +97,6 @@ def preprocess(
         params = standardization_from_values({k: v for k, v in values.items() if not k.startswith("length:")})
         config = config.with_standardization(params).with_lengths({g: v["length"] for g, v in lengths.items()})
         log.info("auto standardization computed on %s; lengths %s", sorted(params), lengths)
-    else:
-        lengths = {}
     write_json(out / "standardization.json", config.standardization())
     (out / "data_config.yaml").write_text(config.to_yaml())
 
@@ -114,8 +113,6 @@ def preprocess(
 
 
 def _concat(arrays: list[Any]) -> Any:
-    import numpy as np
-
     return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32)
 
 

@@ -187,11 +187,13 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
         raise ConfigError(f"task {task!r} does not fit the shards in {shards}: they hold "
                           f"{'class labels' if train_set.target_field == 'label' else 'regression targets'}")  # fmt: skip
     extra: dict[str, Any] = {"expert_index": expert_index}
+    sampler = None
     if task == "regression":
-        extra["target_scaling"] = target_scaling(train_set.arrays(["target"])["target"], labels)
+        targets = train_set.arrays(["target"])["target"]
+        extra["target_scaling"] = target_scaling(targets, labels)
         net.set_target_scaling(**extra["target_scaling"])
-    sampler = sampler_from_config(tcfg["reweight"], train_set.rows, train_set.arrays(["target"])["target"], labels) \
-        if task == "regression" and tcfg.get("reweight") else None
+        if tcfg.get("reweight"):
+            sampler = sampler_from_config(tcfg["reweight"], train_set.rows, targets, labels)
     if sampler is not None:
         extra["reweight"] = {"edges": sampler.edges.tolist(), "probabilities": sampler.probabilities.tolist(),
                              "empty_buckets": sampler.empty_buckets, "rows_outside": sampler.outside}  # fmt: skip
@@ -209,9 +211,7 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
     scheduler = build_scheduler(optimizer, tcfg.get("scheduler", "none"), epochs, steps_per_epoch,
                                 int(tcfg.get("warmup_steps", 0)))  # fmt: skip
     loss_fn = _loss(cfg, tcfg, task, net, shards)
-    settings = _step_settings(net, train_set, tcfg, device)
-    if task in ("per_point_regression", "model_loss"):
-        settings.trim_groups = ()  # per-point targets keep the full point axis
+    settings = _step_settings(net, train_set, tcfg, device, task)
     scaler = torch.amp.GradScaler("cuda") if settings.amp_dtype == torch.float16 else None
 
     state = {"epoch": 0, "best": -math.inf if task == "classification" else math.inf, "best_epoch": -1,
@@ -294,8 +294,9 @@ def _loss(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, net: Network, sh
         offset, scale = (t.tolist() for t in net.target_scaling)
         return StandardizedLoss(regression_loss(cfg), offset, scale)
     if task == "per_point_regression":
-        pad = float((yaml.safe_load((shards / "data_config.yaml").read_text())["labels"]).get("pad_value", -1.0))
-        return MaskedPointLoss(regression_loss(cfg), pad)
+        from hepnn_coffea.config.data_config import DataConfig
+
+        return MaskedPointLoss(regression_loss(cfg), DataConfig.from_yaml(shards / "data_config.yaml").label_pad_value)
     if task == "model_loss":
         return ModelLoss(net.core)
     raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
@@ -316,7 +317,8 @@ def expert_of(shards: str | pathlib.Path, expert: str | None) -> int | None:
     raise ConfigError(f"expert {expert!r} is not one of the shards' experts {names} (data config 'experts')")
 
 
-def _step_settings(net: Network, dataset: ShardDataset, tcfg: dict[str, Any], device: torch.device) -> StepSettings:
+def _step_settings(net: Network, dataset: ShardDataset, tcfg: dict[str, Any], device: torch.device,
+                   task: str = "classification") -> StepSettings:  # fmt: skip
     amp = tcfg.get("amp") or None
     if amp not in (None, "bf16", "fp16"):
         raise ConfigError(f"training.amp must be null, bf16 or fp16, got {amp!r}")
@@ -325,7 +327,8 @@ def _step_settings(net: Network, dataset: ShardDataset, tcfg: dict[str, Any], de
     mask = net.roles.get("mask")
     shapes = dataset.input_shapes()
     trim_groups: tuple[str, ...] = ()
-    if tcfg.get("trim", True) and mask is not None and len(shapes[mask]) == 2:
+    per_point = task in ("per_point_regression", "model_loss")  # per-point targets keep the full point axis
+    if tcfg.get("trim", True) and not per_point and mask is not None and len(shapes[mask]) == 2:
         trim_groups = tuple(g for g in net.input_groups if len(shapes[g]) == 2 and shapes[g][1] == shapes[mask][1])
     return StepSettings(device=device, amp=amp, trim_groups=trim_groups, mask_group=mask,
                         min_length=int(tcfg.get("trim_min_length", 32)), grad_clip=tcfg.get("grad_clip"))  # fmt: skip
