@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hepnn_coffea.nn.dropout import FastDropout
 from hepnn_coffea.nn.trimming import exporting as _exporting
 from hepnn_coffea.nn.trimming import quantile_trim
 
@@ -189,13 +190,13 @@ class ParticleAttentionBlock(nn.Module):
         self.out_proj = nn.Linear(embed_dim, embed_dim)
         self.head_scale = nn.Parameter(torch.ones(num_heads))
         self.post_attn_norm = nn.LayerNorm(embed_dim)
-        self.attn_drop = nn.Dropout(attn_dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.attn_drop = FastDropout(attn_dropout)
+        self.dropout = FastDropout(dropout)
 
         self.pre_fc_norm = nn.LayerNorm(embed_dim)
         self.fc1 = nn.Linear(embed_dim, ffn_dim)
         self.act = _activation(activation)
-        self.act_drop = nn.Dropout(activation_dropout)
+        self.act_drop = FastDropout(activation_dropout)
         self.post_fc_norm = nn.LayerNorm(ffn_dim)
         self.fc2 = nn.Linear(ffn_dim, embed_dim)
         self.resid_scale = nn.Parameter(torch.ones(embed_dim))
@@ -325,7 +326,7 @@ class ParticleTransformer(nn.Module):
         fcs: list[nn.Module] = []
         in_dim = embed_dim
         for units, drop_rate in fc_params:
-            fcs.append(nn.Sequential(nn.Linear(in_dim, units), nn.ReLU(), nn.Dropout(drop_rate)))
+            fcs.append(nn.Sequential(nn.Linear(in_dim, units), nn.ReLU(), FastDropout(drop_rate)))
             in_dim = units
         fcs.append(nn.Linear(in_dim, num_classes))
         self.fc = nn.Sequential(*fcs)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from hepnn_coffea.nn.dropout import FastDropout
 from hepnn_coffea.nn.trimming import exporting as _exporting
 from hepnn_coffea.nn.trimming import quantile_trim
 
@@ -201,7 +202,7 @@ class ParticleNet(nn.Module):
 
         fcs: list[nn.Module] = []
         for units, drop_rate in fc_params:
-            fcs.append(nn.Sequential(nn.Linear(in_chn, units), nn.ReLU(), nn.Dropout(drop_rate)))
+            fcs.append(nn.Sequential(nn.Linear(in_chn, units), nn.ReLU(), FastDropout(drop_rate)))
             in_chn = units
         fcs.append(nn.Linear(in_chn, num_classes))
         self.fc = nn.Sequential(*fcs)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from hepnn_coffea.nn.trimming import exporting
+
 __all__ = ["ParticleFlowNetwork"]
 
 
@@ -19,7 +21,7 @@ class ParticleFlowNetwork(nn.Module):
 
     Per-particle map ``Phi`` is a stack of ``Conv1d(kernel_size=1)`` (+ optional
     ``BatchNorm1d``) + ``ReLU`` layers; the latent vectors of real particles are
-    summed (padded particles are masked out), and ``F`` is a stack of
+    summed, and ``F`` is a stack of
     ``Linear`` + ``ReLU`` layers followed by a final ``Linear`` producing logits.
 
     Parameters
@@ -44,6 +46,10 @@ class ParticleFlowNetwork(nn.Module):
     -----
     Inputs follow the weaver convention: ``features`` is ``(N, C, P)`` and
     ``mask`` is ``(N, 1, P)`` with 1 for real particles and 0 for padding.
+    In eager mode ``Phi`` runs on the real particles only (rows gathered with the
+    mask, summed per jet with ``index_add``); batch-norm statistics are therefore
+    those of real particles. While exporting, the padded ``(N, C, P)`` grid path
+    runs instead (same weights; identical outputs in eval mode).
     """
 
     def __init__(
@@ -101,10 +107,24 @@ class ParticleFlowNetwork(nn.Module):
         torch.Tensor
             Latent vectors, shape ``(N, phi_sizes[-1])``.
         """
-        m = (mask != 0).to(features.dtype)
-        x = self.input_bn(features * m)
-        x = self.phi(x)
-        return (x * m).sum(dim=-1)
+        if exporting():
+            m = (mask != 0).to(features.dtype)
+            return (self.phi(self.input_bn(features * m)) * m).sum(dim=-1)
+        return self._packed_latent(features, mask != 0)
+
+    def _packed_latent(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``Phi`` on the real particles only, as row-wise matmuls, summed per jet.
+
+        The same weights as the ``Conv1d`` grid path (which the ONNX export keeps, so
+        the graph has a dynamic particle axis); padded particles cost nothing and do not
+        enter the batch-norm statistics.
+        """
+        jet, particle = mask[:, 0, :].nonzero(as_tuple=True)
+        x = self.input_bn(features.permute(0, 2, 1)[jet, particle])  # (M, C) rows
+        for conv, norm, act in self.phi:
+            x = act(norm(nn.functional.linear(x, conv.weight.squeeze(-1), conv.bias)))
+        latent = x.new_zeros((features.shape[0], x.shape[1]))
+        return latent.index_add_(0, jet, x)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Compute class logits.
