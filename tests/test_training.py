@@ -226,6 +226,23 @@ def test_dataset_sizes_and_shapes(shards: pathlib.Path, train_set: ShardDataset)
         ShardDataset(shards, "train", ["pf_nope"])
 
 
+def test_val_subset_is_seeded_and_scored(shards: pathlib.Path) -> None:
+    full = ShardDataset(shards, "val")
+    a, b, c = (ShardDataset(shards, "val") for _ in range(3))
+    a.keep_subset(120, seed=3)
+    b.keep_subset(120, seed=3)
+    c.keep_subset(120, seed=4)
+    assert len(a) == 120 and np.array_equal(a.rows, b.rows) and not np.array_equal(a.rows, c.rows)
+    assert np.all(np.diff(a.rows) > 0) and set(a.rows) <= set(full.rows)
+    batch = next(a.batches(1000))
+    np.testing.assert_array_equal(batch["target"].numpy(), full.arrays(["label"])["label"][a.rows])
+    big = ShardDataset(shards, "val")
+    big.keep_subset(10_000, seed=3)  # more than the split: everything
+    assert len(big) == len(full)
+    with pytest.raises(ValueError, match="val_samples"):
+        a.keep_subset(0, seed=3)
+
+
 @pytest.mark.parametrize(("batch_size", "drop_last"), [(256, False), (300, True), (2000, False)])
 def test_epoch_covers_every_row_once(train_set: ShardDataset, batch_size: int, drop_last: bool) -> None:
     columns = train_set.arrays(["inputs/pf_vectors", "label"])

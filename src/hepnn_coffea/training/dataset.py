@@ -64,6 +64,13 @@ class ShardDataset:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def keep_subset(self, n: int, seed: int) -> None:
+        """Keep a seeded random subset of ``n`` rows (in shard order), like weaver's ``--samples-per-epoch-val``."""
+        if n < 1:
+            raise ValueError(f"{self.root}: val_samples must be >= 1, got {n}")
+        if n < len(self.rows):
+            self.rows = np.sort(np.random.default_rng([seed, 7]).choice(self.rows, n, replace=False))
+
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-entry shape of each input group."""
         return {g: tuple(self.shards[0].dtype[INPUT_PREFIX + g].shape) for g in self.manifest["inputs"]}

@@ -183,6 +183,8 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
     groups = net.input_groups
     train_set = ShardDataset(shards, "train", groups, expert=expert_index)
     val_set = ShardDataset(shards, "val", groups, expert=expert_index)
+    if tcfg.get("val_samples"):
+        val_set.keep_subset(int(tcfg["val_samples"]), seed)
     if (task == "classification") != (train_set.target_field == "label"):
         raise ConfigError(f"task {task!r} does not fit the shards in {shards}: they hold "
                           f"{'class labels' if train_set.target_field == 'label' else 'regression targets'}")  # fmt: skip
