@@ -24,12 +24,15 @@ Usage::
 
     .venv/bin/python bench/compare_weaver.py                         # all three, ~75 min on a busy 2-core box
     .venv/bin/python bench/compare_weaver.py --models pfn --workdir /tmp/cmp --json /tmp/cmp/compare.json
+    .venv/bin/python bench/compare_weaver.py --models part --seeds 1,2,3 --val-samples 2000   # seed spread
 
 Options: ``--models`` (comma list, default ``pfn,particlenet,part``), ``--workdir``
 (scratch folder for shards, runs, ONNX files and infer outputs, default
 ``/tmp/cmp``; shards found there are reused), ``--data`` (default
 ``../shared/data/topqcd``), ``--threads`` (default 2), ``--json`` (also write the
-results there), ``--infer-batch`` (jets per onnxruntime call inside ``infer``, default
+results there), ``--seeds`` (comma list: one run per seed, named ``<model>_s<seed>``, plus a
+mean/std row per model), ``--val-samples`` (val jets scored per epoch; the one-epoch budgets
+do not select epochs, so this only saves time), ``--infer-batch`` (jets per onnxruntime call inside ``infer``, default
 256; see below), ``--reuse-runs`` (take finished runs already in the workdir instead of
 training again; their train time is then reported as "reused").
 
@@ -45,6 +48,8 @@ import pathlib
 import shutil
 import time
 from typing import Any
+
+import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "topqcd"
@@ -90,15 +95,25 @@ def make_fileset(data: pathlib.Path) -> dict[str, Any]:
     return fileset
 
 
-def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: pathlib.Path,
-              threads: int, reuse: bool, infer_batch: int = 256) -> dict[str, Any]:  # fmt: skip
-    """Train, export, infer on the test split and evaluate one model; returns metrics and timings."""
+def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: pathlib.Path, threads: int,
+              reuse: bool, infer_batch: int = 256, seed: int | None = None, val_samples: int | None = None,
+              ) -> dict[str, Any]:  # fmt: skip
+    """Train, export, infer on the test split and evaluate one model; returns metrics and timings.
+
+    ``seed`` (default: the model config's) names the run ``<model>_s<seed>``; ``val_samples``
+    scores only that many val jets per epoch (no effect on one-epoch budgets but time).
+    """
     from hepnn_coffea.evaluation.stages import evaluate, infer
     from hepnn_coffea.export import export_onnx
     from hepnn_coffea.training.trainer import train
 
-    run_dir, onnx_path, out_dir = work / "runs" / model, work / f"{model}.onnx", work / "infer" / model
+    name = model if seed is None else f"{model}_s{seed}"
+    run_dir, onnx_path, out_dir = work / "runs" / name, work / f"{name}.onnx", work / "infer" / name
     overrides = {"training": {**COMMON, **BUDGETS[model], "num_threads": threads}}
+    if seed is not None:
+        overrides["training"]["seed"] = seed
+    if val_samples:
+        overrides["training"]["val_samples"] = val_samples
     shutil.rmtree(out_dir, ignore_errors=True)
     t0 = time.perf_counter()
     if reuse and (run_dir / "checkpoints" / "last.pt").is_file():  # finished run of an earlier call
@@ -119,7 +134,7 @@ def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: p
     summary = evaluate(out_dir, plots=False)
     last = result.history[-1]
     row = {
-        "model": model, "params": params, "overrides": overrides["training"],
+        "model": model, "seed": seed, "params": params, "overrides": overrides["training"],
         "epochs_run": len(result.history),
         "best_epoch": result.best_epoch, "best_val_auc": result.best_metric,
         "train_jets_per_s": last["train_jets_per_s"], "train_data_wait_frac": last["train_data_wait_frac"],
@@ -128,7 +143,7 @@ def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: p
         "seconds": {"train": t_train, "export": t_export, "infer": t_infer,
                     "infer_jets_per_s": info["n_jets"] / t_infer},
     }  # fmt: skip
-    print(f"[{model}] params {params:,}, best epoch {result.best_epoch} (val AUC {result.best_metric:.4f}), "
+    print(f"[{name}] params {params:,}, best epoch {result.best_epoch} (val AUC {result.best_metric:.4f}), "
           f"train {'(reused)' if t_train is None else f'{t_train:.0f}'} s, export {t_export:.0f} s, infer {t_infer:.0f} s "
           f"({info['n_jets'] / t_infer:.0f} jets/s), test {row['test']}", flush=True)  # fmt: skip
     return row
@@ -147,11 +162,20 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "| AUC >= | acc >= | 1/eps_B@30% >= |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        w, h = WEAVER[r["model"]], r["test"]
+    def line(label: str, r: dict[str, Any], h: dict[str, float]) -> str:
+        w = WEAVER[r["model"]]
         ok = ["yes" if h[k] >= w[k] else f"no ({h[k] - w[k]:+.4g})" for k in ("auc", "accuracy", "rejection_at_30")]
-        lines.append(f"| {NAMES[r['model']]} | {r['params']:,} / {w['params']:,} | {w['budget']} | {fmt(h)} "
-                     f"| {fmt(w)} | " + " | ".join(ok) + " |")  # fmt: skip
+        return f"| {label} | {r['params']:,} / {w['params']:,} | {w['budget']} | {fmt(h)} | {fmt(w)} | " + " | ".join(ok) + " |"
+
+    for model in dict.fromkeys(r["model"] for r in rows):
+        runs = [r for r in rows if r["model"] == model]
+        for r in runs:
+            lines.append(line(NAMES[model] + ("" if r.get("seed") is None else f" (seed {r['seed']})"), r, r["test"]))
+        if len(runs) > 1:  # the mean over seeds, and the seed-to-seed spread
+            mean = {k: float(np.mean([r["test"][k] for r in runs])) for k in METRICS}
+            std = {k: float(np.std([r["test"][k] for r in runs], ddof=1)) for k in METRICS}
+            lines.append(line(f"{NAMES[model]} mean of {len(runs)} (std {std['auc']:.4f} / {std['accuracy']:.4f} / "
+                              f"{std['rejection_at_30']:.0f} / {std['rejection_at_50']:.0f})", runs[0], mean))
     for name, b in BASELINES.items():
         lines.append(f"| {name} (anchor) | - | - | - | {fmt(b)} | | | |")
     lines += ["", "| model | train s | export s | infer s (15k jets) | infer jets/s | train jets/s | data-wait frac |",
@@ -159,7 +183,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         s = r["seconds"]
         train = "reused" if s["train"] is None else f"{s['train']:.0f}"
-        lines.append(f"| {NAMES[r['model']]} | {train} | {s['export']:.1f} | {s['infer']:.0f} "
+        label = NAMES[r["model"]] + ("" if r.get("seed") is None else f" (seed {r['seed']})")
+        lines.append(f"| {label} | {train} | {s['export']:.1f} | {s['infer']:.0f} "
                      f"| {s['infer_jets_per_s']:.0f} | {r['train_jets_per_s']:.0f} | {r['train_data_wait_frac']:.3f} |")
     return "\n".join(lines)
 
@@ -174,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--infer-batch", type=int, default=256,
                         help="jets per onnxruntime call in infer")
     parser.add_argument("--reuse-runs", action="store_true", help="reuse finished runs found in the workdir")
+    parser.add_argument("--seeds", default=None, help="comma list of training seeds (one run each; default: the config's)")
+    parser.add_argument("--val-samples", type=int, default=None, help="val jets scored per epoch (default: all)")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(BUDGETS))
@@ -196,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     t_pre = time.perf_counter() - t0
     print(f"preprocess: {t_pre:.0f} s", flush=True)
 
-    rows = [run_model(m, shards, fileset, work, args.threads, args.reuse_runs, args.infer_batch) for m in models]
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
+    rows = [run_model(m, shards, fileset, work, args.threads, args.reuse_runs, args.infer_batch, seed, args.val_samples)
+            for m in models for seed in seeds]  # fmt: skip
     table = markdown(rows)
     total = time.perf_counter() - t_start
     print("\n" + table + f"\n\npreprocess {t_pre:.0f} s; total {total:.0f} s")
