@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from hepnn_coffea.nn.dropout import FastDropout
+from hepnn_coffea.nn.pairwise import pairwise_lv_features
 from hepnn_coffea.nn.trimming import exporting as _exporting
 from hepnn_coffea.nn.trimming import quantile_trim
 
@@ -35,43 +36,6 @@ def _activation(name: str) -> nn.Module:
     if name == "relu":
         return nn.ReLU()
     raise ValueError(f"unknown activation {name!r}; choose 'gelu' or 'relu'")
-
-
-def pairwise_lv_features(vi: torch.Tensor, vj: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """ParT interaction features ``(ln kT, ln z, ln Delta, ln m^2)`` of particle pairs.
-
-    Parameters
-    ----------
-    vi, vj : torch.Tensor
-        Four-vectors ``(px, py, pz, E)`` along dim 1, broadcastable against each
-        other, e.g. ``(N, 4, P, 1)`` and ``(N, 4, 1, P)``.
-    eps : float, default 1e-8
-        Lower clamp applied before every logarithm.
-
-    Returns
-    -------
-    torch.Tensor
-        Shape ``(N, 4, ...)`` (the broadcast shape of the inputs).
-    """
-
-    def pt_rap_phi(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        px, py, pz, e = v[:, 0:1], v[:, 1:2], v[:, 2:3], v[:, 3:4]
-        pt = torch.sqrt(px * px + py * py)
-        rap = 0.5 * torch.log(1 + (2 * pz) / (e - pz).clamp(min=1e-20))
-        return pt, rap, torch.atan2(py, px)
-
-    pti, rapi, phii = pt_rap_phi(vi)
-    ptj, rapj, phij = pt_rap_phi(vj)
-    dphi = torch.remainder(phii - phij + math.pi, 2 * math.pi) - math.pi
-    delta = torch.sqrt((rapi - rapj) ** 2 + dphi**2)
-    ptmin = torch.minimum(pti, ptj)
-    lnkt = torch.log((ptmin * delta).clamp(min=eps))
-    lnz = torch.log((ptmin / (pti + ptj).clamp(min=eps)).clamp(min=eps))
-    lndelta = torch.log(delta.clamp(min=eps))
-    vij = vi + vj
-    m2 = vij[:, 3:4] ** 2 - (vij[:, 0:3] ** 2).sum(dim=1, keepdim=True)
-    lnm2 = torch.log(m2.clamp(min=eps))
-    return torch.cat(torch.broadcast_tensors(lnkt, lnz, lndelta, lnm2), dim=1)
 
 
 class PairEmbed(nn.Module):
@@ -213,7 +177,12 @@ class ParticleAttentionBlock(nn.Module):
             b_q, b_kv = self.qkv.bias.split((self.embed_dim, 2 * self.embed_dim))
             q = self._split(nn.functional.linear(q_in, w_q, b_q))
             k, v = self._split(nn.functional.linear(kv_in, w_kv, b_kv)).chunk(2, dim=1)
-        scores = torch.matmul(q * self.head_dim**-0.5, k.transpose(-1, -2)) + attn_mask  # (N, H, Lq, Lk)
+        n, h, lq, d = q.shape
+        if attn_mask.shape[1:3] == (h, lq):  # bias + scaled q k^T in one baddbmm (no extra pass over scores)
+            scores = torch.baddbmm(attn_mask.reshape(n * h, lq, -1), q.reshape(n * h, lq, d),
+                                   k.reshape(n * h, -1, d).transpose(1, 2), alpha=d**-0.5).view(n, h, lq, -1)
+        else:  # class attention: the mask broadcasts over heads
+            scores = torch.matmul(q * d**-0.5, k.transpose(-1, -2)) + attn_mask  # (N, H, Lq, Lk)
         out = torch.matmul(self.attn_drop(torch.softmax(scores, dim=-1)), v)
         out = self.out_proj(out.transpose(1, 2).reshape(q_in.shape[0], -1, self.embed_dim))
         # per-head scaling of the projected output (weaver-core's c_attn)
