@@ -16,7 +16,8 @@ import yaml
 
 from hepnn_coffea.calo.samples import CELL, FOCUS, OTHER, build_samples
 from hepnn_coffea.evaluation.per_point import (
-    cone_baseline, metrics, per_point_summary, response_baseline, response_calibration, sum_cell_predictions,
+    cone_baseline, metrics, per_point_summary, response_baseline, response_calibration, subtraction_baseline,
+    sum_cell_predictions,
 )  # fmt: skip
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -26,8 +27,8 @@ PT_MIN = 8.0
 MODEL = ROOT / "models" / "calo" / "pointnet.yaml"
 OVERRIDES = {
     "model": {"params": {"shared_sizes": [32, 32], "global_size": 64, "head_sizes": [32]}},
-    "training": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "scheduler": "none", "seed": 1, "num_threads": 2,
-                 "early_stopping_patience": None},
+    "training": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "scheduler": "none", "warmup_steps": 0, "seed": 1,
+                 "num_threads": 2, "early_stopping_patience": None},
 }  # fmt: skip
 
 
@@ -164,6 +165,10 @@ def test_baselines_on_a_hand_made_example() -> None:
     np.testing.assert_allclose(response_baseline([5.0, 11.0, 50.0, 500.0], [10.0, 10.0, 10.0, 10.0], cal),
                                [5.0, 5.5, 5.5, 5.5])  # fmt: skip
     np.testing.assert_array_equal(cone_baseline([1.0, 2.0]), [1.0, 2.0])
+    # cone minus the expected response of the other tracks (type 2), never below 0
+    e = ak.Array([[10.0, 4.0, 6.0, 3.0], [5.0, 20.0]])
+    kind = ak.Array([[FOCUS, OTHER, CELL, OTHER], [FOCUS, OTHER]])
+    np.testing.assert_allclose(subtraction_baseline([12.0, 3.0], e, kind, 0.5), [12.0 - 3.5, 0.0])
     # per-track sums use only the kept cell points
     pred = ak.Array([[9.0, 1.0, 2.0], [], [0.5]])
     types = ak.Array([[FOCUS, CELL, CELL, CELL], [CELL], [OTHER, CELL]])
@@ -243,17 +248,39 @@ def test_onnx_parity_and_evaluation(trained) -> None:
 
     summary = evaluate_per_point({"pointnet": onnx_path}, trained["samples"], trained["dir"] / "eval",
                                  pt_edges=[5, 10, 20, 1000], n_displays=1)  # fmt: skip
-    assert summary["estimators"] == ["pointnet", "cone", "response"]
+    assert summary["estimators"] == ["pointnet", "cone", "subtraction", "response"]
     assert [r["pt_bin"] for r in summary["rows"]] == ["5-10", "10-20", "20-1000", "all"]
     assert {"pointnet_mape", "cone_mape", "response_mape", "pointnet_resolution", "cone_bias"} <= set(summary["rows"][0])
     assert summary["rows"][-1]["n"] > 0
     table = np.load(trained["dir"] / "eval" / "table.npz")
-    assert {"true", "pred_pointnet", "pred_cone", "pred_response", "event_no", "focus_pt"} <= set(table.files)
+    assert {"true", "pred_pointnet", "pred_cone", "pred_subtraction", "pred_response", "event_no", "focus_pt",
+            "focus_type"} <= set(table.files)  # fmt: skip
+    assert (table["pred_subtraction"] <= table["pred_cone"] + 1e-6).all() and (table["pred_subtraction"] >= 0).all()
     # the cone holds all of the focused particle's cells (and others'; only negative noise can make it smaller)
     assert np.median(table["pred_cone"] / np.maximum(table["true"], 1e-3)) > 1
     hists = __import__("pickle").loads((trained["dir"] / "eval" / "hists.pkl").read_bytes())
     h = hists["relative_residual"]
-    assert set(h.axes["estimator"]) == {"pointnet", "cone", "response"}
+    assert set(h.axes["estimator"]) == {"pointnet", "cone", "subtraction", "response"}
     assert h[{"process": sum, "estimator": "cone", "pt": sum, "rel": sum}].value > 0
     assert (trained["dir"] / "eval" / "event_display_0.png").is_file()
     assert "| track pT [GeV] |" in (trained["dir"] / "eval" / "summary.md").read_text()
+
+
+def test_shard_pack_round_trip(trained, tmp_path) -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from shard_pack import pack, unpack
+
+    info = pack(trained["shards"], tmp_path / "packed", splits=("train", "val"))
+    manifest = json.loads((trained["shards"] / "manifest.json").read_text())
+    rel = [s["path"] for sp in ("train", "val") for e in manifest["splits"][sp].values() for s in e["shards"]]
+    assert info["files"] == len(rel) and info["bytes"] < sum((trained["shards"] / r).stat().st_size for r in rel) / 2
+    assert unpack(tmp_path / "packed", tmp_path / "shards") == sum(len(np.load(trained["shards"] / r)) for r in rel)
+    for r in rel:
+        a, b = np.load(tmp_path / "shards" / r), np.load(trained["shards"] / r)
+        assert a.dtype == b.dtype
+        for name in a.dtype.names:  # features as float16, the rest exact, padding restored
+            tol = 1e-3 if name == "inputs/points" else 0.0
+            np.testing.assert_allclose(a[name], b[name], rtol=tol, atol=tol)
+    assert not (tmp_path / "shards" / "test").exists()  # only the packed splits travel

@@ -12,7 +12,7 @@ import torch
 import uproot
 import yaml
 
-from hepnn_coffea.nn.pointnet import PointNetSegmentation, soft_sqrt
+from hepnn_coffea.nn.pointnet import PointNetSegmentation, per_track_loss, soft_sqrt
 from hepnn_coffea.training.targets import MaskedPointLoss
 
 DATA_CONFIG = {
@@ -112,6 +112,41 @@ def test_pointnet_learns_and_ignores_padding(per_point_run) -> None:
     changed = net(feats.masked_fill(mask == 0, 50.0), energy, mask)  # padding content does not matter
     torch.testing.assert_close(out, changed)
     assert torch.isfinite(out).all() and (out[:, :, 3:] == 0).all()
+
+
+def test_per_track_loss_terms_and_masking() -> None:
+    pred = torch.tensor([[[9.0, 1.0, 3.0, 5.0]], [[0.0, 0.0, 0.0, 0.0]]])
+    target = torch.tensor([[[-1.0, 2.0, 2.0, -1.0]], [[-1.0, 0.2, -1.0, -1.0]]])  # -1: track point / padding
+    total = per_track_loss(pred, target, cell="none", total_weight=1.0)
+    # |(1 + 3) - 4| / 4 = 0; second entry: |0 - 0.2| / max(0.2, 0.5)
+    torch.testing.assert_close(total, torch.tensor([0.0, 0.4]))
+    mae = per_track_loss(pred, target, cell="mae", total_weight=0.0)  # mean |diff| over real points / T
+    torch.testing.assert_close(mae, torch.tensor([1.0 / 4.0, 0.2 / 0.5]))
+    mse = per_track_loss(pred, target, cell="mse", total_weight=0.0, normalize=False)
+    torch.testing.assert_close(mse, torch.tensor([1.0, 0.04]))
+    both = per_track_loss(pred, target, cell="mae", total_weight=2.0)
+    torch.testing.assert_close(both, mae + 2.0 * total)
+    with pytest.raises(ValueError, match="cell loss"):
+        per_track_loss(pred, target, cell="huber")
+
+
+def test_pointnet_options_keep_padding_out() -> None:
+    torch.manual_seed(0)
+    net = PointNetSegmentation(3, 1, shared_sizes=[8], global_size=8, head_sizes=[8], attention_layers=1,
+                               global_pool="max+mean", focus_context=True, nonnegative=True).eval()  # fmt: skip
+    feats, energy = torch.randn(2, 3, 6), torch.rand(2, 1, 6) + 0.5
+    mask = torch.tensor([[[1, 1, 1, 0, 0, 0]], [[1, 1, 1, 1, 1, 0]]], dtype=torch.float32)
+    out = net(feats, energy, mask)
+    torch.testing.assert_close(out, net(feats.masked_fill(mask == 0, 50.0), energy, mask))  # mean pool is masked
+    assert (out >= 0).all() and (out[0, :, 3:] == 0).all()
+    # the focused track (first point) feeds every point's head: changing it changes the others
+    moved = feats.clone()
+    moved[:, :, 0] += 3.0
+    assert not torch.allclose(net(moved, energy, mask)[:, :, 1:], out[:, :, 1:])
+    target = torch.where(mask > 0, energy * 0.5, torch.full_like(energy, -1.0))
+    assert net.loss(out, target).shape == (2,)
+    with pytest.raises(ValueError, match="global_pool"):
+        PointNetSegmentation(3, global_pool="sum")
 
 
 def csvrows(run: pathlib.Path):

@@ -7,11 +7,15 @@ Per focused track (one sample of :mod:`hepnn_coffea.calo.samples`) the quantity 
 * a learned model: the sum of its per-point predictions over the sample's cells (track points
   are excluded; the points dropped by truncation, the farthest ones, count as 0);
 * ``cone`` baseline: all cell energy in the cone (``cone_energy``), i.e. no attribution at all;
-* ``response`` baseline (the expected-response subtraction baseline, our choice): the
+* ``response`` baseline (an expected-response template, the strongest of the baselines): the
   track momentum times the mean calorimeter response of tracks of that pT, i.e.
   ``focus_p * R(pT)`` with ``R`` the *median* of ``label_sum / focus_p`` of the training
   samples in bins of track pT (:func:`response_calibration`). It uses only the track (the
   E/p template of energy-flow algorithms), no cell information.
+* ``subtraction`` baseline (the literal expected-response subtraction): the cone energy minus
+  the expected response of the *other* tracks in the cone, ``max(cone_energy - R * sum p_other,
+  0)`` with ``R`` the overall median response (:func:`subtraction_baseline`); neutral
+  particles in the cone are not removed.
 
 Metrics in bins of track pT (and overall), on samples with ``true >= min_true`` (the relative
 error is undefined at 0): MAPE = mean |pred - true| / true, resolution = half the 16-84%
@@ -39,10 +43,10 @@ from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
 #: default track-pT bin edges [GeV]
 PT_EDGES = (1.0, 5.0, 10.0, 20.0, 50.0, 1000.0)
 #: baselines, in table order
-BASELINES = ("cone", "response")
+BASELINES = ("cone", "subtraction", "response")
 #: per-sample branches the evaluation reads besides the models' inputs
-SAMPLE_BRANCHES = ("focus_pt", "focus_eta", "focus_p", "label_sum", "cone_energy", "event_no", "point_type",
-                   "point_label", "point_e")  # fmt: skip
+SAMPLE_BRANCHES = ("focus_pt", "focus_eta", "focus_p", "focus_type", "label_sum", "cone_energy", "event_no",
+                   "point_type", "point_label", "point_e")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- baselines
@@ -77,6 +81,12 @@ def response_baseline(focus_pt: np.ndarray, focus_p: np.ndarray, calibration: Ma
 def cone_baseline(cone_energy: np.ndarray) -> np.ndarray:
     """All cell energy in the cone."""
     return np.asarray(cone_energy, dtype=np.float64)
+
+
+def subtraction_baseline(cone_energy: np.ndarray, point_e: Any, point_type: Any, response: float) -> np.ndarray:
+    """``max(cone_energy - response * sum |p|`` of the other tracks in the cone (``point_type == 2``)``, 0)``."""
+    other_p = np.asarray(ak.to_numpy(ak.sum(ak.where(point_type == 2, point_e, 0.0), axis=1)), dtype=np.float64)
+    return np.maximum(np.asarray(cone_energy, dtype=np.float64) - float(response) * other_p, 0.0)
 
 
 def sum_cell_predictions(pred: Any, point_type: Any) -> np.ndarray:
@@ -154,7 +164,8 @@ class PerPointEvaluationProcessor(ChunkProcessor):
 
     Output (accumulated over chunks): ``hists`` (:func:`make_per_point_hists`, estimators =
     model names + :data:`BASELINES`), ``table`` (per sample: ``sample``, ``split``,
-    ``event_no``, ``focus_pt``, ``focus_eta``, ``true``, ``pred_<estimator>``) and ``counts``
+    ``event_no``, ``focus_pt``, ``focus_eta``, ``focus_p``, ``focus_type`` (particle type code),
+    ``true``, ``pred_<estimator>``) and ``counts``
     per sample.
 
     Parameters
@@ -194,6 +205,8 @@ class PerPointEvaluationProcessor(ChunkProcessor):
                for b in ("focus_pt", "focus_eta", "focus_p", "label_sum", "cone_energy")}  # fmt: skip
         preds = {
             "cone": cone_baseline(col["cone_energy"]),
+            "subtraction": subtraction_baseline(col["cone_energy"], events["point_e"], events["point_type"],
+                                                self.calibration["overall"]),
             "response": response_baseline(col["focus_pt"], col["focus_p"], self.calibration),
         }
         for name, tagger in self.taggers.items():
@@ -211,7 +224,8 @@ class PerPointEvaluationProcessor(ChunkProcessor):
         table: dict[str, list[np.ndarray]] = {
             "sample": [np.full(n, sample, dtype=object)], "split": [np.full(n, split, dtype=object)],
             "event_no": [np.asarray(ak.to_numpy(events["event_no"]), dtype=np.int64)],
-            "focus_pt": [col["focus_pt"]], "focus_eta": [col["focus_eta"]], "true": [true],
+            "focus_pt": [col["focus_pt"]], "focus_eta": [col["focus_eta"]], "focus_p": [col["focus_p"]],
+            "focus_type": [np.asarray(ak.to_numpy(events["focus_type"]), dtype=np.int64)], "true": [true],
             **{f"pred_{e}": [preds[e]] for e in self.estimators},
         }  # fmt: skip
         return {"hists": hists, "table": table, "counts": {sample: {"samples": n, "filled": int(fill.sum())}}}
