@@ -27,9 +27,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("-o", "--out", type=pathlib.Path, default=pathlib.Path("clustering_eval"))
     ap.add_argument("--split", default="test")
     ap.add_argument("--eps", type=float, default=BaselineParams.eps)
+    ap.add_argument("--other-eps", type=float, default=0.02,
+                    help="grouping radius of the hits in the model's other slot by predicted cluster direction "
+                    "(0: singletons; 0.02 chosen on val jets by bench/calo_clustering.py)")  # fmt: skip
     ap.add_argument("--plots", action="store_true")
     args = ap.parse_args(argv)
-    result = run_clustering_evaluation(args.view, args.model, split=args.split, baseline=BaselineParams(eps=args.eps))
+    result = run_clustering_evaluation(args.view, args.model, split=args.split, baseline=BaselineParams(eps=args.eps),
+                                       other_eps=args.other_eps)  # fmt: skip
     table = summarize(result)
     write_summary(table, args.out)
     if args.plots:

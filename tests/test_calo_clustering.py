@@ -16,7 +16,7 @@ import yaml
 from hepnn_coffea.evaluation.clustering import (
     BaselineParams, baseline_clusters, cluster_energy_matches, clustering_sums, view_hits,
 )  # fmt: skip
-from hepnn_coffea.nn.clustering import HitClusteringTransformer, hungarian_match
+from hepnn_coffea.nn.clustering import HitClusteringTransformer, hungarian_match, seed_targets
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "tests" / "samples"
@@ -70,6 +70,43 @@ def test_hungarian_loss_is_invariant_to_slot_permutation() -> None:
     shuffled[:, :k] = pred[:, perm]
     torch.testing.assert_close(net.loss(pred, target), net.loss(shuffled, target))
     assert hungarian_match(np.array([[[0.1, 0.9], [0.8, 0.2], [0.0, 0.0]]])).tolist() == [[1, 0]]
+
+
+def test_seed_targets_mark_the_most_energetic_hit_of_each_kept_cluster() -> None:
+    slot = torch.tensor([[0, 0, 1, 2, 1, 2, 0]])  # K = 3: clusters 0, 1 kept, 2 = other
+    energy = torch.tensor([[0.0, 2.0, 1.0, 9.0, 3.0, 1.0, 1.0]])  # hit 0 is a track
+    goal = seed_targets(torch.nn.functional.one_hot(slot, 3).permute(0, 2, 1).float(), energy)
+    assert goal.tolist() == [[0, 1, 0, 0, 1, 0, 0]]  # never the other slot's hit 3
+
+
+def test_eager_trimming_and_padding_do_not_change_the_output() -> None:
+    """The eager forward cuts the point axis to the longest jet: same numbers as on a longer padding,
+    and in training mode the loss (with the seed term) is finite and differentiable."""
+    torch.manual_seed(1)
+    net = HitClusteringTransformer(7, 6 + 9, embed_dim=16, num_layers=1, num_heads=2, ff_dim=16, slot_layers=1).eval()
+    n, p = 3, 12
+    feats, energy = torch.randn(n, 7, p), torch.rand(n, 1, p)
+    mask = torch.ones(n, 1, p)
+    mask[0, :, 9:] = 0
+    mask[1, :, 4:] = 0  # fewer hits than seeds
+    feats, energy = feats * mask, energy * mask
+    out = net(feats, energy, mask)
+    longer = net(*(torch.nn.functional.pad(t, (0, 20)) for t in (feats, energy, mask)))
+    torch.testing.assert_close(out, longer[..., :p], rtol=1e-5, atol=1e-5)
+    assert (longer[..., p:] == 0).all() and (out[1, :, 4:] == 0).all()
+    net.train()
+    target = torch.full((n, 6 + 9, p), -1.0)
+    target[:, :6] = torch.nn.functional.one_hot(torch.randint(0, 6, (n, p)), 6).permute(0, 2, 1).float()
+    target[:, 6:11] = torch.nn.functional.one_hot(torch.randint(0, 5, (n, p)), 5).permute(0, 2, 1).float()
+    target[:, 11:] = torch.rand(n, 4, p)
+    target = torch.where(mask.bool(), target, torch.full_like(target, -1.0))
+    pred = net(feats, energy, mask)
+    terms = net.loss_terms(pred, target)
+    assert set(terms) == {"assign", "pid", "energy", "direction", "seed"}
+    net(feats, energy, mask)
+    loss = net.loss(net(feats, energy, mask), target).mean()
+    loss.backward()
+    assert torch.isfinite(loss) and net.seed_head.weight.grad.abs().sum() > 0
 
 
 # ------------------------------------------------------------ on calo view
@@ -162,6 +199,25 @@ def test_onnx_parity_and_evaluation_processor(run: dict) -> None:
     from hepnn_coffea.plotting.clustering_plots import plot_clustering
 
     assert all(p.is_file() for p in plot_clustering(result, run["dir"] / "plots"))
+
+
+def test_learned_clusters_group_the_other_slot_by_predicted_direction() -> None:
+    from hepnn_coffea.evaluation.clustering import learned_clusters
+
+    k = 3  # slots 0, 1 and other
+    slot = np.array([0, 0, 1, 2, 2, 2])
+    pred = {f"pred_slot_{i}": (slot == i).astype(float) for i in range(k - 1)}
+    pred["pred_slot_other"] = (slot == k - 1).astype(float)
+    pred.update({f"pred_pid_{c}": np.zeros(6) for c in ("photon", "electron", "muon", "charged_hadron", "neutral_hadron")})
+    pred["pred_pid_photon"] = np.ones(6)
+    pred["pred_cluster_deta"] = np.array([0, 0, 0.3, 0.100, 0.105, 0.5])
+    pred["pred_cluster_dphi"] = np.zeros(6)
+    hits = {"energy": np.ones(7), "is_track": np.zeros(7), "is_em": np.ones(7)}  # hit 6 was truncated
+    single, _ = learned_clusters(pred, k, hits)
+    assert len(set(single[3:].tolist())) == 4  # other-slot and truncated hits alone
+    label, types = learned_clusters(pred, k, hits, other_eps=0.02)
+    assert label[0] == label[1] != label[2] and label[3] == label[4] != label[5] and label[6] not in label[:6]
+    assert len(set(label.tolist())) == 5 and set(types) == set(label.tolist()) and types[int(label[3])] == 0
 
 
 def test_baseline_separates_distant_deposits() -> None:

@@ -15,8 +15,9 @@ are only inputs/associations), by the same functions for every method:
 
 Hits are those of ``models/data/calo_clustering.yaml`` in the same order (tracks reaching the
 calorimeter, then cells above ``cell_threshold`` by descending energy): :func:`view_hits`. The
-learned clustering takes the argmax slot of every hit; hits in the ``other`` slot become
-singletons; a cluster's type is the energy-weighted vote of its hits' type probabilities.
+learned clustering takes the argmax slot of every hit; hits in the ``other`` slot are grouped by
+their predicted cluster direction within ``other_eps`` (singletons at 0; the bench picks it on val
+jets); a cluster's type is the energy-weighted vote of its hits' type probabilities.
 
 Baseline (documented choice): **DBSCAN** (scikit-learn) on the cells in (deta, dphi) to the jet
 axis with the cell energies as ``sample_weight`` (so ``min_energy`` is the energy a core needs
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import awkward as ak
@@ -129,10 +130,15 @@ def cluster_energy_matches(true: np.ndarray, pred: np.ndarray, energy: np.ndarra
 
 # ----------------------------------------------------------------- methods
 def learned_clusters(pred: dict[str, np.ndarray], n_slots: int, hits: dict[str, np.ndarray],
-                     track_weight: float = 1.0) -> tuple[np.ndarray, dict[int, int]]:  # fmt: skip
+                     track_weight: float = 1.0, other_eps: float = 0.0) -> tuple[np.ndarray, dict[int, int]]:  # fmt: skip
     """One jet's predicted cluster label per hit and predicted type per cluster from the model's per-hit
     outputs (``pred``: ``pred_<label>`` arrays over the jet's hits, possibly fewer than the hits when
-    the jet was truncated: the missing hits become singletons)."""
+    the jet was truncated: the missing hits become singletons).
+
+    Hits in the ``other`` slot are grouped by their predicted cluster direction (``pred_cluster_deta``,
+    ``pred_cluster_dphi``): single-linkage within ``other_eps`` (DBSCAN, ``min_samples=1``); with
+    ``other_eps = 0`` they stay singletons.
+    """
     n = len(hits["energy"])
     slots = np.stack([pred[f] for f in _slot_fields(pred, n_slots)], axis=1)  # (m, K)
     m = len(slots)
@@ -140,6 +146,15 @@ def learned_clusters(pred: dict[str, np.ndarray], n_slots: int, hits: dict[str, 
     slot = slots.argmax(1)
     inside = slot < n_slots - 1
     label[:m][inside] = slot[inside]
+    rest = np.flatnonzero(~inside)
+    if other_eps > 0 and len(rest) > 1:
+        from sklearn.cluster import DBSCAN
+
+        xy = np.stack([pred["pred_cluster_deta"][rest], pred["pred_cluster_dphi"][rest]], axis=1)
+        groups = DBSCAN(eps=other_eps, min_samples=1).fit(xy).labels_
+        first = {}
+        for i, g in zip(rest, groups):  # each group takes the singleton label of its first hit
+            label[i] = first.setdefault(int(g), int(label[i]))
     pid = np.stack([pred[f"pred_pid_{c}"] for c in PID_CLASSES], axis=1)
     prob = np.exp(pid - pid.max(1, keepdims=True))
     prob /= prob.sum(1, keepdims=True)
@@ -231,9 +246,9 @@ def _new_sums() -> dict[str, float]:
 
 def evaluate_jets(hits: ak.Array, preds: ak.Array | None, sample: str, n_slots: int,
                   baseline: BaselineParams = BaselineParams(), out: dict[str, Any] | None = None,
-                  min_cluster_energy: float = MIN_CLUSTER_ENERGY) -> dict[str, Any]:  # fmt: skip
+                  min_cluster_energy: float = MIN_CLUSTER_ENERGY, other_eps: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """Fill hists and sums for a chunk of jets (``preds``: the tagger's jagged outputs; ``None``
-    evaluates the baseline only)."""
+    evaluates the baseline only; ``other_eps``: see :func:`learned_clusters`)."""
     out = out if out is not None else {"hists": _hists(), "sums": {}}
     h = out["hists"]
     hit_np = {f: ak.to_list(hits[f]) for f in hits.fields}
@@ -245,7 +260,8 @@ def evaluate_jets(hits: ak.Array, preds: ak.Array | None, sample: str, n_slots: 
             continue
         for method in methods:
             if method == "learned":
-                label, types = learned_clusters({f: np.asarray(v[j]) for f, v in pred_np.items()}, n_slots, jet)
+                label, types = learned_clusters({f: np.asarray(v[j]) for f, v in pred_np.items()}, n_slots, jet,
+                                                other_eps=other_eps)  # fmt: skip
             else:
                 label, types = baseline_clusters(jet, baseline)
             cells = jet["is_track"] == 0
@@ -276,20 +292,21 @@ class HitClusteringProcessor:
     sample (``events.metadata['sample']``)."""
 
     def __init__(self, model: str | pathlib.Path | None, baseline: BaselineParams = BaselineParams(),
-                 cell_threshold: float = 0.3, batch_size: int = 64) -> None:  # fmt: skip
+                 cell_threshold: float = 0.3, batch_size: int = 64, other_eps: float = 0.0) -> None:  # fmt: skip
         from hepnn_coffea.inference.tagger import OnnxTagger
 
         self.tagger = OnnxTagger(model, batch_size=batch_size) if model is not None else None
         self.n_slots = sum(f.startswith("pred_slot_") for f in self.tagger.output_fields) if self.tagger else 0
         self.baseline = baseline
         self.cell_threshold = cell_threshold
+        self.other_eps = float(other_eps)
 
     def process(self, events: Any) -> dict[str, Any]:
         sample = str(events.metadata.get("sample", events.metadata.get("dataset", "sample")))
         jets = events[ak.num(events["cell_E"], axis=1) > 0]  # the data config's test_time_selection
         hits = view_hits(jets, self.cell_threshold)
         preds = self.tagger(jets) if self.tagger is not None else None
-        return evaluate_jets(hits, preds, sample, self.n_slots, self.baseline)
+        return evaluate_jets(hits, preds, sample, self.n_slots, self.baseline, other_eps=self.other_eps)
 
     def postprocess(self, accumulator: Any) -> Any:
         return accumulator
@@ -325,11 +342,11 @@ def view_fileset(view_dir: str | pathlib.Path, split: str) -> dict[str, Any]:
 
 def run_clustering_evaluation(view_dir: str | pathlib.Path, model: str | pathlib.Path | None, *, split: str = "test",
                               baseline: BaselineParams = BaselineParams(), executor: str = "iterative",
-                              workers: int = 1, chunksize: int = 1000) -> dict[str, Any]:  # fmt: skip
+                              workers: int = 1, chunksize: int = 1000, other_eps: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """Run :class:`HitClusteringProcessor` over a calorimeter view's split through ``processor.Runner``."""
     from hepnn_coffea.processing.runner import run_processor
 
-    proc = _as_processor(HitClusteringProcessor(model, baseline))
+    proc = _as_processor(HitClusteringProcessor(model, baseline, other_eps=other_eps))
     return run_processor(view_fileset(view_dir, split), proc, executor=executor, workers=workers, chunksize=chunksize)
 
 
@@ -384,6 +401,3 @@ def write_summary(table: dict[str, Any], out_dir: str | pathlib.Path) -> None:
     (out / "summary.json").write_text(json.dumps(table, indent=2))
     (out / "summary.md").write_text(to_markdown(table) + "\n")
 
-
-def baseline_params_dict(params: BaselineParams) -> dict[str, float]:
-    return asdict(params)

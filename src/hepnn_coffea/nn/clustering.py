@@ -1,21 +1,35 @@
-"""Hit-to-particle clustering with a transformer and bounded slots (the ILC clustering workflow).
+"""Hit-to-particle clustering with a transformer and bounded, hit-seeded slots (the ILC clustering workflow).
 
 Formulation (documented choice): **bounded slots**. A jet has at most ``K`` clusters: ``K - 1``
 matchable slots and one fixed ``other`` slot that collects the hits of every smaller cluster
 (the data config numbers the true clusters by descending energy and caps them at ``K``). Per
-hit the network predicts soft assignment logits over the ``K`` slots; the slot numbering is
-arbitrary, so :meth:`HitClusteringTransformer.loss` matches the ``K - 1`` predicted slots to
-the ``K - 1`` true clusters per jet with the Hungarian algorithm
+hit the network predicts assignment logits over the ``K`` slots; the slot numbering is
+arbitrary, so :meth:`HitClusteringTransformer.loss` matches the ``K - 1`` predicted slots to the
+``K - 1`` true clusters per jet with the Hungarian algorithm
 (:func:`scipy.optimize.linear_sum_assignment`) on the energy-weighted overlap
-``sum_hits w_h p(h in slot a) [h in cluster b]`` and computes the assignment cross entropy with
-the matched targets: the loss is invariant to any permutation of the matchable slots.
+``sum_hits w_h p(h in slot a) [h in cluster b]`` and takes the per-hit cross entropy over the
+slots with the matched targets (energy-weighted hits): the loss is invariant to any permutation
+of the matchable slots.
+
+Why seeded slots: with ``K`` free learnt slot queries every matchable slot starts identical, the
+matching is arbitrary, and the only consistent target is the fixed ``other`` slot, so the
+network collapses onto it (every hit in ``other``). Here each matchable slot starts from a
+**seed hit**: a per-hit seed score (trained with a binary cross entropy towards the most
+energetic cell of each of the ``K - 1`` largest true clusters) picks the ``K - 1`` best hits
+(:func:`torch.topk`, no gradient through the choice); their embeddings and positions are the
+slot queries, refined by slot self-attention (duplicate seeds can split the work) and
+cross-attention over the hits. Attention between hits and between slots and hits carries a
+**locality bias** ``-a * dR^2`` on the hits' (deta, dphi) (learnt ``a`` per head, started at
+several radii), and the assignment logits a bounded bonus ``b * exp(-dR^2 / r^2)`` towards the
+slot's seed (learnt ``b``, ``r``), so a slot prefers the hits around its seed.
 
 Architecture: hits (cells and tracks) are embedded and passed through pre-norm transformer
-encoder blocks (padding masked); ``K`` learnt slot queries attend to the hits (one
-cross-attention block) and give slot embeddings; the assignment logit of hit ``h`` to slot
-``a`` is the scaled dot product of their embeddings. The per-cluster heads (particle type and
-cluster energy / direction) run per hit on ``[hit embedding, soft-assigned slot embedding]``,
-so every hit carries the prediction of its cluster.
+encoder blocks (padding masked); the assignment logit of hit ``h`` to slot ``a`` is the scaled
+dot product of their embeddings minus the locality term (the ``other`` slot is a learnt query
+without position). The per-cluster heads (particle type and cluster energy / direction) run per
+hit on ``[hit embedding, soft-assigned slot embedding]``, so every hit carries the prediction of
+its cluster. In eager mode the point axis is cut to the batch's longest jet (hits are padded at
+the end) and the output padded back; traced/exported graphs keep the full axis.
 
 Output: ONE per-point tensor ``(N, K + 9, P)`` so the generic per-point ONNX/inference path
 serves it unchanged (channels = the data config's labels, in order):
@@ -36,13 +50,16 @@ cluster = argmax slot, energy = sum of its hits' energies, type = energy-weighte
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["N_CLASSES", "PID_CLASSES", "HitClusteringTransformer", "hungarian_match"]
+from hepnn_coffea.nn.trimming import exporting
+
+__all__ = ["N_CLASSES", "PID_CLASSES", "HitClusteringTransformer", "hungarian_match", "seed_targets"]
 
 PID_CLASSES = ("photon", "electron", "muon", "charged_hadron", "neutral_hadron")
 N_CLASSES = len(PID_CLASSES)
@@ -52,9 +69,13 @@ N_EXTRA = N_CLASSES + 4
 DIRECTION_SCALE = 0.1
 
 
+def _inv_softplus(x: float) -> float:
+    return math.log(math.expm1(x)) if x > 0 else -10.0
+
+
 class _Attention(nn.Module):
-    """Multi-head attention with a broadcast padding bias ``(N, 1, 1, P)`` (no ``(N*H, Q, P)`` mask
-    tensor; plain matmul/softmax ops, so it exports to ONNX with dynamic axes)."""
+    """Multi-head attention with an additive bias broadcastable to ``(N, H, Q, P)`` (padding and
+    locality; plain matmul/softmax ops, so it exports to ONNX with dynamic axes)."""
 
     def __init__(self, dims: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -88,6 +109,19 @@ class _Block(nn.Module):
         return x + self.ff(self.norm_ff(x))
 
 
+class _Locality(nn.Module):
+    """Per-head bias ``-a_h * |x_q - x_k|^2`` with learnt ``a_h = softplus(.) >= 0``."""
+
+    def __init__(self, heads: int, radii: Sequence[float]) -> None:
+        super().__init__()
+        start = [1.0 / float(radii[i % len(radii)]) ** 2 if radii[i % len(radii)] > 0 else 0.0 for i in range(heads)]
+        self.raw = nn.Parameter(torch.tensor([_inv_softplus(a) for a in start]))
+
+    def forward(self, xq: torch.Tensor, xk: torch.Tensor) -> torch.Tensor:
+        d2 = (xq[:, :, None, :] - xk[:, None, :, :]).pow(2).sum(-1)  # (N, Q, P)
+        return -F.softplus(self.raw)[None, :, None, None] * d2[:, None]
+
+
 def hungarian_match(overlap: np.ndarray) -> np.ndarray:
     """Per jet, the slot matched to each true cluster, maximising the total overlap.
 
@@ -102,8 +136,19 @@ def hungarian_match(overlap: np.ndarray) -> np.ndarray:
     return out
 
 
+def seed_targets(slots: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+    """``(N, P)`` 1 at the most energetic hit of every matchable true cluster (``slots`` ``(N, K, P)``
+    one-hot targets, the last slot = other; ``energy`` ``(N, P)``, tracks 0), else 0."""
+    true = slots[:, :-1].clamp(min=0)
+    score = true * (energy.clamp(min=0)[:, None] + 1e-6)  # a track-only cluster seeds on its track
+    best = score.argmax(-1, keepdim=True)  # (N, K-1, 1)
+    present = (true.sum(-1, keepdim=True) > 0).to(slots.dtype)
+    out = torch.zeros_like(energy)
+    return out.scatter_add(1, best[..., 0], present[..., 0]).clamp(max=1)
+
+
 class HitClusteringTransformer(nn.Module):
-    """Transformer assigning the hits of a jet to ``K`` bounded slots, with per-cluster heads.
+    """Transformer assigning the hits of a jet to ``K`` hit-seeded bounded slots, with per-cluster heads.
 
     Parameters
     ----------
@@ -112,59 +157,117 @@ class HitClusteringTransformer(nn.Module):
     num_outputs
         Output channels ``K + 9`` (the number of labels); ``K = num_outputs - 9``.
     embed_dim, num_layers, num_heads, ff_dim, dropout
-        Transformer encoder size (hits), also used by the slot cross-attention.
+        Transformer encoder size (hits), also used by the slot blocks.
     slot_layers
-        Cross-attention blocks of the slot queries over the hits.
-    assign_weight, pid_weight, energy_weight, direction_weight
-        Weights of the loss terms (assignment CE, particle-type CE, log-energy MSE, direction MSE).
+        Slot refinement blocks (slot self-attention + cross-attention over the hits).
+    coord_channels
+        The two feature channels holding the hit position (deta, dphi, as scaled by the data config).
+    radii
+        Starting locality radii per head (in the scaled position units; 0 = no locality), cycled
+        over the heads; the first also starts the assignment locality.
+    assign_weight, pid_weight, energy_weight, direction_weight, seed_weight
+        Weights of the loss terms (assignment CE, particle-type CE, log-energy MSE, direction MSE,
+        seed-score BCE).
     energy_weighting
         Hit weight in every term: ``f * E_hit / E_jet + (1 - f) / n_hits`` (tracks have E = 0 and
         count through the uniform part).
+    seed_pos_weight
+        Weight of the positive (seed) hits in the seed BCE.
+    other_weight
+        Weight in the assignment cross entropy of the hits whose target is the ``other`` slot (like
+        DETR's no-object weight): at 1 the always-right ``other`` slot wins over the matchable ones
+        early in training.
 
     Notes
     -----
     Inputs ``features`` ``(N, C, P)``, ``energy`` ``(N, 1, P)`` (raw hit energy), ``mask``
     ``(N, 1, P)``. Output ``(N, K + 9, P)``, 0 on padding. Targets for :meth:`loss`: the data
     config's labels ``(N, K + 9, P)`` (one-hot slot, one-hot type, log energy, deta, dphi,
-    hit energy; -1 on padding).
+    hit energy; -1 on padding). In training the last forward's seed logits are kept for the loss.
     """
 
-    def __init__(self, input_dims: int, num_outputs: int, embed_dim: int = 64, num_layers: int = 2,
-                 num_heads: int = 4, ff_dim: int = 128, slot_layers: int = 1, dropout: float = 0.0,
+    def __init__(self, input_dims: int, num_outputs: int, embed_dim: int = 64, num_layers: int = 3,
+                 num_heads: int = 4, ff_dim: int = 128, slot_layers: int = 2, dropout: float = 0.0,
+                 coord_channels: Sequence[int] = (0, 1), radii: Sequence[float] = (0.15, 0.4, 1.0, 0.0),
                  assign_weight: float = 1.0, pid_weight: float = 0.5, energy_weight: float = 0.5,
-                 direction_weight: float = 0.5, energy_weighting: float = 0.5) -> None:  # fmt: skip
+                 direction_weight: float = 0.5, seed_weight: float = 1.0, energy_weighting: float = 0.5,
+                 seed_pos_weight: float = 5.0, other_weight: float = 0.2) -> None:  # fmt: skip
         super().__init__()
         self.n_slots = int(num_outputs) - N_EXTRA
         if self.n_slots < 2:
             raise TypeError(f"num_outputs must be K + {N_EXTRA} with K >= 2 slots, got {num_outputs}")
+        if len(coord_channels) != 2 or max(coord_channels) >= input_dims:
+            raise TypeError(f"coord_channels must name 2 of the {input_dims} feature channels, got {coord_channels}")
+        self.coords = [int(c) for c in coord_channels]
         self.weights = {"assign": float(assign_weight), "pid": float(pid_weight), "energy": float(energy_weight),
-                        "direction": float(direction_weight)}  # fmt: skip
-        self.energy_weighting = float(energy_weighting)
+                        "direction": float(direction_weight), "seed": float(seed_weight)}  # fmt: skip
+        self.energy_weighting, self.seed_pos_weight = float(energy_weighting), float(seed_pos_weight)
+        self.other_weight = float(other_weight)
         self.embed = nn.Sequential(nn.Linear(input_dims, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
         self.encoder = nn.ModuleList(_Block(embed_dim, num_heads, ff_dim, dropout) for _ in range(num_layers))
+        self.locality = _Locality(num_heads, radii)
         self.norm = nn.LayerNorm(embed_dim)
-        self.slot_queries = nn.Parameter(torch.randn(self.n_slots, embed_dim) / math.sqrt(embed_dim))
-        self.slot_blocks = nn.ModuleList(_Block(embed_dim, num_heads, ff_dim, dropout) for _ in range(slot_layers))
+        self.seed_head = nn.Linear(embed_dim, 1)
+        self.other_query = nn.Parameter(torch.randn(1, embed_dim) / math.sqrt(embed_dim))
+        self.seed_proj = nn.Linear(embed_dim, embed_dim)
+        self.slot_self = nn.ModuleList(_Block(embed_dim, num_heads, ff_dim, dropout) for _ in range(slot_layers))
+        self.slot_cross = nn.ModuleList(_Block(embed_dim, num_heads, ff_dim, dropout) for _ in range(slot_layers))
         self.hit_proj, self.slot_proj = nn.Linear(embed_dim, embed_dim), nn.Linear(embed_dim, embed_dim)
+        # bounded assignment bonus b * exp(-dR^2 / r^2) towards the slot's seed (b, r learnt)
+        self.assign_bonus = nn.Parameter(torch.tensor([_inv_softplus(2.0), _inv_softplus(float(radii[0]) or 0.15)]))
         self.head = nn.Sequential(nn.Linear(2 * embed_dim, ff_dim), nn.GELU(), nn.Linear(ff_dim, N_CLASSES + 3))
+        self._seed_logit: torch.Tensor | None = None
 
     def forward(self, features: torch.Tensor, energy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        full = features.shape[-1]
+        if not exporting():  # hits are padded at the end: cut to the longest jet of the batch
+            keep = max(int((mask != 0).sum(-1).max()), self.n_slots)
+            if keep < full:
+                features, energy, mask = features[..., :keep], energy[..., :keep], mask[..., :keep]
+            elif keep > full:  # fewer points than seeds: pad
+                features, energy, mask = (F.pad(t, (0, keep - full)) for t in (features, energy, mask))
+        out, seed_logit = self._forward(features, energy, mask)
+        if self.training and not exporting():
+            self._seed_logit = seed_logit[:, :full]
+        if out.shape[-1] != full:
+            out = F.pad(out, (0, full - out.shape[-1])) if out.shape[-1] < full else out[..., :full]
+        return out
+
+    def _forward(self, features: torch.Tensor, energy: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         real = (mask != 0).to(features.dtype)  # (N, 1, P)
         pad = real[:, 0, :] == 0
         first = torch.arange(pad.shape[1], device=pad.device)[None, :] == 0
-        pad = pad & ~(pad.all(dim=1, keepdim=True) & first)  # an empty jet attends to its first slot
+        pad = pad & ~(pad.all(dim=1, keepdim=True) & first)  # an empty jet attends to its first hit
         bias = torch.zeros_like(pad, dtype=features.dtype).masked_fill(pad, float("-inf"))[:, None, None, :]
+        x = (features * real)[:, self.coords].transpose(1, 2)  # (N, P, 2) positions
         h = self.embed((features * real).transpose(1, 2))  # (N, P, D)
+        hit_bias = bias + self.locality(x, x)
         for block in self.encoder:
-            h = block(h, None, bias)
+            h = block(h, None, hit_bias)
         h = self.norm(h)
-        slots = self.slot_queries[None].expand(h.shape[0], -1, -1)
-        for block in self.slot_blocks:
-            slots = block(slots, h, bias)
+        # seeds: the K-1 best hits by seed score (padding last)
+        seed_logit = self.seed_head(h)[..., 0]  # (N, P)
+        rank = seed_logit.detach().masked_fill(pad, float("-inf"))
+        seeds = rank.topk(self.n_slots - 1, dim=1).indices  # (N, K-1)
+        seed_x = x.gather(1, seeds[..., None].expand(-1, -1, 2))
+        slots = self.seed_proj(h.gather(1, seeds[..., None].expand(-1, -1, h.shape[-1])))
+        slots = torch.cat([slots, self.other_query[None].expand(h.shape[0], -1, -1)], dim=1)  # (N, K, D)
+        # the other slot sits far away from every hit: no locality bias (its position is masked)
+        is_seed = torch.ones(self.n_slots, device=h.device, dtype=h.dtype)
+        is_seed[-1] = 0.0
+        slot_x = torch.cat([seed_x, seed_x[:, :1] * 0], dim=1)
+        cross_bias = bias + self.locality(slot_x, x) * is_seed[None, None, :, None]
+        no_bias = torch.zeros((1, 1, 1, 1), dtype=h.dtype, device=h.device)
+        for self_block, cross_block in zip(self.slot_self, self.slot_cross):
+            slots = self_block(slots, None, no_bias)
+            slots = cross_block(slots, h, cross_bias)
         logits = torch.einsum("npd,nkd->nkp", self.hit_proj(h), self.slot_proj(slots)) / math.sqrt(h.shape[-1])
+        d2 = (slot_x[:, :, None, :] - x[:, None, :, :]).pow(2).sum(-1)  # (N, K, P)
+        b, r = F.softplus(self.assign_bonus[0]), F.softplus(self.assign_bonus[1])
+        logits = logits + b * torch.exp(-d2 / r.pow(2)) * is_seed[None, :, None]
         assigned = torch.einsum("nkp,nkd->npd", torch.softmax(logits, dim=1), slots)
         heads = self.head(torch.cat([h, assigned], dim=-1)).transpose(1, 2)  # (N, 8, P)
-        return torch.cat([logits, heads, energy], dim=1) * real
+        return torch.cat([logits, heads, energy], dim=1) * real, seed_logit
 
     # ------------------------------------------------------------------ loss
     def split(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -197,23 +300,34 @@ class HitClusteringTransformer(nn.Module):
         return matched
 
     def loss_terms(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-jet loss terms ``(N,)``: assignment, pid, energy, direction."""
+        """Per-jet loss terms ``(N,)``: assignment, pid, energy, direction (and seed after a training forward)."""
         w = self.hit_weights(target)
         p, t = self.split(pred), self.split(target)
-        assign = -(self.match(pred, target) * F.log_softmax(p["slots"], dim=1)).sum(1)
+        matched = self.match(pred, target)
+        assign = -(matched * F.log_softmax(p["slots"].float(), dim=1)).sum(1)
+        assign = assign * (1 - (1 - self.other_weight) * matched[:, -1])  # the no-object weight (DETR eos_coef)
         pid_t = t["pid"].clamp(min=0)
         has_pid = (pid_t.sum(1) > 0).to(w.dtype)
-        pid = -(pid_t * F.log_softmax(p["pid"], dim=1)).sum(1)
+        pid = -(pid_t * F.log_softmax(p["pid"].float(), dim=1)).sum(1)
         wp = w * has_pid
         energy = (p["log_energy"] - t["log_energy"].clamp(min=0)) ** 2
         direction = ((p["direction"] - t["direction"]) / DIRECTION_SCALE).pow(2).sum(1)
         direction = torch.where(w > 0, direction, torch.zeros_like(direction))  # padding targets are -1
-        return {
+        terms = {
             "assign": (w * assign).sum(1),
             "pid": (wp * pid).sum(1) / wp.sum(1).clamp(min=1e-12),
             "energy": (w * energy).sum(1),
             "direction": (w * direction).sum(1),
         }
+        seed_logit, self._seed_logit = self._seed_logit, None
+        if seed_logit is not None and seed_logit.shape[0] == target.shape[0]:
+            p_len = seed_logit.shape[1]
+            valid = (t["energy"][:, :p_len] >= 0).to(w.dtype)
+            goal = seed_targets(t["slots"][..., :p_len], t["energy"][:, :p_len])
+            bce = F.binary_cross_entropy_with_logits(seed_logit.float(), goal, reduction="none")
+            bce = bce * (1 + (self.seed_pos_weight - 1) * goal) * valid
+            terms["seed"] = bce.sum(1) / valid.sum(1).clamp(min=1)
+        return terms
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Weighted sum of :meth:`loss_terms`, per jet ``(N,)``."""
