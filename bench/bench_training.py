@@ -9,7 +9,7 @@ the same machine, hepnn_coffea and then weaver-core, so both see the same load:
   and read ``train_jets_per_s`` (jets seen / wall time of the whole training loop,
   data reading included) and ``train_data_wait_frac`` (fraction of that time spent
   waiting for the next batch from the shards) from ``RUN/metrics.csv``. The
-  validation pass that ``train`` runs afterwards is not timed.
+  validation pass that ``train`` runs afterwards (on 512 val jets) is not timed.
 * **weaver-core**: its CLI, the anchor's command (``../shared/anchor/README.md``)
   with ``--samples-per-epoch N --num-epochs 1 --in-memory --gpus "" --num-workers 1
   --fetch-step 1 --run-mode train`` (so no validation), in the weaver venv. Two
@@ -73,7 +73,7 @@ def hepnn_run(model: str, shards: pathlib.Path, work: pathlib.Path, samples: int
     budget = {k: v for k, v in BUDGETS[model].items() if k in ("lr", "weight_decay")}
     overrides = {"training": {**budget, "epochs": 1, "batch_size": BATCH[model], "samples_per_epoch": samples,
                               "optimizer": "ranger", "scheduler": "none", "num_threads": threads,
-                              "tensorboard": False}}  # fmt: skip
+                              "tensorboard": False, "val_samples": 512}}  # fmt: skip  (the val pass is not timed)
     t0 = time.perf_counter()
     train(ROOT / "models" / f"{model}.yaml", shards, run_dir, overrides=overrides, progress=False)
     wall = time.perf_counter() - t0
