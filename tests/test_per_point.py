@@ -130,6 +130,19 @@ def test_per_track_loss_terms_and_masking() -> None:
         per_track_loss(pred, target, cell="huber")
 
 
+def test_model_loss_takes_the_data_configs_pad_value() -> None:
+    from hepnn_coffea.training.targets import ModelLoss
+
+    net = PointNetSegmentation(3, 1, shared_sizes=[4], global_size=4, head_sizes=[4], loss_cell="mae")
+    pred = torch.tensor([[[9.0, 1.0, 3.0, 5.0]]])
+    target = torch.tensor([[[-5.0, 2.0, 2.0, -5.0]]])  # labels.pad_value: -5
+    expected = per_track_loss(pred, target, cell="mae", pad_value=-5.0)
+    assert not torch.allclose(net.loss(pred, target), expected)  # the model alone assumes -1
+    loss = ModelLoss(net, pad_value=-5.0)
+    assert net.label_pad_value == -5.0
+    torch.testing.assert_close(loss(pred, target), expected)
+
+
 def test_pointnet_options_keep_padding_out() -> None:
     torch.manual_seed(0)
     net = PointNetSegmentation(3, 1, shared_sizes=[8], global_size=8, head_sizes=[8], attention_layers=1,

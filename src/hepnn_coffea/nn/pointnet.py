@@ -173,6 +173,8 @@ class PointNetSegmentation(nn.Module):
         self.nonnegative = bool(nonnegative)
         self.loss_settings = {"cell": loss_cell, "total_weight": float(loss_total_weight),
                               "normalize": bool(loss_normalize), "min_total": float(loss_min_total)}  # fmt: skip
+        #: padding of the per-point targets; the trainer sets the data config's (ModelLoss)
+        self.label_pad_value = -1.0
         self.tnet = TNet(input_dims) if tnet else None
         self.local, width = _shared_mlp(shared_sizes, input_dims)
         self.attention = nn.ModuleList(_AttentionBlock(width, attention_heads) for _ in range(attention_layers))
@@ -217,4 +219,4 @@ class PointNetSegmentation(nn.Module):
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-entry loss for ``task: model_loss``: :func:`per_track_loss` with the ``loss_*`` settings."""
-        return per_track_loss(pred, target, **self.loss_settings)
+        return per_track_loss(pred, target, pad_value=self.label_pad_value, **self.loss_settings)

@@ -86,13 +86,20 @@ class MaskedPointLoss(nn.Module):
 
 
 class ModelLoss(nn.Module):
-    """The model's own ``loss(pred, target) -> (N,)`` (e.g. set matching for clustering)."""
+    """The model's own ``loss(pred, target) -> (N,)`` (e.g. set matching for clustering).
 
-    def __init__(self, core: nn.Module) -> None:
+    A model whose loss masks padded per-point targets declares a ``label_pad_value``
+    attribute; it is set here to the data config's ``labels.pad_value`` (as
+    :class:`MaskedPointLoss` gets it), so the model never assumes its own.
+    """
+
+    def __init__(self, core: nn.Module, pad_value: float | None = None) -> None:
         super().__init__()
         if not callable(getattr(core, "loss", None)):
             raise ConfigError(f"model {type(core).__name__} defines no loss(pred, target); it cannot train this task")
         self.core = core
+        if pad_value is not None and hasattr(core, "label_pad_value"):
+            core.label_pad_value = float(pad_value)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.core.loss(pred, target)

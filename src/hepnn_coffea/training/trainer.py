@@ -295,12 +295,13 @@ def _loss(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, net: Network, sh
     if task == "regression":
         offset, scale = (t.tolist() for t in net.target_scaling)
         return StandardizedLoss(regression_loss(cfg), offset, scale)
-    if task == "per_point_regression":
+    if task in ("per_point_regression", "model_loss"):
         from hepnn_coffea.config.data_config import DataConfig
 
-        return MaskedPointLoss(regression_loss(cfg), DataConfig.from_yaml(shards / "data_config.yaml").label_pad_value)
-    if task == "model_loss":
-        return ModelLoss(net.core)
+        pad_value = DataConfig.from_yaml(shards / "data_config.yaml").label_pad_value
+        if task == "model_loss":
+            return ModelLoss(net.core, pad_value)
+        return MaskedPointLoss(regression_loss(cfg), pad_value)
     raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
 
 
