@@ -1,10 +1,13 @@
 """Restricted evaluation of config expressions (``new_variables``, selections, labels).
 
 Weaver-core hands these strings to a bare ``eval``. Here they are parsed once
-with :mod:`ast`, checked against an allow-list (arithmetic, comparisons,
-boolean operators, calls, attribute access without dunders, constants,
-subscripts) and evaluated with no builtins. Names resolve to ``np``/``numpy``,
-``ak``/``awkward``, ``math``, the helpers below, or variables of the table.
+with :mod:`ast` and checked, before any data is read, against the allow-list of
+:mod:`hepnn_coffea.features.allowlist` (see :mod:`~hepnn_coffea.features.validation`
+and ``docs/expressions.md``): data configs travel inside ONNX files, so an
+expression is untrusted code. They run with no builtins, in restricted
+``np``/``numpy``, ``ak``/``awkward`` and ``math`` namespaces, with every operator
+and call guarded (:mod:`~hepnn_coffea.features.guards`). Names resolve to those
+modules, the helpers below, or variables of the table.
 """
 
 from __future__ import annotations
@@ -18,15 +21,14 @@ import awkward as ak
 import numpy as np
 import vector
 
-_ALLOWED_NODES = (
-    ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Call, ast.Name,
-    ast.Load, ast.Attribute, ast.Constant, ast.Subscript, ast.Slice, ast.Tuple, ast.List,
-    ast.keyword, ast.IfExp, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
-)  # fmt: skip
+from hepnn_coffea.features import guards
+from hepnn_coffea.features.allowlist import MAX_EXPRESSION_LENGTH
+from hepnn_coffea.features.validation import ExpressionError, check, rewrite
 
-
-class ExpressionError(ValueError):
-    """An expression is malformed or failed to evaluate; the message names it."""
+__all__ = [
+    "HELPERS", "Expression", "ExpressionError", "VariableTable", "concat", "p4_from_ptetaphie",
+    "p4_from_ptetaphim", "p4_from_pxpypze", "stack",
+]
 
 
 def _p4(fields: dict[str, Any]) -> ak.Array:
@@ -64,6 +66,11 @@ HELPERS: dict[str, Any] = {
     "_p4_from_pxpypze": p4_from_pxpypze, "_p4_from_ptetaphie": p4_from_ptetaphie,
     "_p4_from_ptetaphim": p4_from_ptetaphim, "_concat": concat, "_stack": stack,
 }  # fmt: skip
+#: the globals expressions run with: no builtins, restricted modules, guards, helpers
+_SANDBOX: dict[str, Any] = {
+    "__builtins__": {}, **guards.namespaces(),
+    **{k: v for k, v in HELPERS.items() if k.startswith("_")},
+}  # fmt: skip
 
 
 class Expression:
@@ -71,27 +78,26 @@ class Expression:
 
     def __init__(self, source: str) -> None:
         self.source = str(source).strip()
+        if len(self.source) > MAX_EXPRESSION_LENGTH:
+            raise ExpressionError(
+                f"expression {self.source[:60]!r}...: {len(self.source)} characters is not allowed "
+                f"(at most {MAX_EXPRESSION_LENGTH})"
+            )
         try:
             tree = ast.parse(self.source, mode="eval")
         except SyntaxError as err:
             raise ExpressionError(f"invalid expression {self.source!r}: {err.msg}") from None
-        for node in ast.walk(tree):
-            if not isinstance(node, _ALLOWED_NODES):
-                raise ExpressionError(
-                    f"expression {self.source!r}: '{type(node).__name__}' is not allowed"
-                )
-            if isinstance(node, ast.Attribute) and node.attr.startswith("__"):
-                raise ExpressionError(f"expression {self.source!r}: attribute '{node.attr}' is not allowed")
-            if isinstance(node, ast.Name) and node.id.startswith("__"):
-                raise ExpressionError(f"expression {self.source!r}: name '{node.id}' is not allowed")
+        except (RecursionError, MemoryError, ValueError) as err:
+            raise ExpressionError(f"invalid expression {self.source[:60]!r}: {type(err).__name__}") from None
+        check(tree, self.source)  # the allow-list, before anything runs
         names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
         self.names = list(dict.fromkeys(n for n in names if n not in HELPERS))
-        self._code = compile(tree, "<expression>", "eval")
+        self._code = compile(rewrite(tree), "<expression>", "eval")
 
     def evaluate(self, resolve: Callable[[str], Any]) -> Any:
         """Evaluate with ``resolve(name)`` supplying each variable."""
         scope = {name: resolve(name) for name in self.names}
-        return eval(self._code, {"__builtins__": {}, **HELPERS}, scope)  # noqa: S307 - validated AST
+        return eval(self._code, dict(_SANDBOX), scope)  # noqa: S307 - validated, guarded AST
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
