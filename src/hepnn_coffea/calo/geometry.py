@@ -23,6 +23,9 @@ EM_LAYER, HAD_LAYER = 0, 1
 #: particle types (``part_type`` branch), from the PDG id and charge
 PHOTON, ELECTRON, MUON, CHARGED_HADRON, NEUTRAL_HADRON, INVISIBLE = range(6)
 PARTICLE_TYPES = ("photon", "electron", "muon", "charged_hadron", "neutral_hadron", "invisible")
+#: the particle types a clustering model classifies (the visible ones; torch-free home of
+#: ``hepnn_coffea.nn.clustering.PID_CLASSES``, used by the evaluation without torch)
+PID_CLASSES = PARTICLE_TYPES[:5]
 
 
 class GeometryError(ValueError):

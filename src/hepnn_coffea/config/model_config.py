@@ -2,53 +2,32 @@
 
 from __future__ import annotations
 
-import copy
 import pathlib
 from typing import Any
 
-import yaml
-
 from hepnn_coffea.config.data_config import ConfigError
+from hepnn_coffea.config.training_config import EXPERT_PREFIX, ModelConfig
+from hepnn_coffea.config.yaml_extends import deep_merge, load_with_extends
+
+__all__ = ["deep_merge", "load_model_config", "resolve_expert"]
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Recursively merge ``override`` into a copy of ``base`` (mappings merge, the rest replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def load_model_config(path: str | pathlib.Path, _chain: tuple[pathlib.Path, ...] = ()) -> dict[str, Any]:
+def load_model_config(path: str | pathlib.Path) -> dict[str, Any]:
     """Load a model config, resolving ``extends`` (a path relative to the file) recursively.
 
     Relative paths in ``data_config`` are made absolute against the file that declares them.
+    The result is a plain mapping; :meth:`hepnn_coffea.config.training_config.ModelConfig.from_dict`
+    checks it (the trainer does, after overrides are merged).
     """
-    path = pathlib.Path(path).resolve()
-    if path in _chain:
-        raise ConfigError(f"{path}: circular 'extends' chain: {' -> '.join(str(p) for p in _chain + (path,))}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: cannot read model config: {err}") from err
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a model config must be a mapping")
-    if isinstance(raw.get("data_config"), str):
-        raw["data_config"] = str((path.parent / raw["data_config"]).resolve())
-    parent = raw.pop("extends", None)
-    if parent is None:
-        return raw
-    parent_path = path.parent / (parent if str(parent).endswith((".yaml", ".yml")) else f"{parent}.yaml")
-    if not parent_path.exists():
-        raise ConfigError(f"{path}: extends '{parent}' but {parent_path} does not exist")
-    return deep_merge(load_model_config(parent_path, _chain + (path,)), raw)
+
+    def absolute_data_config(file: pathlib.Path, raw: dict[str, Any]) -> None:
+        if isinstance(raw.get("data_config"), str):
+            raw["data_config"] = str((file.parent / raw["data_config"]).resolve())
+
+    return load_with_extends(path, "model config", ConfigError, absolute_data_config)
 
 
-EXPERT_PREFIX = "expert_"
-TOP_LEVEL_SECTIONS = ("task", "loss", "model", "training", "data_config")
+TOP_LEVEL_SECTIONS = ModelConfig.SECTIONS
 
 
 def resolve_expert(cfg: dict[str, Any], expert: str | None, fallback: int | None = None) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from hepnn_coffea.nn.clustering import PID_CLASSES
+from hepnn_coffea.calo.geometry import PID_CLASSES
 
 __all__ = [
     "BaselineParams", "HitClusteringProcessor", "ari_energy_weighted", "baseline_clusters", "cluster_energy_matches",

@@ -27,22 +27,22 @@ import tempfile
 from typing import Any
 
 import numpy as np
-import torch
-import yaml
-from torch import nn
 
-from hepnn_coffea._optional import require
+from hepnn_coffea._optional import missing_extra, require
+from hepnn_coffea.export.metadata import EXPERT_INPUT, META_PREFIX, ExportError, read_metadata
 from hepnn_coffea.processing.shards import atomic_write_bytes
 
-META_PREFIX = "hepnn_coffea."
+try:
+    import torch
+    from torch import nn
+except ModuleNotFoundError as err:  # without the [train] extra: say what to install
+    raise missing_extra(err, "train") from None
+
+# EXPERT_INPUT, META_PREFIX, ExportError and read_metadata live in the torch-free
+# hepnn_coffea.export.metadata (inference reads them); re-exported here for compatibility.
+__all__ = ["EXPERT_INPUT", "META_PREFIX", "PARITY_TOLERANCE", "ExportError", "export_onnx", "read_metadata"]
+
 PARITY_TOLERANCE = 1e-4
-
-
-class ExportError(RuntimeError):
-    """Export failed, e.g. ONNX output differs from torch beyond the tolerance."""
-
-
-EXPERT_INPUT = "expert_index"
 
 
 class _WithHead(nn.Module):
@@ -195,17 +195,3 @@ def export_onnx(
     atomic_write_bytes(output, lambda f: f.write(proto.SerializeToString()))
     return {"path": str(output), "inputs": input_names, "max_abs_diff": diff, "n_jets": len(expected)}
 
-
-def read_metadata(model: Any) -> dict[str, Any]:
-    """The hepnn_coffea metadata of an ONNX file path or an onnxruntime session (parsed)."""
-    if isinstance(model, (str, pathlib.Path)):
-        ort = require("onnxruntime")
-        model = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    props = model.get_modelmeta().custom_metadata_map
-    out: dict[str, Any] = {}
-    for key, value in props.items():
-        if key.startswith(META_PREFIX):
-            name = key[len(META_PREFIX):]
-            out[name] = yaml.safe_load(value) if name == "data_config" else (
-                json.loads(value) if name in ("classes", "input_groups", "provenance", "experts") else value)  # fmt: skip
-    return out

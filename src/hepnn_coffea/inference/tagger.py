@@ -26,9 +26,10 @@ import numpy as np
 
 from hepnn_coffea._optional import require
 from hepnn_coffea.config.data_config import DataConfig
-from hepnn_coffea.export.onnx_export import EXPERT_INPUT, read_metadata
+from hepnn_coffea.export.metadata import EXPERT_INPUT, read_metadata
 from hepnn_coffea.features.compute import compute_features
 from hepnn_coffea.features.expressions import Expression, VariableTable
+from hepnn_coffea.inference.model_check import check_branch_map, check_onnx_file
 from hepnn_coffea.inference.weaver import load_weaver_config, restrict_inputs
 
 _SESSIONS: dict[tuple[Any, ...], Any] = {}
@@ -131,6 +132,8 @@ class OnnxTagger:
         self.path = str(pathlib.Path(path).resolve())
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"ONNX model not found: {self.path}")
+        check_onnx_file(self.path)  # before onnxruntime: external data paths, metadata, embedded config
+        check_branch_map(self.path, branch_map or {})
         self.intra_op_threads = int(intra_op_threads)
         self.batch_size = int(batch_size)
         self.branch_map = dict(branch_map or {})
@@ -192,6 +195,41 @@ class OnnxTagger:
             meta = self._output_typetracer(jagged=events.ndim > 1)
             return dak.map_partitions(self._run, events, meta=meta, label="hepnn-onnx")
         return self._run(events)
+
+    def fatjets(self, events: Any, layout: str | None = None) -> Any:
+        """Scores of every jet of the events' collection, in one call (event-level models).
+
+        For a model trained on a ``rows:`` data config (e.g. ``models/data/nanoaod_fatjet.yaml``):
+        the jets, their constituents through the layout's index collection (NanoAOD
+        ``FatJetPFCand``/PFNano ``FatJetPFCands``) and the event fields are assembled as in
+        preprocessing (:func:`hepnn_coffea.events.table.jet_rows`), so an analysis writes::
+
+            events["FatJet", "hepnn"] = tagger.fatjets(events)
+
+        ``events`` are NanoEvents (eager, virtual or dask). The result is ``events x jets``
+        records of ``score_<class>``; jets failing the model's ``test_time_selection`` get NaN.
+        ``layout`` (``nanoaod`` or ``pfnano``) overrides the training config's, e.g. to run a
+        model trained on NanoAOD-style files on PFNano (the row fields are the same).
+        """
+        import dataclasses
+
+        from hepnn_coffea.config.rows_config import LAYOUTS
+        from hepnn_coffea.events.table import jet_rows
+
+        if self.config.rows is None:
+            raise TaggerError(f"{self.path}: fatjets() needs a model trained on event rows (a data config with "
+                              "'rows:'); call the tagger on a jet table instead")  # fmt: skip
+        rows = self.config.rows
+        if layout is not None:
+            if layout not in LAYOUTS:
+                raise TaggerError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+            rows = dataclasses.replace(rows, layout=layout)
+        names = self.config.required_branches("test_time_selection", inputs_only=True)
+        try:
+            table = jet_rows(events, rows, names)
+        except ValueError as err:
+            raise TaggerError(f"{self.path}: {err}") from err
+        return self(table)
 
     def with_scores(self, events: Any, name: str = "hepnn") -> Any:
         """``events`` with the scores added as the record field ``name``."""

@@ -11,22 +11,43 @@ input roles to a data-config input group, and passes constructor ``params``::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import nn
-
+from hepnn_coffea._optional import missing_extra
 from hepnn_coffea.config.data_config import ConfigError
+from hepnn_coffea.config.training_config import suggest
+
+try:
+    import torch
+    from torch import nn
+except ModuleNotFoundError as err:  # without the [train] extra: say what to install
+    raise missing_extra(err, "train") from None
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """How to build one architecture: its input roles and a constructor."""
+    """How to build one architecture: its input roles, a builder and the class it builds.
+
+    ``constructor`` (``"module:Class"``) is the class whose keyword arguments after the
+    first two (input dimension, number of outputs) are the valid ``model.params``.
+    """
 
     roles: tuple[str, ...]
     build: Callable[[dict[str, tuple[int, ...]], int, dict[str, Any]], nn.Module]
+    constructor: str
+
+    def param_names(self) -> list[str] | None:
+        """The keyword arguments ``model.params`` may set, ``None`` if the constructor takes ``**kwargs``."""
+        module, name = self.constructor.split(":")
+        params = list(inspect.signature(getattr(importlib.import_module(module), name).__init__).parameters.values())
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return None
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return [p.name for p in params[3:] if p.kind in kinds]  # after self, input_dims, num_outputs
 
 
 def _fc_params(params: dict[str, Any]) -> None:
@@ -97,14 +118,36 @@ def _build_hit_clustering(shapes: dict[str, tuple[int, ...]], n_out: int, params
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "mlp": Architecture(("features",), _build_mlp),
-    "pointnet": Architecture(("features", "energy", "mask"), _build_pointnet),
-    "pfn": Architecture(("features", "mask"), _build_pfn),
-    "particlenet": Architecture(("points", "features", "mask"), _build_particlenet),
-    "part": Architecture(("features", "vectors", "mask"), _build_part),
-    "pcnn": Architecture(("features", "mask"), _build_pcnn),
-    "hit_clustering": Architecture(("features", "energy", "mask"), _build_hit_clustering),
-}
+    "mlp": Architecture(("features",), _build_mlp, "hepnn_coffea.nn.mlp:MLP"),
+    "pointnet": Architecture(("features", "energy", "mask"), _build_pointnet, "hepnn_coffea.nn.pointnet:PointNetSegmentation"),
+    "pfn": Architecture(("features", "mask"), _build_pfn, "hepnn_coffea.nn.pfn:ParticleFlowNetwork"),
+    "particlenet": Architecture(("points", "features", "mask"), _build_particlenet, "hepnn_coffea.nn.particlenet:ParticleNet"),
+    "part": Architecture(("features", "vectors", "mask"), _build_part, "hepnn_coffea.nn.part:ParticleTransformer"),
+    "pcnn": Architecture(("features", "mask"), _build_pcnn, "hepnn_coffea.nn.pcnn:ParticleCNN"),
+    "hit_clustering": Architecture(("features", "energy", "mask"), _build_hit_clustering,
+                                   "hepnn_coffea.nn.clustering:HitClusteringTransformer"),
+}  # fmt: skip
+
+
+def check_params(name: str, params: Mapping[str, Any] | None) -> None:
+    """Every key of ``model.params`` must be a keyword argument of the architecture's constructor.
+
+    Raises
+    ------
+    ConfigError
+        Naming the unknown parameter and the closest valid one.
+    """
+    name = str(name).lower()
+    if name not in ARCHITECTURES:
+        raise ConfigError(f"model.name {name!r} is not in the zoo{suggest(name, ARCHITECTURES)}; "
+                          f"choose one of {sorted(ARCHITECTURES)}")  # fmt: skip
+    allowed = ARCHITECTURES[name].param_names()
+    if allowed is None:
+        return
+    for key in params or {}:
+        if key not in allowed:
+            raise ConfigError(f"model.params.{key}: not a parameter of model '{name}'{suggest(str(key), allowed)} "
+                              f"(allowed: {', '.join(allowed)})")  # fmt: skip
 
 
 class Network(nn.Module):
@@ -151,8 +194,7 @@ def build_network(model_cfg: dict[str, Any], input_shapes: dict[str, tuple[int, 
         Number of classes (or regression targets).
     """
     name = str(model_cfg.get("name", "")).lower()
-    if name not in ARCHITECTURES:
-        raise ConfigError(f"model.name {name!r} is not in the zoo; choose one of {sorted(ARCHITECTURES)}")
+    check_params(name, model_cfg.get("params"))
     arch = ARCHITECTURES[name]
     mapping = model_cfg.get("inputs") or {}
     missing = [r for r in arch.roles if r not in mapping]

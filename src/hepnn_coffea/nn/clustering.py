@@ -57,11 +57,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hepnn_coffea.calo.geometry import PID_CLASSES
 from hepnn_coffea.nn.trimming import exporting
 
 __all__ = ["N_CLASSES", "PID_CLASSES", "HitClusteringTransformer", "hungarian_match", "seed_targets"]
 
-PID_CLASSES = ("photon", "electron", "muon", "charged_hadron", "neutral_hadron")
 N_CLASSES = len(PID_CLASSES)
 #: channels after the slots: PID logits, log energy, deta, dphi, hit energy
 N_EXTRA = N_CLASSES + 4

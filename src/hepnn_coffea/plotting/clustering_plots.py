@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from hepnn_coffea.nn.clustering import PID_CLASSES
+from hepnn_coffea.calo.geometry import PID_CLASSES
 
 
 def plot_clustering(result: dict[str, Any], out_dir: str | pathlib.Path) -> list[pathlib.Path]:

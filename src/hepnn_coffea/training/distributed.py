@@ -13,8 +13,14 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.distributed as dist
+
+from hepnn_coffea._optional import missing_extra
+
+try:
+    import torch
+    import torch.distributed as dist
+except ModuleNotFoundError as err:  # without the [train] extra: say what to install
+    raise missing_extra(err, "train") from None
 
 
 @dataclass(frozen=True)

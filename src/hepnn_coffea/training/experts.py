@@ -14,7 +14,7 @@ from typing import Any
 
 from hepnn_coffea.config.data_config import ConfigError
 from hepnn_coffea.processing.shards import write_json
-from hepnn_coffea.training.trainer import TrainResult, train
+from hepnn_coffea.training.trainer import TrainResult, load_checked_config, train
 
 EXPERTS_FILE = "experts.json"
 
@@ -41,6 +41,7 @@ def train_experts(
     first, so an interrupted call can be continued per expert with ``train(..., resume=True)``.
     """
     run_dir = pathlib.Path(run_dir)
+    load_checked_config(model_config, overrides)  # a typo fails before the shards are read
     manifest = json.loads((pathlib.Path(shards) / "manifest.json").read_text())
     split = manifest.get("experts")
     if not split:

@@ -10,14 +10,17 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import torch
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+from hepnn_coffea._optional import missing_extra
+from hepnn_coffea.config.training_config import OPTIMIZERS, SCHEDULERS
+
+try:
+    import torch
+    from torch.optim import Optimizer
+    from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+except ModuleNotFoundError as err:  # without the [train] extra: say what to install
+    raise missing_extra(err, "train") from None
 
 __all__ = ["Lookahead", "build_optimizer", "build_scheduler", "OPTIMIZERS", "SCHEDULERS"]
-
-OPTIMIZERS = ("adamw", "adam", "radam", "ranger", "sgd")
-SCHEDULERS = ("none", "flat+decay", "cosine", "one-cycle")
 
 
 class Lookahead(Optimizer):

@@ -9,13 +9,19 @@ outputs back; the export applies that map, so ONNX outputs are in physical units
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
+from hepnn_coffea._optional import missing_extra
 from hepnn_coffea.config.data_config import ConfigError
+
+try:
+    import torch
+    from torch import nn
+except ModuleNotFoundError as err:  # without the [train] extra: say what to install
+    raise missing_extra(err, "train") from None
 
 
 class LogCoshLoss(nn.Module):
@@ -48,9 +54,12 @@ class StandardizedLoss(nn.Module):
         return self.loss(pred, (target - offset) / scale)
 
 
-def regression_loss(cfg: dict[str, Any]) -> nn.Module:
-    """The per-element loss named by the model config's ``loss`` (mse, huber, l1, logcosh)."""
-    name = str(cfg.get("loss", "mse")).lower()
+def regression_loss(loss: str | Mapping[str, Any] = "mse") -> nn.Module:
+    """The per-element loss named by the model config's ``loss`` (mse, huber, l1, logcosh).
+
+    ``loss`` is the name, or (as before) a whole model config mapping whose ``loss`` key is read.
+    """
+    name = str(loss.get("loss", "mse") if isinstance(loss, Mapping) else loss).lower()
     if name not in REGRESSION_LOSSES:
         raise ConfigError(f"loss {name!r} unknown; choose one of {sorted(REGRESSION_LOSSES)}")
     return REGRESSION_LOSSES[name](reduction="none")
