@@ -8,9 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import torch
 
+from hepnn_coffea._optional import missing_extra
 from hepnn_coffea.processing.shards import INPUT_PREFIX, MANIFEST, open_shard
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # without the [train] extra: say what to install
+    raise missing_extra(err, "train") from None
 
 
 class ShardDataset:
@@ -90,7 +95,16 @@ class ShardDataset:
             out["weight"] = np.ascontiguousarray(rows["weight"])
         if self.has_expert:
             out["expert"] = np.ascontiguousarray(rows["expert"])
+        for name in getattr(self, "extra_fields", ()):
+            out[name] = np.ascontiguousarray(rows[name])
         return out
+
+    def carry(self, fields: list[str]) -> None:
+        """Also put these shard fields (e.g. ``observers/jet_sdmass``) into every batch."""
+        missing = [f for f in fields if f not in self.shards[0].dtype.names]
+        if missing:
+            raise ValueError(f"{self.root}: the '{self.split}' shards have no field(s) {missing}")
+        self.extra_fields = list(dict.fromkeys([*getattr(self, "extra_fields", []), *fields]))
 
     def epoch_index(self, shuffle: bool, seed: int | list[int], limit: int | None = None) -> np.ndarray:
         """Global rows of one epoch: a seeded permutation (or in order), cut to ``limit`` rows.

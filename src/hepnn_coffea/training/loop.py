@@ -8,10 +8,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
+from hepnn_coffea._optional import missing_extra
 from hepnn_coffea.training.metrics import classification_metrics
+
+try:
+    import torch
+    from torch import nn
+except ModuleNotFoundError as err:  # without the [train] extra: say what to install
+    raise missing_extra(err, "train") from None
 
 
 @dataclass
@@ -32,6 +37,9 @@ class StepSettings:
         Never trim below this many particles (ParticleNet needs more than k).
     grad_clip
         Max gradient norm, or ``None``.
+    penalty
+        A batch-level loss term ``penalty(logits, batch) -> (term, value) | None`` added to the
+        loss (e.g. :class:`~hepnn_coffea.training.disco.DiscoPenalty`), or ``None``.
     """
 
     device: torch.device
@@ -40,6 +48,7 @@ class StepSettings:
     mask_group: str | None = None
     min_length: int = 32
     grad_clip: float | None = None
+    penalty: Any = None
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -80,18 +89,28 @@ def _weighted(per_entry: torch.Tensor, weight: torch.Tensor | None, device: torc
     return (per_entry * weight).sum() / weight.sum()
 
 
+def step_loss(out: torch.Tensor, batch: dict[str, torch.Tensor], target: torch.Tensor, loss_fn: nn.Module,
+              s: StepSettings) -> tuple[torch.Tensor, float | None]:  # fmt: skip
+    """Weighted mean loss of a batch plus ``s.penalty``'s term; the penalty's value (``None``: none)."""
+    loss = _weighted(loss_fn(out.float(), target), batch.get("weight"), s.device)
+    extra = s.penalty(out.float(), batch) if s.penalty is not None else None
+    return (loss, None) if extra is None else (loss + extra[0], extra[1])
+
+
 def train_epoch(net: nn.Module, groups: list[str], batches: Any, loss_fn: nn.Module, optimizer: Any, scheduler: Any,
                 scaler: Any, s: StepSettings, on_step: Any = None) -> dict[str, float]:  # fmt: skip
     """One pass over ``batches``; returns loss, throughput and the data-wait fraction."""
     net.train()
     t0 = time.perf_counter()
-    total, seen, wait = 0.0, 0, 0.0
+    total, seen, wait, penalties = 0.0, 0, 0.0, []
     t_data = time.perf_counter()
     for batch in batches:
         wait += time.perf_counter() - t_data
         target = batch["target"].to(s.device, non_blocking=True)
         out = _forward(net, groups, batch, s)
-        loss = _weighted(loss_fn(out.float(), target), batch.get("weight"), s.device)
+        loss, penalty = step_loss(out, batch, target, loss_fn, s)
+        if penalty is not None:
+            penalties.append(penalty)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -112,8 +131,9 @@ def train_epoch(net: nn.Module, groups: list[str], batches: Any, loss_fn: nn.Mod
             on_step(loss.item(), seen / (time.perf_counter() - t0))
         t_data = time.perf_counter()
     elapsed = time.perf_counter() - t0
+    extra = {f"train_{s.penalty.name}": float(np.mean(penalties)) if penalties else float("nan")} if s.penalty else {}
     return {"train_loss": total / max(seen, 1), "train_jets_per_s": seen / elapsed,
-            "train_data_wait_frac": wait / elapsed}  # fmt: skip
+            "train_data_wait_frac": wait / elapsed, **extra}  # fmt: skip
 
 
 @torch.no_grad()
@@ -121,17 +141,22 @@ def evaluate(net: nn.Module, groups: list[str], dataset: Any, loss_fn: nn.Module
              s: StepSettings) -> dict[str, float]:  # fmt: skip
     """Loss (and accuracy/AUC for classification) of ``net`` on a whole split."""
     net.eval()
-    outputs, targets, losses, weights = [], [], [], []
+    outputs, targets, losses, weights, penalties = [], [], [], [], []
     for batch in dataset.batches(max(batch_size, 256)):
         out = _forward(net, groups, batch, s).float()
         per_entry = loss_fn(out, batch["target"].to(s.device))
         losses.append((per_entry.mean(dim=-1) if per_entry.ndim > 1 else per_entry).cpu())
+        if s.penalty is not None and (extra := s.penalty(out, batch)) is not None:
+            penalties.append((float(extra[0]), extra[1]))
         outputs.append((torch.softmax(out, dim=1) if task == "classification" else out).cpu())
         targets.append(batch["target"])
         if "weight" in batch:
             weights.append(batch["weight"])
     w = torch.cat(weights).numpy() if weights else None
     result = {"loss": float(np.average(torch.cat(losses).numpy(), weights=w))}
+    if s.penalty is not None:  # the batch-level term (mean over batches), also alone without its factor
+        result["loss"] += float(np.mean([t for t, _ in penalties])) if penalties else 0.0
+        result[s.penalty.name] = float(np.mean([v for _, v in penalties])) if penalties else float("nan")
     if task == "classification":
         result.update(classification_metrics(torch.cat(outputs).numpy(), torch.cat(targets).numpy(), w))
     return result

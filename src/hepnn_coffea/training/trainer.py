@@ -18,27 +18,35 @@ import math
 import pathlib
 import platform
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
-from torch import nn
 
 from hepnn_coffea import __version__
+from hepnn_coffea._optional import missing_extra
 from hepnn_coffea.config.data_config import ConfigError
 from hepnn_coffea.config.model_config import deep_merge, load_model_config, resolve_expert
-from hepnn_coffea.nn import Network, build_network, count_parameters
+from hepnn_coffea.config.training_config import TASKS, ModelConfig, TrainingConfig
+from hepnn_coffea.nn import Network, build_network, check_params, count_parameters
 from hepnn_coffea.processing.shards import atomic_write_bytes, write_json
 from hepnn_coffea.training.dataset import ShardDataset
+from hepnn_coffea.training.disco import disco_penalty
 from hepnn_coffea.training.distributed import DistInfo, barrier, init_distributed, shard_index, shutdown
 from hepnn_coffea.training.loop import StepSettings, evaluate, train_epoch
 from hepnn_coffea.training.metrics import RunLogger
 from hepnn_coffea.training.optim import build_optimizer, build_scheduler
-from hepnn_coffea.training.sampling import sampler_from_config
+from hepnn_coffea.training.sampling import histogram_sampler, sampler_from_config, weight_sampler
 from hepnn_coffea.training.targets import (MaskedPointLoss, ModelLoss, StandardizedLoss, regression_loss,
                                            target_scaling)  # fmt: skip
+
+try:
+    import torch
+    from torch import nn
+except ModuleNotFoundError as err:  # without the [train] extra: say what to install
+    raise missing_extra(err, "train") from None
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +85,37 @@ def load_network(run_dir: str | pathlib.Path, checkpoint: str = "best.pt") -> tu
     return net.eval(), cfg
 
 
-def _resolve_config(model_config: str | pathlib.Path | dict[str, Any], overrides: dict[str, Any] | None,
-                    expert: str | None = None, expert_index: int | None = None) -> dict[str, Any]:  # fmt: skip
+def load_checked_config(model_config: str | pathlib.Path | dict[str, Any],
+                        overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:  # fmt: skip
+    """A model config (``extends`` resolved, overrides not yet merged) whose every key is checked.
+
+    Returns the config and the name errors use for it. The check
+    (:meth:`~hepnn_coffea.config.training_config.ModelConfig.from_dict`) covers the
+    overrides and the ``expert_<name>`` blocks; the ``model``/``training`` sections need
+    not be complete yet (an expert block or the overrides may complete them).
+    """
+    source = "<dict>" if isinstance(model_config, dict) else str(model_config)
     cfg = load_model_config(model_config) if not isinstance(model_config, dict) else dict(model_config)
+    source = f"{source} (with overrides)" if overrides else source
+    ModelConfig.from_dict(deep_merge(cfg, overrides or {}), source, complete=False)
+    return cfg, source
+
+
+def _resolve_config(model_config: str | pathlib.Path | dict[str, Any], overrides: dict[str, Any] | None,
+                    expert: str | None, shards: pathlib.Path) -> tuple[dict[str, Any], ModelConfig, int | None]:  # fmt: skip
+    """The resolved config (as saved in the run directory), its checked typed form and the expert index.
+
+    Every key (``expert_<name>`` blocks and overrides included) is checked before the shards are read.
+    """
+    cfg, source = load_checked_config(model_config, overrides)
+    expert_index = expert_of(shards, expert)
     cfg = deep_merge(resolve_expert(cfg, expert, fallback=expert_index), overrides or {})
-    if "model" not in cfg or "training" not in cfg:
-        raise ConfigError("a model config needs 'model' and 'training' sections (extend models/base.yaml)")
-    return cfg
+    typed = ModelConfig.from_dict(cfg, source)
+    try:
+        check_params(typed.model.name, typed.model.params)  # the network's constructor arguments
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return cfg, typed, expert_index
 
 
 def _prepare_run_dir(run_dir: pathlib.Path, cfg: dict[str, Any], shards: pathlib.Path, net: nn.Module,
@@ -148,6 +180,7 @@ def train(
         if not last.is_file():
             raise FileNotFoundError(f"{last} not found: nothing to resume")
         cfg = deep_merge(yaml.safe_load((run_dir / "config.yaml").read_text()), overrides or {})
+        typed = ModelConfig.from_dict(cfg, str(run_dir / "config.yaml"))
         prov = json.loads((run_dir / "provenance.json").read_text())
         shards, expert_index = pathlib.Path(prov["shards"]), prov.get("expert_index")
     else:
@@ -156,35 +189,34 @@ def train(
         shards = pathlib.Path(shards)
         if last.exists():
             raise FileExistsError(f"{run_dir} already holds a run; use resume=True (--resume) or a new folder")
-        expert_index = expert_of(shards, expert)
-        cfg = _resolve_config(model_config, overrides, expert, expert_index)
-    tcfg = cfg["training"]
-    task = cfg.get("task", "classification")
-    seed = int(tcfg.get("seed", 42))
+        cfg, typed, expert_index = _resolve_config(model_config, overrides, expert, shards)
+    tcfg, task, seed = typed.training, typed.task, typed.training.seed
     torch.manual_seed(seed)
-    if tcfg.get("num_threads"):
-        torch.set_num_threads(int(tcfg["num_threads"]))
-    device = select_device(str(tcfg.get("device", "auto")))
+    if tcfg.num_threads:
+        torch.set_num_threads(tcfg.num_threads)
+    device = select_device(tcfg.device)
     dist_info = init_distributed(device)
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     try:
-        return _train(cfg, tcfg, task, seed, device, dist_info, shards, run_dir, last, resume, progress, expert_index)
+        return _train(cfg, typed, device, dist_info, shards, run_dir, last, resume, progress, expert_index)
     finally:
         shutdown(dist_info)
 
 
-def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, device: torch.device, dist_info: DistInfo,
-           shards: pathlib.Path, run_dir: pathlib.Path, last: pathlib.Path, resume: bool, progress: bool,
+def _train(cfg: dict[str, Any], typed: ModelConfig, device: torch.device, dist_info: DistInfo, shards: pathlib.Path,
+           run_dir: pathlib.Path, last: pathlib.Path, resume: bool, progress: bool,
            expert_index: int | None = None) -> TrainResult:  # fmt: skip
+    """One training run: ``cfg`` is saved in the run directory, ``typed`` (its checked form) drives it."""
+    tcfg, task, seed = typed.training, typed.task, typed.training.seed
     probe = ShardDataset(shards, "train")
     labels = probe.manifest["labels"]
     net = build_network(cfg["model"], probe.input_shapes(), len(labels))
     groups = net.input_groups
     train_set = ShardDataset(shards, "train", groups, expert=expert_index)
     val_set = ShardDataset(shards, "val", groups, expert=expert_index)
-    if tcfg.get("val_samples"):
-        val_set.keep_subset(int(tcfg["val_samples"]), seed)
+    if tcfg.val_samples:
+        val_set.keep_subset(tcfg.val_samples, seed)
     if (task == "classification") != (train_set.target_field == "label"):
         raise ConfigError(f"task {task!r} does not fit the shards in {shards}: they hold "
                           f"{'class labels' if train_set.target_field == 'label' else 'regression targets'}")  # fmt: skip
@@ -194,26 +226,31 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
         targets = train_set.arrays(["target"])["target"]
         extra["target_scaling"] = target_scaling(targets, labels)
         net.set_target_scaling(**extra["target_scaling"])
-        if tcfg.get("reweight"):
-            sampler = sampler_from_config(tcfg["reweight"], train_set.rows, targets, labels)
+        if tcfg.reweight:
+            sampler = sampler_from_config(tcfg.reweight, train_set.rows, targets, labels)
     if sampler is not None:
         extra["reweight"] = {"edges": sampler.edges.tolist(), "probabilities": sampler.probabilities.tolist(),
                              "empty_buckets": sampler.empty_buckets, "rows_outside": sampler.outside}  # fmt: skip
+    elif (sampler := histogram_sampler(train_set)) is not None:  # data config weights.reweight_hists (train only)
+        extra["histogram_reweight"] = sampler.summary()
+    elif tcfg.sample_by_weight:  # rows drawn by their precomputed weight; unweighted loss
+        sampler = weight_sampler(train_set, tcfg.sample_by_weight)
+        train_set.has_weight = False
+        extra["weight_sampling"] = {"mode": tcfg.sample_by_weight, **sampler.summary()}
     if not resume and dist_info.is_main:
         _prepare_run_dir(run_dir, cfg, shards, net, train_set, len(labels), extra)
     barrier(dist_info)
     net.to(device)
 
-    batch_size = int(tcfg["batch_size"])
-    epochs = int(tcfg["epochs"])
-    samples_per_epoch = int(tcfg["samples_per_epoch"]) if tcfg.get("samples_per_epoch") else None
+    batch_size, epochs = tcfg.batch_size, tcfg.epochs
+    samples_per_epoch = tcfg.samples_per_epoch or None
     per_rank = (samples_per_epoch or len(train_set)) // dist_info.world_size
     steps_per_epoch = max(1, per_rank // batch_size)
-    optimizer = build_optimizer(net.parameters(), tcfg["optimizer"], float(tcfg["lr"]), float(tcfg.get("weight_decay", 0)))
-    scheduler = build_scheduler(optimizer, tcfg.get("scheduler", "none"), epochs, steps_per_epoch,
-                                int(tcfg.get("warmup_steps", 0)))  # fmt: skip
-    loss_fn = _loss(cfg, tcfg, task, net, shards)
+    optimizer = build_optimizer(net.parameters(), tcfg.optimizer, tcfg.lr, tcfg.weight_decay)
+    scheduler = build_scheduler(optimizer, tcfg.scheduler, epochs, steps_per_epoch, tcfg.warmup_steps)
+    loss_fn = _loss(typed, net, shards)
     settings = _step_settings(net, train_set, tcfg, device, task)
+    settings.penalty = disco_penalty(tcfg.disco, labels, task, [train_set, val_set])  # training.disco
     scaler = torch.amp.GradScaler("cuda") if settings.amp_dtype == torch.float16 else None
 
     state = {"epoch": 0, "best": -math.inf if task == "classification" else math.inf, "best_epoch": -1,
@@ -230,10 +267,10 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
     model: nn.Module = net
     if dist_info.enabled:
         model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    if tcfg.get("compile"):
+    if tcfg.compile:
         model = torch.compile(model)
-    logger = RunLogger(run_dir, use_tensorboard=bool(tcfg.get("tensorboard", True))) if dist_info.is_main else None
-    patience = tcfg.get("early_stopping_patience")
+    logger = RunLogger(run_dir, use_tensorboard=tcfg.tensorboard) if dist_info.is_main else None
+    patience = tcfg.early_stopping_patience
     try:
         for epoch in range(state["epoch"], epochs):
             index = train_set.epoch_index(True, [seed, epoch], samples_per_epoch) if sampler is None else \
@@ -250,7 +287,7 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
                                                       "train/jets_per_s": jets_per_s * dist_info.world_size})  # fmt: skip
 
             order = _bucketed(index, train_set, tcfg, batch_size, [seed, epoch], net.roles.get("mask"))
-            batches = train_set.batches(batch_size, drop_last=True, index=order, prefetch=int(tcfg.get("prefetch", 2)),
+            batches = train_set.batches(batch_size, drop_last=True, index=order, prefetch=tcfg.prefetch,
                                         pin_memory=device.type == "cuda")  # fmt: skip
             row = {"epoch": epoch + 1, **train_epoch(model, groups, batches, loss_fn, optimizer, scheduler, scaler, settings, on_step)}
             bar.close()
@@ -275,7 +312,7 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
                              "torch_rng": torch.get_rng_state(), "state": state})  # fmt: skip
             barrier(dist_info)
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 5) for k, v in row.items()})
-            if patience is not None and state["bad_epochs"] >= int(patience):
+            if patience is not None and state["bad_epochs"] >= patience:
                 log.info("early stopping after %d epochs without improvement", state["bad_epochs"])
                 break
     finally:
@@ -284,24 +321,25 @@ def _train(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, seed: int, devi
     return TrainResult(run_dir, state["best_epoch"], state["best"], state["history"])
 
 
-TASKS = ("classification", "regression", "per_point_regression", "model_loss")
+__all__ = ["TASKS", "TrainResult", "expert_of", "load_checked_config", "load_network", "select_device", "train"]
 
 
-def _loss(cfg: dict[str, Any], tcfg: dict[str, Any], task: str, net: Network, shards: pathlib.Path) -> nn.Module:
+def _loss(typed: ModelConfig, net: Network, shards: pathlib.Path) -> nn.Module:
     """Per-entry loss of a task: ``classification`` (cross entropy), ``regression`` (standardized
     targets), ``per_point_regression`` (masked per-point loss), ``model_loss`` (the model's own)."""
+    task = typed.task
     if task == "classification":
-        return nn.CrossEntropyLoss(reduction="none", label_smoothing=float(tcfg.get("label_smoothing", 0)))
+        return nn.CrossEntropyLoss(reduction="none", label_smoothing=typed.training.label_smoothing)
     if task == "regression":
         offset, scale = (t.tolist() for t in net.target_scaling)
-        return StandardizedLoss(regression_loss(cfg), offset, scale)
+        return StandardizedLoss(regression_loss(typed.loss), offset, scale)
     if task in ("per_point_regression", "model_loss"):
         from hepnn_coffea.config.data_config import DataConfig
 
         pad_value = DataConfig.from_yaml(shards / "data_config.yaml").label_pad_value
         if task == "model_loss":
             return ModelLoss(net.core, pad_value)
-        return MaskedPointLoss(regression_loss(cfg), pad_value)
+        return MaskedPointLoss(regression_loss(typed.loss), pad_value)
     raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
 
 
@@ -320,31 +358,32 @@ def expert_of(shards: str | pathlib.Path, expert: str | None) -> int | None:
     raise ConfigError(f"expert {expert!r} is not one of the shards' experts {names} (data config 'experts')")
 
 
-def _step_settings(net: Network, dataset: ShardDataset, tcfg: dict[str, Any], device: torch.device,
+def _step_settings(net: Network, dataset: ShardDataset, tcfg: TrainingConfig, device: torch.device,
                    task: str = "classification") -> StepSettings:  # fmt: skip
-    amp = tcfg.get("amp") or None
-    if amp not in (None, "bf16", "fp16"):
-        raise ConfigError(f"training.amp must be null, bf16 or fp16, got {amp!r}")
+    amp = tcfg.amp  # bf16 | fp16 | None, checked by TrainingConfig
     if amp and device.type != "cuda":
         log.info("training.amp=%s ignored on %s (autocast only on CUDA)", amp, device.type)
     mask = net.roles.get("mask")
     shapes = dataset.input_shapes()
     trim_groups: tuple[str, ...] = ()
     per_point = task in ("per_point_regression", "model_loss")  # per-point targets keep the full point axis
-    if tcfg.get("trim", True) and not per_point and mask is not None and len(shapes[mask]) == 2:
+    if tcfg.trim and not per_point and mask is not None and len(shapes[mask]) == 2:
         trim_groups = tuple(g for g in net.input_groups if len(shapes[g]) == 2 and shapes[g][1] == shapes[mask][1])
     return StepSettings(device=device, amp=amp, trim_groups=trim_groups, mask_group=mask,
-                        min_length=int(tcfg.get("trim_min_length", 32)), grad_clip=tcfg.get("grad_clip"))  # fmt: skip
+                        min_length=tcfg.trim_min_length, grad_clip=tcfg.grad_clip)  # fmt: skip
 
 
-def _bucketed(index: Any, dataset: ShardDataset, tcfg: dict[str, Any], batch_size: int, seed: list[int],
-              mask_group: str | None) -> Any:  # fmt: skip
+def _bucketed(index: Any, dataset: ShardDataset, tcfg: TrainingConfig | Mapping[str, Any], batch_size: int,
+              seed: list[int], mask_group: str | None) -> Any:  # fmt: skip
     """With ``training.bucket_by_length``, group rows of similar multiplicity into batches.
 
     Rows are sorted by particle count inside windows of 32 batches, cut into batches,
     and the batches are shuffled (seeded), so trimming removes most of the padding.
+    ``tcfg`` may also be a plain ``training`` mapping (checked as :class:`TrainingConfig`).
     """
-    if not tcfg.get("bucket_by_length") or mask_group is None:
+    if isinstance(tcfg, Mapping):
+        tcfg = TrainingConfig.from_dict(tcfg)
+    if not tcfg.bucket_by_length or mask_group is None:
         return index
     lengths = dataset.lengths(mask_group)
     window = 32 * batch_size
