@@ -23,13 +23,15 @@ from typing import Any
 import yaml
 
 from hepnn_coffea.features.expressions import Expression, ExpressionError
+from hepnn_coffea.config.rows_config import RowsConfig, RowsConfigError
 from hepnn_coffea.features.filters import ExpertSplit, Filter, FilterError, parse_filters
+from hepnn_coffea.config.weights_config import WeightsConfig, WeightsConfigError
 
 AUTO = "auto"
 _TOP_LEVEL_KEYS = {
     "treename", "branch_magic", "file_magic", "selection", "test_time_selection",
     "new_variables", "preprocess", "inputs", "labels", "observers", "monitor_variables",
-    "weights", "filters", "experts",
+    "weights", "filters", "experts", "rows",
 }  # fmt: skip
 
 
@@ -92,17 +94,16 @@ class DataConfig:
     weights: dict[str, Any] | None = None
     filters: tuple[Filter, ...] = ()
     experts: ExpertSplit | None = None
+    rows: RowsConfig | None = None  # rows from event-level NanoAOD (see config/rows_config.py)
     source: str = "<dict>"
 
     # ----------------------------------------------------------------- loading
     @classmethod
     def from_yaml(cls, path: str | pathlib.Path) -> DataConfig:
         """Read and validate a data config file."""
-        path = pathlib.Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"{path}: cannot read data config: {err}") from err
+        from hepnn_coffea.config.yaml_extends import load_with_extends
+
+        raw = load_with_extends(path, "data config", ConfigError)  # hepnn extension: ``extends: base.yaml``
         return cls.from_dict(raw, source=str(path))
 
     @classmethod
@@ -149,9 +150,15 @@ class DataConfig:
         try:
             cfg.filters = parse_filters(raw.get("filters"), source)
             cfg.experts = ExpertSplit.from_dict(raw["experts"], source) if raw.get("experts") else None
-        except FilterError as err:
+            cfg.rows = RowsConfig.from_dict(raw["rows"], source) if raw.get("rows") is not None else None
+        except (FilterError, RowsConfigError) as err:
             raise ConfigError(str(err)) from err
         cfg._check_expressions()
+        if cfg.rows is not None:  # every name the expressions read must be a row field
+            try:
+                cfg.rows.row_fields(cfg.required_branches())
+            except RowsConfigError as err:
+                raise ConfigError(f"{source}: {err}") from err
         cfg._check_weights()
         return cfg
 
@@ -165,16 +172,15 @@ class DataConfig:
             _compile(expr, f"labels.value.{name}", self.source)
 
     def _check_weights(self) -> None:
-        if not self.weights:
-            return
-        if not self.weights.get("use_precomputed_weights"):
-            raise ConfigError(
-                f"{self.source}: weights: only 'use_precomputed_weights: true' with "
-                "'weight_branches' is supported; histogram reweighting "
-                f"('reweight_method: {self.weights.get('reweight_method')}') is not"
-            )
-        if not self.weights.get("weight_branches"):
-            raise ConfigError(f"{self.source}: weights.weight_branches is empty")
+        """Parse ``weights`` into ``self.weights_config``; reweighting variables become observers."""
+        labels = self.label_names if self.is_classification else None
+        try:
+            self.weights_config = WeightsConfig.from_dict(self.weights, self.source, labels)
+        except WeightsConfigError as err:
+            raise ConfigError(str(err)) from err
+        if self.weights_config is not None and self.weights_config.is_reweighting:
+            self.new_variables.update(self.weights_config.new_variables)
+            self.observers = list(dict.fromkeys(self.observers + self.weights_config.observer_names))
 
     # -------------------------------------------------------------- properties
     @property
@@ -187,7 +193,8 @@ class DataConfig:
 
     @property
     def weight_branches(self) -> list[str]:
-        return list(self.weights["weight_branches"]) if self.weights else []
+        use = bool(self.weights) and bool(self.weights.get("use_precomputed_weights"))  # not when reweighting
+        return list(self.weights.get("weight_branches") or []) if use else []
 
     @property
     def needs_auto_standardization(self) -> bool:
@@ -307,6 +314,8 @@ class DataConfig:
             out["filters"] = [f.to_dict() for f in self.filters]
         if self.experts is not None:
             out["experts"] = self.experts.to_dict()
+        if self.rows is not None:
+            out["rows"] = self.rows.to_dict()
         return out
 
     def to_yaml(self) -> str:

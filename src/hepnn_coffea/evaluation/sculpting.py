@@ -1,0 +1,399 @@
+"""Weighted tagger metrics with uncertainties: AUC, QCD rejection, mass sculpting (1/JSD), efficiencies.
+
+Pure functions over numpy arrays, used by :mod:`hepnn_coffea.evaluation.events_eval`.
+A signal-vs-background discriminant is cut as ``score >= threshold``; a working point is
+defined by its (weighted) signal efficiency. Every number comes as an *interval*
+``{"value", "low", "high"}``: the central value and the bounds of a 68.27% interval
+(``low <= value <= high``; ``None`` stands for an infinite or undefined bound):
+
+* efficiencies: Clopper-Pearson with the Kish effective number of entries
+  ``n_eff = (sum w)^2 / sum w^2`` (``k = eff * n_eff`` "passing" out of ``n_eff``),
+  the working point's threshold taken as fixed; a rejection ``1/eps_B`` inverts the bounds;
+* AUC and JSD: value +- the standard deviation of Poisson-bootstrap replicas (every jet's
+  weight times a Poisson(1) count; seeded), clipped to the allowed range; 1/JSD inverts
+  the JSD interval.
+
+Mass sculpting follows the DisCo / ParticleNet-MD papers: the Jensen-Shannon divergence
+(log base 2, so 0 <= JSD <= 1) between the normalised background mass distributions of
+jets passing and failing the cut, quoted as 1/JSD (large = little sculpting).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+#: Two-sided coverage of the quoted intervals (one Gaussian sigma).
+ONE_SIGMA = 0.682689492137086
+#: Soft-drop mass binning of the sculpting metric (GeV): 40 bins from 0 to 300.
+MSD_EDGES = np.linspace(0.0, 300.0, 41)
+#: Background class of every discriminant (the jets labelled so); label of jets matched to no class.
+BACKGROUND = "QCD"
+UNMATCHED = "unmatched"
+#: Signal efficiencies of the quoted working points.
+WORKING_POINTS = (0.3, 0.5)
+#: Working points (signal efficiency; None = no cut) of the QCD mass-after-cut plot.
+MASS_PLOT_POINTS = (None, 0.7, 0.5, 0.3)
+#: Fat-jet pT bins (GeV) of the efficiency curves and hists.
+PT_EDGES = np.array([200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 1000, 1200, 1500, 2000, 3000.0])
+#: Soft-drop mass bins of the efficiency curves (GeV).
+MSD_EFF_EDGES = np.linspace(0.0, 300.0, 16)
+
+Interval = dict[str, Any]
+
+
+def interval(value: float, low: float, high: float) -> Interval:
+    """``{"value", "low", "high"}`` as plain floats; infinite or NaN entries become ``None``."""
+
+    def clean(x: float) -> float | None:
+        x = float(x)
+        return x if np.isfinite(x) else None
+
+    return {"value": clean(value), "low": clean(low), "high": clean(high)}
+
+
+def kish_n_eff(weight: np.ndarray) -> float:
+    """Kish effective number of entries ``(sum w)^2 / sum w^2`` (0 for no entries)."""
+    w = np.asarray(weight, dtype=np.float64)
+    sum_w2 = float(np.sum(w * w))
+    return float(np.sum(w)) ** 2 / sum_w2 if sum_w2 > 0 else 0.0
+
+
+def clopper_pearson(k: Any, n: Any, confidence: float = ONE_SIGMA) -> tuple[np.ndarray, np.ndarray]:
+    """Clopper-Pearson interval on a binomial efficiency ``k / n`` (real-valued ``k``, ``n`` allowed).
+
+    Parameters
+    ----------
+    k, n
+        Passing and total (effective) counts, scalars or arrays, ``0 <= k <= n``.
+    confidence
+        Two-sided coverage (default 68.27%).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(low, high)``; ``low = 0`` for ``k = 0``, ``high = 1`` for ``k = n``, NaN for ``n = 0``.
+    """
+    from scipy.stats import beta
+
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    k = np.clip(k, 0.0, n)
+    tail = (1.0 - confidence) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low = np.where(k > 0, beta.ppf(tail, k, n - k + 1), 0.0)
+        high = np.where(k < n, beta.ppf(1.0 - tail, k + 1, n - k), 1.0)
+    empty = n <= 0
+    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
+
+
+def efficiency_interval(weight_passed: float, weight_total: float, n_eff: float) -> Interval:
+    """Weighted efficiency ``weight_passed / weight_total`` with its Clopper-Pearson/Kish interval."""
+    if weight_total <= 0 or n_eff <= 0:
+        return interval(np.nan, np.nan, np.nan)
+    eff = weight_passed / weight_total
+    low, high = clopper_pearson(eff * n_eff, n_eff)
+    return interval(eff, low, high)
+
+
+def rejection_interval(eff_background: Interval) -> Interval:
+    """``1 / eps_B`` with the inverted bounds of the efficiency interval (``None`` = infinite)."""
+
+    def inverse(x: float | None) -> float:
+        return 1.0 / x if x else np.inf
+
+    return interval(inverse(eff_background["value"]), inverse(eff_background["high"]),
+                    inverse(eff_background["low"]))  # fmt: skip
+
+
+def format_interval(iv: dict[str, Any]) -> str:
+    """``value +up -down``, decimals from the smaller error (3 digits above 10^4); ``> low`` if infinite."""
+    value, low, high = iv["value"], iv["low"], iv["high"]
+    if value is None:
+        return f"> {low:.3g}" if low is not None else "n/a"
+    up = high - value if high is not None else np.inf
+    down = value - low if low is not None else np.nan
+    if abs(value) >= 1e4:
+        return f"{value:.3g} +{up:.2g} -{down:.2g}"
+    errors = [e for e in (up, down) if np.isfinite(e) and e > 0]
+    digits = int(np.clip(1 - np.floor(np.log10(min(errors))), 0, 8)) if errors else 4
+    up_text = f"+{up:.{digits}f}" if np.isfinite(up) else "+inf"
+    return f"{value:.{digits}f} {up_text} -{down:.{digits}f}"
+
+
+def discriminant(score_signal: np.ndarray, score_background: np.ndarray) -> np.ndarray:
+    """``s_S / (s_S + s_B)`` from per-class softmax scores (0 where both are 0)."""
+    s = np.asarray(score_signal, dtype=np.float64)
+    total = s + np.asarray(score_background, dtype=np.float64)
+    return np.divide(s, total, out=np.zeros_like(s), where=total > 0)
+
+
+def _tie_groups(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order sorting ``score`` ascending and the start of every group of equal scores in it."""
+    order = np.argsort(score, kind="mergesort")
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(score[order])) + 1])
+    return order, starts
+
+
+def _auc_from_groups(w_signal: np.ndarray, w_background: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Weighted AUC of (replicas of) sorted weights; the last axis runs over jets, ties count 1/2."""
+    sig = np.add.reduceat(w_signal, starts, axis=-1)
+    bkg = np.add.reduceat(w_background, starts, axis=-1)
+    below = np.cumsum(bkg, axis=-1) - bkg
+    num = np.sum(sig * (below + 0.5 * bkg), axis=-1)
+    return num / (sig.sum(axis=-1) * bkg.sum(axis=-1))
+
+
+def weighted_auc(score: np.ndarray, is_signal: np.ndarray, weight: np.ndarray) -> float:
+    """Weighted ROC AUC (the probability a signal jet scores above a background jet, ties 1/2)."""
+    score = np.asarray(score, dtype=np.float64)
+    is_signal = np.asarray(is_signal, dtype=bool)
+    weight = np.asarray(weight, dtype=np.float64)
+    if not is_signal.any() or is_signal.all():
+        raise ValueError("need both signal and background jets for an AUC")
+    order, starts = _tie_groups(score)
+    w, s = weight[order], is_signal[order]
+    return float(_auc_from_groups(np.where(s, w, 0.0), np.where(s, 0.0, w), starts))
+
+
+def auc_interval(score: np.ndarray, is_signal: np.ndarray, weight: np.ndarray, *, n_bootstrap: int = 100,
+                 seed: int = 0, batch: int = 10) -> Interval:  # fmt: skip
+    """Weighted AUC +- the spread of ``n_bootstrap`` seeded Poisson-bootstrap replicas (clipped to [0, 1])."""
+    value = weighted_auc(score, is_signal, weight)
+    if n_bootstrap < 2:
+        return interval(value, value, value)
+    order, starts = _tie_groups(np.asarray(score, dtype=np.float64))
+    w = np.asarray(weight, dtype=np.float64)[order]
+    s = np.asarray(is_signal, dtype=bool)[order]
+    rng = np.random.default_rng(seed)
+    replicas = []
+    for done in range(0, n_bootstrap, batch):
+        wr = w * rng.poisson(1.0, size=(min(batch, n_bootstrap - done), len(w)))
+        replicas.append(_auc_from_groups(np.where(s, wr, 0.0), np.where(s, 0.0, wr), starts))
+    spread = float(np.nanstd(np.concatenate(replicas), ddof=1))
+    return interval(value, max(value - spread, 0.0), min(value + spread, 1.0))
+
+
+def thresholds_at_efficiency(score: np.ndarray, weight: np.ndarray, efficiency: Any) -> np.ndarray:
+    """Lowest cuts ``score >= t`` keeping at least ``efficiency`` of the (signal) weight.
+
+    The weighted ``1 - efficiency`` quantile of ``score``: scores sorted descending, the first
+    one where the cumulative weight fraction reaches the target.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-score, kind="mergesort")
+    fraction = np.cumsum(np.asarray(weight, dtype=np.float64)[order])
+    fraction /= fraction[-1]
+    index = np.searchsorted(fraction, np.asarray(efficiency, dtype=np.float64) - 1e-12, side="left")
+    return score[order][np.clip(index, 0, len(score) - 1)]
+
+
+def weight_above(score: np.ndarray, weight: np.ndarray, thresholds: Any) -> np.ndarray:
+    """Sum of ``weight`` of the entries with ``score >= t`` for every threshold ``t``."""
+    score = np.asarray(score, dtype=np.float64)
+    order = np.argsort(score, kind="mergesort")
+    prefix = np.concatenate([[0.0], np.cumsum(np.asarray(weight, dtype=np.float64)[order])])
+    index = np.searchsorted(score[order], np.asarray(thresholds, dtype=np.float64), side="left")
+    return prefix[-1] - prefix[index]
+
+
+def working_point(disc_signal: np.ndarray, w_signal: np.ndarray, disc_background: np.ndarray,
+                  w_background: np.ndarray, efficiency: float) -> dict[str, Any]:  # fmt: skip
+    """Threshold at a signal efficiency and the background efficiency and rejection there.
+
+    Returns
+    -------
+    dict
+        ``threshold``, ``eff_signal`` (achieved, >= target), ``eff_background`` and
+        ``rejection`` (intervals, Clopper-Pearson with the Kish n_eff of the background).
+    """
+    threshold = float(thresholds_at_efficiency(disc_signal, w_signal, efficiency))
+    eff_s = float(weight_above(disc_signal, w_signal, threshold)) / float(np.sum(w_signal))
+    passed = float(weight_above(disc_background, w_background, threshold))
+    eff_b = efficiency_interval(passed, float(np.sum(w_background)), kish_n_eff(w_background))
+    return {"threshold": threshold, "eff_signal": eff_s, "eff_background": eff_b,
+            "rejection": rejection_interval(eff_b)}  # fmt: skip
+
+
+def rejection_curve(disc_signal: np.ndarray, w_signal: np.ndarray, disc_background: np.ndarray,
+                    w_background: np.ndarray, efficiencies: Any = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """Background rejection with its 68% band on a grid of signal efficiencies (for ROC plots).
+
+    Returns
+    -------
+    dict
+        ``eff_signal`` (achieved), ``rejection``, ``low``, ``high`` arrays (inf where no
+        background passes).
+    """
+    efficiencies = np.linspace(0.02, 1.0, 99) if efficiencies is None else np.asarray(efficiencies)
+    thresholds = thresholds_at_efficiency(disc_signal, w_signal, efficiencies)
+    eff_s = weight_above(disc_signal, w_signal, thresholds) / np.sum(w_signal)
+    eff_b = weight_above(disc_background, w_background, thresholds) / np.sum(w_background)
+    n_eff = kish_n_eff(w_background)
+    low, high = clopper_pearson(eff_b * n_eff, n_eff)
+    with np.errstate(divide="ignore"):
+        return {"eff_signal": eff_s, "rejection": 1.0 / eff_b, "low": 1.0 / high, "high": 1.0 / low}
+
+
+def jensen_shannon(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence (log base 2) of hists ``p``, ``q`` (normalised here; bins: last axis)."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    p = p / p.sum(axis=-1, keepdims=True)
+    q = q / q.sum(axis=-1, keepdims=True)
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray) -> np.ndarray:
+        ratio = np.divide(a, m, out=np.ones_like(a), where=a > 0)
+        return np.sum(a * np.log2(ratio), axis=-1)
+
+    return 0.5 * kl(p) + 0.5 * kl(q)
+
+
+def mass_sculpting(disc_background: np.ndarray, mass_background: np.ndarray, w_background: np.ndarray,
+                   threshold: float, *, edges: np.ndarray = MSD_EDGES, n_bootstrap: int = 100,
+                   seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Background mass shapes passing/failing ``disc >= threshold`` and their JSD (log base 2).
+
+    Jets outside ``edges`` are ignored. The JSD interval is the value +- the spread of seeded
+    Poisson-bootstrap replicas of the background jets (threshold fixed); ``inv_jsd`` inverts it.
+
+    Returns
+    -------
+    dict
+        ``jsd``, ``inv_jsd`` (intervals), ``edges``, ``hist_pass``, ``hist_fail`` (weighted sums).
+    """
+    mass = np.asarray(mass_background, dtype=np.float64)
+    w = np.asarray(w_background, dtype=np.float64)
+    nbins = len(edges) - 1
+    inside = (mass >= edges[0]) & (mass < edges[-1])
+    passed = np.asarray(disc_background, dtype=np.float64)[inside] >= threshold
+    cell = np.searchsorted(edges, mass[inside], side="right") - 1 + nbins * passed
+    w = w[inside]
+
+    def shapes(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(cell, weights=weights, minlength=2 * nbins).reshape(2, nbins)
+
+    fail, pass_ = shapes(w)
+    if fail.sum() <= 0 or pass_.sum() <= 0:
+        nan = interval(np.nan, np.nan, np.nan)
+        return {"jsd": nan, "inv_jsd": nan, "edges": edges, "hist_pass": pass_, "hist_fail": fail}
+    value = float(jensen_shannon(pass_, fail))
+    spread = 0.0
+    if n_bootstrap >= 2:
+        rng = np.random.default_rng(seed)
+        reps = np.array([shapes(w * rng.poisson(1.0, len(w))) for _ in range(n_bootstrap)])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spread = float(np.nanstd(jensen_shannon(reps[:, 1], reps[:, 0]), ddof=1))
+    low, high = max(value - spread, 0.0), min(value + spread, 1.0)
+    with np.errstate(divide="ignore"):
+        inv = interval(1.0 / value, 1.0 / high, 1.0 / low if low > 0 else np.inf)
+    return {"jsd": interval(value, low, high), "inv_jsd": inv, "edges": edges, "hist_pass": pass_,
+            "hist_fail": fail}  # fmt: skip
+
+
+def binned_efficiency(passed: np.ndarray, variable: np.ndarray, weight: np.ndarray,
+                      edges: np.ndarray) -> dict[str, np.ndarray]:  # fmt: skip
+    """Weighted efficiency per bin of ``variable`` with Clopper-Pearson/Kish intervals (NaN if empty).
+
+    Returns
+    -------
+    dict
+        ``edges``, ``value``, ``low``, ``high``, ``n_eff`` arrays (one entry per bin).
+    """
+    x = np.asarray(variable, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    nbins = len(edges) - 1
+    index = np.searchsorted(edges, x, side="right") - 1
+    inside = (index >= 0) & (index < nbins)
+    index, w, ok = index[inside], w[inside], np.asarray(passed, dtype=bool)[inside]
+    total = np.bincount(index, weights=w, minlength=nbins)
+    sum_w2 = np.bincount(index, weights=w * w, minlength=nbins)
+    passing = np.bincount(index, weights=np.where(ok, w, 0.0), minlength=nbins)
+    n_eff = np.divide(total**2, sum_w2, out=np.zeros(nbins), where=sum_w2 > 0)
+    value = np.divide(passing, total, out=np.full(nbins, np.nan), where=total > 0)
+    low, high = clopper_pearson(np.nan_to_num(value) * n_eff, n_eff)
+    return {"edges": np.asarray(edges, dtype=np.float64), "value": value, "low": low, "high": high,
+            "n_eff": n_eff}  # fmt: skip
+
+
+# --- metrics of a per-jet table ------------------------------------------------------------------
+
+
+def signal_vs_background(columns: Mapping[str, np.ndarray], signal: str) -> dict[str, np.ndarray]:
+    """Discriminant, weight, mass and pT of the signal (``s_*``) and QCD (``b_*``) jets."""
+    label = np.asarray(columns["label"]).astype(str)
+    disc = discriminant(columns[f"score_{signal}"], columns[f"score_{BACKGROUND}"])
+    out = {}
+    for key, sel in (("s", label == signal), ("b", label == BACKGROUND)):
+        if not sel.any():
+            raise ValueError(f"no jets labelled {signal if key == 's' else BACKGROUND!r} in the table")
+        out[f"{key}_disc"] = disc[sel]
+        for name, column in (("w", "weight"), ("msd", "FatJet_msoftdrop"), ("pt", "FatJet_pt")):
+            out[f"{key}_{name}"] = np.asarray(columns[column], dtype=np.float64)[sel]
+    return out
+
+
+def tagger_metrics(columns: Mapping[str, np.ndarray], signal: str, *, n_bootstrap: int = 100,
+                   seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """AUC, QCD rejection and mass sculpting (1/JSD) of ``signal`` vs QCD at :data:`WORKING_POINTS`.
+
+    Returns
+    -------
+    dict
+        ``n_signal``, ``n_background``, ``n_eff_signal``, ``n_eff_background``, ``auc``,
+        ``rejection_at_<pct>``, ``inv_jsd_at_<pct>`` (intervals) and ``working_points``
+        (``eff_s_<pct>%``: ``threshold``, ``eff_signal``, ``eff_background``, ``rejection``,
+        ``jsd``, ``inv_jsd``).
+    """
+    d = signal_vs_background(columns, signal)
+    disc = np.concatenate([d["s_disc"], d["b_disc"]])
+    is_signal = np.concatenate([np.ones(len(d["s_disc"]), bool), np.zeros(len(d["b_disc"]), bool)])
+    out: dict[str, Any] = {
+        "n_signal": len(d["s_w"]), "n_background": len(d["b_w"]),
+        "n_eff_signal": kish_n_eff(d["s_w"]), "n_eff_background": kish_n_eff(d["b_w"]),
+        "auc": auc_interval(disc, is_signal, np.concatenate([d["s_w"], d["b_w"]]), n_bootstrap=n_bootstrap,
+                               seed=seed),
+        "working_points": {},
+    }  # fmt: skip
+    for eff in WORKING_POINTS:
+        pct = round(eff * 100)
+        wp = working_point(d["s_disc"], d["s_w"], d["b_disc"], d["b_w"], eff)
+        shape = mass_sculpting(d["b_disc"], d["b_msd"], d["b_w"], wp["threshold"], n_bootstrap=n_bootstrap,
+                                  seed=seed)  # fmt: skip
+        wp.update(jsd=shape["jsd"], inv_jsd=shape["inv_jsd"])
+        out["working_points"][f"eff_s_{pct}%"] = wp
+        out[f"rejection_at_{pct}"] = wp["rejection"]
+        out[f"inv_jsd_at_{pct}"] = wp["inv_jsd"]
+    return out
+
+
+def mass_after_cuts(
+    columns: Mapping[str, np.ndarray], signal: str, efficiencies: Sequence[float | None] = MASS_PLOT_POINTS
+) -> list[dict[str, Any]]:
+    """Weighted QCD soft-drop mass after cuts at signal efficiencies (``None``: no cut).
+
+    Returns
+    -------
+    list of dict
+        Per cut: ``eff_signal``, ``threshold``, ``eff_background``, ``inv_jsd`` (passing vs
+        failing, no interval), ``edges`` (:data:`MSD_EDGES`), ``values`` (sum w), ``variances`` (sum w^2).
+    """
+    d = signal_vs_background(columns, signal)
+    out = []
+    for eff in efficiencies:
+        threshold = -np.inf if eff is None else float(thresholds_at_efficiency(d["s_disc"], d["s_w"], eff))
+        sel = d["b_disc"] >= threshold
+        values, _ = np.histogram(d["b_msd"][sel], MSD_EDGES, weights=d["b_w"][sel])
+        variances, _ = np.histogram(d["b_msd"][sel], MSD_EDGES, weights=d["b_w"][sel] ** 2)
+        failing, _ = np.histogram(d["b_msd"][~sel], MSD_EDGES, weights=d["b_w"][~sel])
+        inv_jsd = np.nan
+        if values.sum() > 0 and failing.sum() > 0:
+            with np.errstate(divide="ignore"):
+                inv_jsd = float(1.0 / jensen_shannon(values, failing))
+        eff_b = d["b_w"][sel].sum() / d["b_w"].sum()
+        out.append({"eff_signal": eff, "threshold": threshold, "eff_background": eff_b, "inv_jsd": inv_jsd,
+                    "edges": MSD_EDGES, "values": values, "variances": variances})  # fmt: skip
+    return out

@@ -1,0 +1,261 @@
+"""mplhep-styled plots of the event-level tagger evaluation (PNG + PDF each).
+
+The inputs are the plain dicts of :mod:`hepnn_coffea.evaluation.events_eval` and
+:mod:`hepnn_coffea.evaluation.sculpting`; intervals are ``{"value", "low", "high"}`` dicts
+(``None`` = unbounded).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from hepnn_coffea.plotting.plots import _pyplot, _save
+
+#: Colours per true class (others take the default cycle).
+CLASS_COLOURS = {"top": "tab:red", "W": "tab:blue", "QCD": "tab:gray", "unmatched": "tab:olive"}
+VARIABLE_LABELS = {"FatJet_pt": "Fat jet $p_T$ [GeV]", "FatJet_msoftdrop": "Soft-drop mass $m_{SD}$ [GeV]"}
+
+
+def _header(ax: Any, right: str) -> None:
+    """Italic "Simulation" top left, ``right`` (the selection) top right."""
+    ax.set_title("Simulation", loc="left", style="italic", fontsize="medium")
+    ax.set_title(right, loc="right", fontsize="small")
+
+
+def _values(iv: Any) -> tuple[float, float, float, bool]:
+    """``(value, error down, error up, unbounded above)`` of an interval dict or a plain number."""
+    if not isinstance(iv, Mapping):
+        return float(iv), 0.0, 0.0, False
+    value = iv["value"] if iv["value"] is not None else iv["low"]
+    if value is None:
+        return np.nan, 0.0, 0.0, False
+    low = iv["low"] if iv["low"] is not None else value
+    high = iv["high"]
+    return value, value - low, (high - value) if high is not None else value, high is None
+
+
+def _log_ticks(ax: Any, which: str = "y") -> None:
+    """Log-axis labels: plain numbers at 1, 2, 5 x 10^n when it spans under 3 decades, else 10^n."""
+    from matplotlib import ticker
+
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    low, high = ax.get_ylim() if which == "y" else ax.get_xlim()
+    if np.log10(high / low) < 3:
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    else:
+        axis.set_major_formatter(ticker.LogFormatterSciNotation())
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def plot_roc_bands(curves: Mapping[str, Mapping[str, Any]], signal: str, path: pathlib.Path) -> pathlib.Path:
+    """QCD rejection (log) vs signal efficiency with 68% bands, one curve per tagger.
+
+    ``curves``: name -> :func:`~hepnn_coffea.evaluation.sculpting.rejection_curve` output,
+    optionally with ``auc`` (an interval) for the legend.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    finite = [r[np.isfinite(r)] for r in (np.asarray(c["rejection"], dtype=float) for c in curves.values())]
+    top = max([1.0] + [float(r.max()) for r in finite if len(r)])  # the curves, not the bands, set the range
+    for name, c in curves.items():
+        eff, rej = np.asarray(c["eff_signal"]), np.asarray(c["rejection"], dtype=float)
+        ok = np.isfinite(rej)
+        label = name
+        if c.get("auc") and c["auc"]["value"] is not None:
+            auc, error = c["auc"]["value"], c["auc"]["high"] - c["auc"]["value"]
+            digits = int(np.clip(1 - np.floor(np.log10(error)), 4, 7)) if error > 0 else 4
+            label += f" (AUC {auc:.{digits}f} $\\pm$ {error:.{digits}f})"
+        (line,) = ax.plot(eff[ok], rej[ok], label=label)
+        low, high = np.asarray(c["low"], dtype=float), np.asarray(c["high"], dtype=float)
+        high = np.minimum(np.where(np.isfinite(high), high, np.nan), 100 * top)
+        ax.fill_between(eff[ok], low[ok], high[ok], color=line.get_color(), alpha=0.25, linewidth=0)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(1, top * 10)
+    _log_ticks(ax)
+    ax.set_xlabel(f"{signal} efficiency $\\epsilon_S$")
+    ax.set_ylabel("QCD rejection $1/\\epsilon_B$")
+    ax.legend(fontsize="small", loc="upper right", title="68% bands: Clopper-Pearson, Kish $n_{eff}$",
+              title_fontsize="x-small")
+    _header(ax, f"{signal} vs QCD")
+    return _save(fig, path)
+
+
+def plot_efficiency(
+    curves: Mapping[str, Any], variable: str, signal: str, path: pathlib.Path
+) -> pathlib.Path:
+    """Signal (top panel, linear) and QCD (bottom panel, log) efficiency per bin of ``variable``.
+
+    ``curves``: :func:`~hepnn_coffea.evaluation.events_eval.efficiency_curves` output.
+    """
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 10), gridspec_kw={"hspace": 0.08})
+    for ax, key, colour, name in ((top, "signal", CLASS_COLOURS.get(signal, "tab:red"), signal),
+                                  (bottom, "background", CLASS_COLOURS["QCD"], "QCD")):  # fmt: skip
+        c = curves[variable][key]
+        edges = np.asarray(c["edges"], dtype=float)
+        value, low, high = (np.asarray(c[k], dtype=float) for k in ("value", "low", "high"))
+        centres, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * np.diff(edges)
+        ok = np.isfinite(value) & ((value > 0) | (ax is top))
+        ax.errorbar(centres[ok], value[ok], xerr=half[ok], yerr=[value[ok] - low[ok], high[ok] - value[ok]],
+                    fmt="o", color=colour, markersize=5, label=f"{name} jets")  # fmt: skip
+        zero = np.isfinite(value) & ~ok  # none passing, log scale: the upper bound as an arrow
+        if zero.any():
+            arrow = 0.4 * high[zero]
+            ax.errorbar(centres[zero], high[zero], xerr=half[zero], yerr=arrow, uplims=True, fmt="none",
+                        color=colour, label=f"{name} jets, none pass (68% upper limit)")  # fmt: skip
+        ax.set_ylabel(f"{name} efficiency")
+        ax.legend(fontsize="x-small", loc="best")
+    top.set_ylim(0, 1.05)
+    bottom.set_yscale("log")
+    c = curves[variable]["background"]
+    value, high = np.asarray(c["value"], dtype=float), np.asarray(c["high"], dtype=float)
+    shown = np.where(value > 0, value, 0.6 * high)[np.isfinite(value)]  # points and upper-limit arrows
+    if (shown > 0).any():  # they, not the lower bounds of nearly empty bins, set the range
+        bottom.set_ylim(bottom=0.3 * shown[shown > 0].min())
+    _log_ticks(bottom)
+    bottom.set_xlabel(VARIABLE_LABELS.get(variable, variable))
+    bottom.set_xlim(edges[0], edges[-1])
+    _header(top, f"$\\epsilon_{{{signal}}}$ = {curves['eff_signal']:.0%} (inclusive)")
+    return _save(fig, path)
+
+
+def _step_with_errors(
+    ax: Any, edges: np.ndarray, values: np.ndarray, errors: np.ndarray, **kwargs: Any
+) -> None:
+    """Step histogram, error bars only on non-empty bins."""
+    (line,) = [ax.stairs(values, edges, **kwargs)]
+    filled = values > 0
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    ax.errorbar(centres[filled], values[filled], yerr=errors[filled], fmt="none", color=line.get_edgecolor(),
+                linewidth=1)  # fmt: skip
+
+
+def plot_mass_after_cuts(cuts: Sequence[Mapping[str, Any]], signal: str, path: pathlib.Path) -> pathlib.Path:
+    """Normalised QCD soft-drop mass without and with cuts at several signal efficiencies.
+
+    ``cuts``: :func:`~hepnn_coffea.evaluation.sculpting.mass_after_cuts` output.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    for cut in cuts:
+        edges = np.asarray(cut["edges"], dtype=float)
+        values, variances = np.asarray(cut["values"], dtype=float), np.asarray(cut["variances"], dtype=float)
+        norm = values.sum() * np.diff(edges)
+        if values.sum() <= 0:
+            continue
+        if cut["eff_signal"] is None:
+            label, style = "No cut", {"color": "black", "linestyle": "--"}
+        else:
+            rejection = 1 / cut["eff_background"] if cut["eff_background"] > 0 else np.inf
+            label = f"$\\epsilon_{{{signal}}}$ = {cut['eff_signal']:.0%}: $1/\\epsilon_B$ = {rejection:.3g}"
+            label += f", 1/JSD = {cut['inv_jsd']:.3g}" if np.isfinite(cut.get("inv_jsd", np.nan)) else ""
+            style = {}
+        errors = np.sqrt(variances) / norm
+        _step_with_errors(ax, edges, values / norm, errors, label=label, linewidth=2, **style)
+    ax.set_xlabel(VARIABLE_LABELS["FatJet_msoftdrop"])
+    ax.set_ylabel("Normalised QCD jets / GeV")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(0, 1.5 * ax.get_ylim()[1])  # room for the legend
+    ax.legend(fontsize="x-small", title=f"QCD jets, cut on $D_{{{signal}}}$", title_fontsize="x-small")
+    _header(ax, "weighted, normalised")
+    return _save(fig, path)
+
+
+def plot_discriminant(h: Any, signal: str, path: pathlib.Path, rebin: int = 2) -> pathlib.Path:
+    """Normalised weighted distributions of ``D_signal`` per process and true class (log scale).
+
+    ``h``: a ``disc_<signal>_msoftdrop`` or ``disc_<signal>_pt`` hist of
+    :func:`~hepnn_coffea.evaluation.events_eval.make_event_hists`.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    axis = f"disc_{signal}"
+    view = h.project("process", "label", axis)
+    edges = view.axes[axis].edges[::rebin]
+    for process in view.axes["process"]:
+        for label in view.axes["label"]:
+            sub = view[{"process": process, "label": label}]
+            values = sub.values().reshape(-1, rebin).sum(axis=1)
+            if values.sum() <= 0:
+                continue
+            errors = np.sqrt(sub.variances().reshape(-1, rebin).sum(axis=1))
+            norm = values.sum() * np.diff(edges)
+            style = {"linestyle": "--" if label == "unmatched" else "-"}
+            if label in CLASS_COLOURS:
+                style["color"] = CLASS_COLOURS[label]
+            truth = label if label == "unmatched" else f"true {label}"
+            label_text = f"{process}, {truth}"
+            _step_with_errors(ax, edges, values / norm, errors / norm, label=label_text, linewidth=2, **style)
+    ax.set_yscale("log")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"$D_{{{signal}}} = s_{{{signal}}} / (s_{{{signal}}} + s_{{QCD}})$")
+    ax.set_ylabel("Density (unit area)")
+    ax.legend(fontsize="x-small", ncols=2)
+    _header(ax, "weighted, normalised")
+    return _save(fig, path)
+
+
+def plot_rejection_vs_jsd(points: Mapping[str, tuple[Any, Any]], path: pathlib.Path, signal: str = "top",
+                          efficiency: float = 0.5) -> pathlib.Path:  # fmt: skip
+    """QCD rejection vs 1/JSD at one signal efficiency, one point per variant (log-log, error bars).
+
+    Parameters
+    ----------
+    points
+        Name (e.g. nominal / flat-reweighted / DisCo) -> ``(rejection, 1/JSD)``, each an interval
+        dict or a number. An unbounded upper error is drawn as a lower-limit arrow.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    markers = "osD^v<>Ph*X"
+    for i, (name, (rejection, inv_jsd)) in enumerate(points.items()):
+        y, y_down, y_up, y_open = _values(rejection)
+        x, x_down, x_up, x_open = _values(inv_jsd)
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        ax.errorbar([x], [y], xerr=[[x_down], [x_up]], yerr=[[y_down], [y_up]], xlolims=x_open, lolims=y_open,
+                    fmt=markers[i % len(markers)], markersize=10, capsize=3, label=name)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("1/JSD (QCD $m_{SD}$, pass vs fail)")
+    ax.set_ylabel("QCD rejection $1/\\epsilon_B$")
+    ax.margins(0.3)
+    ax.set_xlim(left=max(ax.get_xlim()[0], 0.5))
+    ax.set_ylim(bottom=max(ax.get_ylim()[0], 0.5))
+    _log_ticks(ax, "x")
+    _log_ticks(ax, "y")
+    ax.annotate("better", xy=(0.97, 0.97), xytext=(0.8, 0.8), xycoords="axes fraction", fontsize="small",
+                arrowprops={"arrowstyle": "->"}, ha="center", va="center")  # fmt: skip
+    ax.legend(fontsize="small", loc="lower left")
+    _header(ax, f"{signal} vs QCD, $\\epsilon_{{{signal}}}$ = {efficiency:.0%}")
+    return _save(fig, path)
+
+
+def plot_events(out: pathlib.Path, signals: Sequence[str], *, hists: Mapping[str, Any],
+                rocs: Mapping[str, Mapping[str, Any]], efficiencies: Mapping[str, Any],
+                mass_cuts: Mapping[str, Sequence[Mapping[str, Any]]],
+                points: Mapping[str, Mapping[str, tuple[Any, Any]]]) -> list[pathlib.Path]:  # fmt: skip
+    """Every figure of the events evaluation into ``out``, per signal S (PNG paths returned).
+
+    ``roc_S``, ``efficiency_vs_pt_S``, ``efficiency_vs_msoftdrop_S``, ``msoftdrop_qcd_S``,
+    ``discriminant_S``, ``rejection_vs_jsd_S``.
+    """
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for s in signals:
+        paths += [
+            plot_roc_bands(rocs[s], s, out / f"roc_{s}.png"),
+            plot_efficiency(efficiencies[s], "FatJet_pt", s, out / f"efficiency_vs_pt_{s}.png"),
+            plot_efficiency(efficiencies[s], "FatJet_msoftdrop", s, out / f"efficiency_vs_msoftdrop_{s}.png"),
+            plot_mass_after_cuts(mass_cuts[s], s, out / f"msoftdrop_qcd_{s}.png"),
+            plot_discriminant(hists[f"disc_{s}_msoftdrop"], s, out / f"discriminant_{s}.png"),
+            plot_rejection_vs_jsd(points[s], out / f"rejection_vs_jsd_{s}.png", signal=s),
+        ]
+    return paths
