@@ -28,6 +28,34 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunksize", type=int, default=50_000, help="entries per chunk (and per shard)")
 
 
+def _add_bad_files(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="finish without files/chunks that cannot be read; list them (entries lost) in the output")
+    p.add_argument("--retries", type=_count, default=0, metavar="N",
+                   help="retry a chunk N times after a transient (OSError) read error")  # fmt: skip
+
+
+def _count(text: str) -> int:
+    """A non-negative integer option."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _print_skipped(output: dict[str, Any]) -> None:
+    """The skipped files and chunks of a run, and its entry totals."""
+    from hepnn_coffea.processing.bad_files import where
+
+    for record in output.get("skipped", []):
+        print(f"skipped: {where(record)}")
+    totals = output.get("entries")
+    if totals and output.get("skipped"):
+        unknown = f" (+ unknown entries of {len(totals['unknown_files'])} file(s))" if totals["unknown_files"] else ""
+        print(f"entries: {totals['entries_read']} read + {totals['entries_lost']} lost = "
+              f"{totals['entries_in_files']} in the files{unknown}")  # fmt: skip
+
+
 def _overrides(pairs: list[str]) -> dict[str, Any]:
     """``training.epochs=3`` -> ``{"training": {"epochs": 3}}`` (values parsed as YAML)."""
     out: dict[str, Any] = {}
@@ -54,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder for shards")
     p.add_argument("--seed", type=int, default=0, help="seed of the auto-standardization sampling")
     _add_execution(p)
+    _add_bad_files(p)
 
     p = sub.add_parser("train", help="train a model config on shards")
     p.add_argument("model_config", nargs="?", help="model config YAML (e.g. models/pfn.yaml); omit with --resume")
@@ -83,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive", action="append", default=[], metavar="TARGET=EXPRESSION",
                    help="regression: a simple estimate to compare with, e.g. --naive truth_pt=jet_pt")  # fmt: skip
     _add_execution(p)
+    _add_bad_files(p)
 
     p = sub.add_parser("evaluate", help="ROC, AUC, rejection, accuracy and plots from an infer folder")
     p.add_argument("output")
@@ -108,15 +138,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    execution = {k: getattr(args, k) for k in ("mode", "executor", "workers", "scheduler", "chunksize") if hasattr(args, k)}
+    keys = ("mode", "executor", "workers", "scheduler", "chunksize", "skip_bad_files", "retries")
+    execution = {k: getattr(args, k) for k in keys if hasattr(args, k)}
     if args.command == "preprocess":
         from hepnn_coffea.processing.preprocess import preprocess
 
         manifest = preprocess(args.fileset, args.data_config, args.output, seed=args.seed, **execution)
-        for split, samples in manifest["splits"].items():
+        for name, flow in manifest.get("cutflow", {}).items():  # event-level inputs
+            print(f"{name:16s} events {flow['events']:8d}  jets {flow['jets']:8d}  selected {flow['jets_selected']:8d}  "
+                  f"matched {flow['matched']}  unmatched {flow['unmatched']}  written {flow['written']}")  # fmt: skip
+        for split, samples in ({} if "cutflow" in manifest else manifest["splits"]).items():
             for sample, e in samples.items():
                 print(f"{split:5s} {sample:12s} read {e['entries_read']:8d}  selected {e['entries_selected']:8d}  "
                       f"written {e['entries_out']:8d}  shards {len(e['shards'])}")  # fmt: skip
+        _print_skipped(manifest)
         print(f"manifest: {args.output}/manifest.json")
     elif args.command == "train":
         from hepnn_coffea.training.trainer import train
@@ -153,13 +188,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         info = infer(args.model, args.fileset, args.output, split=args.split, batch_size=args.batch_size, **execution,
                      **options)  # fmt: skip
         print(json.dumps(info["counts"], indent=1))
+        _print_skipped(info)
         print(f"{info['n_jets']} jets scored; hists and scores.parquet in {args.output}")
     elif args.command == "evaluate":
         from hepnn_coffea.evaluation.stages import evaluate, summary_markdown
 
         summary = evaluate(args.output, plots=not args.no_plots, compare=args.compare, baselines=args.baselines,
                            shards=args.shards)  # fmt: skip
-        if summary.get("task") == "regression":
+        if (out_dir := __import__("pathlib").Path(args.output) / "summary.md").is_file() and "signal" not in summary:
+            print(out_dir.read_text())  # event-level and other summaries write their own Markdown
+        elif summary.get("task") == "regression":
             from hepnn_coffea.evaluation.regression import summary_markdown as regression_markdown
 
             print(regression_markdown(summary["rows"]))

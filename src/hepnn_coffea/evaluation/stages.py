@@ -19,6 +19,7 @@ import numpy as np
 from hepnn_coffea.evaluation.processor import RegressionEvaluationProcessor, TaggerEvaluationProcessor
 from hepnn_coffea.evaluation.roc import accuracy_from_hist, roc_from_hist, roc_from_scores, working_points
 from hepnn_coffea.inference.tagger import OnnxTagger
+from hepnn_coffea.processing import bad_files
 from hepnn_coffea.processing.fileset import load_fileset, select_split
 from hepnn_coffea.processing.runner import run_processor
 from hepnn_coffea.processing.shards import atomic_write_bytes, write_json
@@ -38,11 +39,19 @@ def infer(
     scheduler: str | None = None,
     chunksize: int = 50_000,
     batch_size: int = 512,
+    skip_bad_files: bool = False,
+    retries: int = 0,
     **processor_options: Any,
 ) -> dict[str, Any]:
     """Score every dataset (of ``split``) of ``fileset`` with ``model``; write hists and table.
 
     ``batch_size`` is the number of jets per onnxruntime call (bounds the worker's memory).
+    Every file is opened and checked for the branches the processor reads first; a file or
+    chunk that cannot be read stops the stage with
+    :class:`~hepnn_coffea.processing.bad_files.BadInputError`, or, with ``skip_bad_files``, is
+    left out and listed in ``counts.json`` (``skipped``, with the entries lost; ``entries``:
+    read + lost = entries in the files). ``retries``: extra attempts per chunk after a
+    transient (``OSError``-type) read error.
     Classifiers run through :class:`TaggerEvaluationProcessor`, regression models through
     :class:`RegressionEvaluationProcessor` (``processor_options`` go to the processor, e.g.
     ``naive={"truth_pt": "jet_pt"}``).
@@ -51,26 +60,72 @@ def infer(
     import pyarrow.parquet as pq
 
     tagger = OnnxTagger(model, batch_size=batch_size)
-    files = select_split(load_fileset(fileset, tagger.config.treename), split)
-    if not files:
-        raise ValueError(f"no dataset with split {split!r} in the fileset")
+    events = tagger.config.rows is not None
     regression = not tagger.config.is_classification
-    proc = (RegressionEvaluationProcessor if regression else TaggerEvaluationProcessor)(tagger, **processor_options)
-    result = run_processor(files, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler,
+    policy = bad_files.BadFilePolicy(skip=skip_bad_files, retries=retries)
+    if events:  # event-level NanoAOD: rows per jet, split per event (evaluation/events_processor.py)
+        checked, proc = _event_processor(tagger, fileset, split, policy)
+    else:
+        files = select_split(load_fileset(fileset, tagger.config.treename), split)
+        if not files:
+            raise ValueError(f"no dataset with split {split!r} in the fileset")
+        proc = (RegressionEvaluationProcessor if regression else TaggerEvaluationProcessor)(tagger, **processor_options)
+        checked = _validate(files, proc.columns(), policy, f"they are read by the model {model}")
+    proc.bad_files = policy
+    result = run_processor(checked.fileset, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler,
                            chunksize=chunksize)  # fmt: skip
+    skipped = checked.skipped + bad_files.settle(result.get(bad_files.SKIPPED_KEY, []), policy, "infer")
+    if "table" not in result:
+        raise bad_files.BadInputError("no chunk could be read: " + "; ".join(map(bad_files.where, skipped)))
+    read = sum(c.get("entries_in", c.get("events", 0)) for c in result["counts"].values())
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hists = result["hists"]
     atomic_write_bytes(out / "hists.pkl", lambda f: pickle.dump(hists, f))
     _write_root(out / "hists.root", hists)
     columns = {k: np.concatenate(v) for k, v in result["table"].items()}
-    columns["sample"] = columns["sample"].astype(str)
+    for key, values in columns.items():
+        if values.dtype == object:
+            columns[key] = values.astype(str)
     table = pa.table(columns)
     atomic_write_bytes(out / "scores.parquet", lambda f: pq.write_table(table, f))
     info = {"model": str(pathlib.Path(model).resolve()), "task": "regression" if regression else "classification",
-            "classes": tagger.classes, "counts": result["counts"], "n_jets": table.num_rows}  # fmt: skip
+            "classes": tagger.classes, "counts": result["counts"], "n_jets": table.num_rows, "skipped": skipped,
+            "entries": bad_files.summary(skipped, sum(checked.entries.values()), read)}  # fmt: skip
+    if events:
+        info.update(workflow="events", split=split, with_truth=proc.with_truth)
     write_json(out / "counts.json", info)
     return info
+
+
+def _validate(files: dict[str, Any], needed: list[str], policy: bad_files.BadFilePolicy,
+              why: str) -> bad_files.CheckedFileset:  # fmt: skip
+    """Open every file and check ``needed`` (:func:`~hepnn_coffea.processing.bad_files.validate_files`)."""
+    checked = bad_files.validate_files(files, needed, skip=policy.skip, retries=policy.retries, needed_by=why)
+    if not checked.fileset:
+        raise bad_files.BadInputError("no readable file left: " + "; ".join(map(bad_files.where, checked.skipped)))
+    return checked
+
+
+def _event_processor(tagger: OnnxTagger, fileset: Any, split: str | None,
+                     policy: bad_files.BadFilePolicy) -> tuple[bad_files.CheckedFileset, Any]:  # fmt: skip
+    """The checked event-level fileset (weights filled in, bad files dropped or reported) and its processor."""
+    from hepnn_coffea.evaluation.events_processor import EventTaggerProcessor
+    from hepnn_coffea.processing.events_stage import add_event_weights
+    from hepnn_coffea.processing.fileset import branches_of
+
+    config = tagger.config
+    files = load_fileset(fileset, config.treename, event_level=True)
+    needed = EventTaggerProcessor(tagger, split=split, with_truth=False).columns()  # truth branches are optional
+    checked = _validate(files, needed, policy, f"they are read for the rows of collection '{config.rows.collection}' "
+                                               f"by the model {tagger.path}")  # fmt: skip
+    files = checked.fileset
+    add_event_weights(files, config)
+    truth_branches = set(config.rows.file_branches(list(config.label_names))) if config.rows.gen_match else set()
+    with_truth = bool(truth_branches) and all(
+        truth_branches <= branches_of(f, t) for d in files.values() for f, t in d["files"].items()
+    )
+    return checked, EventTaggerProcessor(tagger, split=split, with_truth=with_truth)
 
 
 def _write_root(path: pathlib.Path, hists: dict[str, Any]) -> None:
@@ -86,7 +141,7 @@ def _write_root(path: pathlib.Path, hists: dict[str, Any]) -> None:
             cats = [ax.name for ax in h.axes if isinstance(ax, (hist.axis.StrCategory, hist.axis.IntCategory))]
             for values in itertools.product(*(list(h.axes[c]) for c in cats)):
                 sub = h[dict(zip(cats, values))]
-                if sub.ndim <= 2:
+                if getattr(sub, "ndim", 0) in (1, 2):  # a hist of only category axes reduces to a number
                     f["/".join([name, *map(str, values)])] = sub
     tmp.replace(path)
 
@@ -118,6 +173,10 @@ def evaluate(
     with (out / "hists.pkl").open("rb") as f:
         hists = pickle.load(f)
     info = json.loads((out / "counts.json").read_text())
+    if info.get("workflow") == "events":
+        from hepnn_coffea.evaluation.events_eval import evaluate_events
+
+        return evaluate_events(out, plots=plots, shards=shards, compare=compare)
     if info.get("task") == "regression":
         from hepnn_coffea.evaluation.regression_stage import evaluate_regression
 

@@ -27,7 +27,8 @@ class FilesetError(ValueError):
     """A fileset is malformed or names a file that cannot be read."""
 
 
-def load_fileset(fileset: str | pathlib.Path | dict[str, Any], treename: str | None = None) -> dict[str, Any]:
+def load_fileset(fileset: str | pathlib.Path | dict[str, Any], treename: str | None = None,
+                 event_level: bool = False) -> dict[str, Any]:  # fmt: skip
     """Read and normalise a fileset: absolute paths, filled-in metadata, checked files.
 
     Parameters
@@ -36,6 +37,10 @@ def load_fileset(fileset: str | pathlib.Path | dict[str, Any], treename: str | N
         Path of a JSON file (relative file paths resolve against its folder) or a dict.
     treename
         Tree to use where a dataset lists files without one (the data config's ``treename``).
+    event_level
+        Datasets of events (a data config with ``rows:``): the split is assigned per event and
+        the weight per row (see :mod:`hepnn_coffea.processing.events_stage`), so ``split`` and
+        ``weight`` are not filled in here.
     """
     base = pathlib.Path.cwd()
     source = "<dict>"
@@ -64,9 +69,13 @@ def load_fileset(fileset: str | pathlib.Path | dict[str, Any], treename: str | N
             fpath = fpath if fpath.is_absolute() or "://" in file else (base / fpath).resolve()
             if "://" not in file and not fpath.is_file():
                 raise FilesetError(f"{source}: dataset '{name}': file not found: {fpath}")
-            resolved[str(fpath)] = tree
+            resolved[file if "://" in file else str(fpath)] = tree  # a URL stays as given (Path drops a '/')
         metadata = dict(dataset.get("metadata") or {})
         metadata.setdefault("sample", name)
+        if event_level:
+            metadata.setdefault("process", metadata["sample"])
+            out[name] = {"files": resolved, "metadata": metadata}
+            continue
         metadata.setdefault("split", "train")
         if metadata["split"] not in SPLITS:
             raise FilesetError(f"{source}: dataset '{name}': split must be one of {SPLITS}, got {metadata['split']!r}")

@@ -20,8 +20,10 @@ import numpy as np
 from hepnn_coffea import __version__
 from hepnn_coffea.config.data_config import ConfigError, DataConfig
 from hepnn_coffea.features.standardize import lengths_from_values, standardization_from_values
+from hepnn_coffea.processing import bad_files
 from hepnn_coffea.processing.fileset import branches_of, load_fileset, num_entries, select_split
 from hepnn_coffea.processing.processor import ShardWriterProcessor, StandardizationProcessor
+from hepnn_coffea.processing.reweight_stage import write_reweighting
 from hepnn_coffea.processing.runner import run_processor
 from hepnn_coffea.processing.shards import MANIFEST, write_json
 
@@ -56,6 +58,8 @@ def preprocess(
     scheduler: str | None = None,
     chunksize: int = 50_000,
     seed: int = 0,
+    skip_bad_files: bool = False,
+    retries: int = 0,
 ) -> dict[str, Any]:
     """Compute features of every dataset in ``fileset`` and write shards + manifest.
 
@@ -70,6 +74,12 @@ def preprocess(
         Entries per chunk (and per shard).
     seed
         Seed of the ``data_fraction`` sampling for auto standardization.
+    skip_bad_files
+        Finish without the files and chunks that cannot be read and list them in the manifest
+        (``skipped``, with the entries lost); by default they stop the stage with
+        :class:`~hepnn_coffea.processing.bad_files.BadInputError`.
+    retries
+        Extra attempts per chunk (and file) after a transient (``OSError``-type) read error.
 
     Returns
     -------
@@ -77,21 +87,43 @@ def preprocess(
         The manifest (also written to ``out_dir/manifest.json``).
     """
     config = data_config if isinstance(data_config, DataConfig) else DataConfig.from_yaml(data_config)
-    files = load_fileset(fileset, config.treename)
-    check_branches(files, config)
+    events = config.rows is not None  # event-level NanoAOD: rows built per chunk (processing/events_stage.py)
+    files = load_fileset(fileset, config.treename, event_level=events)
+    policy = bad_files.BadFilePolicy(skip=skip_bad_files, retries=retries)
+    if events:
+        from hepnn_coffea.processing import events_processor as ep
+        from hepnn_coffea.processing.events_stage import add_event_weights
+
+        needed = config.rows.file_branches(ep.row_names(config))
+        why = (f"they are read by {config.source} for the rows of collection '{config.rows.collection}' "
+               f"(layout '{config.rows.layout}')")  # fmt: skip
+    else:
+        needed = config.required_branches()
+        why = f"they are read by {config.source}'s inputs/labels/observers/selection"
+    checked = bad_files.validate_files(files, needed, skip=skip_bad_files, retries=retries, needed_by=why)
+    files = checked.fileset
+    if not files:
+        raise bad_files.BadInputError("no readable file left: " + "; ".join(map(bad_files.where, checked.skipped)))
+    if events:
+        add_event_weights(files, config)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     def run(proc: Any, datasets: dict[str, Any]) -> Any:
+        proc.bad_files = policy
         return run_processor(datasets, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler,
                              chunksize=chunksize)  # fmt: skip
 
     lengths: dict[str, dict[str, Any]] = {}
+    standardization_skipped: list[dict[str, Any]] = []
     if config.needs_auto_standardization:
-        train = select_split(files, "train")
+        train = files if events else select_split(files, "train")
         if not train:
             raise ConfigError(f"{config.source}: preprocess.method auto needs at least one 'train' dataset")
-        collected = run(StandardizationProcessor(config, seed), train).get("values", {})
+        standardizer = ep.EventStandardizationProcessor if events else StandardizationProcessor
+        collected = run(standardizer(config, seed), train)
+        standardization_skipped = bad_files.settle(collected.get(bad_files.SKIPPED_KEY, []), policy, "preprocess")
+        collected = collected.get("values", {})
         values = {k: _concat(v) for k, v in collected.items()}
         lengths = lengths_from_values(values, config.length_quantile)
         params = standardization_from_values({k: v for k, v in values.items() if not k.startswith("length:")})
@@ -100,15 +132,31 @@ def preprocess(
     write_json(out / "standardization.json", config.standardization())
     (out / "data_config.yaml").write_text(config.to_yaml())
 
-    result = run(ShardWriterProcessor(config, str(out)), files)
+    result = run((ep.EventShardWriterProcessor if events else ShardWriterProcessor)(config, str(out)), files)
     chunks = sorted(result.get("chunks", []), key=lambda c: (c["split"], c["sample"], c["file"], c["entry_start"]))
-    manifest = build_manifest(files, config, chunks, {"mode": mode, "executor": executor, "chunksize": chunksize})
+    lost = bad_files.settle(result.get(bad_files.SKIPPED_KEY, []), policy, "preprocess")
+    run_info = {"mode": mode, "executor": executor, "chunksize": chunksize, "skip_bad_files": skip_bad_files,
+                "retries": retries}  # fmt: skip
+    if events:
+        from hepnn_coffea.processing.events_stage import build_event_manifest
+
+        manifest = build_event_manifest(files, config, chunks, result.get("cutflow", []), run_info, skipped=lost)
+        read = sum(r["events"] for r in result.get("cutflow", []))
+    else:
+        manifest = build_manifest(files, config, chunks, run_info, skipped=lost)
+        read = sum(c["entries_in"] for c in chunks)
+    manifest["skipped"] = checked.skipped + lost
+    manifest["entries"] = bad_files.summary(manifest["skipped"], sum(checked.entries.values()), read)
     if lengths:
         manifest["auto_lengths"] = lengths
+    if standardization_skipped:  # chunks the auto-standardization pass could not read
+        manifest["standardization_skipped"] = standardization_skipped
     removed = remove_stale_shards(out, {c["shard"] for c in chunks})
     if removed:
         log.warning("removed %d shard(s) of an earlier run that this run did not produce", removed)
     write_json(out / MANIFEST, manifest)
+    if config.weights and config.weights.get("reweight_method") and not config.weights.get("use_precomputed_weights"):
+        write_reweighting(out, config)  # weights.reweight_hists into OUT/data_config.yaml (weaver's WeightMaker)
     return manifest
 
 
@@ -117,10 +165,16 @@ def _concat(arrays: list[Any]) -> Any:
 
 
 def build_manifest(
-    files: dict[str, Any], config: DataConfig, chunks: list[dict[str, Any]], run_info: dict[str, Any]
+    files: dict[str, Any], config: DataConfig, chunks: list[dict[str, Any]], run_info: dict[str, Any],
+    skipped: list[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Summarise chunk records per split/sample and reconcile entries with uproot."""
+    """Summarise chunk records per split/sample and reconcile entries with uproot.
+
+    ``skipped`` are the records of chunks that could not be read (``--skip-bad-files``): per
+    file, entries read + ``entries_lost`` = the file's entries.
+    """
     splits: dict[str, dict[str, Any]] = {}
+    lost = bad_files.lost_by_file(skipped)
     for dataset_name, dataset in files.items():
         meta = dataset["metadata"]
         entry = splits.setdefault(meta["split"], {}).setdefault(
@@ -129,7 +183,8 @@ def build_manifest(
         entry["datasets"].append(dataset_name)
         for file, tree in dataset["files"].items():
             entry["files"][file] = {"tree": tree, "num_entries": num_entries(file, tree), "entries_read": 0,
-                                    "entries_selected": 0, "rejected_labels": 0, "entries_out": 0}  # fmt: skip
+                                    "entries_selected": 0, "rejected_labels": 0, "entries_out": 0,
+                                    "entries_lost": lost.get(file, 0)}  # fmt: skip
     for c in chunks:
         entry = splits[c["split"]][c["sample"]]
         stats = entry["files"][c["file"]]
@@ -145,12 +200,13 @@ def build_manifest(
     for split, samples in splits.items():
         for sample, entry in samples.items():
             for file, stats in entry["files"].items():
-                if stats["entries_read"] != stats["num_entries"]:
+                if stats["entries_read"] + stats["entries_lost"] != stats["num_entries"]:
                     raise ReconciliationError(
-                        f"{file}: read {stats['entries_read']} entries but uproot reports "
-                        f"{stats['num_entries']} (split {split}, sample {sample})"
+                        f"{file}: read {stats['entries_read']} entries (+ {stats['entries_lost']} lost in skipped "
+                        f"chunks) but uproot reports {stats['num_entries']} (split {split}, sample {sample})"
                     )
-            for key in ("num_entries", "entries_read", "entries_selected", "rejected_labels", "entries_out"):
+            for key in ("num_entries", "entries_read", "entries_lost", "entries_selected", "rejected_labels",
+                        "entries_out"):  # fmt: skip
                 entry[key] = sum(s[key] for s in entry["files"].values())
             filtered = sorted({k for s in entry["files"].values() for k in s if k.startswith("filtered_")})
             if filtered:
@@ -160,6 +216,13 @@ def build_manifest(
             experts = [s["expert_counts"] for s in entry["shards"] if s.get("expert_counts")]
             if experts:
                 entry["expert_counts"] = np.sum(experts, axis=0).tolist()
+    manifest = manifest_header(config, run_info)
+    manifest["splits"] = splits
+    return manifest
+
+
+def manifest_header(config: DataConfig, run_info: dict[str, Any]) -> dict[str, Any]:
+    """The manifest fields every workflow shares (format, versions, config, inputs, labels)."""
     return {
         "format": "hepnn_coffea.shards/1",
         "hepnn_coffea_version": __version__,
@@ -174,7 +237,6 @@ def build_manifest(
         "filters": [f.to_dict() for f in config.filters],
         "experts": config.experts.to_dict() if config.experts is not None else None,
         "run": run_info,
-        "splits": splits,
     }
 
 

@@ -2,9 +2,15 @@
 
 :class:`ChunkProcessor` runs :meth:`ChunkProcessor.process_chunk` on eager
 chunks: directly under ``processor.Runner`` (virtual arrays, any executor), and
-under the dask-awkward path (``apply_to_fileset``) once per partition, after
-projecting the events onto the branches it declares (``columns``), so only those
-are read.
+under the dask path (``apply_to_fileset``) once per partition, whose branches it
+declares (``columns``) are read with uproot inside the partition's dask task (so a
+read error is caught there), so only those are read.
+
+A chunk whose columns cannot be read (truncated file, corrupt basket, storage error) is
+not processed: ``process()`` returns ``{"skipped": [record]}`` instead of raising (see
+:mod:`hepnn_coffea.processing.bad_files`; the stage stops or goes on after the run according
+to the processor's ``bad_files`` policy). Transient (``OSError``) read errors are retried
+``bad_files.retries`` times first.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from coffea import processor
 from hepnn_coffea.config.data_config import DataConfig
 from hepnn_coffea.features.compute import compute_features
 from hepnn_coffea.features.standardize import auto_variables, raw_values
+from hepnn_coffea.processing.bad_files import (SKIPPED_KEY, BadFilePolicy, UnreadableChunk, materialize,
+                                               read_chunk, read_partition, skip_record)  # fmt: skip
 from hepnn_coffea.processing.shards import batch_to_records, shard_name, write_shard
 
 #: key of the dataset metadata that lists the partitions of the dask path, in order
@@ -54,7 +62,13 @@ def _is_dask(events: Any) -> bool:
 
 
 class ChunkProcessor(processor.ProcessorABC):
-    """Base class: subclasses implement ``columns`` and ``process_chunk``."""
+    """Base class: subclasses implement ``columns`` and ``process_chunk``.
+
+    ``bad_files`` (a :class:`~hepnn_coffea.processing.bad_files.BadFilePolicy`, set by the
+    stages) gives the retries of a chunk whose columns cannot be read.
+    """
+
+    bad_files: BadFilePolicy = BadFilePolicy()
 
     @abc.abstractmethod
     def columns(self) -> list[str]:
@@ -67,26 +81,39 @@ class ChunkProcessor(processor.ProcessorABC):
     def process(self, events: Any) -> Any:
         if _is_dask(events):
             return self._process_dask(events)
-        return self.process_chunk(events, ChunkInfo.from_metadata(events.metadata))
+        chunk = ChunkInfo.from_metadata(events.metadata)
+        return self._guarded(lambda: materialize(events, self.columns()), chunk)
+
+    def _guarded(self, read: Any, chunk: ChunkInfo) -> dict[str, Any]:
+        """Read the chunk's columns (``read()``), then ``process_chunk``; a read error becomes a record."""
+        try:
+            events = read_chunk(read, self.bad_files.retries)
+        except UnreadableChunk as err:
+            record = skip_record(chunk.dataset, chunk.file, chunk.tree, chunk.start, chunk.stop, str(err))
+            return {SKIPPED_KEY: [record]}
+        return self.process_chunk(events, chunk)
+
+    def _read_and_process(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """One partition of the dask path: read with uproot inside the task, so read errors are caught here."""
+        chunk = ChunkInfo.from_metadata(meta)
+        columns = self.columns()
+        return self._guarded(lambda: read_partition(chunk.file, chunk.tree, chunk.start, chunk.stop, columns), chunk)
 
     def _process_dask(self, events: Any) -> Any:
         import dask
-        import dask_awkward as dak
 
         partitions = events.metadata.get(PARTITIONS_KEY)
         if partitions is None:
             raise RuntimeError(
                 f"dataset metadata lacks '{PARTITIONS_KEY}': run through hepnn_coffea.processing.run_dask"
             )
-        projected = dak.zip({b: events[b] for b in self.columns()}, depth_limit=1)
-        delayed = projected.to_delayed()
-        if len(delayed) != len(partitions):
-            raise RuntimeError(f"{len(delayed)} dask partitions but {len(partitions)} steps in the metadata")
+        if events.npartitions != len(partitions):
+            raise RuntimeError(f"{events.npartitions} dask partitions but {len(partitions)} steps in the metadata")
         outputs = []
-        for part, (file, tree, start, stop) in zip(delayed, partitions):
+        for file, tree, start, stop in partitions:
             meta = {**events.metadata, "filename": file, "treename": tree, "entrystart": start, "entrystop": stop}
             meta.pop(PARTITIONS_KEY)
-            outputs.append(dask.delayed(self.process_chunk)(part, ChunkInfo.from_metadata(meta)))
+            outputs.append(dask.delayed(self._read_and_process)(meta))
         return dask.delayed(processor.accumulate)(outputs)
 
     def postprocess(self, accumulator: Any) -> Any:

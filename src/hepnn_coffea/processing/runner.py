@@ -57,13 +57,18 @@ def run_runner(
     scheduler: str | None = None,
     chunksize: int = 100_000,
     client: Any = None,
+    schema: Any = BaseSchema,
 ) -> Any:
-    """Run ``proc`` over a normalised fileset with ``processor.Runner``; returns the accumulator."""
+    """Run ``proc`` over a normalised fileset with ``processor.Runner``; returns the accumulator.
+
+    ``schema`` is the NanoEvents schema of the events handed to ``proc`` (``BaseSchema``: flat
+    branches; ``NanoAODSchema`` for an analysis processor working on collections).
+    """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
     if executor == "dask" and client is None:
         with dask_client(workers, scheduler) as new_client:
-            return run_runner(fileset, proc, executor=executor, chunksize=chunksize, client=new_client)
+            return run_runner(fileset, proc, executor=executor, chunksize=chunksize, client=new_client, schema=schema)
     if executor == "dask":
         exe = processor.DaskExecutor(client=client, status=False)
     elif executor == "futures":
@@ -72,7 +77,7 @@ def run_runner(
         exe = processor.IterativeExecutor(status=False)
     # a fresh metadata cache: coffea's default one is process-global and keeps the dataset metadata
     # (e.g. a changed weight) of an earlier run over the same file
-    runner = processor.Runner(executor=exe, schema=BaseSchema, chunksize=chunksize, skipbadfiles=False,
+    runner = processor.Runner(executor=exe, schema=schema, chunksize=chunksize, skipbadfiles=False,
                               metadata_cache={})
     return runner(_coffea_fileset(fileset), proc)
 
