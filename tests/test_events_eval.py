@@ -223,6 +223,11 @@ def test_jsd_matches_direct_computation_and_flags_sculpting(table) -> None:
     assert metrics["inv_jsd_at_50"]["value"] > 50  # scores independent of the mass
     sculpting = sc.tagger_metrics(make_table(mass_dependent=True), "top", n_bootstrap=20)
     assert 1.0 <= sculpting["inv_jsd_at_50"]["value"] < 3.0
+    # random cuts with the same pass fraction: the statistical limit of a decorrelated tagger;
+    # the mass-independent score reaches it within a factor 3, the sculpting one stays far below
+    floor = wp["inv_jsd_random_cut"]
+    assert floor / 3 < metrics["inv_jsd_at_50"]["value"] < 3 * floor
+    assert sculpting["working_points"]["eff_s_50%"]["inv_jsd_random_cut"] > 10 * sculpting["inv_jsd_at_50"]["value"]
 
 
 # --- hists ------------------------------------------------------------------------------------------

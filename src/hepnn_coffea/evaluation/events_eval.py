@@ -377,6 +377,11 @@ def _write(out: pathlib.Path, summary: dict[str, Any]) -> None:
     (out / "summary.md").write_text(summary_markdown(summary))
 
 
+def _random_floor(metrics: dict[str, Any]) -> str:
+    value = (metrics.get("working_points") or {}).get("eff_s_50%", {}).get("inv_jsd_random_cut")
+    return f"{value:.3g}" if value is not None else "n/a"
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     """Markdown: per signal AUC, 1/eps_B and 1/JSD at 50% signal efficiency per tagger; weighted yields."""
     signals = summary["signals"]
@@ -392,6 +397,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         text = ", ".join(f"{s}: rejection x{r['rejection_at_50']:.3g}, 1/JSD x{r['inv_jsd_at_50']:.3g}"
                          for s, r in row.items() if None not in r.values())  # fmt: skip
         lines += ["", f"{name} relative to {summary['reference']}: {text}"]
+    lines += ["", "1/JSD that random cuts with the same QCD pass fraction give on these jets (the statistical "
+              "limit of a perfectly decorrelated tagger) at 50%: " + "; ".join(
+                  f"{name} {s} {_random_floor(row[s])}" for name, row in summary["taggers"].items() for s in signals)]
     lines += ["", "| process | label | jets | weighted yield |", "|---|---|---|---|"]
     for process, labels in summary["yields"].items():
         for label, y in labels.items():

@@ -263,7 +263,9 @@ def mass_sculpting(disc_background: np.ndarray, mass_background: np.ndarray, w_b
     Returns
     -------
     dict
-        ``jsd``, ``inv_jsd`` (intervals), ``edges``, ``hist_pass``, ``hist_fail`` (weighted sums).
+        ``jsd``, ``inv_jsd`` (intervals), ``edges``, ``hist_pass``, ``hist_fail`` (weighted sums),
+        ``inv_jsd_random_cut``: the mean 1/JSD of random cuts with the same pass fraction (the
+        statistical limit: what a perfectly decorrelated tagger would get on these jets).
     """
     mass = np.asarray(mass_background, dtype=np.float64)
     w = np.asarray(w_background, dtype=np.float64)
@@ -277,6 +279,11 @@ def mass_sculpting(disc_background: np.ndarray, mass_background: np.ndarray, w_b
         return np.bincount(cell, weights=weights, minlength=2 * nbins).reshape(2, nbins)
 
     fail, pass_ = shapes(w)
+
+    def shapes_random(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bins = np.searchsorted(edges, mass[inside], side="right") - 1
+        return (np.bincount(bins[chosen], weights=w[chosen], minlength=nbins),
+                np.bincount(bins[~chosen], weights=w[~chosen], minlength=nbins))  # fmt: skip
     if fail.sum() <= 0 or pass_.sum() <= 0:
         nan = interval(np.nan, np.nan, np.nan)
         return {"jsd": nan, "inv_jsd": nan, "edges": edges, "hist_pass": pass_, "hist_fail": fail}
@@ -290,8 +297,13 @@ def mass_sculpting(disc_background: np.ndarray, mass_background: np.ndarray, w_b
     low, high = max(value - spread, 0.0), min(value + spread, 1.0)
     with np.errstate(divide="ignore"):
         inv = interval(1.0 / value, 1.0 / high, 1.0 / low if low > 0 else np.inf)
+    # the same pass fraction drawn at random, jet by jet: the 1/JSD of a perfectly decorrelated
+    # tagger with these statistics (finite samples bias the JSD up, so 1/JSD cannot exceed it much)
+    rng = np.random.default_rng([seed, 1])
+    fraction = pass_.sum() / (pass_.sum() + fail.sum())
+    floor = [jensen_shannon(*shapes_random(rng.random(len(w)) < fraction)) for _ in range(max(n_bootstrap // 5, 5))]
     return {"jsd": interval(value, low, high), "inv_jsd": inv, "edges": edges, "hist_pass": pass_,
-            "hist_fail": fail}  # fmt: skip
+            "hist_fail": fail, "inv_jsd_random_cut": float(1.0 / np.mean(floor))}  # fmt: skip
 
 
 def binned_efficiency(passed: np.ndarray, variable: np.ndarray, weight: np.ndarray,
@@ -363,7 +375,7 @@ def tagger_metrics(columns: Mapping[str, np.ndarray], signal: str, *, n_bootstra
         wp = working_point(d["s_disc"], d["s_w"], d["b_disc"], d["b_w"], eff)
         shape = mass_sculpting(d["b_disc"], d["b_msd"], d["b_w"], wp["threshold"], n_bootstrap=n_bootstrap,
                                   seed=seed)  # fmt: skip
-        wp.update(jsd=shape["jsd"], inv_jsd=shape["inv_jsd"])
+        wp.update(jsd=shape["jsd"], inv_jsd=shape["inv_jsd"], inv_jsd_random_cut=shape.get("inv_jsd_random_cut"))
         out["working_points"][f"eff_s_{pct}%"] = wp
         out[f"rejection_at_{pct}"] = wp["rejection"]
         out[f"inv_jsd_at_{pct}"] = wp["inv_jsd"]
