@@ -17,6 +17,7 @@ import json
 import pathlib
 import sys
 import time
+from collections.abc import Callable
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -56,12 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.workflow == "nanoaod":
         return nanoaod_workflow(args)
-    from hepnn_coffea.evaluation.stages import evaluate, infer, summary_markdown
-    from hepnn_coffea.export import export_onnx
+    from hepnn_coffea.evaluation.stages import evaluate, summary_markdown
+    from hepnn_coffea.processing.fileset import load_fileset, select_split
     from hepnn_coffea.processing.preprocess import preprocess
     from hepnn_coffea.processing.runner import run_runner
-    from hepnn_coffea.processing.fileset import load_fileset, select_split
-    from hepnn_coffea.training.trainer import train
 
     out = pathlib.Path(args.output)
     shards, run_dir, model, results = out / "shards", out / "run", out / "model.onnx", out / "results"
@@ -78,19 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"         {split:5s} {sample:6s} read {e['entries_read']:7d} written {e['entries_out']:7d}")
     step(f"shards + manifest -> {shards}")
 
-    if run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
-    overrides = {"training": {"epochs": args.epochs, "batch_size": args.batch_size}}
-    result = train(args.model_config, shards, run_dir, overrides=overrides, progress=sys.stderr.isatty())
-    step(f"trained {args.model_config}: best val AUC {result.best_metric:.4f} (epoch {result.best_epoch}) -> {run_dir}")
-
-    info = export_onnx(run_dir, model)
-    step(f"exported {model} (parity max |diff| {info['max_abs_diff']:.1e} on {info['n_jets']} jets)")
-
-    infer(model, args.fileset, results, split="test", **execution)
-    step(f"inference on the test split: hists.pkl, hists.root, scores.parquet -> {results}")
+    train_export_infer(args, shards, run_dir, model, results, execution, step)
 
     summary = evaluate(results, baselines=["logistic", "gbt"], shards=shards)
     step(f"evaluation -> {results / 'summary.json'}, {results / 'summary.md'}")
@@ -112,6 +99,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def train_export_infer(args: argparse.Namespace, shards: pathlib.Path, run_dir: pathlib.Path, model: pathlib.Path,
+                       results: pathlib.Path, execution: dict, step: Callable[[str], None]) -> None:  # fmt: skip
+    """Train ``args.model_config`` on ``shards`` afresh, export it to ``model`` and score the test split."""
+    import shutil
+
+    from hepnn_coffea.evaluation.stages import infer
+    from hepnn_coffea.export import export_onnx
+    from hepnn_coffea.training.trainer import train
+
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    overrides = {"training": {"epochs": args.epochs, "batch_size": args.batch_size}}
+    result = train(args.model_config, shards, run_dir, overrides=overrides, progress=sys.stderr.isatty())
+    step(f"trained {args.model_config}: best val AUC {result.best_metric:.4f} (epoch {result.best_epoch}) -> {run_dir}")
+    info = export_onnx(run_dir, model)
+    step(f"exported {model} (parity max |diff| {info['max_abs_diff']:.1e} on {info['n_jets']} jets)")
+    infer(model, args.fileset, results, split="test", **execution)
+    step(f"inference on the test split: hists.pkl, hists.root, scores.parquet -> {results}")
+
+
 def nanoaod_workflow(args: argparse.Namespace) -> int:
     """Event-level NanoAOD: rows per FatJet, gen-matched top/W/QCD labels, weighted evaluation.
 
@@ -124,13 +131,11 @@ def nanoaod_workflow(args: argparse.Namespace) -> int:
 
     from coffea.nanoevents import NanoAODSchema
 
-    from hepnn_coffea.evaluation.stages import evaluate, infer
     from hepnn_coffea.evaluation.events_eval import summary_markdown
-    from hepnn_coffea.export import export_onnx
+    from hepnn_coffea.evaluation.stages import evaluate
     from hepnn_coffea.processing.fileset import load_fileset
     from hepnn_coffea.processing.preprocess import preprocess
     from hepnn_coffea.processing.runner import run_runner
-    from hepnn_coffea.training.trainer import train
 
     out = pathlib.Path(args.output)
     shards, run_dir, model, results = out / "shards", out / "run", out / "model.onnx", out / "results"
@@ -146,17 +151,7 @@ def nanoaod_workflow(args: argparse.Namespace) -> int:
         print(f"         {name:15s} events {flow['events']:6d} jets {flow['jets']:6d} selected {flow['jets_selected']:6d} "
               f"matched {flow['matched']} unmatched {flow['unmatched']} written {flow['written']}")  # fmt: skip
     step(f"shards + manifest (cutflow) -> {shards}")
-    if run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
-    overrides = {"training": {"epochs": args.epochs, "batch_size": args.batch_size}}
-    result = train(args.model_config, shards, run_dir, overrides=overrides, progress=sys.stderr.isatty())
-    step(f"trained {args.model_config}: best val AUC (top vs rest) {result.best_metric:.4f} (epoch {result.best_epoch})")
-    info = export_onnx(run_dir, model)
-    step(f"exported {model} (parity max |diff| {info['max_abs_diff']:.1e} on {info['n_jets']} jets)")
-    infer(model, args.fileset, results, split="test", **execution)
-    step(f"inference on the test events -> {results / 'scores.parquet'}")
+    train_export_infer(args, shards, run_dir, model, results, execution, step)
     summary = evaluate(results, shards=shards)
     step(f"evaluation -> {results / 'summary.json'}, {results / 'summary.md'}")
     print(summary_markdown(summary))

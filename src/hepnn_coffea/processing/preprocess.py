@@ -34,19 +34,6 @@ class ReconciliationError(RuntimeError):
     """Entries read do not add up to the entries in the files."""
 
 
-def check_branches(fileset: dict[str, Any], config: DataConfig) -> None:
-    """Raise ConfigError naming the file and branch when a needed branch is missing."""
-    needed = config.required_branches()
-    for name, dataset in fileset.items():
-        for file, tree in dataset["files"].items():
-            missing = sorted(set(needed) - branches_of(file, tree))
-            if missing:
-                raise ConfigError(
-                    f"{config.source}: branch(es) {missing} not found in {file} (tree '{tree}', "
-                    f"dataset '{name}'); they are read by the config's inputs/labels/observers/selection"
-                )
-
-
 def preprocess(
     fileset: str | pathlib.Path | dict[str, Any],
     data_config: str | pathlib.Path | DataConfig,
