@@ -25,8 +25,6 @@ from typing import Any
 
 import numpy as np
 
-#: Two-sided coverage of the quoted intervals (one Gaussian sigma).
-ONE_SIGMA = 0.682689492137086
 #: Soft-drop mass binning of the sculpting metric (GeV): 40 bins from 0 to 300.
 MSD_EDGES = np.linspace(0.0, 300.0, 41)
 #: Background class of every discriminant (the jets labelled so); label of jets matched to no class.
@@ -41,87 +39,8 @@ PT_EDGES = np.array([200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 1000, 120
 #: Soft-drop mass bins of the efficiency curves (GeV).
 MSD_EFF_EDGES = np.linspace(0.0, 300.0, 16)
 
-Interval = dict[str, Any]
-
-
-def interval(value: float, low: float, high: float) -> Interval:
-    """``{"value", "low", "high"}`` as plain floats; infinite or NaN entries become ``None``."""
-
-    def clean(x: float) -> float | None:
-        x = float(x)
-        return x if np.isfinite(x) else None
-
-    return {"value": clean(value), "low": clean(low), "high": clean(high)}
-
-
-def kish_n_eff(weight: np.ndarray) -> float:
-    """Kish effective number of entries ``(sum w)^2 / sum w^2`` (0 for no entries)."""
-    w = np.asarray(weight, dtype=np.float64)
-    sum_w2 = float(np.sum(w * w))
-    return float(np.sum(w)) ** 2 / sum_w2 if sum_w2 > 0 else 0.0
-
-
-def clopper_pearson(k: Any, n: Any, confidence: float = ONE_SIGMA) -> tuple[np.ndarray, np.ndarray]:
-    """Clopper-Pearson interval on a binomial efficiency ``k / n`` (real-valued ``k``, ``n`` allowed).
-
-    Parameters
-    ----------
-    k, n
-        Passing and total (effective) counts, scalars or arrays, ``0 <= k <= n``.
-    confidence
-        Two-sided coverage (default 68.27%).
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(low, high)``; ``low = 0`` for ``k = 0``, ``high = 1`` for ``k = n``, NaN for ``n = 0``.
-    """
-    from scipy.stats import beta
-
-    k = np.asarray(k, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    k = np.clip(k, 0.0, n)
-    tail = (1.0 - confidence) / 2.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        low = np.where(k > 0, beta.ppf(tail, k, n - k + 1), 0.0)
-        high = np.where(k < n, beta.ppf(1.0 - tail, k + 1, n - k), 1.0)
-    empty = n <= 0
-    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
-
-
-def efficiency_interval(weight_passed: float, weight_total: float, n_eff: float) -> Interval:
-    """Weighted efficiency ``weight_passed / weight_total`` with its Clopper-Pearson/Kish interval."""
-    if weight_total <= 0 or n_eff <= 0:
-        return interval(np.nan, np.nan, np.nan)
-    eff = weight_passed / weight_total
-    low, high = clopper_pearson(eff * n_eff, n_eff)
-    return interval(eff, low, high)
-
-
-def rejection_interval(eff_background: Interval) -> Interval:
-    """``1 / eps_B`` with the inverted bounds of the efficiency interval (``None`` = infinite)."""
-
-    def inverse(x: float | None) -> float:
-        return 1.0 / x if x else np.inf
-
-    return interval(inverse(eff_background["value"]), inverse(eff_background["high"]),
-                    inverse(eff_background["low"]))  # fmt: skip
-
-
-def format_interval(iv: dict[str, Any]) -> str:
-    """``value +up -down``, decimals from the smaller error (3 digits above 10^4); ``> low`` if infinite."""
-    value, low, high = iv["value"], iv["low"], iv["high"]
-    if value is None:
-        return f"> {low:.3g}" if low is not None else "n/a"
-    up = high - value if high is not None else np.inf
-    down = value - low if low is not None else np.nan
-    if abs(value) >= 1e4:
-        return f"{value:.3g} +{up:.2g} -{down:.2g}"
-    errors = [e for e in (up, down) if np.isfinite(e) and e > 0]
-    digits = int(np.clip(1 - np.floor(np.log10(min(errors))), 0, 8)) if errors else 4
-    up_text = f"+{up:.{digits}f}" if np.isfinite(up) else "+inf"
-    return f"{value:.{digits}f} {up_text} -{down:.{digits}f}"
-
+from hepnn_coffea.evaluation.intervals import (ONE_SIGMA, Interval, clopper_pearson, efficiency_interval,  # noqa: F401
+                                               format_interval, interval, kish_n_eff, rejection_interval)
 
 def discriminant(score_signal: np.ndarray, score_background: np.ndarray) -> np.ndarray:
     """``s_S / (s_S + s_B)`` from per-class softmax scores (0 where both are 0)."""
