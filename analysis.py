@@ -62,14 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     from hepnn_coffea.processing.preprocess import preprocess
     from hepnn_coffea.processing.runner import run_runner
 
-    out = pathlib.Path(args.output)
+    out, execution, step = chain_setup(args)
     shards, run_dir, model, results = out / "shards", out / "run", out / "model.onnx", out / "results"
-    execution = dict(executor=args.executor, workers=args.workers, scheduler=args.scheduler, chunksize=args.chunksize)
-    t0 = time.time()
-
-    def step(msg: str) -> None:
-        print(f"[{time.time() - t0:6.1f}s] {msg}", flush=True)
-
     step(f"preprocess {args.fileset} with {args.data_config}")
     manifest = preprocess(args.fileset, args.data_config, shards, **execution)
     for split, samples in manifest["splits"].items():
@@ -97,6 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         "shards": str(shards), "run_dir": str(run_dir), "model": str(model), "results": str(results),
         "summary": summary["from_table"]}, indent=2))  # fmt: skip
     return 0
+
+
+def chain_setup(args: argparse.Namespace) -> tuple[pathlib.Path, dict, Callable[[str], None]]:
+    """The output folder, the execution options of every stage and a timed progress printer."""
+    execution = dict(executor=args.executor, workers=args.workers, scheduler=args.scheduler, chunksize=args.chunksize)
+    t0 = time.time()
+
+    def step(msg: str) -> None:
+        print(f"[{time.time() - t0:6.1f}s] {msg}", flush=True)
+
+    return pathlib.Path(args.output), execution, step
 
 
 def train_export_infer(args: argparse.Namespace, shards: pathlib.Path, run_dir: pathlib.Path, model: pathlib.Path,
@@ -137,14 +142,8 @@ def nanoaod_workflow(args: argparse.Namespace) -> int:
     from hepnn_coffea.processing.preprocess import preprocess
     from hepnn_coffea.processing.runner import run_runner
 
-    out = pathlib.Path(args.output)
+    out, execution, step = chain_setup(args)
     shards, run_dir, model, results = out / "shards", out / "run", out / "model.onnx", out / "results"
-    execution = dict(executor=args.executor, workers=args.workers, scheduler=args.scheduler, chunksize=args.chunksize)
-    t0 = time.time()
-
-    def step(msg: str) -> None:
-        print(f"[{time.time() - t0:6.1f}s] {msg}", flush=True)
-
     step(f"preprocess {args.fileset} with {args.data_config}")
     manifest = preprocess(args.fileset, args.data_config, shards, **execution)
     for name, flow in manifest["cutflow"].items():

@@ -256,3 +256,20 @@ def test_one_call_tagger_on_real_pfnano(model: pathlib.Path) -> None:
 
     with pytest.raises(TaggerError, match=r"lack \['FatJetPFCand', 'PFCand'\].*layout 'nanoaod'"):
         OnnxTagger(model).fatjets(events)  # PFNano names its collections FatJetPFCands / PFCands
+
+
+@pytest.mark.slow
+def test_analysis_nanoaod_workflow_on_the_bundled_samples(tmp_path: pathlib.Path) -> None:
+    """``python analysis.py --workflow nanoaod`` chains every stage and leaves DIR/model.onnx."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(HERE.parent / "analysis.py"), "--workflow", "nanoaod", "--fileset", str(FILESET),
+           "--output", str(tmp_path), "--epochs", "6", "--executor", "iterative", "--chunksize", "200"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=HERE.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "model.onnx").is_file()
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert set(summary["taggers"]) == {"model", "GBT"}
+    assert summary["taggers"]["model"]["top"]["auc"]["value"] > 0.8
+    assert "existing NanoAOD analysis, ttbar_400toInf" in done.stdout
