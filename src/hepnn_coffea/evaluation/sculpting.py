@@ -310,7 +310,7 @@ def mass_after_cuts(
     -------
     list of dict
         Per cut: ``eff_signal``, ``threshold``, ``eff_background``, ``inv_jsd`` (passing vs
-        failing, no interval), ``edges`` (:data:`MSD_EDGES`), ``values`` (sum w), ``variances`` (sum w^2).
+        failing), with a cut also ``rejection`` and ``inv_jsd_interval`` (68% intervals), ``edges`` (:data:`MSD_EDGES`), ``values`` (sum w), ``variances`` (sum w^2).
     """
     d = signal_vs_background(columns, signal)
     out = []
@@ -325,6 +325,11 @@ def mass_after_cuts(
             with np.errstate(divide="ignore"):
                 inv_jsd = float(1.0 / jensen_shannon(values, failing))
         eff_b = d["b_w"][sel].sum() / d["b_w"].sum()
+        intervals = {}
+        if eff is not None:  # the legend quotes both numbers with their 68% intervals
+            wp = working_point(d["s_disc"], d["s_w"], d["b_disc"], d["b_w"], eff)
+            shape = mass_sculpting(d["b_disc"], d["b_msd"], d["b_w"], threshold, n_bootstrap=20)
+            intervals = {"rejection": wp["rejection"], "inv_jsd_interval": shape["inv_jsd"]}
         out.append({"eff_signal": eff, "threshold": threshold, "eff_background": eff_b, "inv_jsd": inv_jsd,
-                    "edges": MSD_EDGES, "values": values, "variances": variances})  # fmt: skip
+                    "edges": MSD_EDGES, "values": values, "variances": variances, **intervals})  # fmt: skip
     return out

@@ -152,9 +152,13 @@ def plot_mass_after_cuts(cuts: Sequence[Mapping[str, Any]], signal: str, path: p
         if cut["eff_signal"] is None:
             label, style = "No cut", {"color": "black", "linestyle": "--"}
         else:
-            rejection = 1 / cut["eff_background"] if cut["eff_background"] > 0 else np.inf
-            label = f"$\\epsilon_{{{signal}}}$ = {cut['eff_signal']:.0%}: $1/\\epsilon_B$ = {rejection:.3g}"
-            label += f", 1/JSD = {cut['inv_jsd']:.3g}" if np.isfinite(cut.get("inv_jsd", np.nan)) else ""
+            from hepnn_coffea.evaluation.intervals import format_interval
+
+            rejection, inv_jsd = cut.get("rejection"), cut.get("inv_jsd_interval")
+            label = f"$\\epsilon_{{{signal}}}$ = {cut['eff_signal']:.0%}: $1/\\epsilon_B$ = "
+            label += format_interval(rejection) if rejection else f"{1 / max(cut['eff_background'], 1e-300):.3g}"
+            if inv_jsd and inv_jsd.get("value") is not None and np.isfinite(inv_jsd["value"]):
+                label += f", 1/JSD = {format_interval(inv_jsd)}"
             style = {}
         errors = np.sqrt(variances) / norm
         _step_with_errors(ax, edges, values / norm, errors, label=label, linewidth=2, **style)
