@@ -166,7 +166,8 @@ def plot_mass_after_cuts(cuts: Sequence[Mapping[str, Any]], signal: str, path: p
     ax.set_ylabel("Normalised QCD jets / GeV")
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(0, 1.5 * ax.get_ylim()[1])  # room for the legend
-    ax.legend(fontsize="x-small", title=f"QCD jets, cut on $D_{{{signal}}}$", title_fontsize="x-small")
+    ax.legend(fontsize="xx-small", loc="upper right", title=f"QCD jets, cut on $D_{{{signal}}}$",
+              title_fontsize="xx-small")
     _header(ax, "weighted, normalised")
     return _save(fig, path)
 
