@@ -12,11 +12,10 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import beta, binomtest
 from sklearn.metrics import roc_auc_score
 
+from hepnn_coffea.evaluation import intervals as iv
 from hepnn_coffea.evaluation import sculpting as sc
-from hepnn_coffea.evaluation.events_eval import (
-    evaluate_events, fill_event_hists, make_event_hists, observable_features, score_observable_gbt,
-    train_observable_gbt,
-)  # fmt: skip
+from hepnn_coffea.evaluation.events_eval import evaluate_events, fill_event_hists, make_event_hists
+from hepnn_coffea.evaluation.observable_gbt import observable_features, score_observable_gbt, train_observable_gbt
 
 CLASSES = ["top", "W", "QCD"]
 #: QCD pT-hat slices: (sample, weight per jet), four orders of magnitude.
@@ -124,15 +123,15 @@ def table() -> dict[str, np.ndarray]:
 
 
 def test_kish_n_eff() -> None:
-    assert sc.kish_n_eff(np.ones(250)) == pytest.approx(250)
-    assert sc.kish_n_eff(np.array([1.0, 1000.0])) == pytest.approx(1001.0**2 / (1.0 + 1e6))
+    assert iv.kish_n_eff(np.ones(250)) == pytest.approx(250)
+    assert iv.kish_n_eff(np.array([1.0, 1000.0])) == pytest.approx(1001.0**2 / (1.0 + 1e6))
     w = np.random.default_rng(3).exponential(1.0, 1000)
-    assert sc.kish_n_eff(3.7 * w) == pytest.approx(w.sum() ** 2 / (w**2).sum())
+    assert iv.kish_n_eff(3.7 * w) == pytest.approx(w.sum() ** 2 / (w**2).sum())
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (10, 10), (17, 400), (399, 400)])
 def test_clopper_pearson_matches_scipy(k: int, n: int) -> None:
-    low, high = sc.clopper_pearson(k, n)
+    low, high = iv.clopper_pearson(k, n)
     tail = (1 - 0.682689492137086) / 2
     assert low == pytest.approx(beta.ppf(tail, k, n - k + 1) if k > 0 else 0.0, abs=1e-12)
     assert high == pytest.approx(beta.ppf(1 - tail, k + 1, n - k) if k < n else 1.0, abs=1e-12)
@@ -175,7 +174,7 @@ def test_rejection_matches_weighted_quantile(table, efficiency: float) -> None:
     assert metrics["working_points"][f"eff_s_{round(efficiency * 100)}%"]["eff_signal"] == pytest.approx(
         efficiency, abs=1e-3
     )
-    n_eff = sc.kish_n_eff(wb)
+    n_eff = iv.kish_n_eff(wb)
     low, high = beta.ppf([0.158655, 0.841345], [n_eff / expected, n_eff / expected + 1],
                          [n_eff - n_eff / expected + 1, n_eff - n_eff / expected])  # fmt: skip
     assert (rejection["low"], rejection["high"]) == pytest.approx((1 / high, 1 / low), rel=5e-3)
@@ -204,7 +203,7 @@ def test_intervals_contain_the_value_and_shrink_with_more_events(table) -> None:
         assert narrow[key]["high"] - narrow[key]["low"] < 0.6 * (wide[key]["high"] - wide[key]["low"]), key
     jsd_wide, jsd_narrow = wide["working_points"]["eff_s_50%"]["jsd"], narrow["working_points"]["eff_s_50%"]["jsd"]
     assert jsd_narrow["high"] - jsd_narrow["low"] < 0.6 * (jsd_wide["high"] - jsd_wide["low"])
-    assert narrow["n_eff_background"] == pytest.approx(sc.kish_n_eff(table["weight"][table["label"] == "QCD"]))
+    assert narrow["n_eff_background"] == pytest.approx(iv.kish_n_eff(table["weight"][table["label"] == "QCD"]))
 
 
 def test_jsd_matches_direct_computation_and_flags_sculpting(table) -> None:

@@ -24,12 +24,9 @@ from typing import Any
 import numpy as np
 
 from hepnn_coffea.evaluation import sculpting as sc
-from hepnn_coffea.evaluation.observable_gbt import (GBT_FEATURES, JET_COLUMNS, _columns,  # noqa: F401
-                                                    class_balanced_weights, observable_features,
-                                                    score_observable_gbt, train_observable_gbt)
+from hepnn_coffea.evaluation.intervals import format_interval
+from hepnn_coffea.evaluation.observable_gbt import _columns, score_observable_gbt, train_observable_gbt
 from hepnn_coffea.evaluation.sculpting import BACKGROUND, PT_EDGES, UNMATCHED, tagger_metrics
-
-#: The baseline's features (columns of :func:`observable_features`) and the jet columns they need.
 
 def signal_classes(classes: Sequence[str]) -> list[str]:
     """The classes tagged against :data:`BACKGROUND` (all others, in order)."""
@@ -300,7 +297,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
              "| tagger | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]  # fmt: skip
     for name, row in summary["taggers"].items():
         keys = ("auc", "rejection_at_50", "inv_jsd_at_50")
-        cells = [sc.format_interval(row[s][k]) for s in signals for k in keys]
+        cells = [format_interval(row[s][k]) for s in signals for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for name, row in (summary.get("relative_to_reference") or {}).items():
         text = ", ".join(f"{s}: rejection x{r['rejection_at_50']:.3g}, 1/JSD x{r['inv_jsd_at_50']:.3g}"

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+#: The baseline's features (columns of :func:`observable_features`) and the jet columns they need.
 GBT_FEATURES = ("pt", "msoftdrop", "mass", "tau21", "tau32", "nConstituents")
 JET_COLUMNS = ("FatJet_pt", "FatJet_msoftdrop", "FatJet_mass", "FatJet_tau1", "FatJet_tau2", "FatJet_tau3",
                "FatJet_nConstituents")  # fmt: skip

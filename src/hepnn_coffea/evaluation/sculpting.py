@@ -39,8 +39,8 @@ PT_EDGES = np.array([200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 1000, 120
 #: Soft-drop mass bins of the efficiency curves (GeV).
 MSD_EFF_EDGES = np.linspace(0.0, 300.0, 16)
 
-from hepnn_coffea.evaluation.intervals import (ONE_SIGMA, Interval, clopper_pearson, efficiency_interval,  # noqa: F401
-                                               format_interval, interval, kish_n_eff, rejection_interval)
+from hepnn_coffea.evaluation.intervals import (Interval, clopper_pearson, efficiency_interval, interval, kish_n_eff,
+                                               rejection_interval)
 
 def discriminant(score_signal: np.ndarray, score_background: np.ndarray) -> np.ndarray:
     """``s_S / (s_S + s_B)`` from per-class softmax scores (0 where both are 0)."""

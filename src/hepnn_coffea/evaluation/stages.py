@@ -112,7 +112,6 @@ def _event_processor(tagger: OnnxTagger, fileset: Any, split: str | None,
     """The checked event-level fileset (weights filled in, bad files dropped or reported) and its processor."""
     from hepnn_coffea.evaluation.events_processor import EventTaggerProcessor
     from hepnn_coffea.processing.events_stage import add_event_weights
-    from hepnn_coffea.processing.fileset import branches_of
 
     config = tagger.config
     files = load_fileset(fileset, config.treename, event_level=True)
@@ -123,7 +122,7 @@ def _event_processor(tagger: OnnxTagger, fileset: Any, split: str | None,
     add_event_weights(files, config)
     truth_branches = set(config.rows.file_branches(list(config.label_names))) if config.rows.gen_match else set()
     with_truth = bool(truth_branches) and all(
-        truth_branches <= branches_of(f, t) for d in files.values() for f, t in d["files"].items()
+        truth_branches <= checked.branches[f] for d in files.values() for f in d["files"]
     )
     return checked, EventTaggerProcessor(tagger, split=split, with_truth=with_truth)
 

@@ -81,6 +81,8 @@ class CheckedFileset(NamedTuple):
     """Skip records of the dropped files."""
     entries: dict[str, int]
     """Entries of every file that could be counted (kept and dropped), by path."""
+    branches: dict[str, set[str]]
+    """Top-level branch names of every file that could be opened, by path (so callers need not reopen it)."""
 
 
 def with_retries(func: Callable[[], T], retries: int, where: str = "") -> T:
@@ -160,6 +162,7 @@ def validate_files(
     good: dict[str, Any] = {}
     skipped: list[dict[str, Any]] = []
     entries: dict[str, int] = {}
+    branch_sets: dict[str, set[str]] = {}
     for name, dataset in fileset.items():
         kept = {}
         for file, tree in dataset["files"].items():
@@ -173,6 +176,7 @@ def validate_files(
                 skipped.append(skip_record(name, file, tree, 0, None, f"cannot open the tree: {cause}"))
                 continue
             entries[file] = n
+            branch_sets[file] = branches
             missing = [b for b in needed if b not in branches]
             if missing:
                 if not skip:
@@ -185,7 +189,7 @@ def validate_files(
             good[name] = {**dataset, "files": kept}
     for record in skipped:
         log.warning("skipping %s", where(record))
-    return CheckedFileset(good, skipped, entries)
+    return CheckedFileset(good, skipped, entries, branch_sets)
 
 
 def read_chunk(read: Callable[[], T], retries: int) -> T:

@@ -1,4 +1,4 @@
-"""Fileset checks, cross-section weights and the manifest of event-level preprocessing.
+"""Cross-section weights and the manifest of event-level preprocessing (files are checked in ``bad_files``).
 
 Per dataset ``xsec_scale = xsec * lumi / sum(genWeight)`` (``xsec`` in pb and the
 generated ``sumw`` from the fileset metadata; ``sumw`` is summed from the files'
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import uproot
 
-from hepnn_coffea.config.data_config import ConfigError, DataConfig
+from hepnn_coffea.config.data_config import DataConfig
 from hepnn_coffea.config.rows_config import SPLIT_NAMES
-from hepnn_coffea.processing.fileset import FilesetError, branches_of, num_entries
+from hepnn_coffea.processing.fileset import FilesetError, num_entries
 from hepnn_coffea.processing.preprocess import ReconciliationError, manifest_header
 
 
@@ -55,20 +55,6 @@ def _sum_gen_weight(file: str, tree: str) -> float:
             return float(np.sum(t["genWeight"].array(library="np"), dtype=np.float64))
     except Exception as err:
         raise FilesetError(f"{file}: cannot read genWeight of '{tree}': {type(err).__name__}: {err}") from err
-
-
-def check_event_branches(files: dict[str, Any], config: DataConfig, names: list[str]) -> None:
-    """Every NanoAOD branch behind the row fields ``names`` exists in every file (error names all three)."""
-    needed = config.rows.file_branches(names)
-    for name, dataset in files.items():
-        for file, tree in dataset["files"].items():
-            missing = sorted(set(needed) - branches_of(file, tree))
-            if missing:
-                raise ConfigError(
-                    f"{config.source}: branch(es) {missing} not found in {file} (tree '{tree}', dataset '{name}'); "
-                    f"they are read for the rows of collection '{config.rows.collection}' "
-                    f"(layout '{config.rows.layout}')"
-                )
 
 
 def build_event_manifest(files: dict[str, Any], config: DataConfig, chunks: list[dict[str, Any]],

@@ -21,7 +21,7 @@ from hepnn_coffea import __version__
 from hepnn_coffea.config.data_config import ConfigError, DataConfig
 from hepnn_coffea.features.standardize import lengths_from_values, standardization_from_values
 from hepnn_coffea.processing import bad_files
-from hepnn_coffea.processing.fileset import branches_of, load_fileset, num_entries, select_split
+from hepnn_coffea.processing.fileset import load_fileset, num_entries, select_split
 from hepnn_coffea.processing.processor import ShardWriterProcessor, StandardizationProcessor
 from hepnn_coffea.processing.reweight_stage import write_reweighting
 from hepnn_coffea.processing.runner import run_processor

@@ -190,7 +190,7 @@ def train(
         if last.exists():
             raise FileExistsError(f"{run_dir} already holds a run; use resume=True (--resume) or a new folder")
         cfg, typed, expert_index = _resolve_config(model_config, overrides, expert, shards)
-    tcfg, task, seed = typed.training, typed.task, typed.training.seed
+    tcfg, seed = typed.training, typed.training.seed
     torch.manual_seed(seed)
     if tcfg.num_threads:
         torch.set_num_threads(tcfg.num_threads)
