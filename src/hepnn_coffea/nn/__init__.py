@@ -7,6 +7,13 @@ input roles to a data-config input group, and passes constructor ``params``::
       name: pfn
       inputs: {features: pf_features, mask: pf_mask}
       params: {phi_sizes: [128, 128, 128], f_sizes: [128, 128, 128], use_bn: true}
+
+Every architecture with a per-particle ``features`` role also takes an optional ``globals``
+role: a length-less group of per-jet values (e.g. jet pT, soft-drop mass, N-subjettiness
+ratios) appended to every particle's features, as ATLAS's GN2 appends the jet pT and eta to
+each track. The network then sees the jet-level observables next to the constituents::
+
+      inputs: {features: pf_features, mask: pf_mask, globals: jet_features}
 """
 
 from __future__ import annotations
@@ -150,24 +157,36 @@ def check_params(name: str, params: Mapping[str, Any] | None) -> None:
                               f"(allowed: {', '.join(allowed)})")  # fmt: skip
 
 
+#: optional role of every architecture with a per-particle ``features`` role
+GLOBALS_ROLE = "globals"
+
+
 class Network(nn.Module):
     """A zoo model with its inputs named after data-config groups.
 
     ``forward`` takes one tensor per group in :attr:`input_groups` order and returns
-    logits (classification) or predictions (regression).
+    logits (classification) or predictions (regression). With a ``globals`` role (always
+    the last input), its ``(N, G)`` values are appended to each particle's ``(N, C, P)``
+    features before the architecture sees them.
     """
 
     def __init__(self, core: nn.Module, input_groups: list[str], roles: list[str] | None = None) -> None:
         super().__init__()
         self.core = core
         self.input_groups = list(input_groups)
-        #: architecture role (features, mask, points, vectors) -> data-config group
+        #: architecture role (features, mask, points, vectors, globals) -> data-config group
         self.roles = dict(zip(roles or [], self.input_groups))
+        self._features_at = list(self.roles).index("features") if GLOBALS_ROLE in self.roles else None
         #: regression: (offset, scale) with ``physical = output * scale + offset``
         self.target_scaling: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.core(*inputs)
+        if self._features_at is None:
+            return self.core(*inputs)
+        *per_particle, jet = inputs
+        x = per_particle[self._features_at]
+        per_particle[self._features_at] = torch.cat([x, jet.to(x.dtype).unsqueeze(-1).expand(-1, -1, x.shape[-1])], dim=1)
+        return self.core(*per_particle)
 
     def set_target_scaling(self, offset: list[float], scale: list[float]) -> None:
         """Regression targets are learnt standardized; this maps outputs back to physical units."""
@@ -200,16 +219,29 @@ def build_network(model_cfg: dict[str, Any], input_shapes: dict[str, tuple[int, 
     missing = [r for r in arch.roles if r not in mapping]
     if missing:
         raise ConfigError(f"model '{name}' needs model.inputs for role(s) {missing} (role: data-config group)")
-    groups = [mapping[r] for r in arch.roles]
+    allowed = [*arch.roles, *([GLOBALS_ROLE] if "features" in arch.roles else [])]
+    for role in mapping:
+        if role not in allowed:
+            raise ConfigError(f"model.inputs.{role}: not a role of model '{name}'{suggest(str(role), allowed)} "
+                              f"(roles: {', '.join(allowed)})")  # fmt: skip
+    roles = [r for r in allowed if r in mapping]
+    groups = [mapping[r] for r in roles]
     unknown = [g for g in groups if g not in input_shapes]
     if unknown:
         raise ConfigError(f"model.inputs names group(s) {unknown} not in the data config {sorted(input_shapes)}")
-    shapes = {role: tuple(input_shapes[g]) for role, g in zip(arch.roles, groups)}
+    shapes = {role: tuple(input_shapes[g]) for role, g in zip(roles, groups)}
+    if GLOBALS_ROLE in shapes:
+        if len(shapes[GLOBALS_ROLE]) != 1 or len(shapes["features"]) != 2:
+            raise ConfigError(f"model.inputs.globals: group '{mapping[GLOBALS_ROLE]}' must be length-less (one value "
+                              f"per variable and jet) next to a per-particle 'features' group; got shapes "
+                              f"{shapes[GLOBALS_ROLE]} and {shapes['features']}")  # fmt: skip
+        n_vars, length = shapes["features"]
+        shapes["features"] = (n_vars + shapes.pop(GLOBALS_ROLE)[0], length)
     try:
         core = arch.build(shapes, n_outputs, dict(model_cfg.get("params") or {}))
     except TypeError as err:
         raise ConfigError(f"model '{name}': bad model.params: {err}") from err
-    return Network(core, groups, list(arch.roles))
+    return Network(core, groups, roles)
 
 
 def count_parameters(model: nn.Module) -> int:
