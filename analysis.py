@@ -30,8 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fileset", default=None, help="default: tests/samples/fileset.json (topqcd), "
                    "../shared/data/nanosim/fileset.json (nanoaod)")  # fmt: skip
     p.add_argument("--data-config", default=None,
-                   help="default: models/data/top_kin.yaml (topqcd), models/data/nanoaod_fatjet.yaml (nanoaod)")
-    p.add_argument("--model-config", default=None, help="default: models/pfn.yaml (topqcd), models/nanoaod/pfn.yaml")
+                   help="default: models/data/top_kin.yaml (topqcd), models/data/nanoaod_fatjet_hybrid.yaml (nanoaod)")
+    p.add_argument("--model-config", default=None,
+                   help="default: models/pfn.yaml (topqcd), models/nanoaod/pfn_hybrid.yaml (nanoaod: the PFN with the "
+                        "jet observables next to the constituents)")  # fmt: skip
     p.add_argument("--output", default=str(HERE / "demo_output"), help="everything goes below this folder")
     p.add_argument("--epochs", type=int, default=None, help="default: 8 (topqcd), 12 (nanoaod)")
     p.add_argument("--batch-size", type=int, default=None, help="default: 128 (topqcd), 256 (nanoaod)")
@@ -43,8 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     topqcd = args.workflow == "topqcd"
     defaults = {
         "fileset": HERE / "tests" / "samples" / "fileset.json" if topqcd else HERE.parent / "shared" / "data" / "nanosim" / "fileset.json",
-        "data_config": HERE / "models" / "data" / ("top_kin.yaml" if topqcd else "nanoaod_fatjet.yaml"),
-        "model_config": HERE / "models" / ("pfn.yaml" if topqcd else "nanoaod/pfn.yaml"),
+        "data_config": HERE / "models" / "data" / ("top_kin.yaml" if topqcd else "nanoaod_fatjet_hybrid.yaml"),
+        "model_config": HERE / "models" / ("pfn.yaml" if topqcd else "nanoaod/pfn_hybrid.yaml"),
         "epochs": 8 if topqcd else 12, "batch_size": 128 if topqcd else 256,
     }  # fmt: skip
     for key, value in defaults.items():

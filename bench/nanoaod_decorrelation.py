@@ -12,6 +12,10 @@ Variants (``--variants``, comma list; default ``pfn,pfn_flat,pfn_disco``):
 pfn           nominal: models/nanoaod/pfn.yaml (train rows drawn by xsec weight, class-balanced)
 pfn_flat      every class flat in (pT, msoftdrop): models/nanoaod/pfn_flat.yaml on flat shards
 pfn_disco     DisCo term (lambda 10) on the QCD jets' top discriminant vs msoftdrop
+pfn_hybrid    constituents + the six jet observables (``globals`` role): models/nanoaod/pfn_hybrid.yaml
+pfn_hybrid_flat   pfn_flat + jet observables without the masses (pfn_hybrid_flat.yaml)
+pfn_hybrid_disco  pfn_disco + jet observables without the masses (pfn_hybrid_disco.yaml)
+particlenet_lite_hybrid, part_hybrid  the same jet observables next to those architectures
 particlenet_lite  models/nanoaod/particlenet_lite.yaml (k=7, 32/64 channels; ~130 jets/s on 2 CPU cores)
 particlenet   models/nanoaod/particlenet.yaml (slow on CPU: use --epochs / --samples-per-epoch)
 part          models/nanoaod/part.yaml (GPU)
@@ -34,11 +38,14 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FILESET = ROOT.parent / "shared" / "data" / "nanosim" / "fileset.json"
 DATA = {"nominal": ROOT / "models" / "data" / "nanoaod_fatjet.yaml",
-        "flat": ROOT / "models" / "data" / "nanoaod_fatjet_flat.yaml"}  # fmt: skip
+        "flat": ROOT / "models" / "data" / "nanoaod_fatjet_flat.yaml",
+        "hybrid": ROOT / "models" / "data" / "nanoaod_fatjet_hybrid.yaml"}  # fmt: skip
 VARIANTS = {  # name -> (model config, shard set)
     "pfn": ("pfn.yaml", "nominal"), "pfn_flat": ("pfn_flat.yaml", "flat"), "pfn_disco": ("pfn_disco.yaml", "nominal"),
     "particlenet_lite": ("particlenet_lite.yaml", "nominal"), "particlenet": ("particlenet.yaml", "nominal"),
-    "part": ("part.yaml", "nominal"),
+    "part": ("part.yaml", "nominal"), "pfn_hybrid": ("pfn_hybrid.yaml", "hybrid"),
+    "pfn_hybrid_flat": ("pfn_hybrid_flat.yaml", "flat"), "pfn_hybrid_disco": ("pfn_hybrid_disco.yaml", "hybrid"),
+    "particlenet_lite_hybrid": ("particlenet_lite_hybrid.yaml", "hybrid"), "part_hybrid": ("part_hybrid.yaml", "hybrid"),
 }  # fmt: skip
 
 
