@@ -145,6 +145,8 @@ def test_targets_match_a_direct_computation(run: dict) -> None:
     target, labels = batch.labels, config.label_names
     hits = view_hits(events[ak.num(events.cell_E) > 0])
     k = sum(n.startswith("slot_") for n in labels)
+    assert k >= 2 and len(hits) >= 10 and len(hits) == len(target)  # the loop below checks something
+    assert int(ak.sum(ak.num(hits.energy))) > 100
     for j in range(len(hits)):
         h = {f: ak.to_numpy(hits[f][j]) for f in hits.fields}
         m = min(len(h["energy"]), target.shape[-1])

@@ -214,6 +214,7 @@ def test_split_fractions_within_binomial_tolerance(fractions) -> None:
 
 
 def test_jets_of_one_event_share_the_split(samples) -> None:
+    assert len(samples) >= 3  # the loop below runs over the bundled signal and background samples
     for events in samples.values():
         event_level = event_split(events.run, events.luminosityBlock, events.event, FRACTIONS)
         ids = [ak.to_numpy(ak.flatten(ak.broadcast_arrays(events[k], events.FatJet.pt)[0]))

@@ -226,8 +226,10 @@ def test_build_optimizer_names(name: str) -> None:
 
 
 def test_optimizer_list_is_complete() -> None:
+    assert set(OPTIMIZERS) == {"adamw", "adam", "radam", "ranger", "sgd"}  # the names base.yaml documents
     for name in OPTIMIZERS:
-        build_optimizer(nn.Linear(2, 2).parameters(), name, lr=1e-3)
+        opt = build_optimizer(nn.Linear(2, 2).parameters(), name, lr=1e-3)
+        assert isinstance(opt, torch.optim.Optimizer) and opt.param_groups[0]["lr"] == pytest.approx(1e-3)
 
 
 def test_build_optimizer_unknown_name() -> None:
