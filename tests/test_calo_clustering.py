@@ -100,13 +100,40 @@ def test_eager_trimming_and_padding_do_not_change_the_output() -> None:
     target[:, 6:11] = torch.nn.functional.one_hot(torch.randint(0, 5, (n, p)), 5).permute(0, 2, 1).float()
     target[:, 11:] = torch.rand(n, 4, p)
     target = torch.where(mask.bool(), target, torch.full_like(target, -1.0))
-    pred = net(feats, energy, mask)
-    terms = net.loss_terms(pred, target)
+    pred, aux = net.forward_with_aux(feats, energy, mask)
+    terms = net.loss_terms(pred, target, aux)
     assert set(terms) == {"assign", "pid", "energy", "direction", "seed"}
-    net(feats, energy, mask)
-    loss = net.loss(net(feats, energy, mask), target).mean()
+    loss = net.loss(pred, target, aux).mean()
     loss.backward()
     assert torch.isfinite(loss) and net.seed_head.weight.grad.abs().sum() > 0
+
+
+def test_validation_loss_has_the_training_terms() -> None:
+    """The seed term comes from the forward's explicit aux output, in train and eval mode alike, and
+    the model keeps no state between a forward and its loss (issue: it used to stash the seed logits)."""
+    from hepnn_coffea.nn import Network
+    from hepnn_coffea.training.loop import StepSettings, _forward, step_loss
+    from hepnn_coffea.training.targets import ModelLoss
+
+    torch.manual_seed(2)
+    core = HitClusteringTransformer(5, 4 + 9, embed_dim=8, num_layers=1, num_heads=2, ff_dim=8, slot_layers=1)
+    net, n, p = Network(core, ["hits", "energy", "mask"], ["features", "energy", "mask"]), 4, 9
+    batch = {"hits": torch.randn(n, 5, p), "energy": torch.rand(n, 1, p), "mask": torch.ones(n, 1, p)}
+    target = torch.zeros(n, 4 + 9, p)
+    target[:, :4] = torch.nn.functional.one_hot(torch.randint(0, 4, (n, p)), 4).permute(0, 2, 1).float()
+    target[:, 4] = 1
+    target[:, -1] = torch.rand(n, p)
+    loss_fn, s = ModelLoss(core), StepSettings(device=torch.device("cpu"))
+    losses = {}
+    for mode in ("train", "eval"):
+        getattr(net, mode)()
+        out, aux = _forward(net, net.input_groups, batch, s)
+        assert set(aux) == {"seed_logit"} and aux["seed_logit"].shape == (n, p)
+        losses[mode] = step_loss(out, batch, target, loss_fn, s, aux)[0]
+        without_seed = step_loss(out, batch, target, loss_fn, s)[0]
+        assert losses[mode] > without_seed  # the seed BCE is in both modes
+    torch.testing.assert_close(losses["train"], losses["eval"])  # no dropout: the same loss
+    assert not any(isinstance(v, torch.Tensor) for v in vars(core).values())  # no tensor kept on the model
 
 
 # ------------------------------------------------------------ on calo view

@@ -181,12 +181,22 @@ class Network(nn.Module):
         self.target_scaling: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.core(*self._core_inputs(inputs))
+
+    def forward_with_aux(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Outputs and the auxiliary tensors a model's own loss needs (``{}`` for most models)."""
+        core_inputs = self._core_inputs(inputs)
+        if hasattr(self.core, "forward_with_aux"):
+            return self.core.forward_with_aux(*core_inputs)
+        return self.core(*core_inputs), {}
+
+    def _core_inputs(self, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
         if self._features_at is None:
-            return self.core(*inputs)
+            return list(inputs)
         *per_particle, jet = inputs
         x = per_particle[self._features_at]
         per_particle[self._features_at] = torch.cat([x, jet.to(x.dtype).unsqueeze(-1).expand(-1, -1, x.shape[-1])], dim=1)
-        return self.core(*per_particle)
+        return per_particle
 
     def set_target_scaling(self, offset: list[float], scale: list[float]) -> None:
         """Regression targets are learnt standardized; this maps outputs back to physical units."""

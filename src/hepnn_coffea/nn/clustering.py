@@ -183,7 +183,9 @@ class HitClusteringTransformer(nn.Module):
     Inputs ``features`` ``(N, C, P)``, ``energy`` ``(N, 1, P)`` (raw hit energy), ``mask``
     ``(N, 1, P)``. Output ``(N, K + 9, P)``, 0 on padding. Targets for :meth:`loss`: the data
     config's labels ``(N, K + 9, P)`` (one-hot slot, one-hot type, log energy, deta, dphi,
-    hit energy; -1 on padding). In training the last forward's seed logits are kept for the loss.
+    hit energy; -1 on padding). :meth:`forward_with_aux` also returns the per-hit seed logits
+    (``{"seed_logit": (N, P)}``), which :meth:`loss` takes explicitly: training and validation
+    losses have the same terms, and the model keeps no state between a forward and its loss.
     """
 
     def __init__(self, input_dims: int, num_outputs: int, embed_dim: int = 64, num_layers: int = 3,
@@ -216,9 +218,14 @@ class HitClusteringTransformer(nn.Module):
         # bounded assignment bonus b * exp(-dR^2 / r^2) towards the slot's seed (b, r learnt)
         self.assign_bonus = nn.Parameter(torch.tensor([_inv_softplus(2.0), _inv_softplus(float(radii[0]) or 0.15)]))
         self.head = nn.Sequential(nn.Linear(2 * embed_dim, ff_dim), nn.GELU(), nn.Linear(ff_dim, N_CLASSES + 3))
-        self._seed_logit: torch.Tensor | None = None
 
     def forward(self, features: torch.Tensor, energy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-hit outputs ``(N, K + 9, P)`` (what the exported model returns)."""
+        return self.forward_with_aux(features, energy, mask)[0]
+
+    def forward_with_aux(self, features: torch.Tensor, energy: torch.Tensor,
+                         mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+        """Outputs and the auxiliary ``{"seed_logit": (N, P)}`` the loss needs."""
         full = features.shape[-1]
         if not exporting():  # hits are padded at the end: cut to the longest jet of the batch
             keep = max(int((mask != 0).sum(-1).max()), self.n_slots)
@@ -227,11 +234,9 @@ class HitClusteringTransformer(nn.Module):
             elif keep > full:  # fewer points than seeds: pad
                 features, energy, mask = (F.pad(t, (0, keep - full)) for t in (features, energy, mask))
         out, seed_logit = self._forward(features, energy, mask)
-        if self.training and not exporting():
-            self._seed_logit = seed_logit[:, :full]
         if out.shape[-1] != full:
             out = F.pad(out, (0, full - out.shape[-1])) if out.shape[-1] < full else out[..., :full]
-        return out
+        return out, {"seed_logit": seed_logit[:, :full]}
 
     def _forward(self, features: torch.Tensor, energy: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         real = (mask != 0).to(features.dtype)  # (N, 1, P)
@@ -299,8 +304,9 @@ class HitClusteringTransformer(nn.Module):
         matched[:, m] = true[:, m]
         return matched
 
-    def loss_terms(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-jet loss terms ``(N,)``: assignment, pid, energy, direction (and seed after a training forward)."""
+    def loss_terms(self, pred: torch.Tensor, target: torch.Tensor,
+                   aux: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Per-jet loss terms ``(N,)``: assignment, pid, energy, direction, and seed (given ``aux``)."""
         w = self.hit_weights(target)
         p, t = self.split(pred), self.split(target)
         matched = self.match(pred, target)
@@ -319,8 +325,8 @@ class HitClusteringTransformer(nn.Module):
             "energy": (w * energy).sum(1),
             "direction": (w * direction).sum(1),
         }
-        seed_logit, self._seed_logit = self._seed_logit, None
-        if seed_logit is not None and seed_logit.shape[0] == target.shape[0]:
+        seed_logit = (aux or {}).get("seed_logit")
+        if seed_logit is not None:
             p_len = seed_logit.shape[1]
             valid = (t["energy"][:, :p_len] >= 0).to(w.dtype)
             goal = seed_targets(t["slots"][..., :p_len], t["energy"][:, :p_len])
@@ -329,7 +335,7 @@ class HitClusteringTransformer(nn.Module):
             terms["seed"] = bce.sum(1) / valid.sum(1).clamp(min=1)
         return terms
 
-    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, pred: torch.Tensor, target: torch.Tensor, aux: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Weighted sum of :meth:`loss_terms`, per jet ``(N,)``."""
-        terms = self.loss_terms(pred, target)
+        terms = self.loss_terms(pred, target, aux)
         return sum(self.weights[k] * v for k, v in terms.items())

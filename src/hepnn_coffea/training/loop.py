@@ -73,11 +73,22 @@ def trim(batch: dict[str, torch.Tensor], settings: StepSettings) -> dict[str, to
     return {k: (v[..., :length].contiguous() if k in settings.trim_groups else v) for k, v in batch.items()}
 
 
-def _forward(net: nn.Module, groups: list[str], batch: dict[str, torch.Tensor], s: StepSettings) -> torch.Tensor:
+def _forward(net: nn.Module, groups: list[str], batch: dict[str, torch.Tensor],
+             s: StepSettings) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    """The model's outputs and its auxiliary outputs (``Network.forward_with_aux``; ``{}`` for plain modules)."""
     batch = trim(batch, s)
     inputs = [batch[g].to(s.device, non_blocking=True) for g in groups]
     with s.autocast():
-        return net(*inputs)
+        if hasattr(net, "forward_with_aux"):
+            return net.forward_with_aux(*inputs)
+        return net(*inputs), {}
+
+
+def _loss(loss_fn: nn.Module, out: torch.Tensor, target: torch.Tensor, aux: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``loss_fn(out, target)``, with the auxiliary outputs for a loss that takes them (a model's own loss)."""
+    if getattr(loss_fn, "takes_aux", False):
+        return loss_fn(out.float(), target, aux)
+    return loss_fn(out.float(), target)
 
 
 def _weighted(per_entry: torch.Tensor, weight: torch.Tensor | None, device: torch.device) -> torch.Tensor:
@@ -90,9 +101,9 @@ def _weighted(per_entry: torch.Tensor, weight: torch.Tensor | None, device: torc
 
 
 def step_loss(out: torch.Tensor, batch: dict[str, torch.Tensor], target: torch.Tensor, loss_fn: nn.Module,
-              s: StepSettings) -> tuple[torch.Tensor, float | None]:  # fmt: skip
+              s: StepSettings, aux: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, float | None]:  # fmt: skip
     """Weighted mean loss of a batch plus ``s.penalty``'s term; the penalty's value (``None``: none)."""
-    loss = _weighted(loss_fn(out.float(), target), batch.get("weight"), s.device)
+    loss = _weighted(_loss(loss_fn, out, target, aux or {}), batch.get("weight"), s.device)
     extra = s.penalty(out.float(), batch) if s.penalty is not None else None
     return (loss, None) if extra is None else (loss + extra[0], extra[1])
 
@@ -107,8 +118,8 @@ def train_epoch(net: nn.Module, groups: list[str], batches: Any, loss_fn: nn.Mod
     for batch in batches:
         wait += time.perf_counter() - t_data
         target = batch["target"].to(s.device, non_blocking=True)
-        out = _forward(net, groups, batch, s)
-        loss, penalty = step_loss(out, batch, target, loss_fn, s)
+        out, aux = _forward(net, groups, batch, s)
+        loss, penalty = step_loss(out, batch, target, loss_fn, s, aux)
         if penalty is not None:
             penalties.append(penalty)
         optimizer.zero_grad(set_to_none=True)
@@ -143,8 +154,9 @@ def evaluate(net: nn.Module, groups: list[str], dataset: Any, loss_fn: nn.Module
     net.eval()
     outputs, targets, losses, weights, penalties = [], [], [], [], []
     for batch in dataset.batches(max(batch_size, 256)):
-        out = _forward(net, groups, batch, s).float()
-        per_entry = loss_fn(out, batch["target"].to(s.device))
+        out, aux = _forward(net, groups, batch, s)
+        out = out.float()
+        per_entry = _loss(loss_fn, out, batch["target"].to(s.device), aux)  # the same terms as in training
         losses.append((per_entry.mean(dim=-1) if per_entry.ndim > 1 else per_entry).cpu())
         if s.penalty is not None and (extra := s.penalty(out, batch)) is not None:
             penalties.append((float(extra[0]), extra[1]))

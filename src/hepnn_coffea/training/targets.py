@@ -110,5 +110,10 @@ class ModelLoss(nn.Module):
         if pad_value is not None and hasattr(core, "label_pad_value"):
             core.label_pad_value = float(pad_value)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    #: the training loop passes the model's auxiliary outputs (``forward_with_aux``) to this loss
+    takes_aux = True
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, aux: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        if aux:
+            return self.core.loss(pred, target, aux)
         return self.core.loss(pred, target)
