@@ -3,7 +3,12 @@
 Stages (one subpackage each): :mod:`~hepnn_coffea.config`, :mod:`~hepnn_coffea.features`,
 :mod:`~hepnn_coffea.processing` (preprocess to shards), :mod:`~hepnn_coffea.training`,
 :mod:`~hepnn_coffea.export` (ONNX), :mod:`~hepnn_coffea.inference` (in processors),
-:mod:`~hepnn_coffea.evaluation` and :mod:`~hepnn_coffea.plotting`.
+:mod:`~hepnn_coffea.evaluation` and :mod:`~hepnn_coffea.plotting`; event-level NanoAOD helpers in
+:mod:`~hepnn_coffea.events`, the calorimeter workflows in :mod:`~hepnn_coffea.calo`.
+
+The main entry point of every stage is importable from here (imported on first use)::
+
+    from hepnn_coffea import preprocess, train, export_onnx, infer, evaluate, OnnxTagger
 """
 
 from __future__ import annotations
@@ -11,24 +16,24 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from hepnn_coffea import _compat  # noqa: F401  (dependency work-arounds, see module)
+from hepnn_coffea._lazy import lazy_exports
 
 try:
     __version__ = version("hepnn_coffea")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-
-def __getattr__(name: str):
-    """Lazy access to the main entry points (keeps ``import hepnn_coffea`` light)."""
-    if name == "OnnxTagger":
-        from hepnn_coffea.inference.tagger import OnnxTagger
-
-        return OnnxTagger
-    if name == "DataConfig":
-        from hepnn_coffea.config.data_config import DataConfig
-
-        return DataConfig
-    raise AttributeError(f"module 'hepnn_coffea' has no attribute {name!r}")
-
-
-__all__ = ["DataConfig", "OnnxTagger", "__version__"]
+_EXPORTS = {
+    "DataConfig": "hepnn_coffea.config.data_config:DataConfig",
+    "ConfigError": "hepnn_coffea.config.data_config:ConfigError",
+    "load_model_config": "hepnn_coffea.config:load_model_config",
+    "preprocess": "hepnn_coffea.processing.preprocess:preprocess",
+    "train": "hepnn_coffea.training.trainer:train",
+    "export_onnx": "hepnn_coffea.export:export_onnx",
+    "OnnxTagger": "hepnn_coffea.inference.tagger:OnnxTagger",
+    "infer": "hepnn_coffea.evaluation.stages:infer",
+    "evaluate": "hepnn_coffea.evaluation.stages:evaluate",
+    "calorimeter_view": "hepnn_coffea.calo.stage:calorimeter_view",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [*_EXPORTS, "__version__"]

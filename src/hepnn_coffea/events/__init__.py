@@ -1,3 +1,12 @@
 """Event-level NanoAOD helpers: NanoEvents from flat branches, fat-jet generator matching, event splits."""
 
-__all__ = []
+from hepnn_coffea._lazy import lazy_exports
+
+_EXPORTS = {
+    "to_nanoevents": "hepnn_coffea.events.nanoevents:to_nanoevents",
+    "match_fatjets": "hepnn_coffea.events.genmatch:match_fatjets",
+    "event_split": "hepnn_coffea.events.split:event_split",
+    "jet_rows": "hepnn_coffea.events.table:jet_rows",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)
