@@ -59,7 +59,7 @@ def subset(work: pathlib.Path, n: dict[str, int]) -> dict:
 def make_data(work: pathlib.Path, n: dict[str, int], pack: pathlib.Path | None = None) -> dict[str, float]:
     """View + shards in ``work`` (and the xz tarball of the train/val shards)."""
     from hepnn_coffea.calo import calorimeter_view
-    from hepnn_coffea.evaluation.clustering import view_fileset
+    from hepnn_coffea.calo.samples import calo_fileset
     from hepnn_coffea.processing.preprocess import preprocess
 
     times = {}
@@ -67,7 +67,7 @@ def make_data(work: pathlib.Path, n: dict[str, int], pack: pathlib.Path | None =
     calorimeter_view(subset(work, n), work / "view", seed=1, executor="iterative", chunksize=1000)
     times["view_s"] = time.time() - t
     t = time.time()
-    view_fs = {k: v for s in n for k, v in view_fileset(work / "view", s).items()}
+    view_fs = {k: v for s in n for k, v in calo_fileset(work / "view", s).items()}
     preprocess(view_fs, ROOT / "models" / "data" / "calo_clustering.yaml", work / "shards", executor="iterative",
                chunksize=1000)  # fmt: skip
     times["preprocess_s"] = time.time() - t
@@ -112,16 +112,17 @@ def evaluate(work: pathlib.Path, run_dir: pathlib.Path) -> dict:
     import awkward as ak
     import uproot
 
-    from hepnn_coffea.evaluation.clustering import (
-        BaselineParams, evaluate_jets, run_clustering_evaluation, summarize, view_fileset, view_hits, write_summary,
+    from hepnn_coffea.calo.clustering_eval import (
+        BaselineParams, evaluate_jets, run_clustering_evaluation, summarize, view_hits, write_summary,
     )  # fmt: skip
+    from hepnn_coffea.calo.samples import calo_fileset
     from hepnn_coffea.export import export_onnx
     from hepnn_coffea.inference.tagger import OnnxTagger
 
     times = {}
     export_onnx(run_dir, work / "clustering.onnx", parity_jets=64)
     t = time.time()
-    val = uproot.concatenate([f"{p}:tree" for ds in view_fileset(work / "view", "val").values() for p in ds["files"]])
+    val = uproot.concatenate([f"{p}:tree" for ds in calo_fileset(work / "view", "val").values() for p in ds["files"]])
     val = val[ak.num(val.cell_E) > 0][:200]
     val_hits = view_hits(val)
     best, scan = None, {}
@@ -147,7 +148,7 @@ def evaluate(work: pathlib.Path, run_dir: pathlib.Path) -> dict:
     table = summarize(out)
     write_summary(table, work / "eval")
     try:
-        from hepnn_coffea.plotting.clustering_plots import plot_clustering
+        from hepnn_coffea.calo.clustering_plots import plot_clustering
 
         plot_clustering(out, work / "eval" / "plots")
     except ImportError:  # matplotlib missing
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
         report["train"] = train_run(shards, run_dir, args.epochs, args.device, args.threads, args.overrides)
         (run_dir / "bench_train.json").write_text(json.dumps(report["train"], indent=2, default=float))
     if args.stage in ("all", "eval"):
-        from hepnn_coffea.evaluation.clustering import to_markdown
+        from hepnn_coffea.calo.clustering_eval import to_markdown
 
         relocate(run_dir, shards)
         report["eval"] = evaluate(work, run_dir)

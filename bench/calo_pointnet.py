@@ -120,7 +120,7 @@ def eval_stage(args: argparse.Namespace, work: pathlib.Path, times: dict[str, fl
     import numpy as np
 
     from hepnn_coffea.calo.geometry import MUON
-    from hepnn_coffea.evaluation.per_point import evaluate_per_point, per_point_summary, summary_markdown
+    from hepnn_coffea.calo.per_point_eval import evaluate_per_point, per_point_summary, summary_markdown
     from hepnn_coffea.export import export_onnx
 
     onnx = {}

@@ -1,5 +1,5 @@
 """Hit-to-particle clustering of calorimeter-view jets in a coffea processor (thin: the logic is in
-:mod:`hepnn_coffea.evaluation.clustering`).
+:mod:`hepnn_coffea.calo.clustering_eval`).
 
 The learned clustering comes from an ONNX file exported from ``models/calo/clustering.yaml`` and
 runs through :class:`hepnn_coffea.OnnxTagger` (per-hit outputs); the DBSCAN + nearest-track
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-from hepnn_coffea.evaluation.clustering import (
+from hepnn_coffea.calo.clustering_eval import (
     BaselineParams, HitClusteringProcessor, run_clustering_evaluation, summarize, to_markdown, write_summary,
 )  # fmt: skip
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     table = summarize(result)
     write_summary(table, args.out)
     if args.plots:
-        from hepnn_coffea.plotting.clustering_plots import plot_clustering
+        from hepnn_coffea.calo.clustering_plots import plot_clustering
 
         plot_clustering(result, args.out / "plots")
     print(to_markdown(table))

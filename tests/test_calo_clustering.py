@@ -13,10 +13,10 @@ import torch
 import uproot
 import yaml
 
-from hepnn_coffea.evaluation.clustering import (
+from hepnn_coffea.calo.clustering_eval import (
     BaselineParams, baseline_clusters, cluster_energy_matches, clustering_sums, view_hits,
 )  # fmt: skip
-from hepnn_coffea.nn.clustering import HitClusteringTransformer, hungarian_match, seed_targets
+from hepnn_coffea.calo.clustering_model import HitClusteringTransformer, hungarian_match, seed_targets
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "tests" / "samples"
@@ -147,9 +147,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
     fileset = {f"top_{s}": {"files": {str(SAMPLES / f"topqcd_{s}_top.root"): "tree"}, "metadata": {"sample": "top", "split": s}}
                for s in ("train", "val", "test")}  # fmt: skip
     calorimeter_view(fileset, tmp / "view", seed=5, executor="iterative", chunksize=1000)
-    from hepnn_coffea.evaluation.clustering import view_fileset
+    from hepnn_coffea.calo.samples import calo_fileset
 
-    view_fs = {k: v for s in ("train", "val", "test") for k, v in view_fileset(tmp / "view", s).items()}
+    view_fs = {k: v for s in ("train", "val", "test") for k, v in calo_fileset(tmp / "view", s).items()}
     data = yaml.safe_load(DATA.read_text())
     data["filters"] = [{"first": 160}]  # keep the test fast
     (tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
@@ -195,7 +195,7 @@ def test_short_training_reduces_the_val_loss(run: dict) -> None:
 
 
 def test_onnx_parity_and_evaluation_processor(run: dict) -> None:
-    from hepnn_coffea.evaluation.clustering import run_clustering_evaluation, summarize, to_markdown
+    from hepnn_coffea.calo.clustering_eval import run_clustering_evaluation, summarize, to_markdown
     from hepnn_coffea.export import export_onnx
     from hepnn_coffea.features.compute import compute_features
     from hepnn_coffea.inference.tagger import OnnxTagger
@@ -225,13 +225,13 @@ def test_onnx_parity_and_evaluation_processor(run: dict) -> None:
         assert row["jets"] > 0 and 0 < row["efficiency"] <= 1 and 0 < row["purity"] <= 1
     assert result["hists"]["efficiency"][{"dataset": "top", "method": "learned"}].sum() == table["all"]["learned"]["jets"]
     assert "| top | baseline |" in to_markdown(table)
-    from hepnn_coffea.plotting.clustering_plots import plot_clustering
+    from hepnn_coffea.calo.clustering_plots import plot_clustering
 
     assert all(p.is_file() for p in plot_clustering(result, run["dir"] / "plots"))
 
 
 def test_learned_clusters_group_the_other_slot_by_predicted_direction() -> None:
-    from hepnn_coffea.evaluation.clustering import learned_clusters
+    from hepnn_coffea.calo.clustering_eval import learned_clusters
 
     k = 3  # slots 0, 1 and other
     slot = np.array([0, 0, 1, 2, 2, 2])

@@ -15,7 +15,7 @@ import uproot
 import yaml
 
 from hepnn_coffea.calo.samples import CELL, FOCUS, OTHER, build_samples
-from hepnn_coffea.evaluation.per_point import (
+from hepnn_coffea.calo.per_point_eval import (
     cone_baseline, metrics, per_point_summary, response_baseline, response_calibration, subtraction_baseline,
     sum_cell_predictions,
 )  # fmt: skip
@@ -221,7 +221,7 @@ def test_short_training_reduces_val_loss(trained) -> None:
 def test_onnx_parity_and_evaluation(trained) -> None:
     import torch
 
-    from hepnn_coffea.evaluation.per_point import evaluate_per_point
+    from hepnn_coffea.calo.per_point_eval import evaluate_per_point
     from hepnn_coffea.export import export_onnx
     from hepnn_coffea.features.compute import compute_features
     from hepnn_coffea.inference.tagger import OnnxTagger

@@ -15,6 +15,16 @@ Simplifications (documented choices, not a detector simulation):
 
 All constants are in :class:`CaloGeometry` (``models/data/calo_geometry.yaml``). Results depend
 only on (seed, geometry, file, entry range).
+
+The calorimeter workflows live here as one domain package (as coffea keeps ``jetmet_tools``),
+built on the core's stages (preprocess / train / export / ``OnnxTagger``):
+
+* ``view``, ``deposit``, ``tracks``, ``geometry``, ``processor``, ``stage``: the view itself;
+* ``samples``: focused-track samples for per-point energy regression, ``calo_fileset`` (the one
+  folder/manifest -> coffea fileset helper) and ``delta_phi``;
+* ``per_point_eval`` and ``plots``: evaluation and figures of the per-point regression;
+* ``clustering_model`` (the hit-clustering transformer, registered in the zoo as
+  ``hit_clustering``), ``clustering_eval`` and ``clustering_plots``: hit clustering.
 """
 
 from hepnn_coffea.calo.geometry import CaloGeometry, GeometryError, load_geometry

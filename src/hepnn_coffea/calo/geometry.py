@@ -24,7 +24,7 @@ EM_LAYER, HAD_LAYER = 0, 1
 PHOTON, ELECTRON, MUON, CHARGED_HADRON, NEUTRAL_HADRON, INVISIBLE = range(6)
 PARTICLE_TYPES = ("photon", "electron", "muon", "charged_hadron", "neutral_hadron", "invisible")
 #: the particle types a clustering model classifies (the visible ones; torch-free home of
-#: ``hepnn_coffea.nn.clustering.PID_CLASSES``, used by the evaluation without torch)
+#: ``hepnn_coffea.calo.clustering_model.PID_CLASSES``, used by the evaluation without torch)
 PID_CLASSES = PARTICLE_TYPES[:5]
 
 

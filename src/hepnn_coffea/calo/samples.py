@@ -256,21 +256,39 @@ class FocusedTrackSampleProcessor(ChunkProcessor):
 SAMPLE_COUNT_KEYS = ("jets", "tracks", "focused_tracks", "samples", "dropped_few_cells", "points", "cells_in_cones")
 
 
-def view_fileset(view_dir: Any, treename: str = "tree") -> dict[str, Any]:
-    """Fileset of a :func:`~hepnn_coffea.calo.calorimeter_view` output folder (from its manifest):
-    one dataset per (sample, split) with the view files of its chunks."""
+def calo_fileset(source: Any, split: str | None = None, treename: str = "tree") -> dict[str, Any]:
+    """The coffea fileset of a calorimeter-workflow output, optionally only one split's datasets.
+
+    Parameters
+    ----------
+    source
+        A :func:`~hepnn_coffea.calo.calorimeter_view` folder (its manifest lists ``chunks``: one
+        dataset per (sample, split)), a :func:`focused_track_samples` folder (its manifest holds
+        the ``fileset``), a fileset JSON file or a fileset dict.
+    split
+        Keep the datasets whose metadata ``split`` is this (default: all).
+    """
     import json
     import pathlib
 
-    view_dir = pathlib.Path(view_dir)
-    manifest = json.loads((view_dir / "manifest.json").read_text())
-    fileset: dict[str, Any] = {}
-    for record in manifest["chunks"]:
-        key = f"{record['sample']}_{record['split']}"
-        entry = fileset.setdefault(key, {"files": {}, "metadata": {"sample": record["sample"],
-                                                                   "split": record["split"]}})  # fmt: skip
-        entry["files"][str((view_dir / record["output"]).resolve())] = treename
-    return fileset
+    if isinstance(source, dict):
+        fileset = source
+    elif (pathlib.Path(source) / "manifest.json").is_file():
+        folder = pathlib.Path(source)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if "fileset" in manifest:
+            fileset = manifest["fileset"]
+        else:
+            fileset = {}
+            for record in manifest["chunks"]:
+                meta = {"sample": record["sample"], "split": record["split"]}
+                entry = fileset.setdefault(f"{record['sample']}_{record['split']}", {"files": {}, "metadata": meta})
+                entry["files"][str((folder / record["output"]).resolve())] = treename
+    else:
+        fileset = json.loads(pathlib.Path(source).read_text())
+    if split is None:
+        return dict(fileset)
+    return {k: v for k, v in fileset.items() if v.get("metadata", {}).get("split") == split}
 
 
 def focused_track_samples(
@@ -322,7 +340,7 @@ def focused_track_samples(
 
     source = pathlib.Path(view_dir_or_fileset) if isinstance(view_dir_or_fileset, (str, pathlib.Path)) else None
     if source is not None and source.is_dir():
-        files = load_fileset(view_fileset(source, treename), treename=treename)
+        files = load_fileset(calo_fileset(source, treename=treename), treename=treename)
     else:
         files = load_fileset(view_dir_or_fileset, treename=treename)
     out = pathlib.Path(out_dir)

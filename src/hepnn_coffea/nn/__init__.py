@@ -117,7 +117,7 @@ def _build_pointnet(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict
 
 
 def _build_hit_clustering(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str, Any]) -> nn.Module:
-    from hepnn_coffea.nn.clustering import HitClusteringTransformer
+    from hepnn_coffea.calo.clustering_model import HitClusteringTransformer
 
     if shapes["energy"][0] != 1:
         raise ConfigError(f"model 'hit_clustering' needs a one-variable 'energy' group (raw hit energies), got {shapes['energy']}")
@@ -132,7 +132,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "part": Architecture(("features", "vectors", "mask"), _build_part, "hepnn_coffea.nn.part:ParticleTransformer"),
     "pcnn": Architecture(("features", "mask"), _build_pcnn, "hepnn_coffea.nn.pcnn:ParticleCNN"),
     "hit_clustering": Architecture(("features", "energy", "mask"), _build_hit_clustering,
-                                   "hepnn_coffea.nn.clustering:HitClusteringTransformer"),
+                                   "hepnn_coffea.calo.clustering_model:HitClusteringTransformer"),
 }  # fmt: skip
 
 

@@ -38,19 +38,16 @@ import awkward as ak
 import numpy as np
 
 from hepnn_coffea.calo.geometry import PID_CLASSES
+from hepnn_coffea.calo.samples import calo_fileset, delta_phi
 
 __all__ = [
     "BaselineParams", "HitClusteringProcessor", "ari_energy_weighted", "baseline_clusters", "cluster_energy_matches",
-    "clustering_sums", "learned_clusters", "summarize", "to_markdown", "view_fileset", "view_hits",
+    "clustering_sums", "learned_clusters", "summarize", "to_markdown", "view_hits",
 ]  # fmt: skip
 
 METHODS = ("learned", "baseline")
 MIN_CLUSTER_ENERGY = 1.0
 RATIO_EDGES = np.linspace(0.0, 2.0, 201)
-
-
-def _dphi(a: Any, b: Any) -> Any:
-    return (a - b + np.pi) % (2 * np.pi) - np.pi
 
 
 def view_hits(events: Any, cell_threshold: float = 0.3) -> ak.Array:
@@ -71,7 +68,7 @@ def view_hits(events: Any, cell_threshold: float = 0.3) -> ak.Array:
     particle = ak.concatenate([trk["particle"], cell["main_particle"]], axis=1)
     return ak.zip({
         "deta": (eta - events["jet_eta"]) * sign,
-        "dphi": _dphi(phi, events["jet_phi"]),
+        "dphi": delta_phi(phi, events["jet_phi"]),
         "energy": ak.concatenate([ak.zeros_like(trk["calo_eta"]), cell["E"]], axis=1),
         "is_track": ak.concatenate([ak.ones_like(trk["particle"]), ak.zeros_like(cell["main_particle"])], axis=1),
         "is_em": ak.concatenate([ak.zeros_like(trk["particle"]), ak.values_astype(cell["layer"] == 0, np.int64)], axis=1),
@@ -328,18 +325,6 @@ def _as_processor(proc: HitClusteringProcessor) -> Any:
     return _Proc()
 
 
-def view_fileset(view_dir: str | pathlib.Path, split: str) -> dict[str, Any]:
-    """A coffea fileset of a calorimeter view's ``split`` (one dataset per sample)."""
-    view_dir = pathlib.Path(view_dir)
-    manifest = json.loads((view_dir / "manifest.json").read_text())
-    out: dict[str, Any] = {}
-    for chunk in manifest["chunks"]:
-        if chunk["split"] == split:
-            ds = out.setdefault(f"{chunk['sample']}_{split}", {"files": {}, "metadata": {"sample": chunk["sample"], "split": split}})
-            ds["files"][str(view_dir / chunk["output"])] = "tree"
-    return out
-
-
 def run_clustering_evaluation(view_dir: str | pathlib.Path, model: str | pathlib.Path | None, *, split: str = "test",
                               baseline: BaselineParams = BaselineParams(), executor: str = "iterative",
                               workers: int = 1, chunksize: int = 1000, other_eps: float = 0.0) -> dict[str, Any]:  # fmt: skip
@@ -347,7 +332,7 @@ def run_clustering_evaluation(view_dir: str | pathlib.Path, model: str | pathlib
     from hepnn_coffea.processing.runner import run_processor
 
     proc = _as_processor(HitClusteringProcessor(model, baseline, other_eps=other_eps))
-    return run_processor(view_fileset(view_dir, split), proc, executor=executor, workers=workers, chunksize=chunksize)
+    return run_processor(calo_fileset(view_dir, split), proc, executor=executor, workers=workers, chunksize=chunksize)
 
 
 # ---------------------------------------------------------------- summary

@@ -43,7 +43,7 @@ serves it unchanged (channels = the data config's labels, in order):
 ``K+8``                   the hit's input energy (pass-through: hits -> clusters need it)
 ========================  =====================================================================
 
-Cluster-level quantities are derived from the hits (:mod:`hepnn_coffea.evaluation.clustering`):
+Cluster-level quantities are derived from the hits (:mod:`hepnn_coffea.calo.clustering_eval`):
 cluster = argmax slot, energy = sum of its hits' energies, type = energy-weighted vote.
 """
 

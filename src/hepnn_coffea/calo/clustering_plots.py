@@ -1,4 +1,4 @@
-"""Plots of the hit-clustering evaluation (:mod:`hepnn_coffea.evaluation.clustering`): per-jet
+"""Plots of the hit-clustering evaluation (:mod:`hepnn_coffea.calo.clustering_eval`): per-jet
 efficiency / purity / ARI, cluster energy response (learned vs baseline) and PID confusion matrices."""
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ import awkward as ak
 import hist
 import numpy as np
 
+from hepnn_coffea.calo.samples import calo_fileset
 from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
 
 #: default track-pT bin edges [GeV]
@@ -237,19 +238,11 @@ def concat_table(table: Mapping[str, list[np.ndarray]]) -> dict[str, np.ndarray]
 
 
 # ---------------------------------------------------------------------------------------------- stage
-def _sample_files(samples: Any, split: str) -> dict[str, Any]:
-    if isinstance(samples, (str, pathlib.Path)) and pathlib.Path(samples).is_dir():
-        samples = json.loads((pathlib.Path(samples) / "manifest.json").read_text())["fileset"]
-    elif isinstance(samples, (str, pathlib.Path)):
-        samples = json.loads(pathlib.Path(samples).read_text())
-    return {k: v for k, v in samples.items() if v["metadata"].get("split") == split}
-
-
 def calibrate_from_files(samples: Any, split: str = "train", pt_edges: Sequence[float] = PT_EDGES) -> dict[str, Any]:
     """:func:`response_calibration` on the ``split`` sample files of a samples folder or fileset."""
     import uproot
 
-    files = [f for entry in _sample_files(samples, split).values() for f in entry["files"]]
+    files = [f for entry in calo_fileset(samples, split).values() for f in entry["files"]]
     if not files:
         raise ValueError(f"no '{split}' sample files to calibrate the response baseline on")
     arrays = uproot.concatenate([f"{f}:tree" for f in files], ["focus_pt", "focus_p", "label_sum"], library="np")
@@ -296,7 +289,7 @@ def evaluate_per_point(
     calibration = calibrate_from_files(samples, calibration_split, pt_edges)
     taggers = {name: OnnxTagger(path) for name, path in models.items()}
     proc = PerPointEvaluationProcessor(taggers, calibration, pt_edges=pt_edges, min_true=min_true)
-    files = _sample_files(samples, split)
+    files = calo_fileset(samples, split)
     result = run_processor(files, proc, executor=executor, workers=workers, chunksize=chunksize)
     table = concat_table(result["table"])
     rows = per_point_summary(table, proc.estimators, pt_edges, min_true)
@@ -308,7 +301,7 @@ def evaluate_per_point(
         pickle.dump(result["hists"], f)
     np.savez(out / "table.npz", **{k: (v.astype(str) if v.dtype == object else v) for k, v in table.items()})
     if plots:
-        from hepnn_coffea.plotting.calo_plots import plot_event_displays, plot_per_point
+        from hepnn_coffea.calo.plots import plot_event_displays, plot_per_point
 
         summary["plots"] = [str(p) for p in plot_per_point(result["hists"], rows, proc.estimators, out)]
         if n_displays and taggers:
