@@ -138,8 +138,8 @@ def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: p
         "epochs_run": len(result.history),
         "best_epoch": result.best_epoch, "best_val_auc": result.best_metric,
         "train_jets_per_s": last["train_jets_per_s"], "train_data_wait_frac": last["train_data_wait_frac"],
-        "n_test_jets": info["n_jets"], "test": {k: float(summary["from_table"][k]) for k in METRICS},
-        "test_from_hists": {k: float(summary["from_hists"][k]) for k in METRICS},
+        "n_test_jets": info["n_jets"], "test": {k: float(summary["from_table"][k]["value"]) for k in METRICS},
+        "test_from_hists": {k: float(summary["from_hists"][k]["value"]) for k in METRICS},  # intervals: summary.json
         "seconds": {"train": t_train, "export": t_export, "infer": t_infer,
                     "infer_jets_per_s": info["n_jets"] / t_infer},
     }  # fmt: skip

@@ -58,14 +58,25 @@ def test_table_and_hists_are_consistent(inferred) -> None:
 def test_evaluate_summary_and_plots(inferred) -> None:
     summary = evaluate(inferred)
     t, h = summary["from_table"], summary["from_hists"]
-    assert 0.75 < t["auc"] <= 1 and abs(t["auc"] - h["auc"]) < 2e-3
-    assert abs(t["accuracy"] - h["accuracy"]) < 5e-3
-    assert t["rejection_at_30"] >= t["rejection_at_50"] > 1
+    for key in ("auc", "accuracy", "rejection_at_30", "rejection_at_50"):  # every number with its 68% interval
+        assert set(t[key]) == set(h[key]) == {"value", "low", "high"}
+        assert t[key]["low"] < t[key]["value"] < t[key]["high"], key
+        # hists and table: the same jets, binned or not, agree within the table's interval
+        assert abs(t[key]["value"] - h[key]["value"]) < 0.5 * (t[key]["high"] - t[key]["low"]), key
+    assert 0.75 < t["auc"]["value"] <= 1 and abs(t["auc"]["value"] - h["auc"]["value"]) < 2e-3
+    assert 0.001 < t["auc"]["high"] - t["auc"]["value"] < 0.05  # bootstrap spread of 1000 jets
+    assert t["rejection_at_30"]["value"] >= t["rejection_at_50"]["value"] > 1
     assert json.loads((inferred / "summary.json").read_text())["from_table"]["auc"] == t["auc"]
-    assert "| from table |" in (inferred / "summary.md").read_text()
-    for plot in ("roc.png", "score_per_sample.png", "score_vs_mass.png", "efficiency_vs_pt.png"):
-        assert (inferred / "plots" / plot).stat().st_size > 10_000
-        assert (inferred / "plots" / plot).with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+    markdown = (inferred / "summary.md").read_text()
+    auc = t["auc"]
+    assert "| from table |" in markdown and f"{auc['value']:.4f} +{auc['high'] - auc['value']:.4f}" in markdown
+    for plot in ("roc", "score_shapes", "score_stacked", "efficiency_vs_pt", "efficiency_vs_sdmass", "rejection_vs_pt",
+                 "rejection_vs_sdmass", "mass_after_cuts"):  # fmt: skip
+        assert (inferred / "plots" / f"{plot}.png").stat().st_size > 10_000
+        assert (inferred / "plots" / f"{plot}.pdf").read_bytes()[:5] == b"%PDF-"
+    perf = summary["performance_vs"]["jet_pt"]
+    per_bin = [v for v in perf["per_bin"]["eff_signal"]["value"] if v is not None]
+    assert per_bin and min(per_bin) >= 0.5  # the per-bin working point keeps 50% of the signal in every bin
 
 
 def test_roc_helpers_on_known_scores() -> None:
@@ -111,13 +122,38 @@ def test_cli_chain_and_errors(tmp_path, onnx_model) -> None:
 
 
 def test_evaluate_overlays_other_models_and_baselines(inferred, shards) -> None:
-    summary = evaluate(inferred, compare=[inferred], baselines=["logistic", "gbt"], shards=shards)
+    summary = evaluate(inferred, compare=[inferred], baselines=["logistic", "gbt"], shards=shards, reference="gbt",
+                       plots=False)  # fmt: skip
     others = summary["others"]
-    assert set(others) == {"pfn", "logistic", "gbt"}
-    assert others["pfn"]["auc"] == pytest.approx(summary["from_table"]["auc"])
-    assert others["gbt"]["auc"] > 0.9 and others["logistic"]["auc"] > 0.9
+    assert set(others) == {"pfn'", "logistic", "gbt"}  # the model itself is row "pfn"
+    assert others["pfn'"]["auc"] == pytest.approx(summary["from_table"]["auc"])
+    assert others["gbt"]["auc"]["value"] > 0.9 and others["logistic"]["auc"]["value"] > 0.9
+    relative = summary["relative_to_reference"]
+    assert set(relative) == {"pfn", "pfn'", "logistic"} and all(r["paired"] for r in relative.values())
+    assert relative["pfn"]["auc_difference"] == pytest.approx(relative["pfn'"]["auc_difference"])
+    difference = summary["from_table"]["auc"]["value"] - others["gbt"]["auc"]["value"]
+    assert relative["pfn"]["auc_difference"]["value"] == pytest.approx(difference)
     table = (inferred / "summary.md").read_text()
-    assert "| gbt |" in table and "| logistic |" in table
+    assert "| gbt |" in table and "| logistic |" in table and "Relative to gbt" in table
+
+
+def test_cli_evaluate_style_and_reference_make_the_figures(inferred, shards, tmp_path) -> None:
+    import shutil
+
+    out = tmp_path / "eval"
+    shutil.copytree(inferred, out, ignore=shutil.ignore_patterns("plots"))
+    cmd = [sys.executable, "-m", "hepnn_coffea.cli", "evaluate", str(out), "--baselines", "logistic", "--shards",
+           str(shards), "--reference", "logistic", "--style", "ATLAS", "--label", "Simulation Internal", "--com", "13",
+           "--lumi", "140", "--bootstrap", "20"]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "Relative to logistic" in run.stdout and "| pfn |" in run.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reference"] == "logistic" and "20 Poisson-bootstrap" in summary["intervals"]
+    for name in ("roc", "rejection_vs_pt", "mass_after_cuts"):
+        assert (out / "plots" / f"{name}.png").stat().st_size > 10_000 and (out / "plots" / f"{name}.pdf").is_file()
+    run = subprocess.run([*cmd[:-2], "--reference", "nope"], capture_output=True, text=True)
+    assert run.returncode != 0 and "reference 'nope'" in run.stderr
 
 
 def test_working_points_from_hists_hold_on_the_table(inferred) -> None:

@@ -39,6 +39,7 @@ def test_pfn_on_shared_data_full_chain(tmp_path) -> None:
     assert info["n_jets"] == 15_000
     summary = evaluate(tmp_path / "out")
     print(json.dumps(summary, indent=1))
-    assert summary["from_table"]["auc"] >= 0.95
-    assert abs(summary["from_hists"]["auc"] - summary["from_table"]["auc"]) < 2e-3
-    assert summary["from_table"]["rejection_at_30"] > 50
+    auc = summary["from_table"]["auc"]
+    assert auc["value"] >= 0.95 and 0 < auc["high"] - auc["value"] < 0.005  # 68% interval of 15k jets
+    assert abs(summary["from_hists"]["auc"]["value"] - auc["value"]) < 2e-3
+    assert summary["from_table"]["rejection_at_30"]["value"] > 50

@@ -137,7 +137,7 @@ def baseline_shards(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 @pytest.mark.parametrize("kind", ["logistic", "gbt"])
 def test_baseline_auc(baseline_shards: pathlib.Path, kind: str, tmp_path: pathlib.Path) -> None:
     from hepnn_coffea.evaluation import baselines
-    from hepnn_coffea.evaluation.stages import WORKING_POINTS
+    from hepnn_coffea.evaluation.classifier_metrics import WORKING_POINTS
 
     assert baselines.WORKING_POINTS == WORKING_POINTS
     model = baselines.train_baseline(baseline_shards, kind, seed=0)

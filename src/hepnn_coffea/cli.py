@@ -3,8 +3,9 @@
     hepnn preprocess FILESET.json -c DATA_CONFIG.yaml -o SHARDS/
     hepnn train models/pfn.yaml --shards SHARDS/ -o runs/pfn
     hepnn export runs/pfn -o model.onnx
-    hepnn infer model.onnx --fileset FILESET.json -o OUT/
+    hepnn infer model.onnx --fileset FILESET.json -o OUT/ [--variations VARIATIONS.yaml]
     hepnn evaluate OUT/
+    hepnn working-points OUT/scores.parquet --background-efficiency 0.01 0.05 -o wp.json
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def _add_bad_files(p: argparse.ArgumentParser) -> None:
                    help="finish without files/chunks that cannot be read; list them (entries lost) in the output")
     p.add_argument("--retries", type=_count, default=0, metavar="N",
                    help="retry a chunk N times after a transient (OSError) read error")  # fmt: skip
+
+
+def _add_wp_options(p: argparse.ArgumentParser, required: bool) -> None:
+    """Working points (background efficiencies) and pT bins of ``working-points`` and ``variations``."""
+    p.add_argument("--background-efficiency", type=float, nargs="+", required=required, metavar="EFF",
+                   help="target background efficiencies, e.g. 0.01 0.05" + ("" if required else " (default 0.01 0.05)"))
+    p.add_argument("--pt-edges", type=float, nargs="+", default=None, metavar="GEV",
+                   help="pT bin edges (default: background-pT quantiles)")  # fmt: skip
+    p.add_argument("--pt-column", default=None, help="pT column of the table (default: FatJet_pt or jet_pt)")
 
 
 def _count(text: str) -> int:
@@ -111,8 +121,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=512, help="jets per onnxruntime call (bounds memory)")
     p.add_argument("--naive", action="append", default=[], metavar="TARGET=EXPRESSION",
                    help="regression: a simple estimate to compare with, e.g. --naive truth_pt=jet_pt")  # fmt: skip
+    p.add_argument("--variations", default=None, metavar="YAML",
+                   help="systematic variations evaluated in the same pass (a YAML file with a 'variations:' section)")
+    p.add_argument("--variation", action="append", default=[], metavar="NAME:TYPE[:KEY=VALUE,...]",
+                   help="one more variation, e.g. charged_up:scale:factor=1.01,particles=charged or "
+                        "drop5:drop:fraction=0.05 (list values with |, e.g. samples=qcd|top)")  # fmt: skip
+    p.add_argument("--variation-seed", type=int, default=None, help="seed of the random variations (default 0)")
     _add_execution(p)
     _add_bad_files(p)
+
+    p = sub.add_parser("variations", help="the variations table and plot of an infer folder, with other settings")
+    p.add_argument("output", help="an infer folder run with --variations/--variation")
+    _add_wp_options(p, required=False)
+    p.add_argument("--no-plots", action="store_true")
+
+    p = sub.add_parser("working-points", help="thresholds at fixed background efficiency -> correctionlib JSON")
+    p.add_argument("table", help="scores.parquet of 'hepnn infer' (or its folder)")
+    _add_wp_options(p, required=True)
+    p.add_argument("-o", "--output", required=True, help="the correctionlib JSON to write")
 
     p = sub.add_parser("evaluate", help="ROC, AUC, rejection, accuracy and plots from an infer folder")
     p.add_argument("output")
@@ -121,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", nargs="*", default=[], choices=("logistic", "gbt"),
                    help="classical jet-observable baselines to add (need --shards)")  # fmt: skip
     p.add_argument("--shards", default=None, help="shard folder the baselines train on")
+    p.add_argument("--reference", default=None, metavar="NAME",
+                   help="row the others are compared to (paired AUC difference, rejection ratios, the ROC's ratio "
+                        "panel): the model's file stem, a --compare name, logistic or gbt (default: the model)")
+    p.add_argument("--style", default="none", choices=("CMS", "ATLAS", "LHCb", "ALICE", "none"),
+                   help="mplhep style and experiment label of the flat-jet classifier plots (none: no experiment "
+                        "name; the event-level plots keep their own)")  # fmt: skip
+    p.add_argument("--label", default="Simulation", help="label text after the experiment name")
+    p.add_argument("--com", type=float, default=None, metavar="TEV", help="sqrt(s) written on the plots, in TeV")
+    p.add_argument("--lumi", type=float, default=None, metavar="FB", help="luminosity written on the plots, in fb^-1")
+    p.add_argument("--bootstrap", type=int, default=100, metavar="N", help="bootstrap replicas of the AUC intervals")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap replicas")
     return parser
 
 
@@ -184,17 +221,43 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "infer":
         from hepnn_coffea.evaluation.stages import infer
 
+        from hepnn_coffea.config.variations_config import variations_from_options
+
         options = {"naive": dict(pair.split("=", 1) for pair in args.naive)} if args.naive else {}
+        variations = variations_from_options(args.variations, args.variation, args.variation_seed)
         info = infer(args.model, args.fileset, args.output, split=args.split, batch_size=args.batch_size, **execution,
-                     **options)  # fmt: skip
+                     variations=variations, **options)  # fmt: skip
         print(json.dumps(info["counts"], indent=1))
         _print_skipped(info)
         print(f"{info['n_jets']} jets scored; hists and scores.parquet in {args.output}")
+        if "variation_report" in info:
+            print(__import__("pathlib").Path(info["variation_report"]["md"]).read_text())
+    elif args.command == "variations":
+        from hepnn_coffea.config.variations_config import ReportSettings
+        from hepnn_coffea.evaluation.variation_report import write_variation_report
+
+        settings = ReportSettings(**({"background_efficiencies": args.background_efficiency}
+                                     if args.background_efficiency else {}), pt_edges=args.pt_edges)  # fmt: skip
+        files = write_variation_report(args.output, settings, plots=not args.no_plots, pt_column=args.pt_column)
+        print(__import__("pathlib").Path(files["md"]).read_text())
+        for plot in files["plots"]:
+            print(f"plot: {plot}")
+    elif args.command == "working-points":
+        from hepnn_coffea.evaluation.working_points import working_points_markdown, write_working_points
+
+        points = write_working_points(args.table, args.output, args.background_efficiency, pt_edges=args.pt_edges,
+                                      pt_column=args.pt_column)  # fmt: skip
+        print(working_points_markdown(points))
+        print(f"correctionlib JSON (validated, reproduces the table's efficiencies): {args.output}")
     elif args.command == "evaluate":
         from hepnn_coffea.evaluation.stages import evaluate, summary_markdown
 
+        from hepnn_coffea.plotting.style import PlotStyle
+
+        style = PlotStyle(args.style, args.label, args.com, args.lumi)
         summary = evaluate(args.output, plots=not args.no_plots, compare=args.compare, baselines=args.baselines,
-                           shards=args.shards)  # fmt: skip
+                           shards=args.shards, reference=args.reference, style=style, n_bootstrap=args.bootstrap,
+                           seed=args.seed)  # fmt: skip
         if (out_dir := __import__("pathlib").Path(args.output) / "summary.md").is_file() and "signal" not in summary:
             print(out_dir.read_text())  # event-level and other summaries write their own Markdown
         elif summary.get("task") == "regression":

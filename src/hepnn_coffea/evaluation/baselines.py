@@ -30,7 +30,7 @@ __all__ = [
     "train_baseline", "score_baseline", "save_baseline", "load_baseline",
 ]  # fmt: skip
 
-#: Signal efficiencies of the ``rejection_at_*`` metrics (as ``stages.WORKING_POINTS``).
+#: Signal efficiencies of the ``rejection_at_*`` metrics (as ``classifier_metrics.WORKING_POINTS``).
 WORKING_POINTS = (0.3, 0.5)
 OBSERVER_PREFIX = "observers/"
 KINDS = ("logistic", "gbt")

@@ -4,7 +4,7 @@
 (the same hists via uproot, samples and classes flattened into names),
 ``OUT/scores.parquet`` (per-jet table) and ``OUT/counts.json``.
 ``evaluate`` reads them back and writes ``OUT/summary.json``, ``OUT/summary.md``
-and ``OUT/plots/*.png``.
+(every metric with its 68% interval) and ``OUT/plots/*.png`` (+ PDF).
 """
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ from typing import Any
 import numpy as np
 
 from hepnn_coffea.evaluation.processor import RegressionEvaluationProcessor, TaggerEvaluationProcessor
-from hepnn_coffea.evaluation.roc import accuracy_from_hist, roc_from_hist, roc_from_scores, working_points
 from hepnn_coffea.inference.tagger import OnnxTagger
 from hepnn_coffea.processing import bad_files
 from hepnn_coffea.processing.fileset import load_fileset, select_split
 from hepnn_coffea.processing.runner import run_processor
 from hepnn_coffea.processing.shards import atomic_write_bytes, write_json
-
-WORKING_POINTS = (0.3, 0.5)
 
 
 def infer(
@@ -41,6 +38,7 @@ def infer(
     batch_size: int = 512,
     skip_bad_files: bool = False,
     retries: int = 0,
+    variations: Any = None,
     **processor_options: Any,
 ) -> dict[str, Any]:
     """Score every dataset (of ``split``) of ``fileset`` with ``model``; write hists and table.
@@ -55,20 +53,37 @@ def infer(
     Classifiers run through :class:`TaggerEvaluationProcessor`, regression models through
     :class:`RegressionEvaluationProcessor` (``processor_options`` go to the processor, e.g.
     ``naive={"truth_pt": "jet_pt"}``).
+
+    ``variations`` (a :class:`~hepnn_coffea.config.variations_config.VariationsConfig`, a YAML
+    file with a ``variations:`` section, or the section as a mapping) are evaluated in the same
+    pass: ``hists.pkl``, ``hists.root`` and ``scores.parquet`` stay the nominal (identical to a run
+    without variations), ``hists_variations.pkl`` has the hists with a ``variation`` axis,
+    ``variations.parquet`` the per-jet table of every other variation, and ``variations.json``,
+    ``variations.md`` and ``plots/variations_*.png`` the shifts of the working points per pT bin
+    (:mod:`hepnn_coffea.evaluation.variation_report`).
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from hepnn_coffea.config.variations_config import VariationsConfig, load_variations
 
     tagger = OnnxTagger(model, batch_size=batch_size)
     events = tagger.config.rows is not None
     regression = not tagger.config.is_classification
+    if variations is not None and not isinstance(variations, VariationsConfig):
+        variations = load_variations(variations)
+    if variations is not None and not variations.define:
+        variations = None
+    if variations is not None and regression:
+        raise ValueError("variations are evaluated for classifiers; the model has regression targets")
     policy = bad_files.BadFilePolicy(skip=skip_bad_files, retries=retries)
     if events:  # event-level NanoAOD: rows per jet, split per event (evaluation/events_processor.py)
-        checked, proc = _event_processor(tagger, fileset, split, policy)
+        checked, proc = _event_processor(tagger, fileset, split, policy, variations)
     else:
         files = select_split(load_fileset(fileset, tagger.config.treename), split)
         if not files:
             raise ValueError(f"no dataset with split {split!r} in the fileset")
+        if variations is not None:
+            processor_options["variations"] = variations
         proc = (RegressionEvaluationProcessor if regression else TaggerEvaluationProcessor)(tagger, **processor_options)
         checked = _validate(files, proc.columns(), policy, f"they are read by the model {model}")
     proc.bad_files = policy
@@ -81,21 +96,42 @@ def infer(
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hists = result["hists"]
+    if variations is not None:
+        from hepnn_coffea.evaluation.variation_hists import nominal_hists
+
+        atomic_write_bytes(out / "hists_variations.pkl", lambda f: pickle.dump(hists, f))
+        hists = nominal_hists(hists)
     atomic_write_bytes(out / "hists.pkl", lambda f: pickle.dump(hists, f))
     _write_root(out / "hists.root", hists)
-    columns = {k: np.concatenate(v) for k, v in result["table"].items()}
-    for key, values in columns.items():
-        if values.dtype == object:
-            columns[key] = values.astype(str)
-    table = pa.table(columns)
+    table = _arrow_table(result["table"])
     atomic_write_bytes(out / "scores.parquet", lambda f: pq.write_table(table, f))
+    if variations is not None:
+        varied = _arrow_table(result.get("variation_table") or {"variation": [np.zeros(0, dtype=object)]})
+        atomic_write_bytes(out / "variations.parquet", lambda f: pq.write_table(varied, f))
     info = {"model": str(pathlib.Path(model).resolve()), "task": "regression" if regression else "classification",
             "classes": tagger.classes, "counts": result["counts"], "n_jets": table.num_rows, "skipped": skipped,
             "entries": bad_files.summary(skipped, sum(checked.entries.values()), read)}  # fmt: skip
     if events:
         info.update(workflow="events", split=split, with_truth=proc.with_truth)
+    if variations is not None:
+        info["variations"] = variations.to_dict()
     write_json(out / "counts.json", info)
+    if variations is not None:
+        from hepnn_coffea.evaluation.variation_report import write_variation_report
+
+        info["variation_report"] = write_variation_report(out, variations.report)
     return info
+
+
+def _arrow_table(parts: dict[str, list[np.ndarray]]) -> Any:
+    """A pyarrow table of accumulated columns (object columns as strings)."""
+    import pyarrow as pa
+
+    columns = {k: np.concatenate(v) for k, v in parts.items()}
+    for key, values in columns.items():
+        if values.dtype == object:
+            columns[key] = values.astype(str)
+    return pa.table(columns)
 
 
 def _validate(files: dict[str, Any], needed: list[str], policy: bad_files.BadFilePolicy,
@@ -107,15 +143,16 @@ def _validate(files: dict[str, Any], needed: list[str], policy: bad_files.BadFil
     return checked
 
 
-def _event_processor(tagger: OnnxTagger, fileset: Any, split: str | None,
-                     policy: bad_files.BadFilePolicy) -> tuple[bad_files.CheckedFileset, Any]:  # fmt: skip
+def _event_processor(tagger: OnnxTagger, fileset: Any, split: str | None, policy: bad_files.BadFilePolicy,
+                     variations: Any = None) -> tuple[bad_files.CheckedFileset, Any]:  # fmt: skip
     """The checked event-level fileset (weights filled in, bad files dropped or reported) and its processor."""
     from hepnn_coffea.evaluation.events_processor import EventTaggerProcessor
     from hepnn_coffea.processing.events_stage import add_event_weights
 
     config = tagger.config
     files = load_fileset(fileset, config.treename, event_level=True)
-    needed = EventTaggerProcessor(tagger, split=split, with_truth=False).columns()  # truth branches are optional
+    # the truth branches are optional
+    needed = EventTaggerProcessor(tagger, split=split, with_truth=False, variations=variations).columns()
     checked = _validate(files, needed, policy, f"they are read for the rows of collection '{config.rows.collection}' "
                                                f"by the model {tagger.path}")  # fmt: skip
     files = checked.fileset
@@ -124,7 +161,7 @@ def _event_processor(tagger: OnnxTagger, fileset: Any, split: str | None,
     with_truth = bool(truth_branches) and all(
         truth_branches <= checked.branches[f] for d in files.values() for f in d["files"]
     )
-    return checked, EventTaggerProcessor(tagger, split=split, with_truth=with_truth)
+    return checked, EventTaggerProcessor(tagger, split=split, with_truth=with_truth, variations=variations)
 
 
 def _write_root(path: pathlib.Path, hists: dict[str, Any]) -> None:
@@ -153,21 +190,38 @@ def evaluate(
     baselines: list[str] = (),
     shards: str | pathlib.Path | None = None,
     baseline_split: str = "test",
+    reference: str | None = None,
+    style: Any = None,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """Physics metrics from an ``infer`` output folder; writes summary JSON/Markdown and plots.
+    """Physics metrics with 68% intervals from an ``infer`` output folder; writes summary JSON/Markdown and plots.
+
+    Classifiers: :func:`hepnn_coffea.evaluation.classifier_eval.evaluate_classifier` (flat jets)
+    or :func:`hepnn_coffea.evaluation.events_eval.evaluate_events` (event-level NanoAOD);
+    regression: :func:`hepnn_coffea.evaluation.regression_stage.evaluate_regression`.
 
     Parameters
     ----------
     compare
-        Other ``infer`` folders (other models on the same fileset) whose ROC curves and
-        metrics are added to the plot and the table.
+        Other ``infer`` folders (other models on the same fileset; ``path`` or ``name=path``)
+        whose ROC curves and metrics are added to the plot and the table.
     baselines
         Classical baselines (``logistic``, ``gbt``) on jet observables, trained on the
-        train split of ``shards`` and scored on ``baseline_split``
-        (see :mod:`hepnn_coffea.evaluation.baselines`).
+        train split of ``shards`` and scored on the same jets as the model (or on
+        ``baseline_split`` of the shards when the table lacks the observables; see
+        :mod:`hepnn_coffea.evaluation.baselines`).
+    reference
+        Name of the row the others are compared to (paired AUC difference, rejection ratios,
+        the ROC's ratio panel); default: the model.
+    style
+        :class:`~hepnn_coffea.plotting.style.PlotStyle` (experiment, label text, sqrt(s), luminosity).
+    n_bootstrap, seed
+        Bootstrap replicas of the AUC intervals and comparisons, and their seed.
+    name
+        Row name of the model (flat-jet classifiers; default: the ONNX file stem).
     """
-    import pyarrow.parquet as pq
-
     out = pathlib.Path(out_dir)
     with (out / "hists.pkl").open("rb") as f:
         hists = pickle.load(f)
@@ -175,76 +229,21 @@ def evaluate(
     if info.get("workflow") == "events":
         from hepnn_coffea.evaluation.events_eval import evaluate_events
 
-        return evaluate_events(out, plots=plots, shards=shards, compare=compare)
+        return evaluate_events(out, plots=plots, shards=shards, compare=compare, reference=reference, seed=seed,
+                               n_bootstrap=n_bootstrap)  # fmt: skip
     if info.get("task") == "regression":
         from hepnn_coffea.evaluation.regression_stage import evaluate_regression
 
         return evaluate_regression(out, hists, info, plots=plots)
-    classes = info["classes"]
-    signal = classes[0]
-    table = pq.read_table(out / "scores.parquet").to_pydict()
-    score = np.asarray(table[f"score_{signal}"])
-    is_signal = np.asarray(table[signal]).astype(bool)
-    weight = np.asarray(table["weight"])
-    roc_h = roc_from_hist(hists["score"], signal)
-    roc_t = roc_from_scores(score, is_signal, weight)
-    probs = np.stack([np.asarray(table[f"score_{c}"]) for c in classes], axis=1)
-    truth = np.argmax(np.stack([np.asarray(table[c]) for c in classes], axis=1), axis=1)
-    summary: dict[str, Any] = {
-        "signal": signal, "n_jets": len(score), "n_signal": int(is_signal.sum()),
-        "from_table": {"auc": roc_t.auc, "accuracy": float(np.average(probs.argmax(1) == truth, weights=weight)),
-                       **{f"rejection_at_{int(e * 100)}": roc_t.rejection_at(e) for e in WORKING_POINTS}},
-        "from_hists": {"auc": roc_h.auc, "accuracy": accuracy_from_hist(hists["score"], classes),
-                       **{f"rejection_at_{int(e * 100)}": roc_h.rejection_at(e) for e in WORKING_POINTS}},
-    }  # fmt: skip
-    summary["working_points"] = working_points(hists["score"], signal)
-    rocs = {pathlib.Path(info["model"]).stem: roc_t}
-    others: dict[str, dict[str, Any]] = {}
-    for other in compare:
-        other = pathlib.Path(other)
-        o_info = json.loads((other / "counts.json").read_text())
-        o_table = pq.read_table(other / "scores.parquet").to_pydict()
-        o_signal = o_info["classes"][0]
-        roc = roc_from_scores(np.asarray(o_table[f"score_{o_signal}"]), np.asarray(o_table[o_signal]).astype(bool),
-                              np.asarray(o_table["weight"]))  # fmt: skip
-        name = pathlib.Path(o_info["model"]).stem
-        rocs[name] = roc
-        others[name] = _metrics(roc, None)
-    if baselines:
-        from hepnn_coffea.evaluation.baselines import score_baseline, train_baseline
+    from hepnn_coffea.evaluation.classifier_eval import evaluate_classifier
 
-        if shards is None:
-            raise ValueError("baselines need the shard folder they are trained on (shards=...)")
-        for kind in baselines:
-            scored = score_baseline(train_baseline(shards, kind), shards, baseline_split)
-            rocs[kind] = scored["roc"]
-            others[kind] = {k: scored[k] for k in ("auc", "accuracy", "rejection_at_30", "rejection_at_50")}
-    if others:
-        summary["others"] = others
-    write_json(out / "summary.json", summary)
-    (out / "summary.md").write_text(summary_markdown(summary))
-    if plots:
-        from hepnn_coffea.plotting.plots import plot_all
-
-        summary["plots"] = [str(p) for p in plot_all(hists, rocs, classes, out / "plots", summary["working_points"])]
-        write_json(out / "summary.json", summary)
-    return summary
-
-
-def _metrics(roc: Any, accuracy: float | None) -> dict[str, float | None]:
-    return {"auc": roc.auc, "accuracy": accuracy,
-            **{f"rejection_at_{int(e * 100)}": roc.rejection_at(e) for e in WORKING_POINTS}}  # fmt: skip
+    return evaluate_classifier(out, hists, info, plots=plots, compare=compare, baselines=baselines, shards=shards,
+                               baseline_split=baseline_split, reference=reference, style=style,
+                               n_bootstrap=n_bootstrap, seed=seed, name=name)  # fmt: skip
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
-    """A Markdown table of the metrics (rows: from the table / from the hists)."""
-    keys = ["auc", "accuracy"] + [f"rejection_at_{int(e * 100)}" for e in WORKING_POINTS]
-    header = "| source | AUC | accuracy | " + " | ".join(f"1/eps_B @ eps_S={int(e * 100)}%" for e in WORKING_POINTS)
-    lines = [f"Signal: {summary['signal']} ({summary['n_signal']} of {summary['n_jets']} jets)", "",
-             header + " |", "|" + "---|" * (len(keys) + 1)]  # fmt: skip
-    rows = {"from table": summary["from_table"], "from hists": summary["from_hists"], **summary.get("others", {})}
-    for name, row in rows.items():
-        accuracy = f"{row['accuracy']:.4f}" if row.get("accuracy") is not None else "-"
-        lines.append(f"| {name} | {row['auc']:.4f} | {accuracy} | "
-                     + " | ".join(f"{row[k]:.1f}" for k in keys[2:]) + " |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+    """A Markdown table of the classifier metrics (see :func:`.classifier_eval.summary_markdown`)."""
+    from hepnn_coffea.evaluation.classifier_eval import summary_markdown as markdown
+
+    return markdown(summary)

@@ -13,43 +13,22 @@ from typing import Any
 
 import numpy as np
 
+from hepnn_coffea.plotting.common import interval_values as _values
+from hepnn_coffea.plotting.common import log_ticks as _log_ticks
+from hepnn_coffea.plotting.common import step_with_errors as _step_with_errors
 from hepnn_coffea.plotting.plots import _pyplot, _save
+from hepnn_coffea.plotting.style import PlotStyle
 
 #: Colours per true class (others take the default cycle).
 CLASS_COLOURS = {"top": "tab:red", "W": "tab:blue", "QCD": "tab:gray", "unmatched": "tab:olive"}
 VARIABLE_LABELS = {"FatJet_pt": "Fat jet $p_T$ [GeV]", "FatJet_msoftdrop": "Soft-drop mass $m_{SD}$ [GeV]"}
 
 
-def _header(ax: Any, right: str) -> None:
-    """Italic "Simulation" top left, ``right`` (the selection) top right."""
-    ax.set_title("Simulation", loc="left", style="italic", fontsize="medium")
-    ax.set_title(right, loc="right", fontsize="small")
+def _header(ax: Any, right: str, plot_style: PlotStyle | None = None) -> None:
+    """The style's label (default: italic "Simulation") top left, ``right`` (the selection) top right."""
+    from hepnn_coffea.plotting.style import label
 
-
-def _values(iv: Any) -> tuple[float, float, float, bool]:
-    """``(value, error down, error up, unbounded above)`` of an interval dict or a plain number."""
-    if not isinstance(iv, Mapping):
-        return float(iv), 0.0, 0.0, False
-    value = iv["value"] if iv["value"] is not None else iv["low"]
-    if value is None:
-        return np.nan, 0.0, 0.0, False
-    low = iv["low"] if iv["low"] is not None else value
-    high = iv["high"]
-    return value, value - low, (high - value) if high is not None else value, high is None
-
-
-def _log_ticks(ax: Any, which: str = "y") -> None:
-    """Log-axis labels: plain numbers at 1, 2, 5 x 10^n when it spans under 3 decades, else 10^n."""
-    from matplotlib import ticker
-
-    axis = ax.yaxis if which == "y" else ax.xaxis
-    low, high = ax.get_ylim() if which == "y" else ax.get_xlim()
-    if np.log10(high / low) < 3:
-        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    else:
-        axis.set_major_formatter(ticker.LogFormatterSciNotation())
-    axis.set_minor_formatter(ticker.NullFormatter())
+    label(ax, plot_style, right=right)
 
 
 def plot_roc_bands(curves: Mapping[str, Mapping[str, Any]], signal: str, path: pathlib.Path) -> pathlib.Path:
@@ -87,16 +66,18 @@ def plot_roc_bands(curves: Mapping[str, Mapping[str, Any]], signal: str, path: p
 
 
 def plot_efficiency(
-    curves: Mapping[str, Any], variable: str, signal: str, path: pathlib.Path
+    curves: Mapping[str, Any], variable: str, signal: str, path: pathlib.Path, *, background: str = "QCD",
+    xlabel: str | None = None, plot_style: PlotStyle | None = None,
 ) -> pathlib.Path:
-    """Signal (top panel, linear) and QCD (bottom panel, log) efficiency per bin of ``variable``.
+    """Signal (top panel, linear) and background (bottom panel, log) efficiency per bin of ``variable``.
 
-    ``curves``: :func:`~hepnn_coffea.evaluation.events_eval.efficiency_curves` output.
+    ``curves``: :func:`~hepnn_coffea.evaluation.events_eval.efficiency_curves` output (or
+    ``{"eff_signal": eff, variable: {"signal": ..., "background": ...}}`` of binned efficiencies).
     """
-    plt = _pyplot()
+    plt = _pyplot(plot_style)
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 10), gridspec_kw={"hspace": 0.08})
     for ax, key, colour, name in ((top, "signal", CLASS_COLOURS.get(signal, "tab:red"), signal),
-                                  (bottom, "background", CLASS_COLOURS["QCD"], "QCD")):  # fmt: skip
+                                  (bottom, "background", CLASS_COLOURS["QCD"], background)):  # fmt: skip
         c = curves[variable][key]
         edges = np.asarray(c["edges"], dtype=float)
         value, low, high = (np.asarray(c[k], dtype=float) for k in ("value", "low", "high"))
@@ -110,7 +91,9 @@ def plot_efficiency(
             ax.errorbar(centres[zero], high[zero], xerr=half[zero], yerr=arrow, uplims=True, fmt="none",
                         color=colour, label=f"{name} jets, none pass (68% upper limit)")  # fmt: skip
         ax.set_ylabel(f"{name} efficiency")
-        ax.legend(fontsize="x-small", loc="best")
+        title = f"$\\epsilon_{{{signal}}}$ = {curves['eff_signal']:.0%} (inclusive)" if (
+            plot_style and plot_style.experiment != "none" and ax is top) else None  # beside an experiment label
+        ax.legend(fontsize="x-small", loc="best", title=title, title_fontsize="x-small")
     top.set_ylim(0, 1.05)
     bottom.set_yscale("log")
     c = curves[variable]["background"]
@@ -119,29 +102,21 @@ def plot_efficiency(
     if (shown > 0).any():  # they, not the lower bounds of nearly empty bins, set the range
         bottom.set_ylim(bottom=0.3 * shown[shown > 0].min())
     _log_ticks(bottom)
-    bottom.set_xlabel(VARIABLE_LABELS.get(variable, variable))
+    bottom.set_xlabel(xlabel or VARIABLE_LABELS.get(variable, variable))
     bottom.set_xlim(edges[0], edges[-1])
-    _header(top, f"$\\epsilon_{{{signal}}}$ = {curves['eff_signal']:.0%} (inclusive)")
+    _header(top, f"$\\epsilon_{{{signal}}}$ = {curves['eff_signal']:.0%} (inclusive)", plot_style)
     return _save(fig, path)
 
 
-def _step_with_errors(
-    ax: Any, edges: np.ndarray, values: np.ndarray, errors: np.ndarray, **kwargs: Any
-) -> None:
-    """Step histogram, error bars only on non-empty bins."""
-    (line,) = [ax.stairs(values, edges, **kwargs)]
-    filled = values > 0
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    ax.errorbar(centres[filled], values[filled], yerr=errors[filled], fmt="none", color=line.get_edgecolor(),
-                linewidth=1)  # fmt: skip
+def plot_mass_after_cuts(cuts: Sequence[Mapping[str, Any]], signal: str, path: pathlib.Path, *,
+                         background: str = "QCD", xlabel: str | None = None, cut_on: str | None = None,
+                         plot_style: PlotStyle | None = None) -> pathlib.Path:  # fmt: skip
+    """Normalised background (QCD) mass without and with cuts at several signal efficiencies.
 
-
-def plot_mass_after_cuts(cuts: Sequence[Mapping[str, Any]], signal: str, path: pathlib.Path) -> pathlib.Path:
-    """Normalised QCD soft-drop mass without and with cuts at several signal efficiencies.
-
-    ``cuts``: :func:`~hepnn_coffea.evaluation.sculpting.mass_after_cuts` output.
+    ``cuts``: :func:`~hepnn_coffea.evaluation.sculpting.mass_after_cuts` output (or
+    :func:`~hepnn_coffea.evaluation.tagger_curves.mass_after_cuts`). Empty bins get no error bar.
     """
-    plt = _pyplot()
+    plt = _pyplot(plot_style)
     fig, ax = plt.subplots()
     for cut in cuts:
         edges = np.asarray(cut["edges"], dtype=float)
@@ -162,13 +137,14 @@ def plot_mass_after_cuts(cuts: Sequence[Mapping[str, Any]], signal: str, path: p
             style = {}
         errors = np.sqrt(variances) / norm
         _step_with_errors(ax, edges, values / norm, errors, label=label, linewidth=2, **style)
-    ax.set_xlabel(VARIABLE_LABELS["FatJet_msoftdrop"])
-    ax.set_ylabel("Normalised QCD jets / GeV")
+    ax.set_xlabel(xlabel or VARIABLE_LABELS["FatJet_msoftdrop"])
+    ax.set_ylabel(f"Normalised {background} jets / GeV")
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(0, 1.5 * ax.get_ylim()[1])  # room for the legend
-    ax.legend(fontsize="xx-small", loc="upper right", title=f"QCD jets, cut on $D_{{{signal}}}$",
+    cut_on = cut_on or f"$D_{{{signal}}}$"
+    ax.legend(fontsize="xx-small", loc="upper right", title=f"{background} jets, cut on {cut_on}",
               title_fontsize="xx-small")
-    _header(ax, "weighted, normalised")
+    _header(ax, "weighted, normalised", plot_style)
     return _save(fig, path)
 
 
