@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train every expert of the data config's 'experts' split into RUN_DIR/expert_<name>/")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set training.epochs=3")  # fmt: skip
+    p.add_argument("--init-from", metavar="PATH", default=None,
+                   help="start from this checkpoint (weaver .pt, hepnn checkpoint or run dir): sets finetune.init_from")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("export", help="export a run to ONNX (with parity check)")
@@ -193,6 +195,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "train":
         from hepnn_coffea.training.trainer import train
 
+        if args.init_from:  # same as --set finetune.init_from=PATH, relative to the working directory
+            if args.resume:
+                raise SystemExit("hepnn train: --init-from starts a new run; it cannot be combined with --resume")
+            args.set.append(f"finetune.init_from={json.dumps(str(__import__('pathlib').Path(args.init_from).resolve()))}")
         if args.experts:
             from hepnn_coffea.training.experts import train_experts
 

@@ -15,7 +15,8 @@ __all__ = ["deep_merge", "load_model_config", "resolve_expert"]
 def load_model_config(path: str | pathlib.Path) -> dict[str, Any]:
     """Load a model config, resolving ``extends`` (a path relative to the file) recursively.
 
-    Relative paths in ``data_config`` are made absolute against the file that declares them.
+    Relative paths in ``data_config`` and ``finetune.init_from`` are made absolute against the
+    file that declares them.
     The result is a plain mapping; :meth:`hepnn_coffea.config.training_config.ModelConfig.from_dict`
     checks it (the trainer does, after overrides are merged).
     """
@@ -23,6 +24,9 @@ def load_model_config(path: str | pathlib.Path) -> dict[str, Any]:
     def absolute_data_config(file: pathlib.Path, raw: dict[str, Any]) -> None:
         if isinstance(raw.get("data_config"), str):
             raw["data_config"] = str((file.parent / raw["data_config"]).resolve())
+        finetune = raw.get("finetune")
+        if isinstance(finetune, dict) and isinstance(finetune.get("init_from"), str):
+            finetune["init_from"] = str((file.parent / pathlib.Path(finetune["init_from"]).expanduser()).resolve())
 
     return load_with_extends(path, "model config", ConfigError, absolute_data_config)
 

@@ -7,6 +7,7 @@ A model config (``models/*.yaml``, after ``extends`` is resolved) has the top-le
 ``model``        ``name``, ``inputs`` (role -> data-config group) and ``params`` (constructor kwargs)
 ``training``     the options of :class:`TrainingConfig`
 ``data_config``  the data config the model is meant for
+``finetune``     start from a checkpoint, freeze, per-group learning rates, stages (:class:`FinetuneConfig`)
 ``extends``      the parent config (resolved by :func:`~hepnn_coffea.config.model_config.load_model_config`)
 ``expert_<name>`` per-expert overrides: top-level sections, or training keys as a shorthand
 
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from hepnn_coffea.config.data_config import ConfigError
+from hepnn_coffea.config.finetune_config import FinetuneConfig
 
 __all__ = ["AMP_MODES", "EXPERT_PREFIX", "OPTIMIZERS", "SCHEDULERS", "TASKS", "WEIGHT_SAMPLING", "ModelConfig",
            "ModelSection", "TrainingConfig", "suggest"]  # fmt: skip
@@ -173,6 +175,8 @@ class ModelConfig:
         The typed sections.
     data_config
         Path of the data config the model is meant for, or ``None``.
+    finetune
+        Initialisation from a checkpoint and freezing (:class:`FinetuneConfig`), or ``None``.
     experts
         The ``expert_<name>`` override blocks, checked but not applied (see
         :func:`~hepnn_coffea.config.model_config.resolve_expert`).
@@ -183,11 +187,12 @@ class ModelConfig:
     model: ModelSection = field(default_factory=ModelSection)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     data_config: str | None = None
+    finetune: FinetuneConfig | None = None
     extends: str | None = None
     experts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     #: top-level keys that are sections (also allowed inside an ``expert_<name>`` block)
-    SECTIONS: typing.ClassVar[tuple[str, ...]] = ("task", "loss", "model", "training", "data_config")
+    SECTIONS: typing.ClassVar[tuple[str, ...]] = ("task", "loss", "model", "training", "data_config", "finetune")
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], source: str = "<dict>", *, complete: bool = True) -> ModelConfig:
@@ -209,7 +214,9 @@ class ModelConfig:
         _check_keys(plain, _TOP_LEVEL, f"{source}: ", hint=f"or an {EXPERT_PREFIX}<name> block")
         if complete and ("model" not in plain or "training" not in plain):
             raise ConfigError(f"{source}: a model config needs 'model' and 'training' sections (extend models/base.yaml)")
-        values = _typed_fields(cls, {k: v for k, v in plain.items() if k not in ("model", "training")}, f"{source}: ")
+        values = _typed_fields(cls, {k: v for k, v in plain.items() if k not in _NESTED}, f"{source}: ")
+        if plain.get("finetune") is not None:
+            values["finetune"] = FinetuneConfig.from_dict(plain["finetune"], f"{source}: finetune")
         model = ModelSection.from_dict(plain.get("model"), f"{source}: model")
         if complete and not model.name:
             raise ConfigError(f"{source}: model.name: missing (the architecture, e.g. pfn)")
@@ -227,6 +234,7 @@ def suggest(key: str, allowed: Iterable[str]) -> str:
 
 # ----------------------------------------------------------------- helpers
 _TOP_LEVEL = [*ModelConfig.SECTIONS, "extends"]
+_NESTED = ("model", "training", "finetune")  # sections checked by their own dataclass
 _TRAINING_KEYS = [f.name for f in dataclasses.fields(TrainingConfig)]
 
 
@@ -246,7 +254,9 @@ def _check_expert(block: Any, where: str) -> None:
         raise ConfigError(f"{where}: expected a mapping of overrides, got {type(block).__name__}")
     _check_keys(block, [*ModelConfig.SECTIONS, *_TRAINING_KEYS], f"{where}.")
     sections = {k: v for k, v in block.items() if k in ModelConfig.SECTIONS}
-    _typed_fields(ModelConfig, {k: v for k, v in sections.items() if k not in ("model", "training")}, f"{where}.")
+    _typed_fields(ModelConfig, {k: v for k, v in sections.items() if k not in _NESTED}, f"{where}.")
+    if sections.get("finetune") is not None:
+        FinetuneConfig.from_dict(sections["finetune"], f"{where}.finetune")
     ModelSection.from_dict(sections.get("model"), f"{where}.model")
     TrainingConfig.from_dict(sections.get("training"), f"{where}.training")
     TrainingConfig.from_dict({k: v for k, v in block.items() if k not in ModelConfig.SECTIONS}, where)

@@ -87,6 +87,9 @@ class Lookahead(Optimizer):
         self._la_step += 1
         if self._la_step % self.k == 0:
             for p in self._params():
+                if not p.requires_grad:  # frozen (fine-tuning): keep it exactly, its slow copy follows later
+                    self._slow[p].copy_(p.detach())
+                    continue
                 slow = self._slow[p]
                 slow.add_(p.detach() - slow, alpha=self.alpha)
                 p.copy_(slow)

@@ -35,6 +35,7 @@ from hepnn_coffea.processing.shards import atomic_write_bytes, write_json
 from hepnn_coffea.training.dataset import ShardDataset
 from hepnn_coffea.training.disco import disco_penalty
 from hepnn_coffea.training.distributed import DistInfo, barrier, init_distributed, shard_index, shutdown
+from hepnn_coffea.training.finetune import FineTuner
 from hepnn_coffea.training.loop import StepSettings, evaluate, train_epoch
 from hepnn_coffea.training.metrics import RunLogger
 from hepnn_coffea.training.optim import build_optimizer, build_scheduler
@@ -237,6 +238,7 @@ def _train(cfg: dict[str, Any], typed: ModelConfig, device: torch.device, dist_i
         sampler = weight_sampler(train_set, tcfg.sample_by_weight)
         train_set.has_weight = False
         extra["weight_sampling"] = {"mode": tcfg.sample_by_weight, **sampler.summary()}
+    tuner = FineTuner(typed.finetune, net, typed.model.name, load=not resume)  # 'finetune': init_from, freeze, ...
     if not resume and dist_info.is_main:
         _prepare_run_dir(run_dir, cfg, shards, net, train_set, len(labels), extra)
     barrier(dist_info)
@@ -246,7 +248,9 @@ def _train(cfg: dict[str, Any], typed: ModelConfig, device: torch.device, dist_i
     samples_per_epoch = tcfg.samples_per_epoch or None
     per_rank = (samples_per_epoch or len(train_set)) // dist_info.world_size
     steps_per_epoch = max(1, per_rank // batch_size)
-    optimizer = build_optimizer(net.parameters(), tcfg.optimizer, tcfg.lr, tcfg.weight_decay)
+    optimizer = build_optimizer(tuner.param_groups(tcfg.lr), tcfg.optimizer, tcfg.lr, tcfg.weight_decay)
+    if not resume and dist_info.is_main:
+        tuner.write_report(run_dir, epochs)
     scheduler = build_scheduler(optimizer, tcfg.scheduler, epochs, steps_per_epoch, tcfg.warmup_steps)
     loss_fn = _loss(typed, net, shards)
     settings = _step_settings(net, train_set, tcfg, device, task)
@@ -286,6 +290,7 @@ def _train(cfg: dict[str, Any], typed: ModelConfig, device: torch.device, dist_i
                     logger.log_step(state["step"], **{"train/step_loss": loss, "train/lr": optimizer.param_groups[0]["lr"],
                                                       "train/jets_per_s": jets_per_s * dist_info.world_size})  # fmt: skip
 
+            tuner.start_epoch(epoch)  # the finetune stage's trainable parameters
             order = _bucketed(index, train_set, tcfg, batch_size, [seed, epoch], net.roles.get("mask"))
             batches = train_set.batches(batch_size, drop_last=True, index=order, prefetch=tcfg.prefetch,
                                         pin_memory=device.type == "cuda")  # fmt: skip

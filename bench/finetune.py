@@ -1,0 +1,275 @@
+"""Fine-tuned vs from-scratch ParticleNet at equal budgets, and the JetClass checkpoint zero-shot.
+
+Fine-tuned: ``models/particlenet_finetune.yaml`` (the published JetClass ParticleNet "kin"
+weights, new 2-class output layer at 50 x lr 1e-3, ranger, no scheduler). From scratch:
+``models/particlenet.yaml`` with the anchor's ParticleNet budget settings (lr 1e-2, ranger, no
+scheduler). Both: batch 128, ``training.num_threads`` 1 (``--threads``), one run per seed.
+
+Budgets (equal for both starts; ParticleNet trains at ~13 jets/s on one shared CPU thread, so
+the anchor's 48-step budget would cost ~8 min per run):
+
+==========  ==================================================================================
+``fresh``   one epoch of ``--steps`` x 128 train jets (a new seeded draw per seed)
+``2epoch``  2 epochs over a fixed subset of ``--steps`` x 64 train jets (half top, half QCD;
+            the first rows of the first shard of each class): the same number of steps, each
+            jet seen twice (``WORK/shards_subset``, val/test linked to the full shards)
+==========  ==================================================================================
+
+Every run is scored with its final weights (``checkpoints/last.pt``; no epoch selection) on the
+same fixed seeded subset of ``--test-jets`` jets of the shared test split, in torch, with jets
+batched by multiplicity (padding does not change ParticleNet's outputs in eval mode). Zero-shot:
+the checkpoint with its own 10 classes (``models/data/jetclass_kin.yaml``,
+``models/particlenet_jetclass.yaml``) wrapped by :func:`hepnn_coffea.training.pretrained.pretrained_run`,
+exported to ONNX and run by ``OnnxTagger`` inside the ``infer`` stage's processor on all 15k test
+jets; discriminant ``score_label_Tbqq / (score_label_Tbqq + score_label_QCD)``; also quoted on the
+test subset (same jets, matched by sample and ``event_no``). AUC: +- the spread of 100 Poisson
+bootstrap replicas; 1/eps_B: Clopper-Pearson 68% interval.
+
+Usage::
+
+    .venv/bin/python bench/finetune.py --workdir /tmp/ft --json /tmp/ft/finetune.json
+    .venv/bin/python bench/finetune.py --zero-shot-only          # ~5 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from compare_weaver import DATA, DATA_CONFIG, make_fileset
+
+MODELS = ROOT / "models"
+STARTS = {"finetuned": (MODELS / "particlenet_finetune.yaml", {}),
+          "scratch": (MODELS / "particlenet.yaml", {"lr": 1e-2})}  # fmt: skip
+COMMON = {"batch_size": 128, "optimizer": "ranger", "scheduler": "none", "val_samples": 256, "tensorboard": False}
+
+
+def subset_shards(shards: pathlib.Path, out: pathlib.Path, n_jets: int) -> pathlib.Path:
+    """``out``: ``shards`` with the train split cut to the first ``n_jets / 2`` rows of each class."""
+    if (out / "manifest.json").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((shards / "manifest.json").read_text())
+    for sample, entry in manifest["splits"]["train"].items():
+        first = entry["shards"][0]
+        rows = np.load(shards / first["path"], mmap_mode="r")[: n_jets // 2]
+        path = f"train/{sample}/subset-{n_jets // 2}.npy"
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        np.save(out / path, np.ascontiguousarray(rows), allow_pickle=False)
+        counts = np.bincount(np.asarray(rows["label"]), minlength=len(manifest["labels"])).tolist()
+        entry["shards"] = [{**first, "path": path, "entries": len(rows), "entry_stop": len(rows),
+                            "label_counts": counts}]  # fmt: skip
+    for name in ("val", "test"):
+        os.symlink(shards / name, out / name)
+    for name in ("data_config.yaml", "standardization.json"):
+        shutil.copyfile(shards / name, out / name)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out
+
+
+def test_subset(shards: pathlib.Path, n: int) -> tuple[Any, np.ndarray]:
+    """The test ShardDataset (ParticleNet's groups plus ``event_no``) and its fixed seeded ``n`` rows."""
+    from hepnn_coffea.training.dataset import ShardDataset
+
+    ds = ShardDataset(shards, "test", ["pf_points", "pf_features", "pf_mask"])
+    ds.carry(["observers/event_no"])
+    ds.keep_subset(n, 0)
+    return ds, ds.rows.copy()
+
+
+def score(net: Any, ds: Any, rows: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Softmax of ``net`` on ``rows``, jets batched by multiplicity, each batch cut to its longest jet."""
+    import torch
+
+    order = rows[np.argsort(ds.lengths("pf_mask")[rows], kind="stable")]
+    out = {}
+    net.eval()
+    with torch.no_grad():
+        for i in range(0, len(order), batch):
+            part = order[i:i + batch]
+            data = ds.gather(part)
+            length = max(int(ds.lengths("pf_mask")[part].max()), net.core.min_length)
+            inputs = [torch.from_numpy(data[g][..., :length]) for g in net.input_groups]
+            out.update(zip(part.tolist(), torch.softmax(net(*inputs), dim=1).numpy()))
+    return np.stack([out[r] for r in rows.tolist()])
+
+
+def metrics(disc: np.ndarray, is_signal: np.ndarray) -> dict[str, Any]:
+    """AUC (bootstrap interval) and 1/eps_B at 30% and 50% signal efficiency (Clopper-Pearson)."""
+    from hepnn_coffea.evaluation.sculpting import auc_interval, working_point
+
+    w = np.ones(len(disc))
+    out: dict[str, Any] = {"n_signal": int(is_signal.sum()), "n_background": int((~is_signal).sum()),
+                           "auc": auc_interval(disc, is_signal, w, n_bootstrap=100)}  # fmt: skip
+    for eff in (0.3, 0.5):
+        wp = working_point(disc[is_signal], w[is_signal], disc[~is_signal], w[~is_signal], eff)
+        out[f"rejection_at_{round(eff * 100)}"] = wp["rejection"]
+    return out
+
+
+def run_one(start: str, budget: str, seed: int, shards: pathlib.Path, work: pathlib.Path, args: argparse.Namespace,
+            test: tuple[Any, np.ndarray]) -> dict[str, Any]:  # fmt: skip
+    """Train one (start, budget, seed), score its final weights on the test subset."""
+    from hepnn_coffea.training.trainer import load_network, train
+
+    config, extra = STARTS[start]
+    training = {**COMMON, **extra, "seed": seed, "num_threads": args.threads}
+    if budget == "fresh":
+        training.update(epochs=1, samples_per_epoch=args.steps * 128)
+    else:
+        training.update(epochs=2, samples_per_epoch=None)
+    run_dir = work / "runs" / f"{start}_{budget}_s{seed}"
+    t0 = time.perf_counter()
+    if not (args.reuse_runs and (run_dir / "checkpoints" / "last.pt").is_file()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        train(config, shards, run_dir, overrides={"training": training}, progress=False)
+    t_train = time.perf_counter() - t0
+    net, _ = load_network(run_dir, "last.pt")
+    t0 = time.perf_counter()
+    ds, rows = test
+    probs = score(net, ds, rows)
+    is_top = ds.gather(rows)["target"] == 0  # labels [jet_isTop, jet_isQCD]
+    row = {"start": start, "budget": budget, "seed": seed, "overrides": training, "train_s": t_train,
+           "test_s": time.perf_counter() - t0, **metrics(probs[:, 0], is_top)}  # fmt: skip
+    print(f"[{start} {budget} seed {seed}] train {t_train:.0f} s, test {row['test_s']:.0f} s: "
+          f"AUC {row['auc']['value']:.4f}, 1/eps_B@30% {row['rejection_at_30']['value']}", flush=True)
+    return row
+
+
+def zero_shot(work: pathlib.Path, data: pathlib.Path, test: tuple[Any, np.ndarray]) -> dict[str, Any]:
+    """The JetClass checkpoint as a 10-class ONNX model through OnnxTagger on the test split."""
+    import pyarrow.parquet as pq
+
+    from hepnn_coffea.evaluation.sculpting import discriminant
+    from hepnn_coffea.evaluation.stages import infer
+    from hepnn_coffea.export import export_onnx
+    from hepnn_coffea.processing.preprocess import preprocess
+    from hepnn_coffea.training.pretrained import pretrained_run
+
+    fileset = {k: v for k, v in make_fileset(data).items() if v["metadata"]["split"] == "test"}
+    shards, run, onnx_path, out = (work / f"zero_shot_{n}" for n in ("shards", "run", "model.onnx", "infer"))
+    t0 = time.perf_counter()
+    if not (shards / "manifest.json").is_file():
+        preprocess(fileset, MODELS / "data" / "jetclass_kin.yaml", shards, executor="iterative")
+    shutil.rmtree(run, ignore_errors=True)
+    pretrained_run(MODELS / "particlenet_jetclass.yaml", shards, run)
+    export = export_onnx(run, onnx_path, parity_jets=128)
+    t_export = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    info = infer(onnx_path, fileset, out, split="test", executor="iterative", batch_size=256)
+    t_infer = time.perf_counter() - t0
+    table = pq.read_table(out / "scores.parquet").to_pydict()
+    disc = discriminant(np.asarray(table["score_label_Tbqq"]), np.asarray(table["score_label_QCD"]))
+    is_top = np.asarray(table["label_Tbqq"]) == 1
+    ds, rows = test
+    keys = {(bool(t), int(e)): i for i, (t, e) in enumerate(zip(is_top, table["event_no"]))}
+    sub = ds.gather(rows)
+    picked = [keys[(bool(t == 0), int(e))] for t, e in zip(sub["target"], sub["observers/event_no"])]
+    row = {"n_jets": info["n_jets"], "export_parity": export["max_abs_diff"], "prepare_export_s": t_export,
+           "infer_s": t_infer, "all": metrics(disc, is_top), "test_subset": metrics(disc[picked], is_top[picked])}
+    print(f"[zero-shot] {info['n_jets']} jets in {t_infer:.0f} s: AUC {row['all']['auc']['value']:.4f}, "
+          f"on the test subset {row['test_subset']['auc']['value']:.4f}", flush=True)
+    return row
+
+
+def _fmt(iv: dict[str, Any], digits: int = 4) -> str:
+    from hepnn_coffea.evaluation.intervals import format_interval
+
+    if iv["value"] is not None and iv["value"] < 1:
+        return f"{iv['value']:.{digits}f} +- {(iv['high'] - iv['low']) / 2:.{digits}f}"
+    return format_interval(iv)
+
+
+def markdown(rows: list[dict[str, Any]], zero: dict[str, Any] | None, args: argparse.Namespace) -> str:
+    """The results table: per budget, start and seed, then the means over seeds."""
+    lines = [f"Test subset: {args.test_jets} jets of the shared test split (fixed seed); final weights.", "",
+             "| budget | start | seed | AUC | 1/eps_B @ 30% | 1/eps_B @ 50% | train s |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    names = {"fresh": f"{args.steps} steps x 128 (1 epoch, {args.steps * 128:,} jets)",
+             "2epoch": f"2 epochs x {args.steps // 2} steps ({args.steps * 64:,} fixed jets)"}
+    for budget in dict.fromkeys(r["budget"] for r in rows):
+        for start in STARTS:
+            runs = [r for r in rows if r["budget"] == budget and r["start"] == start]
+            for r in runs:
+                lines.append(f"| {names[budget]} | {start} | {r['seed']} | {_fmt(r['auc'])} | "
+                             f"{_fmt(r['rejection_at_30'])} | {_fmt(r['rejection_at_50'])} | {r['train_s']:.0f} |")
+            if len(runs) > 1:
+                keys = ("auc", "rejection_at_30", "rejection_at_50")
+                mean = {k: np.mean([r[k]["value"] for r in runs]) for k in keys}
+                std = {k: np.std([r[k]["value"] for r in runs], ddof=1) for k in mean}
+                lines.append(f"| {names[budget]} | **{start} mean (std)** | - | "
+                             f"**{mean['auc']:.4f} ({std['auc']:.4f})** | "
+                             f"**{mean['rejection_at_30']:.0f} ({std['rejection_at_30']:.0f})** | "
+                             f"**{mean['rejection_at_50']:.0f} ({std['rejection_at_50']:.0f})** | |")
+    if zero is not None:
+        for key, label in (("all", f"all {zero['n_jets']:,} test jets"), ("test_subset", "the test subset")):
+            z = zero[key]
+            lines.append(f"| zero-shot (no training) | JetClass checkpoint, Tbqq/(Tbqq+QCD), {label} | - | "
+                         f"{_fmt(z['auc'])} | {_fmt(z['rejection_at_30'])} | {_fmt(z['rejection_at_50'])} | 0 |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("/tmp/ft"))
+    parser.add_argument("--data", type=pathlib.Path, default=DATA)
+    parser.add_argument("--seeds", default="1,2", help="comma list of training seeds")
+    parser.add_argument("--steps", type=int, default=20, help="optimizer steps of every budget (even)")
+    parser.add_argument("--budgets", default="fresh,2epoch", help="comma list of fresh, 2epoch")
+    parser.add_argument("--test-jets", type=int, default=2500, help="test jets every run is scored on")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the trainings")
+    parser.add_argument("--zero-shot-only", action="store_true")
+    parser.add_argument("--skip-zero-shot", action="store_true")
+    parser.add_argument("--reuse-runs", action="store_true", help="score finished runs found in the workdir again")
+    parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from hepnn_coffea.processing.preprocess import preprocess
+
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    shards = work / "shards"
+    if not (shards / "manifest.json").is_file():
+        (work / "fileset.json").write_text(json.dumps(make_fileset(args.data), indent=1))
+        preprocess(work / "fileset.json", DATA_CONFIG, shards, executor="iterative", chunksize=50_000)
+    test = test_subset(shards, args.test_jets)
+    results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": [], "zero_shot": None}
+
+    def save() -> None:
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=1))
+
+    if not args.skip_zero_shot:
+        results["zero_shot"] = zero_shot(work, args.data, test)
+        save()
+    if not args.zero_shot_only:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        for budget in [b.strip() for b in args.budgets.split(",") if b.strip()]:
+            source = shards if budget == "fresh" else subset_shards(shards, work / "shards_subset", args.steps * 64)
+            for seed in seeds:
+                for start in STARTS:
+                    results["rows"].append(run_one(start, budget, seed, source, work, args, test))
+                    save()
+    results["total_s"] = time.perf_counter() - t_start
+    save()
+    print("\n" + markdown(results["rows"], results["zero_shot"], args) + f"\n\ntotal {results['total_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
