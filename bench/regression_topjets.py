@@ -83,14 +83,17 @@ def common_binning(shards: pathlib.Path) -> dict[str, dict[str, Any]]:
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
+    """Markdown of the ``all``-expert rows; every metric ``value +high -low`` (68% bootstrap interval)."""
+    from hepnn_coffea.evaluation.intervals import format_interval as f
+
     lines = ["| variant | estimator | pT rel. resolution (68%/2) | pT core sigma / true | pT bias slope vs true "
              "| pT bias spread [GeV] | eta resolution (68%/2 of the offset) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, res in results.items():
         rows = {(r["target"], r["estimator"]): r for r in res["rows"] if r["expert"] == "all"}
         for estimator in ("model", "naive"):
             pt, eta = rows[("truth_pt", estimator)], rows[("truth_deta", estimator)]
-            lines.append(f"| {name} | {estimator} | {pt['rel_iqr68']:.4f} | {pt['rel_gauss_sigma']:.4f} | "
-                         f"{pt['bias_slope']:+.4f} | {pt['bias_spread']:.2f} | {eta['iqr68']:.4f} |")  # fmt: skip
+            lines.append(f"| {name} | {estimator} | {f(pt['rel_iqr68'])} | {f(pt['rel_gauss_sigma'])} | "
+                         f"{f(pt['bias_slope'])} | {f(pt['bias_spread'])} | {f(eta['iqr68'])} |")  # fmt: skip
     return "\n".join(lines)
 
 

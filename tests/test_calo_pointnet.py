@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import re
 
 import awkward as ak
 import numpy as np
@@ -178,8 +179,36 @@ def test_baselines_on_a_hand_made_example() -> None:
     table = {"true": np.array([1.0, 2.0, 0.1]), "focus_pt": np.array([3.0, 30.0, 3.0]),
              "pred_a": np.array([1.5, 2.0, 5.0])}  # fmt: skip
     rows = per_point_summary(table, ["a"], pt_edges=[1, 10, 100], min_true=0.5)
-    assert [r["n"] for r in rows] == [1, 1, 2] and rows[0]["a_mape"] == pytest.approx(0.5)
-    assert rows[-1]["pt_bin"] == "all" and rows[-1]["a_mape"] == pytest.approx(0.25)
+    assert [r["n"] for r in rows] == [1, 1, 2] and rows[0]["a_mape"]["value"] == pytest.approx(0.5)
+    assert rows[-1]["pt_bin"] == "all" and rows[-1]["a_mape"]["value"] == pytest.approx(0.25)
+    # one track: every replica is that track, a zero-width interval; two tracks (|rel| 0.5 and 0): replica
+    # MAPEs 0, 0.25, 0.5 with probabilities 1/4, 1/2, 1/4, a spread of 0.25 / sqrt(2)
+    assert rows[0]["a_mape"]["low"] == rows[0]["a_mape"]["high"] == pytest.approx(0.5)
+    assert rows[-1]["a_mape"]["high"] - 0.25 == pytest.approx(0.25 / np.sqrt(2), abs=0.03)
+    assert set(rows[-1]["a_bias"]) == {"value", "low", "high"}
+
+
+def test_per_point_summary_intervals_and_markdown() -> None:
+    """Seeded bootstrap intervals per pT bin that shrink like 1/sqrt(n); Markdown prints ``value +high -low``."""
+    from hepnn_coffea.calo.per_point_eval import summary_markdown
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    true = rng.uniform(1.0, 20.0, n)
+    pt = np.where(np.arange(n) < 400, 3.0, 30.0)  # 400 tracks in the first bin, 3600 in the second
+    table = {"true": true, "focus_pt": pt, "pred_a": true * (1 + rng.normal(0.0, 0.2, n))}
+    rows = per_point_summary(table, ["a"], pt_edges=[1, 10, 100], n_bootstrap=60, seed=1)
+    assert rows == per_point_summary(table, ["a"], pt_edges=[1, 10, 100], n_bootstrap=60, seed=1)  # seeded
+    widths = []
+    for row in rows[:2]:
+        res = row["a_resolution"]  # truth: half the 16-84% range of N(0, 0.2)
+        assert res["low"] <= res["value"] <= res["high"]
+        assert abs(res["value"] - 0.2 * 0.9945) < 3 * (res["high"] - res["low"])
+        widths.append(res["high"] - res["low"])
+    assert widths[0] / widths[1] == pytest.approx(3.0, rel=0.35)  # sqrt(3600 / 400)
+    md = summary_markdown(rows, ["a"])
+    interval = r"\d\.\d+ \+\d\.\d+ -\d\.\d+"
+    assert re.search(rf"\| all \| 4000 \| {interval} / {interval} \|", md), md
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +282,9 @@ def test_onnx_parity_and_evaluation(trained) -> None:
     assert [r["pt_bin"] for r in summary["rows"]] == ["5-10", "10-20", "20-1000", "all"]
     assert {"pointnet_mape", "cone_mape", "response_mape", "pointnet_resolution", "cone_bias"} <= set(summary["rows"][0])
     assert summary["rows"][-1]["n"] > 0
+    written = json.loads((trained["dir"] / "eval" / "summary.json").read_text())["rows"][-1]
+    for key in ("pointnet_mape", "pointnet_resolution", "cone_bias"):  # 68% bootstrap intervals
+        assert set(written[key]) == {"value", "low", "high"} and written[key]["low"] < written[key]["high"]
     table = np.load(trained["dir"] / "eval" / "table.npz")
     assert {"true", "pred_pointnet", "pred_cone", "pred_subtraction", "pred_response", "event_no", "focus_pt",
             "focus_type"} <= set(table.files)  # fmt: skip

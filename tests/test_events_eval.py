@@ -308,3 +308,50 @@ def test_evaluate_events_writes_summary_and_plots(tmp_path, shards) -> None:
     # the generic stage dispatches on counts.json's workflow
     again = evaluate(out, plots=False)
     assert again["taggers"]["tagger"]["top"]["auc"] == summary["taggers"]["tagger"]["top"]["auc"]
+
+
+def _figure_texts(fig) -> set[str]:
+    """Every text of a figure: labels written by mplhep, titles, legend titles."""
+    return {t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))} - {""}
+
+
+def test_event_plots_take_the_style_and_the_reference_ratio_panel(tmp_path, monkeypatch) -> None:
+    """``style`` reaches every event-level figure; ``reference`` adds the flat-jet ROC's ratio panel."""
+    import matplotlib.pyplot as plt
+
+    from hepnn_coffea.plotting import events_plots, tagger_plots
+    from hepnn_coffea.plotting.style import PlotStyle
+
+    figures = {}
+
+    def keep(fig, path):  # instead of writing and closing: the test reads the figures
+        figures[path.stem] = fig
+        return path
+
+    monkeypatch.setattr(events_plots, "_save", keep)
+    monkeypatch.setattr(tagger_plots, "_save", keep)
+    out = write_infer(tmp_path / "out", make_table(n=3000), "tagger")
+    other = write_infer(tmp_path / "other", make_table(seed=2, n=3000, mass_dependent=True), "sculpting")
+    try:
+        evaluate_events(out, compare=[f"md={other}"], reference="md", n_bootstrap=5,
+                        style=PlotStyle("CMS", "Simulation Preliminary", 13.6, 140))  # fmt: skip
+        assert len(figures) == 12
+        for name, fig in figures.items():
+            assert {"CMS", "Simulation Preliminary", "140 fb$^{-1}$ (13.6 TeV)"} <= _figure_texts(fig), name
+        roc = figures["roc_top"]
+        assert len(roc.axes) == 2 and roc.axes[1].get_ylabel() == "Ratio to ref."
+        tagger, reference, unity = roc.axes[1].get_lines()  # ratios to md: md itself is 1 everywhere
+        np.testing.assert_allclose(reference.get_ydata(), 1.0)
+        assert np.ptp(tagger.get_ydata()) > 0.1 and list(unity.get_ydata()) == [1.0, 1.0]
+        assert any("(reference)" in t for t in _figure_texts(roc))
+        assert "top vs QCD, $\\epsilon_{top}$ = 50%" in _figure_texts(figures["rejection_vs_jsd_top"])
+        plt.close("all")
+        figures.clear()
+        evaluate_events(out, compare=[f"md={other}"], n_bootstrap=5)  # the default look: no experiment, one panel
+        for name, fig in figures.items():
+            assert "CMS" not in _figure_texts(fig) and "Simulation" in _figure_texts(fig), name
+        roc = figures["roc_top"].axes
+        assert len(roc) == 1 and (roc[0].get_title(loc="left"), roc[0].get_title(loc="right")) == (
+            "Simulation", "top vs QCD")  # fmt: skip
+    finally:
+        plt.close("all")

@@ -2,7 +2,8 @@
 
 Integer Clopper-Pearson cases against ``scipy.stats.binomtest`` and the basic Kish identities are
 in ``tests/test_events_eval.py``; here: real-valued (Kish) counts, arrays, and whether the
-quoted 68% intervals cover the truth at the nominal rate in seeded toy studies.
+quoted 68% intervals cover the truth at the nominal rate in seeded toy studies (bootstrap AUC, and
+the generic bootstrap interval of the regression / per-point metrics).
 """
 
 from __future__ import annotations
@@ -171,3 +172,67 @@ def test_hist_and_table_metrics_agree_within_their_intervals() -> None:
     # the bin-level Poisson replicas estimate the same spread as the jet-level bootstrap
     spreads = [m["auc"]["high"] - m["auc"]["value"] for m in (table, binned)]
     assert spreads[1] == pytest.approx(spreads[0], rel=0.35)
+
+
+def half_iqr68(x: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """Half the 16-84% interquantile range (weighted: of the weighted empirical distribution)."""
+    if weight is None:
+        q16, q84 = np.quantile(x, [0.16, 0.84])
+    else:  # inverted CDF (numpy >= 2 only has np.quantile(weights=...))
+        order = np.argsort(x)
+        cdf = np.cumsum(weight[order]) / weight.sum()
+        q16, q84 = x[order][np.minimum(np.searchsorted(cdf, [0.16, 0.84]), len(x) - 1)]
+    return float(q84 - q16) / 2
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bootstrap_interval_covers_the_true_resolution_at_the_nominal_rate(weighted: bool) -> None:
+    """200 seeded toys of 400 Gaussian residuals: the interval holds the true 68%/2 width in 68 +- 10% of them."""
+    sigma, n, n_toys = 0.1, 400, 200
+    truth = sigma * norm.ppf(0.84)  # half the 16-84% range of N(0, sigma)
+    rng = np.random.default_rng(11)
+    covered, widths = 0, []
+    for toy in range(n_toys):
+        x = rng.normal(0.0, sigma, n)
+        weight = rng.uniform(0.2, 3.0, n) if weighted else None
+        res = iv.bootstrap_interval(half_iqr68, [x], weight, n=60, seed=toy)
+        covered += res["low"] <= truth <= res["high"]
+        widths.append(res["high"] - res["low"])
+    coverage = covered / n_toys
+    assert abs(coverage - ONE_SIGMA) < coverage_tolerance(n_toys), coverage
+    # asymptotic error of the half-IQR (quantile covariances p (1 - p') / (n f f')): sqrt(0.16 * 0.68 / (2 n)) / f
+    expected = sigma * np.sqrt(0.16 * 0.68 / 2) / norm.pdf(norm.ppf(0.84)) / np.sqrt(n)
+    n_eff = n if not weighted else n * 1.6**2 / (1.6**2 + 2.8**2 / 12)  # Kish: n (E w)^2 / E w^2, w ~ U(0.2, 3)
+    assert np.mean(widths) == pytest.approx(2 * expected * np.sqrt(n / n_eff), rel=0.15)
+
+
+def test_bootstrap_interval_of_a_mean_is_seeded_and_carries_the_weights() -> None:
+    """The interval of a mean matches sigma/sqrt(n); weights travel with their entries; mappings give one per key."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(3.0, 2.0, 2000)
+    plain = iv.bootstrap_interval(np.mean, [x], n=200, seed=1)
+    assert plain == iv.bootstrap_interval(np.mean, [x], n=200, seed=1)
+    assert plain != iv.bootstrap_interval(np.mean, [x], n=200, seed=2)
+    assert plain["value"] == pytest.approx(x.mean())
+    assert 0.5 * (plain["high"] - plain["low"]) == pytest.approx(x.std() / np.sqrt(len(x)), rel=0.2)
+    # half the entries weigh 0: the weighted mean and its spread are those of the other half
+    weight = np.where(np.arange(len(x)) % 2 == 0, 1.0, 0.0)
+    both = iv.bootstrap_interval(lambda a, w: {"mean": np.average(a, weights=w), "nan": np.nan}, [x], weight,
+                                 n=200, seed=1)  # fmt: skip
+    half = x[::2]
+    assert both["mean"]["value"] == pytest.approx(half.mean())
+    assert 0.5 * (both["mean"]["high"] - both["mean"]["low"]) == pytest.approx(half.std() / np.sqrt(len(half)),
+                                                                               rel=0.2)  # fmt: skip
+    assert both["nan"] == {"value": None, "low": None, "high": None}
+    assert iv.bootstrap_interval(np.mean, [x], n=1) == iv.interval(x.mean(), x.mean(), x.mean())
+    with pytest.raises(ValueError, match="different lengths"):
+        iv.bootstrap_interval(np.average, [x], weight[:10])
+    assert iv.format_interval(iv.interval(1.5, np.nan, np.nan)) == "1.5 (no interval)"
+    # a statistic that cannot be negative: with floor=0 its lower bound stops at 0, the upper one stays
+    symmetric = np.concatenate([x[:50], -x[:50]])  # mean exactly 0
+    free, floored = (iv.bootstrap_interval(lambda a: abs(a.mean()), [symmetric], n=100, seed=3, floor=f)
+                     for f in (None, 0.0))  # fmt: skip
+    assert free["low"] < 0 and floored["low"] == 0.0 and floored["high"] == free["high"] > 0
+    named = iv.bootstrap_interval(lambda a: {"width": abs(a.mean()), "mean": a.mean()}, [symmetric], n=100, seed=3,
+                                  floor={"width": 0.0})  # fmt: skip
+    assert named["width"]["low"] == 0.0 and named["mean"]["low"] < 0

@@ -284,7 +284,8 @@ def test_tagger_routes_each_jet_to_its_expert(routed_onnx, expert_run) -> None:
 def test_regression_infer_and_evaluate(routed_onnx, tmp_path) -> None:
     import pyarrow.parquet as pq
 
-    from hepnn_coffea.evaluation.regression import quantiles
+    from hepnn_coffea.evaluation.intervals import format_interval
+    from hepnn_coffea.evaluation.regression import bias_vs_true, quantiles, resolution
     from hepnn_coffea.evaluation.stages import evaluate, infer
 
     info = infer(routed_onnx, SAMPLES / "fileset.json", tmp_path, split="test", executor="iterative",
@@ -302,9 +303,24 @@ def test_regression_infer_and_evaluate(routed_onnx, tmp_path) -> None:
     # the hist-based resolution agrees with the exact quantiles of the table
     rel = (np.asarray(table["pred_truth_pt"]) - table["true_truth_pt"]) / table["true_truth_pt"]
     q16, q84 = np.quantile(rel, [0.16, 0.84])
-    assert rows[("truth_pt", "model", "all")]["rel_iqr68"] == pytest.approx((q84 - q16) / 2, rel=0.05)
+    assert rows[("truth_pt", "model", "all")]["rel_iqr68"]["value"] == pytest.approx((q84 - q16) / 2, rel=0.05)
     assert rows[("truth_pt", "naive", "all")]["n"] == pytest.approx(keep.sum())
-    assert (tmp_path / "summary.md").read_text().count("| truth_pt |") == 6
+    # every metric is a 68% bootstrap interval; its value is the hist-based number
+    hists = __import__("pickle").loads((tmp_path / "hists.pkl").read_bytes())
+    for (target, estimator, expert), row in rows.items():
+        h = hists[f"residual_{target}"][{"process": sum, "estimator": estimator, "expert": expert}]
+        assert row["iqr68"]["value"] == pytest.approx(resolution(h[{"true": sum}])["iqr68"], rel=1e-9)
+        slope = bias_vs_true(h)["slope"]
+        assert row["bias_slope"]["value"] == (pytest.approx(slope, rel=1e-9) if np.isfinite(slope) else None)
+        for key in ("median", "iqr68"):
+            assert row[key]["low"] <= row[key]["value"] <= row[key]["high"], (key, row[key])
+    model = rows[("truth_pt", "model", "all")]
+    assert model["rel_iqr68"]["low"] < model["rel_iqr68"]["high"]
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["rows"][0]["median"] == summary["rows"][0]["median"] and "bootstrap" in written["intervals"]
+    md = (tmp_path / "summary.md").read_text()
+    assert md.count("| truth_pt |") == 6
+    assert f"| {format_interval(model['rel_iqr68'])} |" in md and " +" in format_interval(model["rel_iqr68"])
     assert (tmp_path / "plots" / "pred_vs_true_truth_pt_model.png").stat().st_size > 0
     assert quantiles(np.array([0.0, 1.0, 1.0, 0.0]), np.arange(5.0), [0.5])[0] == pytest.approx(2.0)
 

@@ -153,12 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="row the others are compared to (paired AUC difference, rejection ratios, the ROC's ratio "
                         "panel): the model's file stem, a --compare name, logistic or gbt (default: the model)")
     p.add_argument("--style", default="none", choices=("CMS", "ATLAS", "LHCb", "ALICE", "none"),
-                   help="mplhep style and experiment label of the flat-jet classifier plots (none: no experiment "
-                        "name; the event-level plots keep their own)")  # fmt: skip
+                   help="mplhep style and experiment label of the classifier plots, flat-jet and event-level "
+                        "(none: no experiment name)")  # fmt: skip
     p.add_argument("--label", default="Simulation", help="label text after the experiment name")
     p.add_argument("--com", type=float, default=None, metavar="TEV", help="sqrt(s) written on the plots, in TeV")
     p.add_argument("--lumi", type=float, default=None, metavar="FB", help="luminosity written on the plots, in fb^-1")
-    p.add_argument("--bootstrap", type=int, default=100, metavar="N", help="bootstrap replicas of the AUC intervals")
+    p.add_argument("--bootstrap", type=int, default=100, metavar="N",
+                   help="bootstrap replicas of the AUC intervals and of the regression metrics' intervals")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap replicas")
     return parser
 

@@ -19,8 +19,9 @@ Per focused track (one sample of :mod:`hepnn_coffea.calo.samples`) the quantity 
 
 Metrics in bins of track pT (and overall), on samples with ``true >= min_true`` (the relative
 error is undefined at 0): MAPE = mean |pred - true| / true, resolution = half the 16-84%
-interquantile range of (pred - true) / true, bias = its median. Hists (``hist``) per sample
-and estimator: relative residual vs track pT and predicted vs true.
+interquantile range of (pred - true) / true, bias = its median; each with the 68% interval of
+seeded bootstrap replicas over the tracks. Hists (``hist``) per sample and estimator: relative
+residual vs track pT and predicted vs true.
 
 Inference uses :class:`~hepnn_coffea.inference.tagger.OnnxTagger` (the component the
 classifiers use) inside :class:`PerPointEvaluationProcessor`, a coffea
@@ -29,7 +30,6 @@ classifiers use) inside :class:`PerPointEvaluationProcessor`, a coffea
 
 from __future__ import annotations
 
-import json
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -102,21 +102,33 @@ def sum_cell_predictions(pred: Any, point_type: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- metrics
-def metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """MAPE, resolution (half the 16-84% interquantile range of (pred - true)/true), bias (median), n."""
-    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+def relative_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """MAPE, resolution (half the 16-84% interquantile range of (pred - true)/true), bias (median); NaN if empty."""
     if not len(true):
-        return {"n": 0, "mape": float("nan"), "resolution": float("nan"), "bias": float("nan")}
+        return {"mape": float("nan"), "resolution": float("nan"), "bias": float("nan")}
     rel = (pred - true) / true
     q16, q50, q84 = np.quantile(rel, [0.16, 0.5, 0.84])
-    return {"n": int(len(true)), "mape": float(np.mean(np.abs(rel))), "resolution": float((q84 - q16) / 2),
-            "bias": float(q50)}  # fmt: skip
+    return {"mape": float(np.mean(np.abs(rel))), "resolution": float((q84 - q16) / 2), "bias": float(q50)}
+
+
+def metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """:func:`relative_metrics` and the number of tracks ``n``."""
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    return {"n": int(len(true)), **relative_metrics(pred, true)}
 
 
 def per_point_summary(table: Mapping[str, np.ndarray], estimators: Sequence[str],
-                      pt_edges: Sequence[float] = PT_EDGES, min_true: float = 0.5) -> list[dict[str, Any]]:  # fmt: skip
+                      pt_edges: Sequence[float] = PT_EDGES, min_true: float = 0.5, *, n_bootstrap: int = 100,
+                      seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
     """Rows ``{"pt_bin", "pt_low", "pt_high", "n", "<estimator>_mape", ..._resolution, ..._bias}``,
-    one per track-pT bin and a last one for all tracks (``pt_bin: "all"``), on ``true >= min_true``."""
+    one per track-pT bin and a last one for all tracks (``pt_bin: "all"``), on ``true >= min_true``.
+
+    Every metric is an interval ``{"value", "low", "high"}``: value +- the standard deviation of
+    ``n_bootstrap`` seeded bootstrap replicas over the bin's tracks
+    (:func:`~hepnn_coffea.evaluation.intervals.bootstrap_interval`).
+    """
+    from hepnn_coffea.evaluation.intervals import bootstrap_interval
+
     true = np.asarray(table["true"], dtype=np.float64)
     pt = np.asarray(table["focus_pt"], dtype=np.float64)
     ok = true >= min_true
@@ -127,18 +139,23 @@ def per_point_summary(table: Mapping[str, np.ndarray], estimators: Sequence[str]
         sel = ok & (pt >= lo) & (pt < hi) if name != "all" else ok
         row: dict[str, Any] = {"pt_bin": name, "pt_low": lo, "pt_high": hi, "n": int(sel.sum())}
         for est in estimators:
-            m = metrics(np.asarray(table[f"pred_{est}"])[sel], true[sel])
-            row.update({f"{est}_mape": m["mape"], f"{est}_resolution": m["resolution"], f"{est}_bias": m["bias"]})
+            pred = np.asarray(table[f"pred_{est}"], dtype=np.float64)[sel]
+            m = bootstrap_interval(relative_metrics, (pred, true[sel]), n=n_bootstrap, seed=seed,
+                                   floor={"mape": 0.0, "resolution": 0.0})  # fmt: skip
+            row.update({f"{est}_{k}": m[k] for k in ("mape", "resolution", "bias")})
         rows.append(row)
     return rows
 
 
 def summary_markdown(rows: Sequence[Mapping[str, Any]], estimators: Sequence[str]) -> str:
-    """Markdown table: one row per pT bin, MAPE / resolution per estimator."""
+    """Markdown table: one row per pT bin, MAPE / resolution per estimator (``value +high -low``)."""
+    from hepnn_coffea.evaluation.intervals import format_interval
+
     head = "| track pT [GeV] | tracks | " + " | ".join(f"{e} MAPE / res." for e in estimators) + " |"
     lines = [head, "|" + "---|" * (2 + len(estimators))]
     for r in rows:
-        cells = [f"{r[f'{e}_mape']:.3f} / {r[f'{e}_resolution']:.3f}" for e in estimators]
+        cells = [f"{format_interval(r[f'{e}_mape'])} / {format_interval(r[f'{e}_resolution'])}"
+                 for e in estimators]  # fmt: skip
         lines.append(f"| {r['pt_bin']} | {r['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -263,6 +280,8 @@ def evaluate_per_point(
     chunksize: int = 20_000,
     n_displays: int = 4,
     plots: bool = True,
+    n_bootstrap: int = 100,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Infer with every model on the ``split`` samples, compare with the baselines, write the results.
 
@@ -273,6 +292,8 @@ def evaluate_per_point(
     samples
         A :func:`~hepnn_coffea.calo.samples.focused_track_samples` folder (its manifest's fileset)
         or a fileset (dict or JSON path) of sample files.
+    n_bootstrap, seed
+        Bootstrap replicas of the metrics' 68% intervals (:func:`per_point_summary`) and their seed.
 
     Writes ``summary.json`` (calibration, rows, counts), ``summary.md``, ``hists.pkl`` (the
     ``hist`` objects), ``table.npz`` and, with ``plots``, the residual / metric-vs-pT plots and
@@ -292,8 +313,10 @@ def evaluate_per_point(
     files = calo_fileset(samples, split)
     result = run_processor(files, proc, executor=executor, workers=workers, chunksize=chunksize)
     table = concat_table(result["table"])
-    rows = per_point_summary(table, proc.estimators, pt_edges, min_true)
+    rows = per_point_summary(table, proc.estimators, pt_edges, min_true, n_bootstrap=n_bootstrap, seed=seed)
     summary = {"split": split, "min_true": min_true, "estimators": proc.estimators, "calibration": calibration,
+               "intervals": f"68.27%: value +- std of {n_bootstrap} bootstrap replicas over the tracks "
+                            f"(seed {seed})",
                "rows": rows, "counts": result["counts"]}  # fmt: skip
     write_json(out / "summary.json", summary)
     (out / "summary.md").write_text(summary_markdown(rows, proc.estimators) + "\n")

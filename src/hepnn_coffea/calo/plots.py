@@ -31,18 +31,24 @@ def plot_relative_residuals(h: Any, estimators: Sequence[str], path: pathlib.Pat
 
 def plot_metric_vs_pt(rows: Sequence[Mapping[str, Any]], estimators: Sequence[str], metric: str,
                       path: pathlib.Path) -> pathlib.Path:  # fmt: skip
-    """``<estimator>_<metric>`` per track-pT bin (the ``all`` row left out)."""
+    """``<estimator>_<metric>`` per track-pT bin (the ``all`` row left out), with its 68% interval."""
+    from hepnn_coffea.plotting.common import interval_values, log_ticks
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 7))
     binned = [r for r in rows if r["pt_bin"] != "all"]
     centres = np.array([np.sqrt(r["pt_low"] * r["pt_high"]) for r in binned])
     for est in estimators:
-        ax.plot(centres, [r[f"{est}_{metric}"] for r in binned], marker="o", label=est)
+        value, down, up, _ = (np.array(x, dtype=float) for x in zip(*(interval_values(r[f"{est}_{metric}"])
+                                                                      for r in binned)))  # fmt: skip
+        ax.errorbar(centres, value, yerr=[down, up], marker="o", capsize=3, label=est)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("Track $p_T$ [GeV]")
     ax.set_ylabel({"mape": "MAPE", "resolution": "Resolution (68% IQR / 2)"}.get(metric, metric))
-    ax.legend()
+    log_ticks(ax, "x")
+    log_ticks(ax, "y")
+    ax.legend(title="68% bootstrap intervals", title_fontsize="x-small")
     return _save(fig, path)
 
 

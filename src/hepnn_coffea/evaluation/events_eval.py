@@ -172,6 +172,7 @@ def evaluate_events(
     reference: str | None = None,
     seed: int = 0,
     n_bootstrap: int = 100,
+    style: Any = None,
 ) -> dict[str, Any]:
     """Metrics, sculpting and plots of an events-workflow infer folder; writes ``summary.json``/``.md``.
 
@@ -190,9 +191,12 @@ def evaluate_events(
         their model file stem by default.
     reference
         Name of a row (e.g. ``GBT``): the others' rejection and 1/JSD at 50% are also given
-        relative to it (``relative_to_reference``).
+        relative to it (``relative_to_reference``), and the ROC plots get a panel of the
+        ratios to it.
     seed, n_bootstrap
         Seed and number of the bootstrap replicas of the AUC and JSD intervals.
+    style
+        :class:`~hepnn_coffea.plotting.style.PlotStyle` of the plots (None: the default look).
 
     Returns
     -------
@@ -248,6 +252,7 @@ def evaluate_events(
             mass_cuts={s: sc.mass_after_cuts(columns, s) for s in signals},
             points={s: {name: (row[s]["rejection_at_50"], row[s]["inv_jsd_at_50"])
                         for name, row in summary["taggers"].items()} for s in signals},
+            reference=reference, plot_style=style,
         )  # fmt: skip
         summary["plots"] = [str(p) for p in paths]
         _write(out, summary)

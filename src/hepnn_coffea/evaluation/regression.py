@@ -11,11 +11,16 @@ The residual axes are sinh-spaced (fine near 0, wide in the tails), so one
 binning resolves both a ~1% pT resolution and the tails. Resolution is given as
 half the 16-84% interquantile range and as the sigma of a Gaussian fitted to the
 core; bias vs true is the median residual per true-value bin, summarised by a
-weighted linear slope and the spread of the medians.
+weighted linear slope and the spread of the medians. The summary computes every
+metric from the per-entry table in the hists' binning (the same numbers) and quotes the
+value +- the standard deviation of seeded bootstrap replicas over the entries
+(:func:`~hepnn_coffea.evaluation.intervals.bootstrap_interval`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import hist
@@ -23,6 +28,8 @@ import numpy as np
 
 RESIDUAL_BINS = 400
 TRUE_BINS = 20
+#: Summary metrics that cannot be negative (their intervals stop at 0).
+NON_NEGATIVE = {"iqr68": 0.0, "gauss_sigma": 0.0, "rel_iqr68": 0.0, "rel_gauss_sigma": 0.0, "bias_spread": 0.0}
 
 
 def _sinh_edges(half_range: float, n: int = RESIDUAL_BINS, stretch: float = 7.0) -> np.ndarray:
@@ -90,7 +97,9 @@ def quantiles(counts: np.ndarray, edges: np.ndarray, qs: list[float], flow: bool
 
 
 def _gauss_sigma(counts: np.ndarray, edges: np.ndarray, median: float, width: float) -> tuple[float, float]:
-    from scipy.optimize import curve_fit
+    import warnings
+
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     centers, widths = 0.5 * (edges[1:] + edges[:-1]), np.diff(edges)
     core = (np.abs(centers - median) < 2 * width) & (counts > 0)
@@ -102,7 +111,10 @@ def _gauss_sigma(counts: np.ndarray, edges: np.ndarray, median: float, width: fl
         return norm * np.exp(-0.5 * ((x - mu) / sigma) ** 2)
 
     try:
-        (_, mu, sigma), _ = curve_fit(gauss, centers[core], density, p0=(density.max(), median, width), maxfev=5000)
+        with warnings.catch_warnings():  # the parameters' covariance is not used
+            warnings.simplefilter("ignore", OptimizeWarning)
+            (_, mu, sigma), _ = curve_fit(gauss, centers[core], density, p0=(density.max(), median, width),
+                                          maxfev=5000)  # fmt: skip
     except (RuntimeError, ValueError):
         return float("nan"), float("nan")
     return float(mu), float(abs(sigma))
@@ -113,7 +125,11 @@ def resolution(h: hist.Hist) -> dict[str, float]:
 
     Entries beyond the residual axis (flow bins) count in the quantiles and in ``n``.
     """
-    counts, edges = h.values(flow=True), h.axes[0].edges
+    return resolution_from_counts(h.values(flow=True), h.axes[0].edges)
+
+
+def resolution_from_counts(counts: np.ndarray, edges: np.ndarray) -> dict[str, float]:
+    """:func:`resolution` of the sums of weights of a residual axis (``len(edges) + 1`` bins, flow included)."""
     q16, q50, q84 = quantiles(counts, edges, [0.16, 0.5, 0.84], flow=True)
     width = 0.5 * (q84 - q16)
     mu, sigma = _gauss_sigma(counts[1:-1], edges, q50, width)
@@ -124,8 +140,12 @@ def resolution(h: hist.Hist) -> dict[str, float]:
 def bias_vs_true(h: hist.Hist, min_entries: float = 20) -> dict[str, Any]:
     """Median residual per true bin; ``slope`` (weighted linear fit) and ``spread`` of the medians."""
     counts = h.values(flow=True)[1:-1]  # (true bins, residual bins with flow)
-    edges = h.axes["residual"].edges
-    centers = h.axes["true"].centers
+    return bias_from_counts(counts, h.axes["residual"].edges, h.axes["true"].centers, min_entries)
+
+
+def bias_from_counts(counts: np.ndarray, edges: np.ndarray, centers: np.ndarray,
+                     min_entries: float = 20) -> dict[str, Any]:  # fmt: skip
+    """:func:`bias_vs_true` of sums of weights (true bins x residual bins with flow)."""
     n = counts.sum(axis=1)
     medians = np.array([quantiles(c, edges, [0.5], flow=True)[0] for c in counts])
     ok = n >= min_entries
@@ -138,29 +158,71 @@ def bias_vs_true(h: hist.Hist, min_entries: float = 20) -> dict[str, Any]:
     return out
 
 
-def regression_summary(hists: dict[str, hist.Hist], targets: list[str]) -> list[dict[str, Any]]:
-    """One row per target, estimator and expert: resolution, relative resolution, bias slope/spread."""
+def flow_counts(values: Sequence[np.ndarray], edges: Sequence[np.ndarray], weight: np.ndarray) -> np.ndarray:
+    """Sums of ``weight`` binned as a ``hist`` with flow bins (``len(e) + 1`` per axis; NaN goes above)."""
+    shape = tuple(len(e) + 1 for e in edges)
+    index = np.ravel_multi_index([np.digitize(v, e) for v, e in zip(values, edges)], shape)
+    return np.bincount(index, weights=weight, minlength=int(np.prod(shape))).reshape(shape)
+
+
+def entry_metrics(true: np.ndarray, pred: np.ndarray, weight: np.ndarray, *, true_edges: np.ndarray,
+                  residual_edges: np.ndarray, relative_edges: np.ndarray | None = None,
+                  ) -> dict[str, float]:  # fmt: skip
+    """The metrics of one summary row from its entries, binned as the residual hists are.
+
+    Returns ``median``, ``iqr68``, ``gauss_mean``, ``gauss_sigma`` (of pred - true),
+    ``bias_slope``, ``bias_spread`` and, with ``relative_edges``, ``rel_median``, ``rel_iqr68``,
+    ``rel_gauss_sigma`` (of (pred - true) / true): exactly :func:`resolution` and
+    :func:`bias_vs_true` of the hists these entries fill.
+    """
+    residual = pred - true
+    counts = flow_counts([true, residual], [true_edges, residual_edges], weight)
+    res = resolution_from_counts(counts.sum(axis=0), residual_edges)
+    bias = bias_from_counts(counts[1:-1], residual_edges, 0.5 * (true_edges[1:] + true_edges[:-1]))
+    out = {k: res[k] for k in ("median", "iqr68", "gauss_mean", "gauss_sigma")}
+    out.update(bias_slope=bias["slope"], bias_spread=bias["spread"])
+    if relative_edges is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = resolution_from_counts(flow_counts([residual / true], [relative_edges], weight), relative_edges)
+        out.update(rel_median=rel["median"], rel_iqr68=rel["iqr68"], rel_gauss_sigma=rel["gauss_sigma"])
+    return out
+
+
+def regression_summary(hists: dict[str, hist.Hist], targets: list[str], table: Mapping[str, np.ndarray], *,
+                       n_bootstrap: int = 100, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per target, estimator and expert: resolution, relative resolution, bias slope/spread.
+
+    Every metric is an interval ``{"value", "low", "high"}``: :func:`entry_metrics` of the
+    ``table``'s entries (``scores.parquet``: ``weight``, ``expert``, ``true_<t>``, ``pred_<t>``,
+    ``<estimator>_<t>``) in the binning of the ``hists``, +- the standard deviation of
+    ``n_bootstrap`` seeded bootstrap replicas over the entries (weights travel with them);
+    widths and spreads stop at 0 (:data:`NON_NEGATIVE`). ``n``: the sum of weights.
+    """
+    from hepnn_coffea.evaluation.intervals import bootstrap_interval
+
+    weight = np.asarray(table["weight"], dtype=np.float64)
+    expert = np.asarray(table["expert"]).astype(str) if "expert" in table else np.full(len(weight), "all")
     rows = []
     for target in targets:
-        h = hists[f"residual_{target}"][{"process": sum}]
-        rel = hists.get(f"relres_{target}")
-        rel = rel[{"process": sum}] if rel is not None else None
+        h, rel = hists[f"residual_{target}"], hists.get(f"relres_{target}")
+        stat = partial(entry_metrics, true_edges=h.axes["true"].edges, residual_edges=h.axes["residual"].edges,
+                       relative_edges=None if rel is None else rel.axes["residual"].edges)  # fmt: skip
+        true = np.asarray(table[f"true_{target}"], dtype=np.float64)
         for estimator in h.axes["estimator"]:
-            for expert in h.axes["expert"]:
-                sub = h[{"estimator": estimator, "expert": expert}]
-                row = {"target": target, "estimator": estimator, "expert": expert,
-                       **resolution(sub[{"true": sum}])}  # fmt: skip
-                bias = bias_vs_true(sub)
-                row.update(bias_slope=bias["slope"], bias_spread=bias["spread"])
-                if rel is not None:
-                    r = resolution(rel[{"estimator": estimator, "expert": expert, "true": sum}])
-                    row.update(rel_median=r["median"], rel_iqr68=r["iqr68"], rel_gauss_sigma=r["gauss_sigma"])
+            pred = np.asarray(table[f"{'pred' if estimator == 'model' else estimator}_{target}"], dtype=np.float64)
+            for name in h.axes["expert"]:
+                sel = np.ones(len(true), dtype=bool) if name == "all" else expert == name
+                row = {"target": target, "estimator": estimator, "expert": name, "n": float(weight[sel].sum())}
+                row.update(bootstrap_interval(stat, (true[sel], pred[sel]), weight[sel], n=n_bootstrap, seed=seed,
+                                              floor=NON_NEGATIVE))  # fmt: skip
                 rows.append(row)
     return rows
 
 
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table of :func:`regression_summary` rows."""
+    """A Markdown table of :func:`regression_summary` rows (intervals as ``value +high -low``)."""
+    from hepnn_coffea.evaluation.intervals import format_interval
+
     cols = [("target", "target"), ("estimator", "estimator"), ("expert", "expert"), ("n", "entries"),
             ("median", "bias (median)"), ("iqr68", "resolution (68%/2)"), ("gauss_sigma", "core sigma"),
             ("rel_median", "rel. bias"), ("rel_iqr68", "rel. resolution"), ("bias_slope", "bias slope vs true"),
@@ -170,6 +232,9 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
         cells = []
         for key, _ in cols:
             value = row.get(key)
-            cells.append("-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value))
+            if isinstance(value, Mapping):
+                cells.append(format_interval(value))
+            else:
+                cells.append("-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

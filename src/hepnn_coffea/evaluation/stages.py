@@ -216,9 +216,11 @@ def evaluate(
         Name of the row the others are compared to (paired AUC difference, rejection ratios,
         the ROC's ratio panel); default: the model.
     style
-        :class:`~hepnn_coffea.plotting.style.PlotStyle` (experiment, label text, sqrt(s), luminosity).
+        :class:`~hepnn_coffea.plotting.style.PlotStyle` (experiment, label text, sqrt(s), luminosity)
+        of the classifier plots (flat-jet and event-level).
     n_bootstrap, seed
-        Bootstrap replicas of the AUC intervals and comparisons, and their seed.
+        Bootstrap replicas of the AUC intervals and comparisons (and of every regression
+        metric), and their seed.
     name
         Row name of the model (flat-jet classifiers; default: the ONNX file stem).
     """
@@ -230,11 +232,11 @@ def evaluate(
         from hepnn_coffea.evaluation.events_eval import evaluate_events
 
         return evaluate_events(out, plots=plots, shards=shards, compare=compare, reference=reference, seed=seed,
-                               n_bootstrap=n_bootstrap)  # fmt: skip
+                               n_bootstrap=n_bootstrap, style=style)  # fmt: skip
     if info.get("task") == "regression":
         from hepnn_coffea.evaluation.regression_stage import evaluate_regression
 
-        return evaluate_regression(out, hists, info, plots=plots)
+        return evaluate_regression(out, hists, info, plots=plots, n_bootstrap=n_bootstrap, seed=seed)
     from hepnn_coffea.evaluation.classifier_eval import evaluate_classifier
 
     return evaluate_classifier(out, hists, info, plots=plots, compare=compare, baselines=baselines, shards=shards,

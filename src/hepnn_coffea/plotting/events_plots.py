@@ -2,7 +2,9 @@
 
 The inputs are the plain dicts of :mod:`hepnn_coffea.evaluation.events_eval` and
 :mod:`hepnn_coffea.evaluation.sculpting`; intervals are ``{"value", "low", "high"}`` dicts
-(``None`` = unbounded).
+(``None`` = unbounded). Every figure takes a :class:`~hepnn_coffea.plotting.style.PlotStyle`
+(``plot_style``; None: the default look); the ROC with a ``reference`` is the flat-jet ROC with
+its ratio panel (:func:`hepnn_coffea.plotting.tagger_plots.plot_roc_ratio`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hepnn_coffea.plotting.common import auc_label
 from hepnn_coffea.plotting.common import interval_values as _values
 from hepnn_coffea.plotting.common import log_ticks as _log_ticks
 from hepnn_coffea.plotting.common import step_with_errors as _step_with_errors
@@ -31,13 +34,25 @@ def _header(ax: Any, right: str, plot_style: PlotStyle | None = None) -> None:
     label(ax, plot_style, right=right)
 
 
-def plot_roc_bands(curves: Mapping[str, Mapping[str, Any]], signal: str, path: pathlib.Path) -> pathlib.Path:
+def _beside_label(text: str, plot_style: PlotStyle | None) -> str | None:
+    """``text`` as a legend title where an experiment's label takes the place of the right-hand title."""
+    return text if plot_style is not None and plot_style.experiment != "none" else None
+
+
+def plot_roc_bands(curves: Mapping[str, Mapping[str, Any]], signal: str, path: pathlib.Path, *,
+                   reference: str | None = None, plot_style: PlotStyle | None = None) -> pathlib.Path:  # fmt: skip
     """QCD rejection (log) vs signal efficiency with 68% bands, one curve per tagger.
 
     ``curves``: name -> :func:`~hepnn_coffea.evaluation.sculpting.rejection_curve` output,
-    optionally with ``auc`` (an interval) for the legend.
+    optionally with ``auc`` (an interval) for the legend. With a ``reference`` (one of the
+    curves), :func:`~hepnn_coffea.plotting.tagger_plots.plot_roc_ratio`: the same with a panel
+    of the ratios to the reference below.
     """
-    plt = _pyplot()
+    if reference is not None:
+        from hepnn_coffea.plotting.tagger_plots import plot_roc_ratio
+
+        return plot_roc_ratio(curves, path, reference=reference, signal=signal, background="QCD", style=plot_style)
+    plt = _pyplot(plot_style)
     fig, ax = plt.subplots()
     ax.set_yscale("log")
     finite = [r[np.isfinite(r)] for r in (np.asarray(c["rejection"], dtype=float) for c in curves.values())]
@@ -45,12 +60,7 @@ def plot_roc_bands(curves: Mapping[str, Mapping[str, Any]], signal: str, path: p
     for name, c in curves.items():
         eff, rej = np.asarray(c["eff_signal"]), np.asarray(c["rejection"], dtype=float)
         ok = np.isfinite(rej)
-        label = name
-        if c.get("auc") and c["auc"]["value"] is not None:
-            auc, error = c["auc"]["value"], c["auc"]["high"] - c["auc"]["value"]
-            digits = int(np.clip(1 - np.floor(np.log10(error)), 4, 7)) if error > 0 else 4
-            label += f" (AUC {auc:.{digits}f} $\\pm$ {error:.{digits}f})"
-        (line,) = ax.plot(eff[ok], rej[ok], label=label)
+        (line,) = ax.plot(eff[ok], rej[ok], label=auc_label(name, c.get("auc")))
         low, high = np.asarray(c["low"], dtype=float), np.asarray(c["high"], dtype=float)
         high = np.minimum(np.where(np.isfinite(high), high, np.nan), 100 * top)
         ax.fill_between(eff[ok], low[ok], high[ok], color=line.get_color(), alpha=0.25, linewidth=0)
@@ -59,9 +69,11 @@ def plot_roc_bands(curves: Mapping[str, Mapping[str, Any]], signal: str, path: p
     _log_ticks(ax)
     ax.set_xlabel(f"{signal} efficiency $\\epsilon_S$")
     ax.set_ylabel("QCD rejection $1/\\epsilon_B$")
-    ax.legend(fontsize="small", loc="upper right", title="68% bands: Clopper-Pearson, Kish $n_{eff}$",
-              title_fontsize="x-small")
-    _header(ax, f"{signal} vs QCD")
+    title = "68% bands: Clopper-Pearson, Kish $n_{eff}$"
+    if _beside_label(f"{signal} vs QCD", plot_style):
+        title = f"{signal} vs QCD; {title}"
+    ax.legend(fontsize="small", loc="upper right", title=title, title_fontsize="x-small")
+    _header(ax, f"{signal} vs QCD", plot_style)
     return _save(fig, path)
 
 
@@ -148,13 +160,14 @@ def plot_mass_after_cuts(cuts: Sequence[Mapping[str, Any]], signal: str, path: p
     return _save(fig, path)
 
 
-def plot_discriminant(h: Any, signal: str, path: pathlib.Path, rebin: int = 2) -> pathlib.Path:
+def plot_discriminant(h: Any, signal: str, path: pathlib.Path, rebin: int = 2, *,
+                      plot_style: PlotStyle | None = None) -> pathlib.Path:  # fmt: skip
     """Normalised weighted distributions of ``D_signal`` per process and true class (log scale).
 
     ``h``: a ``disc_<signal>_msoftdrop`` or ``disc_<signal>_pt`` hist of
     :func:`~hepnn_coffea.evaluation.events_eval.make_event_hists`.
     """
-    plt = _pyplot()
+    plt = _pyplot(plot_style)
     fig, ax = plt.subplots()
     axis = f"disc_{signal}"
     view = h.project("process", "label", axis)
@@ -177,13 +190,15 @@ def plot_discriminant(h: Any, signal: str, path: pathlib.Path, rebin: int = 2) -
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"$D_{{{signal}}} = s_{{{signal}}} / (s_{{{signal}}} + s_{{QCD}})$")
     ax.set_ylabel("Density (unit area)")
-    ax.legend(fontsize="x-small", ncols=2)
-    _header(ax, "weighted, normalised")
+    ax.legend(fontsize="x-small", ncols=2, title=_beside_label("weighted, normalised", plot_style),
+              title_fontsize="x-small")  # fmt: skip
+    _header(ax, "weighted, normalised", plot_style)
     return _save(fig, path)
 
 
 def plot_rejection_vs_jsd(points: Mapping[str, tuple[Any, Any]], path: pathlib.Path, signal: str = "top",
-                          efficiency: float = 0.5) -> pathlib.Path:  # fmt: skip
+                          efficiency: float = 0.5, *,
+                          plot_style: PlotStyle | None = None) -> pathlib.Path:  # fmt: skip
     """QCD rejection vs 1/JSD at one signal efficiency, one point per variant (log-log, error bars).
 
     Parameters
@@ -192,7 +207,7 @@ def plot_rejection_vs_jsd(points: Mapping[str, tuple[Any, Any]], path: pathlib.P
         Name (e.g. nominal / flat-reweighted / DisCo) -> ``(rejection, 1/JSD)``, each an interval
         dict or a number. An unbounded upper error is drawn as a lower-limit arrow.
     """
-    plt = _pyplot()
+    plt = _pyplot(plot_style)
     fig, ax = plt.subplots()
     markers = "osD^v<>Ph*X"
     for i, (name, (rejection, inv_jsd)) in enumerate(points.items()):
@@ -201,7 +216,8 @@ def plot_rejection_vs_jsd(points: Mapping[str, tuple[Any, Any]], path: pathlib.P
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
         ax.errorbar([x], [y], xerr=[[x_down], [x_up]], yerr=[[y_down], [y_up]], xlolims=x_open, lolims=y_open,
-                    fmt=markers[i % len(markers)], markersize=10, capsize=3, label=name)  # fmt: skip
+                    fmt=markers[i % len(markers)], markersize=10, capsize=3, label=name,
+                    color=plt.get_cmap("tab10")(i % 10))  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("1/JSD (QCD $m_{SD}$, pass vs fail)")
@@ -213,30 +229,38 @@ def plot_rejection_vs_jsd(points: Mapping[str, tuple[Any, Any]], path: pathlib.P
     _log_ticks(ax, "y")
     ax.annotate("better", xy=(0.97, 0.97), xytext=(0.8, 0.8), xycoords="axes fraction", fontsize="small",
                 arrowprops={"arrowstyle": "->"}, ha="center", va="center")  # fmt: skip
-    ax.legend(fontsize="small", loc="lower left")
-    _header(ax, f"{signal} vs QCD, $\\epsilon_{{{signal}}}$ = {efficiency:.0%}")
+    right = f"{signal} vs QCD, $\\epsilon_{{{signal}}}$ = {efficiency:.0%}"
+    beside = len(points) > 4  # many variants: the legend goes right of the axes, never over a point
+    ax.legend(fontsize="small", loc="upper left" if beside else "lower left", title=_beside_label(right, plot_style),
+              title_fontsize="x-small", **({"bbox_to_anchor": (1.02, 1.0)} if beside else {}))  # fmt: skip
+    if beside:
+        fig.set_size_inches(fig.get_size_inches()[0] * 1.5, fig.get_size_inches()[1])
+    _header(ax, right, plot_style)
     return _save(fig, path)
 
 
 def plot_events(out: pathlib.Path, signals: Sequence[str], *, hists: Mapping[str, Any],
                 rocs: Mapping[str, Mapping[str, Any]], efficiencies: Mapping[str, Any],
                 mass_cuts: Mapping[str, Sequence[Mapping[str, Any]]],
-                points: Mapping[str, Mapping[str, tuple[Any, Any]]]) -> list[pathlib.Path]:  # fmt: skip
+                points: Mapping[str, Mapping[str, tuple[Any, Any]]], reference: str | None = None,
+                plot_style: PlotStyle | None = None) -> list[pathlib.Path]:  # fmt: skip
     """Every figure of the events evaluation into ``out``, per signal S (PNG paths returned).
 
-    ``roc_S``, ``efficiency_vs_pt_S``, ``efficiency_vs_msoftdrop_S``, ``msoftdrop_qcd_S``,
-    ``discriminant_S``, ``rejection_vs_jsd_S``.
+    ``roc_S`` (with a ratio panel to the ``reference`` tagger when given), ``efficiency_vs_pt_S``,
+    ``efficiency_vs_msoftdrop_S``, ``msoftdrop_qcd_S``, ``discriminant_S``, ``rejection_vs_jsd_S``;
+    all in ``plot_style``.
     """
+    kw = {"plot_style": plot_style}
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for s in signals:
         paths += [
-            plot_roc_bands(rocs[s], s, out / f"roc_{s}.png"),
-            plot_efficiency(efficiencies[s], "FatJet_pt", s, out / f"efficiency_vs_pt_{s}.png"),
-            plot_efficiency(efficiencies[s], "FatJet_msoftdrop", s, out / f"efficiency_vs_msoftdrop_{s}.png"),
-            plot_mass_after_cuts(mass_cuts[s], s, out / f"msoftdrop_qcd_{s}.png"),
-            plot_discriminant(hists[f"disc_{s}_msoftdrop"], s, out / f"discriminant_{s}.png"),
-            plot_rejection_vs_jsd(points[s], out / f"rejection_vs_jsd_{s}.png", signal=s),
+            plot_roc_bands(rocs[s], s, out / f"roc_{s}.png", reference=reference, **kw),
+            plot_efficiency(efficiencies[s], "FatJet_pt", s, out / f"efficiency_vs_pt_{s}.png", **kw),
+            plot_efficiency(efficiencies[s], "FatJet_msoftdrop", s, out / f"efficiency_vs_msoftdrop_{s}.png", **kw),
+            plot_mass_after_cuts(mass_cuts[s], s, out / f"msoftdrop_qcd_{s}.png", **kw),
+            plot_discriminant(hists[f"disc_{s}_msoftdrop"], s, out / f"discriminant_{s}.png", **kw),
+            plot_rejection_vs_jsd(points[s], out / f"rejection_vs_jsd_{s}.png", signal=s, **kw),
         ]
     return paths
