@@ -32,7 +32,7 @@ Usage::
 
 Options: ``--models`` (default ``pfn,particlenet,part``), ``--samples`` (jets per
 epoch, ``m=N`` items, defaults pfn=30000 particlenet=1536 part=1536), ``--weaver``
-(the weaver CLI, default ``/work/weaver-venv/bin/weaver``), ``--anchor`` (default
+(the weaver CLI, default ``$WEAVER_BIN``, else ``weaver`` on PATH), ``--anchor`` (default
 ``../shared/anchor/weaver``; its config and networks are copied to the work
 folder because weaver writes ``*.auto.yaml`` next to the data config),
 ``--shards`` (reuse a preprocessed shard folder, e.g. ``/tmp/cmp/shards`` from
@@ -56,7 +56,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from compare_weaver import BUDGETS, DATA, DATA_CONFIG, NAMES, ROOT, make_fileset  # noqa: E402
+from compare_weaver import BUDGETS, DATA, DATA_CONFIG, NAMES, ROOT, make_fileset, weaver_cli  # noqa: E402
 
 BATCH = {"pfn": 512, "particlenet": 128, "part": 128}
 SAMPLES = {"pfn": 30_000, "particlenet": 1536, "part": 1536}
@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="pfn,particlenet,part")
     parser.add_argument("--samples", nargs="*", default=[], help="jets per epoch as model=N, e.g. pfn=30000")
-    parser.add_argument("--weaver", type=pathlib.Path, default=pathlib.Path("/work/weaver-venv/bin/weaver"))
+    parser.add_argument("--weaver", type=pathlib.Path, default=None,
+                        help="weaver CLI of a weaver-core install (default: $WEAVER_BIN, else `weaver` on PATH)")
     parser.add_argument("--anchor", type=pathlib.Path, default=ROOT.parent / "shared" / "anchor" / "weaver")
     parser.add_argument("--data", type=pathlib.Path, default=DATA)
     parser.add_argument("--shards", type=pathlib.Path, default=None, help="reuse these preprocessed shards")
@@ -166,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         if name not in BATCH or not value.isdigit():
             parser.error(f"--samples wants model=N, got {item!r}")
         samples[name] = int(value)
-    if not args.weaver.is_file():
-        parser.error(f"weaver CLI {args.weaver} not found (install weaver-core in its own venv, see README)")
+    args.weaver = weaver_cli(args.weaver)
 
     t_start = time.perf_counter()
     work = args.workdir

@@ -79,6 +79,24 @@ NAMES = {"pfn": "PFN", "particlenet": "ParticleNet", "part": "ParT"}
 METRICS = ("auc", "accuracy", "rejection_at_30", "rejection_at_50")
 
 
+def weaver_cli(path: pathlib.Path | None) -> pathlib.Path:
+    """The weaver CLI to run: ``path``, else ``$WEAVER_BIN``, else ``weaver`` on PATH.
+
+    Raises
+    ------
+    SystemExit
+        None found (weaver-core lives in its own venv; bench/README.md has the install command).
+    """
+    import os
+    import shutil
+
+    found = path or os.environ.get("WEAVER_BIN") or shutil.which("weaver")
+    if not found or not pathlib.Path(found).is_file():
+        raise SystemExit(f"weaver CLI {found or '(not on PATH, $WEAVER_BIN unset)'} not found: install weaver-core "
+                         "in its own venv and pass --weaver PATH (see bench/README.md)")  # fmt: skip
+    return pathlib.Path(found)
+
+
 def make_fileset(data: pathlib.Path) -> dict[str, Any]:
     """Datasets ``{sample}_{split}`` over ``{split}_{sample}_*.root`` (tree ``tree``)."""
     fileset = {

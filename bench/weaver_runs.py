@@ -14,7 +14,7 @@ Usage::
     .venv/bin/python bench/weaver_runs.py --model part --runs 2 --workdir /tmp/wr --json /tmp/wr/part.json
 
 Options: ``--model`` (``part`` or ``particlenet``), ``--runs`` (default 2), ``--weaver`` (the
-weaver CLI, default ``/work/weaver-venv/bin/weaver``), ``--anchor`` (default
+weaver CLI, default ``$WEAVER_BIN``, else ``weaver`` on PATH), ``--anchor`` (default
 ``../shared/anchor/weaver``), ``--data`` (default ``../shared/data/topqcd``), ``--threads``
 (default 2), ``--workdir``, ``--json``.
 """
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from compare_weaver import BUDGETS, DATA, METRICS, NAMES, ROOT, WEAVER  # noqa: E402
+from compare_weaver import BUDGETS, DATA, METRICS, NAMES, ROOT, WEAVER, weaver_cli  # noqa: E402
 
 BATCH = 128
 LABEL = "jet_isTop"  # the anchor data config's signal label
@@ -88,15 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="part", choices=["part", "particlenet"])
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--weaver", type=pathlib.Path, default=pathlib.Path("/work/weaver-venv/bin/weaver"))
+    parser.add_argument("--weaver", type=pathlib.Path, default=None,
+                        help="weaver CLI of a weaver-core install (default: $WEAVER_BIN, else `weaver` on PATH)")
     parser.add_argument("--anchor", type=pathlib.Path, default=ROOT.parent / "shared" / "anchor" / "weaver")
     parser.add_argument("--data", type=pathlib.Path, default=DATA)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("/tmp/weaver_runs"))
     parser.add_argument("--json", type=pathlib.Path, default=None)
     args = parser.parse_args(argv)
-    if not args.weaver.is_file():
-        parser.error(f"weaver CLI {args.weaver} not found (install weaver-core in its own venv, see bench/README.md)")
+    args.weaver = weaver_cli(args.weaver)
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = [train_and_predict(args.model, i, args) for i in range(args.runs)]
     anchor = WEAVER[args.model]
