@@ -40,6 +40,17 @@ class DistInfo:
         return self.rank == 0
 
 
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda > mps > cpu."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
 def init_distributed(device: torch.device) -> DistInfo:
     """Join the torchrun process group if ``WORLD_SIZE > 1``; returns this rank's info."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

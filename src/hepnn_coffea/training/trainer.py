@@ -34,7 +34,8 @@ from hepnn_coffea.nn import Network, build_network, check_params, count_paramete
 from hepnn_coffea.processing.shards import atomic_write_bytes, write_json
 from hepnn_coffea.training.dataset import ShardDataset
 from hepnn_coffea.training.disco import disco_penalty
-from hepnn_coffea.training.distributed import DistInfo, barrier, init_distributed, shard_index, shutdown
+from hepnn_coffea.training.distributed import (DistInfo, barrier, init_distributed, select_device, shard_index,
+                                               shutdown)
 from hepnn_coffea.training.finetune import FineTuner
 from hepnn_coffea.training.loop import StepSettings, evaluate, train_epoch
 from hepnn_coffea.training.metrics import RunLogger
@@ -60,17 +61,6 @@ class TrainResult:
     best_epoch: int
     best_metric: float
     history: list[dict[str, Any]]
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda > mps > cpu."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def load_network(run_dir: str | pathlib.Path, checkpoint: str = "best.pt") -> tuple[Network, dict[str, Any]]:
