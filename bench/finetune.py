@@ -106,15 +106,11 @@ def score(net: Any, ds: Any, rows: np.ndarray, batch: int = 256) -> np.ndarray:
 
 def metrics(disc: np.ndarray, is_signal: np.ndarray) -> dict[str, Any]:
     """AUC (bootstrap interval) and 1/eps_B at 30% and 50% signal efficiency (Clopper-Pearson)."""
-    from hepnn_coffea.evaluation.sculpting import auc_interval, working_point
+    from hepnn_coffea.evaluation.classifier_metrics import table_metrics
 
-    w = np.ones(len(disc))
-    out: dict[str, Any] = {"n_signal": int(is_signal.sum()), "n_background": int((~is_signal).sum()),
-                           "auc": auc_interval(disc, is_signal, w, n_bootstrap=100)}  # fmt: skip
-    for eff in (0.3, 0.5):
-        wp = working_point(disc[is_signal], w[is_signal], disc[~is_signal], w[~is_signal], eff)
-        out[f"rejection_at_{round(eff * 100)}"] = wp["rejection"]
-    return out
+    full = table_metrics(disc, is_signal, np.ones(len(disc)), efficiencies=(0.3, 0.5))
+    return {"n_signal": int(is_signal.sum()), "n_background": int((~is_signal).sum()), "auc": full["auc"],
+            "rejection_at_30": full["rejection_at_30"], "rejection_at_50": full["rejection_at_50"]}
 
 
 def run_one(start: str, budget: str, seed: int, shards: pathlib.Path, work: pathlib.Path, args: argparse.Namespace,
