@@ -19,6 +19,7 @@ import uproot
 
 from hepnn_coffea.cli import main as cli
 from hepnn_coffea.processing import bad_files
+from hepnn_coffea.processing.shards import open_shard
 from tests.conftest import SAMPLES, TOP_KIN
 
 NANOSIM = SAMPLES / "nanosim_fileset.json"
@@ -89,7 +90,7 @@ def _fileset(tmp: pathlib.Path, bad: dict[str, pathlib.Path], kinds: tuple[str, 
 def _rows(shards: pathlib.Path, split: str, sample: str) -> np.ndarray:
     manifest = json.loads((shards / "manifest.json").read_text())
     entry = manifest["splits"][split][sample]
-    parts = [np.load(shards / s["path"]) for s in sorted(entry["shards"], key=lambda s: (s["file"], s["entry_start"]))]
+    parts = [open_shard(shards / s["path"]).to_records() for s in sorted(entry["shards"], key=lambda s: (s["file"], s["entry_start"]))]
     return np.concatenate(parts)
 
 

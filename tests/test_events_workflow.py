@@ -14,6 +14,7 @@ import uproot
 from hepnn_coffea.cli import main as cli
 from hepnn_coffea.config.data_config import DataConfig
 from hepnn_coffea.processing.preprocess import preprocess
+from hepnn_coffea.processing.shards import open_shard
 from hepnn_coffea.training.dataset import ShardDataset
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -49,7 +50,7 @@ def _direct(dataset: str) -> dict[str, np.ndarray]:
 
 def _rows(shards: pathlib.Path, split: str, sample: str | None = None) -> np.ndarray:
     manifest = json.loads((shards / "manifest.json").read_text())
-    parts = [np.load(shards / s["path"]) for name, e in manifest["splits"].get(split, {}).items()
+    parts = [open_shard(shards / s["path"]).to_records() for name, e in manifest["splits"].get(split, {}).items()
              if sample in (None, name) for s in e["shards"]]  # fmt: skip
     return np.concatenate(parts) if parts else np.zeros(0)
 

@@ -20,7 +20,7 @@ from tests.conftest import SAMPLES, TOP_KIN, TOPQCD, needs_shared
 
 def _all_rows(shard_dir, split: str) -> np.ndarray:
     manifest = json.loads((shard_dir / "manifest.json").read_text())
-    rows = [open_shard(shard_dir / s["path"]) for e in manifest["splits"][split].values() for s in e["shards"]]
+    rows = [open_shard(shard_dir / s["path"]).to_records() for e in manifest["splits"][split].values() for s in e["shards"]]
     return np.concatenate(rows)
 
 
@@ -80,14 +80,14 @@ def test_runner_dask_executor_and_dask_awkward_give_identical_shards(shards, fil
 def test_rerun_is_idempotent_and_removes_stale_shards(fileset_path, tmp_path) -> None:
     out = tmp_path / "shards"
     preprocess(fileset_path, TOP_KIN, out, executor="iterative", chunksize=400)
-    first = sorted(p.relative_to(out) for p in out.rglob("*.npy"))
+    first = sorted(p.relative_to(out) for p in out.rglob("*.arrow"))
     preprocess(fileset_path, TOP_KIN, out, executor="iterative", chunksize=400)
-    assert sorted(p.relative_to(out) for p in out.rglob("*.npy")) == first
+    assert sorted(p.relative_to(out) for p in out.rglob("*.arrow")) == first
     assert not list(out.rglob("*.tmp"))
     preprocess(fileset_path, TOP_KIN, out, executor="iterative", chunksize=1000)
     manifest = json.loads((out / "manifest.json").read_text())
     listed = {s["path"] for samples in manifest["splits"].values() for e in samples.values() for s in e["shards"]}
-    assert {p.relative_to(out).as_posix() for p in out.rglob("*.npy")} == listed
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*.arrow")} == listed
     assert len(ShardDataset(out, "train")) == 2000
 
 
@@ -123,7 +123,7 @@ def test_corrupt_and_missing_files_are_reported(tmp_path) -> None:
     missing = {"top": {"files": {str(tmp_path / "nope.root"): "tree"}}}
     with pytest.raises(FilesetError, match="nope.root"):
         preprocess(missing, TOP_KIN, tmp_path / "out", executor="iterative")
-    assert not list((tmp_path / "out").rglob("*.npy"))
+    assert not list((tmp_path / "out").rglob("*.arrow"))
 
 
 @needs_shared

@@ -280,7 +280,7 @@ def test_preprocess_writes_reweight_hists(reweighted_shards: pathlib.Path) -> No
     from hepnn_coffea.training.dataset import ShardDataset
 
     train = ShardDataset(out, "train")
-    assert OBSERVER_PREFIX + "jet_sdmass" in train.shards[0].dtype.names
+    assert OBSERVER_PREFIX + "jet_sdmass" in train.fields
     sampler = histogram_sampler(train)
     assert sampler is not None
     assert sampler.zero_rows == sum(summary["rows_factor_zero"].values()) == 2000 - summary["entries_used"]

@@ -21,7 +21,7 @@ from hepnn_coffea.processing.shards import shard_name
 
 def view_file_name(split: str, sample: str, file: str, start: int, stop: int) -> str:
     """Relative path of a chunk's view: ``<split>/<sample>/<stem>-<hash>-<start>-<stop>.root``."""
-    return f"{split}/{shard_name(sample, file, start, stop)[: -len('.npy')]}.root"
+    return f"{split}/{shard_name(sample, file, start, stop).rsplit('.', 1)[0]}.root"
 
 
 class CalorimeterViewProcessor(ChunkProcessor):

@@ -13,6 +13,7 @@ configs port unchanged: ``treename``, ``selection``, ``test_time_selection``,
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import pathlib
@@ -227,7 +228,7 @@ class DataConfig:
                     p = params[v.name]
                     v = VarSpec(v.name, float(p["center"]), float(p["scale"]), v.min, v.max, v.pad_value)
                 specs.append(v)
-            groups[gname] = InputGroup(gname, group.length, group.pad_mode, tuple(specs))
+            groups[gname] = dataclasses.replace(group, vars=tuple(specs))
         new.inputs = groups
         new.preprocess_method = "manual"
         return new
@@ -239,8 +240,12 @@ class DataConfig:
             if name not in lengths:
                 raise ConfigError(f"{self.source}: no length computed for input group '{name}'")
             g = new.inputs[name]
-            new.inputs[name] = InputGroup(g.name, max(1, int(lengths[name])), g.pad_mode, g.vars)
+            new.inputs[name] = dataclasses.replace(g, length=max(1, int(lengths[name])))
         return new
+
+    def storage_dtypes(self) -> dict[str, str]:
+        """``input group -> dtype`` of the groups stored in the shards in reduced precision."""
+        return {g.name: g.dtype for g in self.inputs.values() if g.dtype != "float32"}
 
     def standardization(self) -> dict[str, dict[str, Any]]:
         """Per-variable transformation parameters (as weaver's ``*.auto.yaml`` holds)."""
@@ -260,7 +265,8 @@ class DataConfig:
             "preprocess": {"method": self.preprocess_method, "data_fraction": self.data_fraction,
                            **({"length_quantile": self.length_quantile} if self.length_quantile != 0.99 else {})},
             "inputs": {
-                g.name: {"length": g.length, "pad_mode": g.pad_mode, "vars": [v.as_list() for v in g.vars]}
+                g.name: {"length": g.length, "pad_mode": g.pad_mode, "vars": [v.as_list() for v in g.vars],
+                         **({"dtype": g.dtype} if g.dtype != "float32" else {})}
                 for g in self.inputs.values()
             },
             "labels": (

@@ -6,7 +6,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from hepnn_coffea.features.ragged import STORAGE_DTYPES
+
 AUTO = "auto"
+#: keys of one input group (weaver-core's three, plus the shard storage precision)
+_GROUP_KEYS = {"length", "pad_mode", "vars", "dtype"}
 
 
 class ConfigError(ValueError):
@@ -41,6 +45,8 @@ class InputGroup:
     length: int | str | None  # "auto": the preprocess.length_quantile of the training entries' lengths
     pad_mode: str
     vars: tuple[VarSpec, ...]
+    #: precision of the group's values in the training shards (``float16``/``bfloat16``: half the bytes)
+    dtype: str = "float32"
 
     @property
     def var_names(self) -> list[str]:
@@ -56,6 +62,12 @@ def _parse_inputs(raw: Any, auto: bool, source: str) -> dict[str, InputGroup]:
         where = f"{source}: inputs.{gname}"
         if not isinstance(g, dict) or not g.get("vars"):
             raise ConfigError(f"{where}: needs a non-empty 'vars' list")
+        unknown = sorted(set(g) - _GROUP_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown} (allowed: {sorted(_GROUP_KEYS)})")
+        dtype = g.get("dtype", "float32")
+        if dtype not in STORAGE_DTYPES:
+            raise ConfigError(f"{where}.dtype must be one of {list(STORAGE_DTYPES)}, got {dtype!r}")
         length = g.get("length")
         if length is not None and length != AUTO and (not isinstance(length, int) or isinstance(length, bool) or length <= 0):
             raise ConfigError(f"{where}.length must be a positive integer or 'auto', got {length!r}")
@@ -72,7 +84,7 @@ def _parse_inputs(raw: Any, auto: bool, source: str) -> dict[str, InputGroup]:
                 )
             seen[spec.name] = (gname, spec)
             specs.append(spec)
-        groups[gname] = InputGroup(str(gname), length, pad_mode, tuple(specs))
+        groups[gname] = InputGroup(str(gname), length, pad_mode, tuple(specs), dtype)
     return groups
 
 

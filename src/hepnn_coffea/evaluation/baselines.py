@@ -122,7 +122,7 @@ def load_observers(
     from hepnn_coffea.training.dataset import ShardDataset
 
     ds = ShardDataset(shard_dir, split, groups=[])
-    fields = set(ds.shards[0].dtype.names or ())
+    fields = set(ds.fields)
     needed = required_observers(observables)
     missing = [n for n in needed if OBSERVER_PREFIX + n not in fields]
     if missing:

@@ -73,7 +73,7 @@ def train_observable_gbt(shards_dir: str | pathlib.Path, *, split: str = "train"
     from hepnn_coffea.training.dataset import ShardDataset
 
     ds = ShardDataset(shards_dir, split, groups=[])
-    fields, present = [f"observers/{c}" for c in JET_COLUMNS], ds.shards[0].dtype.names or ()
+    fields, present = [f"observers/{c}" for c in JET_COLUMNS], ds.fields
     missing = [f for f in fields if f not in present]
     if missing or ds.target_field != "label":
         raise ValueError(f"{shards_dir} (split '{split}'): the observable GBT needs class labels and "

@@ -16,6 +16,7 @@ import numpy as np
 
 from hepnn_coffea.features.expressions import ExpressionError, VariableTable
 from hepnn_coffea.features.filters import apply_filters as run_filters
+from hepnn_coffea.features.ragged import RaggedGroup, offsets_of, pad_rows
 
 if TYPE_CHECKING:
     from hepnn_coffea.config.data_config import DataConfig, VarSpec
@@ -32,10 +33,12 @@ class FeatureBatch:
     Attributes
     ----------
     inputs
-        ``group -> float32`` array ``(n, n_vars, length)`` (or ``(n, n_vars)`` for length-less groups).
+        ``group -> float32`` array ``(n, n_vars, length)`` (or ``(n, n_vars)`` for length-less groups);
+        with ``compute_features(..., ragged=True)`` the groups with a length are :class:`RaggedGroup`.
     labels
-        ``int64 (n,)`` class index for classification, ``float32 (n, n_targets)`` for regression,
-        or ``None`` when labels were not requested (inference).
+        ``int64 (n,)`` class index for classification, ``float32 (n, n_targets)`` for regression
+        (per-point: ``(n, n_targets, length)`` or a :class:`RaggedGroup`), or ``None`` when labels
+        were not requested (inference).
     observers
         ``name -> (n,)`` arrays passed through untouched.
     weights
@@ -53,8 +56,8 @@ class FeatureBatch:
         Per input group with a length: the number of real (unpadded, untruncated) values per row.
     """
 
-    inputs: dict[str, np.ndarray]
-    labels: np.ndarray | None
+    inputs: dict[str, np.ndarray | RaggedGroup]
+    labels: np.ndarray | RaggedGroup | None
     observers: dict[str, np.ndarray]
     weights: np.ndarray | None
     counts: dict[str, int] = field(default_factory=dict)
@@ -73,26 +76,12 @@ def _flatten(array: ak.Array) -> tuple[np.ndarray, np.ndarray]:
     return counts, flat
 
 
-def _pad_index(counts: np.ndarray, length: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in the flat content of each padded slot, and which slots hold real values."""
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    position = np.arange(length, dtype=np.int64)[None, :]
-    if mode == "wrap":
-        local = position % np.maximum(counts, 1)[:, None]
-        real = np.broadcast_to(counts[:, None] > 0, (len(counts), length))
-    elif mode == "constant":
-        local = position
-        real = position < counts[:, None]
-    else:
-        raise ValueError(f"unknown pad mode {mode!r}")
-    return np.where(real, offsets[:-1, None] + local, 0), real
-
-
-def _pad_flat(flat: np.ndarray, index: np.ndarray, real: np.ndarray, pad_value: float) -> np.ndarray:
-    if len(flat) == 0:
-        return np.full(index.shape, pad_value, dtype=np.float32)
-    return np.where(real, flat[index], np.float32(pad_value)).astype(np.float32, copy=False)
+def _kept_values(counts: np.ndarray, length: int) -> np.ndarray | None:
+    """Boolean mask over the flat values of the first ``length`` of every row (``None``: all are kept)."""
+    if not len(counts) or counts.max() <= length:
+        return None
+    local = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(offsets_of(counts)[:-1], counts)
+    return local < length
 
 
 def pad_jagged(array: ak.Array, length: int, pad_value: float = 0.0, mode: str = "constant") -> np.ndarray:
@@ -104,7 +93,7 @@ def pad_jagged(array: ak.Array, length: int, pad_value: float = 0.0, mode: str =
     result never depends on how the data were chunked.
     """
     counts, flat = _flatten(array)
-    return _pad_flat(flat, *_pad_index(counts, length, mode), pad_value)
+    return pad_rows([flat], offsets_of(counts), None, length=length, pad_values=[pad_value], pad_mode=mode)[:, 0]
 
 
 def transform(array: Any, spec: VarSpec) -> Any:
@@ -127,38 +116,53 @@ def _to_numpy_1d(value: Any, name: str, where: str) -> np.ndarray:
 
 
 def _input_block(table: VariableTable, group: Any, n: int, counts: dict[str, int], where: str,
-                 lengths: dict[str, np.ndarray]) -> np.ndarray:  # fmt: skip
-    """The ``(n, n_vars[, length])`` float32 block of one input group.
+                 lengths: dict[str, np.ndarray]) -> np.ndarray | RaggedGroup:  # fmt: skip
+    """One input group: ``(n, n_vars)`` float32 for a group without length, else a :class:`RaggedGroup`.
 
-    Jagged variables are flattened first, transformed on the flat numpy content
-    and gathered into the padded layout with one index per distinct jagged structure.
+    Jagged variables are flattened, transformed on the flat numpy content and cut to
+    the group's length; they are padded only when the caller asks for padded blocks.
+    A group whose variables have different multiplicities is padded variable by variable.
     """
-    shape = (n, len(group.vars)) + ((group.length,) if group.length is not None else ())
-    block = np.empty(shape, dtype=np.float32)
-    layout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # counts, index, real
-    for i, spec in enumerate(group.vars):
-        value = table[spec.name]
-        jagged = isinstance(value, ak.Array) and value.ndim > 1
-        if group.length is not None:
-            if not jagged:
-                raise FeatureError(
-                    f"input group '{group.name}' has length {group.length} but '{spec.name}'{where} "
-                    "has one value per entry (use a group without 'length' for per-entry inputs)"
-                )
-            entry_counts, flat = _flatten(value)
-            if layout is None or not np.array_equal(layout[0], entry_counts):
-                layout = (entry_counts, *_pad_index(entry_counts, group.length, group.pad_mode))
-                lengths[group.name] = np.minimum(entry_counts, group.length)
-            flat = _finite(transform(flat, spec), spec.name, counts)
-            column = _pad_flat(flat, layout[1], layout[2], spec.pad_value)
-        else:
-            if jagged:
+    if group.length is None:
+        block = np.empty((n, len(group.vars)), dtype=np.float32)
+        for i, spec in enumerate(group.vars):
+            value = table[spec.name]
+            if isinstance(value, ak.Array) and value.ndim > 1:
                 raise FeatureError(f"'{spec.name}'{where} is jagged; input group '{group.name}' needs 'length'")
             column = _finite(transform(_to_numpy_1d(value, spec.name, where).astype(np.float32), spec), spec.name, counts)
-        if len(column) != n:
-            raise FeatureError(f"'{spec.name}'{where} has {len(column)} entries, expected {n}")
-        block[:, i] = column
+            _check_entries(column, n, spec.name, where)
+            block[:, i] = column
+        return block
+    columns, layouts = [], []
+    for spec in group.vars:
+        value = table[spec.name]
+        if not (isinstance(value, ak.Array) and value.ndim > 1):
+            raise FeatureError(
+                f"input group '{group.name}' has length {group.length} but '{spec.name}'{where} "
+                "has one value per entry (use a group without 'length' for per-entry inputs)"
+            )
+        entry_counts, flat = _flatten(value)
+        _check_entries(entry_counts, n, spec.name, where)
+        if not layouts or not np.array_equal(layouts[-1][0], entry_counts):
+            layouts.append((entry_counts, _kept_values(entry_counts, group.length)))
+        flat = _finite(transform(flat, spec), spec.name, counts)
+        keep = layouts[-1][1]
+        columns.append((flat if keep is None else flat[keep], np.minimum(entry_counts, group.length)))
+    lengths[group.name] = columns[0][1]
+    pads = tuple(float(spec.pad_value) for spec in group.vars)
+    if len(layouts) == 1:
+        return RaggedGroup(tuple(group.var_names), tuple(c for c, _ in columns), columns[0][1], group.length,
+                           group.pad_mode, pads)  # fmt: skip
+    block = np.empty((n, len(group.vars), group.length), dtype=np.float32)
+    for i, ((flat, kept), pad) in enumerate(zip(columns, pads)):
+        block[:, i] = pad_rows([flat], offsets_of(kept), None, length=group.length, pad_values=[pad],
+                               pad_mode=group.pad_mode)[:, 0]  # fmt: skip
     return block
+
+
+def _check_entries(values: np.ndarray, n: int, name: str, where: str) -> None:
+    if len(values) != n:
+        raise FeatureError(f"'{name}'{where} has {len(values)} entries, expected {n}")
 
 
 def _finite(values: np.ndarray, name: str, counts: dict[str, int]) -> np.ndarray:
@@ -187,6 +191,7 @@ def compute_features(
     with_labels: bool = True,
     entry_start: int = 0,
     apply_filters: bool | None = None,
+    ragged: bool = False,
 ) -> FeatureBatch:
     """Compute the model inputs (and labels, observers, weights) of one chunk.
 
@@ -209,6 +214,9 @@ def compute_features(
         Entry number of the first entry in its file (for ``first: N`` filters).
     apply_filters
         Apply the config's ``filters`` (default: when ``with_labels``, i.e. in preprocessing).
+    ragged
+        Keep the groups with a length (and per-point targets) as :class:`RaggedGroup`
+        (the shard writer stores only the real values) instead of padded blocks.
     """
     where_text = f" in {where}" if where else ""
     definitions = {**config.new_variables, **config.label_expressions}
@@ -236,6 +244,9 @@ def compute_features(
         inputs = {g.name: _input_block(selected, g, n, counts, where_text, lengths) for g in config.inputs.values()}
         if with_labels and not config.is_classification:
             labels = _targets(selected, config, where_text)
+        if not ragged:
+            inputs = {k: v.padded() if isinstance(v, RaggedGroup) else v for k, v in inputs.items()}
+            labels = labels.padded() if isinstance(labels, RaggedGroup) else labels
         expert = config.experts.index(selected, n, counts) if config.experts is not None else None
         observers = {o: _to_numpy_1d(selected[o], o, where_text) for o in config.observers} if with_labels else {}
         weights = None
@@ -251,8 +262,8 @@ def compute_features(
     return FeatureBatch(inputs, labels, observers, weights, counts, keep, expert, lengths)
 
 
-def _targets(selected: VariableTable, config: DataConfig, where: str) -> np.ndarray:
-    """Regression targets: ``(n, n_targets)``; per-point targets (``labels.pad_to``) ``(n, n_targets, length)``.
+def _targets(selected: VariableTable, config: DataConfig, where: str) -> np.ndarray | RaggedGroup:
+    """Regression targets: ``(n, n_targets)``; per-point targets (``labels.pad_to``) a :class:`RaggedGroup`.
 
     Per-point targets are jagged expressions padded like the ``pad_to`` input group
     (``constant`` padding with ``labels.pad_value``, -1 by default, which the per-point
@@ -262,13 +273,19 @@ def _targets(selected: VariableTable, config: DataConfig, where: str) -> np.ndar
         columns = [_to_numpy_1d(selected[name], name, where) for name in config.label_names]
         return np.stack(columns, axis=1).astype(np.float32)
     length = config.inputs[config.label_pad_to].length
-    blocks = []
+    columns, counts = [], None
     for name in config.label_names:
         value = selected[name]
         if not (isinstance(value, ak.Array) and value.ndim > 1):
             raise FeatureError(f"per-point target '{name}'{where} must be jagged (one value per point)")
-        blocks.append(pad_jagged(value, length, config.label_pad_value, "constant"))
-    return np.stack(blocks, axis=1)
+        entry_counts, flat = _flatten(value)
+        if counts is not None and not np.array_equal(counts, entry_counts):
+            raise FeatureError(f"per-point target '{name}'{where} has other multiplicities than "
+                               f"'{config.label_names[0]}'")  # fmt: skip
+        counts, keep = entry_counts, _kept_values(entry_counts, length)
+        columns.append(flat if keep is None else flat[keep])
+    return RaggedGroup(tuple(config.label_names), tuple(columns), np.minimum(counts, length), length, "constant",
+                       (float(config.label_pad_value),) * len(columns))  # fmt: skip
 
 
 def _take(table: VariableTable, config: DataConfig, rows: np.ndarray, with_labels: bool, selection: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from hepnn_coffea.features.compute import compute_features, selection_mask
 from hepnn_coffea.features.expressions import VariableTable
 from hepnn_coffea.features.standardize import auto_variables, raw_values
 from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
-from hepnn_coffea.processing.shards import batch_to_records, shard_name, write_shard
+from hepnn_coffea.processing.shards import shard_name, write_shard
 
 
 def row_names(config: DataConfig, selection: str = "selection", inputs_only: bool = False) -> list[str]:
@@ -96,7 +96,7 @@ class EventShardWriterProcessor(EventColumnsMixin, ChunkProcessor):
             names = {**REASONS, 0: "class_not_in_labels"}
             cutflow["unmatched"] = {names[int(r)]: int((reasons == r).sum()) for r in np.unique(reasons)}
             rows = rows[passed & good]
-        batch = compute_features(rows, config, where=chunk.where, entry_start=chunk.start)
+        batch = compute_features(rows, config, where=chunk.where, entry_start=chunk.start, ragged=True)
         if config.rows.gen_match is not None:
             cutflow["matched"] = {c: int(np.asarray(rows[c])[batch.selected].sum()) for c in config.label_names}
         cutflow["filtered"] = {k[len("filtered_"):]: v for k, v in batch.counts.items() if k.startswith("filtered_")}
@@ -108,7 +108,7 @@ class EventShardWriterProcessor(EventColumnsMixin, ChunkProcessor):
         for index, name in enumerate(SPLIT_NAMES):
             part = kept_split == index
             shard = f"{name}/{shard_name(sample, chunk.file, chunk.start, chunk.stop)}"
-            write_shard(self.out_dir, shard, batch_to_records(_subset(batch, part)))
+            write_shard(self.out_dir, shard, _subset(batch, part), config.storage_dtypes())
             labels = batch.labels[part] if batch.labels is not None and batch.labels.ndim == 1 else None
             records.append({
                 "dataset": chunk.dataset, "sample": sample, "split": name, "file": chunk.file,

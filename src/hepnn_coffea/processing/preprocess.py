@@ -5,7 +5,7 @@ Output folder layout::
     OUT/manifest.json          counts per split/sample/file, shard list, config hash
     OUT/data_config.yaml       the data config with standardization values filled in
     OUT/standardization.json   per-variable center/scale/min/max/pad (weaver's *.auto.yaml)
-    OUT/<split>/<sample>/*.npy one shard per chunk (see :mod:`.shards`)
+    OUT/<split>/<sample>/*.arrow one shard per chunk (see :mod:`.shards`)
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from hepnn_coffea.processing.fileset import load_fileset, num_entries, select_sp
 from hepnn_coffea.processing.processor import ShardWriterProcessor, StandardizationProcessor
 from hepnn_coffea.processing.reweight_stage import write_reweighting
 from hepnn_coffea.processing.runner import run_processor
+from hepnn_coffea.processing.shard_format import FORMAT as SHARD_FORMAT
 from hepnn_coffea.processing.shards import MANIFEST, write_json
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def build_manifest(
 def manifest_header(config: DataConfig, run_info: dict[str, Any]) -> dict[str, Any]:
     """The manifest fields every workflow shares (format, versions, config, inputs, labels)."""
     return {
-        "format": "hepnn_coffea.shards/1",
+        "format": SHARD_FORMAT,
         "hepnn_coffea_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "config_hash": config.config_hash(),
@@ -239,10 +240,11 @@ def _check_cutflow(entry: dict[str, Any], where: str) -> None:
 
 
 def remove_stale_shards(out: pathlib.Path, keep: set[str]) -> int:
-    """Delete ``*.npy`` shards under the split folders that are not in ``keep``."""
+    """Delete shards (``*.arrow``, and padded ``*.npy`` of format ``/1``) under the split folders not in ``keep``."""
     removed = 0
     for split_dir in (out / s for s in ("train", "val", "test")):
-        for path in split_dir.glob("*/*.npy") if split_dir.is_dir() else []:
+        paths = [*split_dir.glob("*/*.arrow"), *split_dir.glob("*/*.npy")] if split_dir.is_dir() else []
+        for path in paths:
             if path.relative_to(out).as_posix() not in keep:
                 path.unlink()
                 removed += 1

@@ -28,7 +28,7 @@ from hepnn_coffea.features.compute import compute_features
 from hepnn_coffea.features.standardize import auto_variables, raw_values
 from hepnn_coffea.processing.bad_files import (SKIPPED_KEY, BadFilePolicy, UnreadableChunk, materialize,
                                                read_chunk, read_partition, skip_record)  # fmt: skip
-from hepnn_coffea.processing.shards import batch_to_records, shard_name, write_shard
+from hepnn_coffea.processing.shards import shard_name, write_shard
 
 #: key of the dataset metadata that lists the partitions of the dask path, in order
 PARTITIONS_KEY = "hepnn_partitions"
@@ -148,7 +148,7 @@ class ShardWriterProcessor(ChunkProcessor):
     config
         Data config with every standardization value filled in.
     out_dir
-        Shards go to ``out_dir/<split>/<sample>/<file>-<hash>-<start>-<stop>.npy``.
+        Shards go to ``out_dir/<split>/<sample>/<file>-<hash>-<start>-<stop>.arrow``.
     """
 
     def __init__(self, config: DataConfig, out_dir: str) -> None:
@@ -161,11 +161,10 @@ class ShardWriterProcessor(ChunkProcessor):
         return self.config.required_branches()
 
     def process_chunk(self, events: Any, chunk: ChunkInfo) -> dict[str, Any]:
-        batch = compute_features(events, self.config, where=chunk.where, entry_start=chunk.start)
+        batch = compute_features(events, self.config, where=chunk.where, entry_start=chunk.start, ragged=True)
         split, sample = chunk.metadata["split"], chunk.metadata["sample"]
         name = f"{split}/{shard_name(sample, chunk.file, chunk.start, chunk.stop)}"
-        records = batch_to_records(batch)
-        write_shard(self.out_dir, name, records)
+        write_shard(self.out_dir, name, batch, self.config.storage_dtypes())
         labels = batch.labels if batch.labels is not None and batch.labels.ndim == 1 else None
         record = {
             "dataset": chunk.dataset, "sample": sample, "split": split, "file": chunk.file,

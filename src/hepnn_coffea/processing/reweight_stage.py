@@ -45,10 +45,10 @@ def read_train_columns(out_dir: str | pathlib.Path, names: list[str]) -> tuple[d
     for path in paths:
         shard = open_shard(out / path)
         for name in names:
-            if OBSERVER_PREFIX + name not in shard.dtype.names:
+            if OBSERVER_PREFIX + name not in shard.fields:
                 raise ConfigError(f"{out / path}: no observer '{name}' for the reweighting")
-            columns[name].append(np.asarray(shard[OBSERVER_PREFIX + name], dtype=np.float64))
-        labels.append(np.asarray(shard["label"]))
+            columns[name].append(np.asarray(shard.column(OBSERVER_PREFIX + name), dtype=np.float64))
+        labels.append(shard.column("label"))
     return {n: np.concatenate(v) for n, v in columns.items()}, np.concatenate(labels)
 
 

@@ -1,6 +1,10 @@
-"""Training shards: one memory-mappable ``.npy`` file of rows per processed chunk.
+"""Training shards: one memory-mappable file of rows per processed chunk.
 
-A shard is a NumPy structured array (one row per selected jet) with the fields
+Shards are written by :func:`write_shard` in the ragged Arrow format of
+:mod:`hepnn_coffea.processing.shard_format` (only the real particles of every jet,
+``hepnn_coffea.shards/2``); :func:`open_shard` also reads the padded ``.npy``
+shards of format ``/1`` (one NumPy structured array, every jet padded). Either way
+a shard has the logical fields
 
 * ``inputs/<group>``: float32 ``(n_vars, length)`` (or ``(n_vars,)``),
 * ``label`` (int64 class index) or ``target`` (float32 ``(n_targets,)``),
@@ -8,10 +12,9 @@ A shard is a NumPy structured array (one row per selected jet) with the fields
 * ``expert`` (int64 expert index, when the data config declares ``experts``),
 * ``observers/<name>``: the observer's own dtype.
 
-Rows are contiguous, so a random batch is one gather per shard when read with
-``np.load(mmap_mode="r")``. Shards are written atomically (temporary file, then
-``os.replace``) under a deterministic name built from sample, file and entry
-range, so a retried or repeated task overwrites instead of duplicating.
+Shards are written atomically (temporary file, then ``os.replace``) under a
+deterministic name built from sample, file and entry range, so a retried or
+repeated task overwrites instead of duplicating.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ import json
 import os
 import pathlib
 import tempfile
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # the training side reads shards without the feature code
+from hepnn_coffea.processing.shard_format import SUFFIX, RaggedShard, batch_to_arrow, write_arrow
+
+if TYPE_CHECKING:
     from hepnn_coffea.features.compute import FeatureBatch
 
 #: name of the shard folder's manifest (written by the preprocess stage)
@@ -35,27 +41,10 @@ OBSERVER_PREFIX = "observers/"
 
 
 def shard_name(sample: str, file: str, start: int, stop: int) -> str:
-    """Deterministic relative path of a chunk's shard: ``<sample>/<stem>-<hash>-<start>-<stop>.npy``."""
+    """Deterministic relative path of a chunk's shard: ``<sample>/<stem>-<hash>-<start>-<stop>.arrow``."""
     digest = hashlib.sha1(str(file).encode()).hexdigest()[:8]
     stem = pathlib.Path(str(file).split("://")[-1]).stem
-    return f"{sample}/{stem}-{digest}-{start:010d}-{stop:010d}.npy"
-
-
-def batch_to_records(batch: FeatureBatch) -> np.ndarray:
-    """Pack a :class:`FeatureBatch` into one structured array (one row per entry)."""
-    columns: dict[str, np.ndarray] = {INPUT_PREFIX + k: v for k, v in batch.inputs.items()}
-    if batch.labels is not None:
-        columns["label" if batch.labels.ndim == 1 else "target"] = batch.labels
-    if batch.weights is not None:
-        columns["weight"] = batch.weights
-    if batch.expert is not None:
-        columns["expert"] = batch.expert
-    columns.update({OBSERVER_PREFIX + k: v for k, v in batch.observers.items()})
-    dtype = np.dtype([(k, v.dtype, v.shape[1:]) for k, v in columns.items()])
-    records = np.empty(len(batch), dtype=dtype)
-    for k, v in columns.items():
-        records[k] = v
-    return records
+    return f"{sample}/{stem}-{digest}-{start:010d}-{stop:010d}{SUFFIX}"
 
 
 def atomic_write_bytes(path: pathlib.Path, write: Any) -> None:
@@ -73,10 +62,20 @@ def atomic_write_bytes(path: pathlib.Path, write: Any) -> None:
         raise
 
 
-def write_shard(out_dir: str | pathlib.Path, name: str, records: np.ndarray) -> pathlib.Path:
-    """Atomically write ``records`` as ``out_dir/name``; returns the path."""
+def write_shard(out_dir: str | pathlib.Path, name: str, batch: FeatureBatch,
+                storage: Mapping[str, str] | None = None) -> pathlib.Path:  # fmt: skip
+    """Atomically write a feature batch as the ragged shard ``out_dir/name``; returns the path.
+
+    Parameters
+    ----------
+    batch
+        Computed with ``compute_features(..., ragged=True)`` (padded groups are stored as they are).
+    storage
+        ``input group -> float32 | float16 | bfloat16`` (the data config's ``inputs.<group>.dtype``).
+    """
     path = pathlib.Path(out_dir) / name
-    atomic_write_bytes(path, lambda f: np.save(f, records, allow_pickle=False))
+    record = batch_to_arrow(batch, storage)
+    atomic_write_bytes(path, lambda f: write_arrow(record, f))
     return path
 
 
@@ -96,6 +95,47 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
-def open_shard(path: str | pathlib.Path) -> np.ndarray:
-    """Memory-map a shard (no data is read until rows are indexed)."""
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+def open_shard(path: str | pathlib.Path) -> RaggedShard | PaddedShard:
+    """Memory-map a shard: ragged ``.arrow`` (format ``/2``) or padded ``.npy`` (format ``/1``)."""
+    path = pathlib.Path(path)
+    return PaddedShard(path) if path.suffix == ".npy" else RaggedShard(path)
+
+
+class PaddedShard:
+    """A padded ``.npy`` shard of format ``hepnn_coffea.shards/1``, read like a :class:`RaggedShard`."""
+
+    def __init__(self, path: str | pathlib.Path) -> None:
+        self.path = pathlib.Path(path)
+        self.records = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        if self.records.dtype.names is None:
+            raise ValueError(f"{self.path}: not a shard (no record fields; re-run 'hepnn preprocess')")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self.records.dtype.names)
+
+    def is_ragged(self, field: str) -> bool:
+        return False
+
+    def shape(self, field: str) -> tuple[int, ...]:
+        return tuple(self.records.dtype[field].shape)
+
+    def take(self, rows: np.ndarray, fields: Sequence[str], out_lengths: Mapping[str, int] | None = None
+             ) -> dict[str, np.ndarray]:  # fmt: skip
+        """``field -> array`` of the rows ``rows`` (padded fields cut to ``out_lengths.get(field)`` slots)."""
+        records = self.records[rows]
+        cut = out_lengths or {}
+        return {f: np.ascontiguousarray(records[f][..., : cut[f]] if f in cut else records[f]) for f in fields}
+
+    def column(self, field: str) -> np.ndarray:
+        return np.asarray(self.records[field])
+
+    def __getitem__(self, field: str) -> np.ndarray:
+        return self.column(field)
+
+    def to_records(self) -> np.ndarray:
+        """The shard's structured array (memory-mapped)."""
+        return self.records

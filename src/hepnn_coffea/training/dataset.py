@@ -1,4 +1,9 @@
-"""Reading shards for training: memory-mapped, shuffled per epoch, no feature work."""
+"""Reading shards for training: memory-mapped, shuffled per epoch, no feature work.
+
+Ragged shards (format ``/2``) are padded when a batch is gathered, and with
+:meth:`ShardDataset.trim_at_gather` only up to the batch's longest jet; padded
+``.npy`` shards (format ``/1``) load as they are.
+"""
 
 from __future__ import annotations
 
@@ -49,20 +54,24 @@ class ShardDataset:
         self.shards = [s for s in self.shards if len(s)]
         if not self.shards:
             raise ValueError(f"{self.root}: split '{split}' has no selected entries")
-        for path, shard in zip((s["path"] for e in samples.values() for s in e["shards"]), self.shards):
+        for shard in self.shards:
             for g in self.groups:
-                if INPUT_PREFIX + g not in shard.dtype.names:
-                    raise ValueError(f"{path}: shard has no input group '{g}'")
+                if INPUT_PREFIX + g not in shard.fields:
+                    raise ValueError(f"{shard.path}: shard has no input group '{g}'")
         self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
-        self.target_field = "label" if "label" in self.shards[0].dtype.names else "target"
-        self.has_weight = "weight" in self.shards[0].dtype.names
-        self.has_expert = "expert" in self.shards[0].dtype.names
+        self.fields = self.shards[0].fields
+        self.target_field = "label" if "label" in self.fields else "target"
+        self.has_weight = "weight" in self.fields
+        self.has_expert = "expert" in self.fields
+        self.extra_fields: list[str] = []
+        self._trim: tuple[tuple[str, ...], int] | None = None
+        self._lengths: np.ndarray | None = None
         #: global row numbers this dataset covers (all rows, or one expert's)
         self.rows = np.arange(int(self.offsets[-1]))
         if expert is not None:
             if not self.has_expert:
                 raise ValueError(f"{self.root}: expert {expert} requested but the data config declares no 'experts'")
-            self.rows = np.flatnonzero(np.concatenate([np.asarray(s["expert"]) for s in self.shards]) == int(expert))
+            self.rows = np.flatnonzero(np.concatenate([s.column("expert") for s in self.shards]) == int(expert))
             if not len(self.rows):
                 raise ValueError(f"{self.root}: split '{split}' has no rows for expert {expert}")
 
@@ -78,33 +87,62 @@ class ShardDataset:
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-entry shape of each input group."""
-        return {g: tuple(self.shards[0].dtype[INPUT_PREFIX + g].shape) for g in self.manifest["inputs"]}
+        return {g: self.shards[0].shape(INPUT_PREFIX + g) for g in self.manifest["inputs"]}
+
+    def trim_at_gather(self, groups: tuple[str, ...], mask_group: str, min_length: int) -> None:
+        """Pad ``groups`` of ragged shards only to the batch's longest ``mask_group`` jet (multiple of 8).
+
+        The result is what the training step's trimming (:func:`hepnn_coffea.training.loop.trim`)
+        keeps anyway, without writing the padding first. Only for a ragged, zero-padded
+        ``constant`` mask group; otherwise batches keep the full length.
+        """
+        if not groups or mask_group is None:
+            return
+        mask = INPUT_PREFIX + mask_group
+        fields = tuple(f for f in (INPUT_PREFIX + g for g in groups) if all(s.is_ragged(f) for s in self.shards))
+        if mask in fields and all(s.zero_padded(mask) for s in self.shards):
+            self._trim = (fields, int(min_length))
+
+    def _batch_lengths(self, parts: list[tuple[int, np.ndarray]]) -> dict[str, int]:
+        """Slots to gather per trimmed group: the longest of the batch's rows, rounded up to 8."""
+        if self._trim is None:
+            return {}
+        fields, min_length = self._trim
+        longest = max(int(self.shards[s].lengths(f)[rows].max(initial=0)) for s, rows in parts for f in fields)
+        full = {f: self.shards[0].shape(f)[-1] for f in fields}
+        return {f: min(full[f], max(min_length, -(-longest // 8) * 8)) for f in fields}
 
     def gather(self, index: np.ndarray) -> dict[str, np.ndarray]:
-        """Rows ``index`` (global positions) as contiguous arrays per field."""
+        """Rows ``index`` (global positions) as contiguous arrays per field, in that order.
+
+        Each shard is read in row order (sequential access to its memory-mapped values)
+        and the rows are put back in the order of ``index``.
+        """
         order = np.argsort(index, kind="stable")
         sorted_index = index[order]
         shard_of = np.searchsorted(self.offsets, sorted_index, side="right") - 1
-        pieces = []
-        for s in np.unique(shard_of):
-            pieces.append(self.shards[s][sorted_index[shard_of == s] - self.offsets[s]])
-        rows = np.concatenate(pieces)[np.argsort(order, kind="stable")]
-        out = {g: np.ascontiguousarray(rows[INPUT_PREFIX + g]) for g in self.groups}
-        out["target"] = np.ascontiguousarray(rows[self.target_field])
-        if self.has_weight:
-            out["weight"] = np.ascontiguousarray(rows["weight"])
-        if self.has_expert:
-            out["expert"] = np.ascontiguousarray(rows["expert"])
-        for name in getattr(self, "extra_fields", ()):
-            out[name] = np.ascontiguousarray(rows[name])
+        bounds = np.searchsorted(shard_of, np.arange(len(self.shards) + 1))
+        parts = [(s, sorted_index[a:b] - self.offsets[s], order[a:b])
+                 for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a]  # fmt: skip
+        names = {INPUT_PREFIX + g: g for g in self.groups}
+        names[self.target_field] = "target"
+        names.update({f: f for f in ("weight", "expert") if getattr(self, f"has_{f}")})
+        names.update({f: f for f in self.extra_fields})
+        lengths = self._batch_lengths([(s, rows) for s, rows, _ in parts])
+        out: dict[str, np.ndarray] = {}
+        for s, rows, at in parts:
+            for field, values in self.shards[s].take(rows, list(names), lengths).items():
+                if names[field] not in out:
+                    out[names[field]] = np.empty((len(index), *values.shape[1:]), dtype=values.dtype)
+                out[names[field]][at] = values
         return out
 
     def carry(self, fields: list[str]) -> None:
         """Also put these shard fields (e.g. ``observers/jet_sdmass``) into every batch."""
-        missing = [f for f in fields if f not in self.shards[0].dtype.names]
+        missing = [f for f in fields if f not in self.fields]
         if missing:
             raise ValueError(f"{self.root}: the '{self.split}' shards have no field(s) {missing}")
-        self.extra_fields = list(dict.fromkeys([*getattr(self, "extra_fields", []), *fields]))
+        self.extra_fields = list(dict.fromkeys([*self.extra_fields, *fields]))
 
     def epoch_index(self, shuffle: bool, seed: int | list[int], limit: int | None = None) -> np.ndarray:
         """Global rows of one epoch: a seeded permutation (or in order), cut to ``limit`` rows.
@@ -153,16 +191,21 @@ class ShardDataset:
             yield from _prefetched(make, starts, prefetch)
 
     def lengths(self, mask_group: str) -> np.ndarray:
-        """Number of real particles of every row (non-zero entries of ``mask_group``), cached."""
-        if getattr(self, "_lengths", None) is None:
-            field = INPUT_PREFIX + mask_group
-            self._lengths = np.concatenate([(np.asarray(s[field]) != 0).reshape(len(s), -1).sum(axis=1)
-                                            for s in self.shards])  # fmt: skip
+        """Number of non-zero ``mask_group`` values of every row (its real particles), cached."""
+        if self._lengths is None:
+            self._lengths = np.concatenate([_nonzero_per_row(s, INPUT_PREFIX + mask_group) for s in self.shards])
         return self._lengths
 
     def arrays(self, fields: list[str]) -> dict[str, np.ndarray]:
         """Whole columns (e.g. ``observers/jet_pt``, ``label``) of this dataset's rows."""
-        return {f: np.concatenate([np.asarray(s[f]) for s in self.shards])[self.rows] for f in fields}
+        return {f: np.concatenate([s.column(f) for s in self.shards])[self.rows] for f in fields}
+
+
+def _nonzero_per_row(shard: Any, field: str, chunk: int = 4096) -> np.ndarray:
+    """Non-zero values per row of ``field``, gathered ``chunk`` rows at a time."""
+    counts = [(shard.take(np.arange(start, min(start + chunk, len(shard))), [field])[field] != 0)
+              .reshape(-1, int(np.prod(shard.shape(field)))).sum(axis=1) for start in range(0, len(shard), chunk)]  # fmt: skip
+    return np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
 
 
 def _prefetched(make: Any, starts: range, depth: int) -> Iterator[Any]:

@@ -196,7 +196,7 @@ def histogram_sampler(dataset: Any, data_config: Any = None) -> HistogramSampler
         return None
     names = [*wcfg.var_names, *([wcfg.basewgt_name] if wcfg.basewgt_name else [])]
     fields = [f"observers/{n}" for n in names]
-    missing = [f for f in fields if f not in dataset.shards[0].dtype.names]
+    missing = [f for f in fields if f not in dataset.fields]
     if missing:
         raise ConfigError(f"{data_config.source}: weights: the shards have no {missing}; preprocess again")
     cols = dataset.arrays(fields + ["label"])

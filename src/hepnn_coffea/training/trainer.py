@@ -244,6 +244,8 @@ def _train(cfg: dict[str, Any], typed: ModelConfig, device: torch.device, dist_i
     scheduler = build_scheduler(optimizer, tcfg.scheduler, epochs, steps_per_epoch, tcfg.warmup_steps)
     loss_fn = _loss(typed, net, shards)
     settings = _step_settings(net, train_set, tcfg, device, task)
+    for dataset in (train_set, val_set):  # ragged shards: pad only up to each batch's longest jet
+        dataset.trim_at_gather(settings.trim_groups, settings.mask_group, settings.min_length)
     settings.penalty = disco_penalty(tcfg.disco, labels, task, [train_set, val_set])  # training.disco
     scaler = torch.amp.GradScaler("cuda") if settings.amp_dtype == torch.float16 else None
 
