@@ -8,7 +8,7 @@ and W-vs-QCD AUC (+- Poisson-bootstrap std) on a seeded 4,000-row subset of the 
 Usage::
 
     hepnn preprocess ../shared/data/nanosim/fileset.json -c models/data/nanoaod_fatjet_kin.yaml -o /tmp/nano/shards_kin
-    OMP_NUM_THREADS=1 .venv/bin/python bench/finetune_nanoaod.py --shards /tmp/nano/shards_kin --workdir /tmp/nano
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.studies.finetune_nanoaod --shards /tmp/nano/shards_kin --workdir /tmp/nano
 """
 
 from __future__ import annotations
@@ -18,18 +18,23 @@ import pathlib
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-MODELS = {"fine-tuned": "particlenet_finetune.yaml", "scratch": "particlenet_kin.yaml"}
+from bench.common import MODELS, markdown_table, plus_minus
+
+STARTS = {"fine-tuned": "particlenet_finetune.yaml", "scratch": "particlenet_kin.yaml"}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Train (or reuse) every (seed, start) and print the AUC table row by row.
+
+    ``argv``: the command line (default ``sys.argv[1:]``). Returns the exit status.
+    """
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shards", required=True)
     p.add_argument("--workdir", required=True)
     p.add_argument("--seeds", default="1,2")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--rows", type=int, default=4000, help="test rows scored (seeded subset)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     import torch
 
@@ -42,14 +47,14 @@ def main() -> int:
     rows = np.sort(np.random.default_rng(0).choice(test.rows, min(args.rows, len(test.rows)), replace=False))
     data = test.gather(rows)
     label, weight = data["target"], data["observers/xsec_weight"]
-    print("| start | seed | top AUC | W AUC |\n|---|---|---|---|")
+    print(markdown_table(["start", "seed", "top AUC", "W AUC"], []))
     for seed in (int(s) for s in args.seeds.split(",")):
-        for start, config in MODELS.items():
+        for start, config in STARTS.items():
             run = pathlib.Path(args.workdir) / f"ft_{config.removesuffix('.yaml')}_s{seed}"
             if not (run / "checkpoints" / "best.pt").is_file():
                 training = {"epochs": 1, "samples_per_epoch": 128 * args.steps, "batch_size": 128, "val_samples": 512,
                             "tensorboard": False, "seed": seed}  # fmt: skip
-                train(ROOT / "models" / "nanoaod" / config, args.shards, run, overrides={"training": training},
+                train(MODELS / "nanoaod" / config, args.shards, run, overrides={"training": training},
                       progress=False)  # fmt: skip
             net, _ = load_network(run)
             with torch.no_grad():
@@ -61,7 +66,7 @@ def main() -> int:
                 sel = (label == index) | (label == 2)
                 disc = probs[sel, index] / (probs[sel, index] + probs[sel, 2] + 1e-12)
                 iv = auc_interval(disc, label[sel] == index, weight[sel])
-                cells.append(f"{iv['value']:.4f} +- {(iv['high'] - iv['low']) / 2:.4f}")
+                cells.append(plus_minus(iv))
             print(f"| {start} | {seed} | {' | '.join(cells)} |", flush=True)
     return 0
 

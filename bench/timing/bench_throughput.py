@@ -9,12 +9,15 @@ Measures, side by side in one process on the same machine:
 2. Inference (jets/s): bare onnxruntime on ready input arrays, ``OnnxTagger`` on
    eager events (features + onnxruntime, files already read), and the full
    ``infer`` stage (file reading included).
+3. Shards and loader (:mod:`bench.timing.shard_io`): bytes per jet of the shards of the
+   shared train+val split against the source files, loader jets/s from ragged and
+   padded shards, and a JetClass-scale projection (``--no-shards`` skips it).
 
 Every timing runs once as warm-up, then reports the best of ``--repeat`` runs.
 
 Usage::
 
-    .venv/bin/python bench/bench_throughput.py [--model M.onnx] [--repeat 3] [--json out.json]
+    .venv/bin/python -m bench.timing.bench_throughput [--model M.onnx] [--repeat 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -24,67 +27,25 @@ import json
 import pathlib
 import shutil
 import tempfile
-import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import uproot
 
 import hepnn_coffea
+from bench.common import DATA_CONFIG, DEFAULT_FILES, ORT_BATCH, best_of, build_pfn, fileset_of, run_in_batches
+from bench.timing import shard_io
 from hepnn_coffea.config.data_config import DataConfig
 from hepnn_coffea.evaluation.stages import infer
 from hepnn_coffea.export import export_onnx
 from hepnn_coffea.features import compute_features
 from hepnn_coffea.processing.preprocess import preprocess
-from hepnn_coffea.training.trainer import train
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "topqcd"
-DEFAULT_FILES = [DATA / "test_top_0.root", DATA / "test_qcd_0.root"]
-ORT_BATCH = 512  # the same batch as OnnxTagger's default
-
-
-def best_of(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None) -> float:
-    """Seconds of the fastest of ``repeat`` calls of ``fn`` after one warm-up call.
-
-    Parameters
-    ----------
-    fn
-        The work to time.
-    repeat
-        Number of timed calls.
-    setup
-        Called (untimed) before every call of ``fn``, e.g. to clear an output folder.
-    """
-    times = []
-    for i in range(repeat + 1):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        fn()
-        if i:  # the first call is the warm-up
-            times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def fileset_of(files: list[pathlib.Path]) -> dict[str, Any]:
-    """A coffea fileset with one ``test`` dataset per file, named by its sample."""
-    fileset = {}
-    for path in files:
-        name = path.stem.replace("test_", "").replace("train_", "").replace("val_", "")
-        fileset[name] = {"files": {str(path): "tree"}, "metadata": {"split": "test"}}
-    return fileset
 
 
 def build_model(tmp: pathlib.Path) -> pathlib.Path:
-    """Preprocess the bundled samples, train ``models/pfn.yaml`` for 1 epoch, export to ONNX."""
-    shards, run_dir, model = tmp / "model_shards", tmp / "model_run", tmp / "model.onnx"
-    preprocess(ROOT / "tests" / "samples" / "fileset.json", ROOT / "models" / "data" / "top_kin.yaml", shards,
-               mode="runner", executor="iterative")  # fmt: skip
-    train(ROOT / "models" / "pfn.yaml", shards, run_dir,
-          overrides={"training": {"epochs": 1, "batch_size": 256}}, progress=False)  # fmt: skip
-    export_onnx(run_dir, model)
-    return model
+    """A 1-epoch PFN on the bundled samples (:func:`bench.common.build_pfn`), exported to ONNX."""
+    export_onnx(build_pfn(tmp), tmp / "model.onnx")
+    return tmp / "model.onnx"
 
 
 def bench_preprocess(files: list[pathlib.Path], config_path: pathlib.Path, tmp: pathlib.Path,
@@ -99,7 +60,7 @@ def bench_preprocess(files: list[pathlib.Path], config_path: pathlib.Path, tmp: 
     clear = lambda: shutil.rmtree(out, ignore_errors=True)  # noqa: E731
 
     t_read = best_of(lambda: [uproot.open(f)["tree"].arrays(branches) for f in files], repeat)
-    t_feat = best_of(lambda: [compute_features(a, config) for a in arrays], repeat)
+    t_feat = best_of(lambda: [compute_features(a, config, ragged=True) for a in arrays], repeat)
     t_iter = best_of(lambda: preprocess(fileset, config_path, out, mode="runner", executor="iterative",
                                         chunksize=50_000), repeat, clear)  # fmt: skip
     t_dask = best_of(lambda: preprocess(fileset, config_path, out, mode="runner", executor="dask", workers=2,
@@ -135,14 +96,8 @@ def bench_inference(files: list[pathlib.Path], model: pathlib.Path, tmp: pathlib
     names = [i.name for i in session.get_inputs()]
     feeds = [{k: np.ascontiguousarray(b.inputs[k]) for k in names} for b in batches]
 
-    def bare_ort() -> None:
-        for feed in feeds:
-            n = len(next(iter(feed.values())))
-            for start in range(0, n, ORT_BATCH):
-                session.run(None, {k: v[start : start + ORT_BATCH] for k, v in feed.items()})
-
     out = tmp / "infer_out"
-    t_ort = best_of(bare_ort, repeat)
+    t_ort = best_of(lambda: run_in_batches(session, feeds), repeat)
     t_tagger = best_of(lambda: [tagger(e) for e in events], repeat)
     t_infer = best_of(lambda: infer(model, fileset_of(files), out, executor="iterative"), repeat,
                       lambda: shutil.rmtree(out, ignore_errors=True))  # fmt: skip
@@ -189,10 +144,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", nargs="+", type=pathlib.Path, default=DEFAULT_FILES,
                         help="RNTuple/TTree files with a 'tree' (default: shared test_top_0 + test_qcd_0)")
-    parser.add_argument("--data-config", type=pathlib.Path, default=ROOT / "models" / "data" / "top_kin.yaml")
+    parser.add_argument("--data-config", type=pathlib.Path, default=DATA_CONFIG)
     parser.add_argument("--model", type=pathlib.Path, help="ONNX model (default: train a 1-epoch PFN here)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up; best is kept")
     parser.add_argument("--json", type=pathlib.Path, help="also write the results to this JSON file")
+    parser.add_argument("--no-shards", action="store_true", help="skip the shard size / loader measurement")
     args = parser.parse_args(argv)
     files = [f.resolve() for f in args.files]
     with tempfile.TemporaryDirectory(prefix="hepnn_bench_") as tmp_name:
@@ -204,6 +160,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "model": str(args.model) if args.model else "1-epoch pfn (built)",
                 "ort_batch": ORT_BATCH}  # fmt: skip
         results = report(pre, inf, meta)
+        if not args.no_shards:
+            print()
+            results["shards"] = shard_io.main(["--repeat", str(args.repeat)])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
         print(f"\nwritten {args.json}")

@@ -27,8 +27,8 @@ bootstrap replicas; 1/eps_B: Clopper-Pearson 68% interval.
 
 Usage::
 
-    .venv/bin/python bench/finetune.py --workdir /tmp/ft --json /tmp/ft/finetune.json
-    .venv/bin/python bench/finetune.py --zero-shot-only          # ~5 min
+    .venv/bin/python -m bench.studies.finetune --workdir /tmp/ft --json /tmp/ft/finetune.json
+    .venv/bin/python -m bench.studies.finetune --zero-shot-only          # ~5 min
 """
 
 from __future__ import annotations
@@ -38,24 +38,35 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 import time
 from typing import Any
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-from compare_weaver import DATA, DATA_CONFIG, make_fileset
+from bench.common import DATA, MODELS, make_fileset, markdown_table, mean_std, plus_minus, topqcd_shards, write_json
 
-MODELS = ROOT / "models"
 STARTS = {"finetuned": (MODELS / "particlenet_finetune.yaml", {}),
           "scratch": (MODELS / "particlenet.yaml", {"lr": 1e-2})}  # fmt: skip
 COMMON = {"batch_size": 128, "optimizer": "ranger", "scheduler": "none", "val_samples": 256, "tensorboard": False}
 
 
 def subset_shards(shards: pathlib.Path, out: pathlib.Path, n_jets: int) -> pathlib.Path:
-    """``out``: ``shards`` with the train split cut to the first ``n_jets / 2`` rows of each class."""
+    """``out``: ``shards`` with the train split cut to the first ``n_jets / 2`` rows of each class.
+
+    Parameters
+    ----------
+    shards
+        The full shard folder (val and test are linked, not copied).
+    out
+        The subset folder (returned as is if it already has a manifest).
+    n_jets
+        Training jets kept (half from the first shard of each class).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
     if (out / "manifest.json").is_file():
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +89,20 @@ def subset_shards(shards: pathlib.Path, out: pathlib.Path, n_jets: int) -> pathl
 
 
 def test_subset(shards: pathlib.Path, n: int) -> tuple[Any, np.ndarray]:
-    """The test ShardDataset (ParticleNet's groups plus ``event_no``) and its fixed seeded ``n`` rows."""
+    """The test ShardDataset (ParticleNet's groups plus ``event_no``) and its fixed seeded ``n`` rows.
+
+    Parameters
+    ----------
+    shards
+        Shard folder.
+    n
+        Test rows kept (seed 0).
+
+    Returns
+    -------
+    tuple
+        The dataset and a copy of its row indices.
+    """
     from hepnn_coffea.training.dataset import ShardDataset
 
     ds = ShardDataset(shards, "test", ["pf_points", "pf_features", "pf_mask"])
@@ -88,7 +112,24 @@ def test_subset(shards: pathlib.Path, n: int) -> tuple[Any, np.ndarray]:
 
 
 def score(net: Any, ds: Any, rows: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Softmax of ``net`` on ``rows``, jets batched by multiplicity, each batch cut to its longest jet."""
+    """Softmax of ``net`` on ``rows``, jets batched by multiplicity, each batch cut to its longest jet.
+
+    Parameters
+    ----------
+    net
+        The ParticleNet (eval mode is set here).
+    ds
+        Test ShardDataset.
+    rows
+        Rows to score.
+    batch
+        Jets per forward pass.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(rows), n_classes)`` probabilities in the order of ``rows``.
+    """
     import torch
 
     order = rows[np.argsort(ds.lengths("pf_mask")[rows], kind="stable")]
@@ -105,7 +146,20 @@ def score(net: Any, ds: Any, rows: np.ndarray, batch: int = 256) -> np.ndarray:
 
 
 def metrics(disc: np.ndarray, is_signal: np.ndarray) -> dict[str, Any]:
-    """AUC (bootstrap interval) and 1/eps_B at 30% and 50% signal efficiency (Clopper-Pearson)."""
+    """AUC (bootstrap interval) and 1/eps_B at 30% and 50% signal efficiency (Clopper-Pearson).
+
+    Parameters
+    ----------
+    disc
+        Discriminant (higher = more signal-like).
+    is_signal
+        Truth.
+
+    Returns
+    -------
+    dict
+        Counts and the three metrics as interval dicts.
+    """
     from hepnn_coffea.evaluation.classifier_metrics import table_metrics
 
     full = table_metrics(disc, is_signal, np.ones(len(disc)), efficiencies=(0.3, 0.5))
@@ -115,7 +169,30 @@ def metrics(disc: np.ndarray, is_signal: np.ndarray) -> dict[str, Any]:
 
 def run_one(start: str, budget: str, seed: int, shards: pathlib.Path, work: pathlib.Path, args: argparse.Namespace,
             test: tuple[Any, np.ndarray]) -> dict[str, Any]:  # fmt: skip
-    """Train one (start, budget, seed), score its final weights on the test subset."""
+    """Train one (start, budget, seed), score its final weights on the test subset.
+
+    Parameters
+    ----------
+    start
+        ``finetuned`` or ``scratch`` (:data:`STARTS`).
+    budget
+        ``fresh`` or ``2epoch``.
+    seed
+        Training seed.
+    shards
+        Shards to train on (the subset for ``2epoch``).
+    work
+        Work folder; the run goes to ``runs/<start>_<budget>_s<seed>``.
+    args
+        The parsed command line.
+    test
+        The test dataset and rows (:func:`test_subset`).
+
+    Returns
+    -------
+    dict
+        Settings, timings and metrics of the run.
+    """
     from hepnn_coffea.training.trainer import load_network, train
 
     config, extra = STARTS[start]
@@ -143,7 +220,22 @@ def run_one(start: str, budget: str, seed: int, shards: pathlib.Path, work: path
 
 
 def zero_shot(work: pathlib.Path, data: pathlib.Path, test: tuple[Any, np.ndarray]) -> dict[str, Any]:
-    """The JetClass checkpoint as a 10-class ONNX model through OnnxTagger on the test split."""
+    """The JetClass checkpoint as a 10-class ONNX model through OnnxTagger on the test split.
+
+    Parameters
+    ----------
+    work
+        Work folder (``zero_shot_*``).
+    data
+        Folder of the shared top/QCD files.
+    test
+        The test dataset and rows (:func:`test_subset`): the same jets are also scored alone.
+
+    Returns
+    -------
+    dict
+        Jets, export parity, timings and the metrics on all test jets and on the test subset.
+    """
     import pyarrow.parquet as pq
 
     from hepnn_coffea.evaluation.sculpting import discriminant
@@ -179,43 +271,58 @@ def zero_shot(work: pathlib.Path, data: pathlib.Path, test: tuple[Any, np.ndarra
 
 
 def _fmt(iv: dict[str, Any], digits: int = 4) -> str:
+    """An interval: ``value +- half-width`` below 1 (AUC), else ``value +high -low``."""
     from hepnn_coffea.evaluation.intervals import format_interval
 
     if iv["value"] is not None and iv["value"] < 1:
-        return f"{iv['value']:.{digits}f} +- {(iv['high'] - iv['low']) / 2:.{digits}f}"
+        return plus_minus(iv, digits)
     return format_interval(iv)
 
 
 def markdown(rows: list[dict[str, Any]], zero: dict[str, Any] | None, args: argparse.Namespace) -> str:
-    """The results table: per budget, start and seed, then the means over seeds."""
-    lines = [f"Test subset: {args.test_jets} jets of the shared test split (fixed seed); final weights.", "",
-             "| budget | start | seed | AUC | 1/eps_B @ 30% | 1/eps_B @ 50% | train s |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    """The results table: per budget, start and seed, then the means over seeds.
+
+    Parameters
+    ----------
+    rows
+        Results of :func:`run_one`.
+    zero
+        Result of :func:`zero_shot`, or None.
+    args
+        The parsed command line (``test_jets``, ``steps``).
+
+    Returns
+    -------
+    str
+        A title line and the Markdown table.
+    """
     names = {"fresh": f"{args.steps} steps x 128 (1 epoch, {args.steps * 128:,} jets)",
              "2epoch": f"2 epochs x {args.steps // 2} steps ({args.steps * 64:,} fixed jets)"}
+    keys = ("auc", "rejection_at_30", "rejection_at_50")
+    cells = []
     for budget in dict.fromkeys(r["budget"] for r in rows):
         for start in STARTS:
             runs = [r for r in rows if r["budget"] == budget and r["start"] == start]
-            for r in runs:
-                lines.append(f"| {names[budget]} | {start} | {r['seed']} | {_fmt(r['auc'])} | "
-                             f"{_fmt(r['rejection_at_30'])} | {_fmt(r['rejection_at_50'])} | {r['train_s']:.0f} |")
+            cells += [[names[budget], start, r["seed"], *(_fmt(r[k]) for k in keys), f"{r['train_s']:.0f}"]
+                      for r in runs]  # fmt: skip
             if len(runs) > 1:
-                keys = ("auc", "rejection_at_30", "rejection_at_50")
-                mean = {k: np.mean([r[k]["value"] for r in runs]) for k in keys}
-                std = {k: np.std([r[k]["value"] for r in runs], ddof=1) for k in mean}
-                lines.append(f"| {names[budget]} | **{start} mean (std)** | - | "
-                             f"**{mean['auc']:.4f} ({std['auc']:.4f})** | "
-                             f"**{mean['rejection_at_30']:.0f} ({std['rejection_at_30']:.0f})** | "
-                             f"**{mean['rejection_at_50']:.0f} ({std['rejection_at_50']:.0f})** | |")
+                (m_auc, s_auc), (m_30, s_30), (m_50, s_50) = (mean_std(r[k]["value"] for r in runs) for k in keys)
+                cells.append([names[budget], f"**{start} mean (std)**", "-", f"**{m_auc:.4f} ({s_auc:.4f})**",
+                              f"**{m_30:.0f} ({s_30:.0f})**", f"**{m_50:.0f} ({s_50:.0f})**", ""])  # fmt: skip
     if zero is not None:
         for key, label in (("all", f"all {zero['n_jets']:,} test jets"), ("test_subset", "the test subset")):
-            z = zero[key]
-            lines.append(f"| zero-shot (no training) | JetClass checkpoint, Tbqq/(Tbqq+QCD), {label} | - | "
-                         f"{_fmt(z['auc'])} | {_fmt(z['rejection_at_30'])} | {_fmt(z['rejection_at_50'])} | 0 |")
-    return "\n".join(lines)
+            cells.append(["zero-shot (no training)", f"JetClass checkpoint, Tbqq/(Tbqq+QCD), {label}", "-",
+                          *(_fmt(zero[key][k]) for k in keys), 0])  # fmt: skip
+    header = ["budget", "start", "seed", "AUC", "1/eps_B @ 30%", "1/eps_B @ 50%", "train s"]
+    return (f"Test subset: {args.test_jets} jets of the shared test split (fixed seed); final weights.\n\n"
+            + markdown_table(header, cells))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the zero-shot scoring and every (budget, seed, start), print the table.
+
+    ``argv``: the command line (default ``sys.argv[1:]``). Returns the exit status.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("/tmp/ft"))
     parser.add_argument("--data", type=pathlib.Path, default=DATA)
@@ -232,23 +339,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from hepnn_coffea.processing.preprocess import preprocess
-
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     work = args.workdir
-    work.mkdir(parents=True, exist_ok=True)
-    shards = work / "shards"
-    if not (shards / "manifest.json").is_file():
-        (work / "fileset.json").write_text(json.dumps(make_fileset(args.data), indent=1))
-        preprocess(work / "fileset.json", DATA_CONFIG, shards, executor="iterative", chunksize=50_000)
+    shards = topqcd_shards(work, args.data, executor="iterative", chunksize=50_000)
     test = test_subset(shards, args.test_jets)
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": [], "zero_shot": None}
 
     def save() -> None:
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(results, indent=1))
+        write_json(args.json, results)
 
     if not args.skip_zero_shot:
         results["zero_shot"] = zero_shot(work, args.data, test)

@@ -14,20 +14,17 @@ hits them alike, and the load average is printed):
 
 Ratios printed: (b)/(a) (goal >= 0.8), (b)/(c) (goal >= 2), 2-worker/1-worker (goal >= 1.7).
 
-    .venv/bin/python bench/bench_inference.py                 # builds a 1-epoch PFN on the bundled samples
-    .venv/bin/python bench/bench_inference.py --run-dir runs/pfn --json bench_inference.json
+    .venv/bin/python -m bench.timing.bench_inference                 # builds a 1-epoch PFN on the bundled samples
+    .venv/bin/python -m bench.timing.bench_inference --run-dir runs/pfn --json bench_inference.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import shutil
-import sys
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,18 +33,33 @@ import numpy as np
 import torch
 import uproot
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from bench_throughput import DEFAULT_FILES, ORT_BATCH, build_model, fileset_of  # noqa: E402
-
-import hepnn_coffea  # noqa: E402
-from hepnn_coffea.evaluation.stages import infer  # noqa: E402
-from hepnn_coffea.export import export_onnx  # noqa: E402
-from hepnn_coffea.features import compute_features  # noqa: E402
-from hepnn_coffea.training.trainer import load_network  # noqa: E402
+import hepnn_coffea
+from bench.common import (
+    DEFAULT_FILES, ORT_BATCH, build_pfn, fileset_of, interleaved_times, run_in_batches, write_json,
+)  # fmt: skip
+from hepnn_coffea.evaluation.stages import infer
+from hepnn_coffea.export import export_onnx
+from hepnn_coffea.features import compute_features
+from hepnn_coffea.training.trainer import load_network
 
 
 def torchscript(run_dir: pathlib.Path, example: dict[str, np.ndarray], path: pathlib.Path) -> list[str]:
-    """The run's network + softmax as a TorchScript file (what ml_tools.torch_wrapper loads)."""
+    """Save the run's network + softmax as a TorchScript file (what ``ml_tools.torch_wrapper`` loads).
+
+    Parameters
+    ----------
+    run_dir
+        Trained run.
+    example
+        Model inputs by group (two jets are traced).
+    path
+        Output file.
+
+    Returns
+    -------
+    list of str
+        The network's input groups, in call order.
+    """
     net, _ = load_network(run_dir)
 
     class WithSoftmax(torch.nn.Module):
@@ -64,6 +76,22 @@ def torchscript(run_dir: pathlib.Path, example: dict[str, np.ndarray], path: pat
 
 
 def ml_tools_wrapper(path: pathlib.Path, config: Any, groups: list[str]) -> Any:
+    """A ``coffea.ml_tools.torch_wrapper`` of the TorchScript file computing the features in ``prepare_awkward``.
+
+    Parameters
+    ----------
+    path
+        TorchScript file (:func:`torchscript`).
+    config
+        The model's data config.
+    groups
+        Input groups in call order.
+
+    Returns
+    -------
+    coffea.ml_tools.torch_wrapper
+        Callable on events.
+    """
     from coffea.ml_tools import torch_wrapper
 
     class Wrapper(torch_wrapper):
@@ -74,26 +102,11 @@ def ml_tools_wrapper(path: pathlib.Path, config: Any, groups: list[str]) -> Any:
     return Wrapper(str(path))
 
 
-def interleaved_rates(fns: dict[str, Callable[[], Any]], n_jets: int, repeat: int,
-                      setup: Callable[[], Any] | None = None) -> dict[str, float]:  # fmt: skip
-    """Jets/s of each of ``fns``: one warm-up each, then ``repeat`` rounds calling each once; best kept.
-
-    Interleaving the candidates puts them under the same load of a shared machine, so their
-    ratios drift less than timings taken one after the other.
-    """
-    best = dict.fromkeys(fns, float("inf"))
-    for round_ in range(repeat + 1):
-        for name, fn in fns.items():
-            if setup:
-                setup()
-            t0 = time.perf_counter()
-            fn()
-            if round_:  # round 0 is the warm-up
-                best[name] = min(best[name], time.perf_counter() - t0)
-    return {name: n_jets / t for name, t in best.items()}
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Time every candidate and print rates and ratios.
+
+    ``argv``: the command line (default ``sys.argv[1:]``). Returns jets, rates (jets/s), ratios, CPUs and load averages.
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", nargs="+", type=pathlib.Path, default=DEFAULT_FILES)
     parser.add_argument("--run-dir", type=pathlib.Path, default=None, help="trained run (default: build one)")
@@ -103,11 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = pathlib.Path(tmp_name)
-        if args.run_dir is None:
-            build_model(tmp)
-            run_dir = tmp / "model_run"
-        else:
-            run_dir = args.run_dir
+        run_dir = build_pfn(tmp) if args.run_dir is None else args.run_dir
         model = tmp / "model.onnx"
         export_onnx(run_dir, model)
         tagger = hepnn_coffea.OnnxTagger(model)
@@ -119,12 +128,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         session = hepnn_coffea.inference.tagger._session(str(model), 1)
         feeds = [{i.name: np.ascontiguousarray(b.inputs[i.name]) for i in session.get_inputs()} for b in batches]
 
-        def bare_ort() -> None:
-            for feed in feeds:
-                n = len(next(iter(feed.values())))
-                for start in range(0, n, ORT_BATCH):
-                    session.run(None, {k: v[start : start + ORT_BATCH] for k, v in feed.items()})
-
         groups = torchscript(run_dir, batches[0].inputs, tmp / "model.pt")
         wrapper = ml_tools_wrapper(tmp / "model.pt", config, groups)
         out = tmp / "infer"
@@ -132,6 +135,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         fileset = fileset_of(args.files)
         run_infer = lambda: infer(model, fileset, out, executor="iterative")  # noqa: E731
         threads = torch.get_num_threads()
+
+        def jets_per_s(fns: dict[str, Callable[[], Any]]) -> dict[str, float]:
+            return {k: n_jets / t for k, t in interleaved_times(fns, args.repeat, clear).items()}
 
         def ml_tools(n_threads: int) -> Any:
             def run() -> None:
@@ -144,13 +150,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             return run
 
         load = {"before": os.getloadavg()}
-        rates = interleaved_rates({
-            "a_bare_ort": bare_ort,
+        rates = jets_per_s({
+            "a_bare_ort": lambda: run_in_batches(session, feeds, ORT_BATCH),
             "b_tagger_on_read_events": lambda: [tagger(e) for e in events],
             "b_infer_stage_iterative": run_infer,
             f"c_ml_tools_torch_{threads}_threads": ml_tools(threads),
             "c_ml_tools_torch_1_thread": ml_tools(1),
-        }, n_jets, args.repeat, clear)  # fmt: skip
+        })  # fmt: skip
         from distributed import LocalCluster
 
         with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c1, \
@@ -160,8 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 return lambda: infer(model, fileset, out, executor="dask", scheduler=cluster.scheduler_address,
                                      chunksize=args.chunksize)  # fmt: skip
 
-            rates.update(interleaved_rates({"d_infer_dask_1_worker": on(c1), "d_infer_dask_2_worker": on(c2)},
-                                           n_jets, args.repeat, clear))  # fmt: skip
+            rates.update(jets_per_s({"d_infer_dask_1_worker": on(c1), "d_infer_dask_2_worker": on(c2)}))
         load["after"] = os.getloadavg()
     c_best = max(v for k, v in rates.items() if k.startswith("c_"))
     ratios = {
@@ -177,8 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for key, value in ratios.items():
         print(f"{key:45s} {value:12.3f}")
     result = {"n_jets": n_jets, "jets_per_s": rates, "ratios": ratios, "cpus": os.cpu_count(), "load_average": load}
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    write_json(args.json, result, indent=2)
     return result
 
 

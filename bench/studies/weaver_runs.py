@@ -11,7 +11,7 @@ selected, so the val pass is skipped).
 
 Usage::
 
-    .venv/bin/python bench/weaver_runs.py --model part --runs 2 --workdir /tmp/wr --json /tmp/wr/part.json
+    .venv/bin/python -m bench.studies.weaver_runs --model part --runs 2 --workdir /tmp/wr --json /tmp/wr/part.json
 
 Options: ``--model`` (``part`` or ``particlenet``), ``--runs`` (default 2), ``--weaver`` (the
 weaver CLI, default ``$WEAVER_BIN``, else ``weaver`` on PATH), ``--anchor`` (default
@@ -22,52 +22,58 @@ weaver CLI, default ``$WEAVER_BIN``, else ``weaver`` on PATH), ``--anchor`` (def
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
-import shutil
-import subprocess
-import sys
-import time
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from compare_weaver import BUDGETS, DATA, METRICS, NAMES, ROOT, WEAVER, weaver_cli  # noqa: E402
+from bench.anchor import (
+    BUDGETS, METRICS, NAMES, WEAVER, add_weaver_arguments, fresh_anchor_copy, run_logged, weaver_cli,
+    weaver_io_options, weaver_train_command,
+)  # fmt: skip
+from bench.common import mean_std, write_json
 
 BATCH = 128
 LABEL = "jet_isTop"  # the anchor data config's signal label
 
 
 def train_and_predict(model: str, run: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One weaver training (48 steps) and its ``--predict`` on the test files; returns the metrics."""
+    """One weaver training (48 steps) and its ``--predict`` on the test files.
+
+    Parameters
+    ----------
+    model
+        ``part`` or ``particlenet``.
+    run
+        Run number (names the folder ``WORKDIR/<model>_run<run>``).
+    args
+        The parsed command line (``weaver``, ``anchor``, ``data``, ``threads``, ``workdir``).
+
+    Returns
+    -------
+    dict
+        Test metrics (:data:`bench.common.METRICS`), number of test jets, train and predict seconds.
+
+    Raises
+    ------
+    RuntimeError
+        A weaver call failed; its log is in the run folder.
+    """
     import uproot
 
     from hepnn_coffea.evaluation.roc import roc_from_scores
 
-    work = args.workdir / f"{model}_run{run}"
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(args.anchor, work)  # weaver writes *.auto.yaml beside its data config
-    budget = BUDGETS[model]
-    common = ["--data-config", str(work / "topqcd_kin.yaml"), "--network-config", str(work / "networks" / f"{model}.py"),
-              "--gpus", "", "--batch-size", str(BATCH)]  # fmt: skip
-    train = [str(args.weaver), "--data-train", f"{args.data}/train_*.root", "--model-prefix", str(work / "train" / "net"),
-             "--num-workers", "1", "--fetch-step", "1", "--in-memory", "--num-epochs", "1",
-             "--start-lr", str(budget["lr"]), "--optimizer", "ranger", "--lr-scheduler", "none", "--run-mode", "train",
-             "--samples-per-epoch", str(budget["samples_per_epoch"]), *common]  # fmt: skip
-    if budget.get("weight_decay"):
-        train += ["--optimizer-option", "weight_decay", str(budget["weight_decay"])]
+    work = fresh_anchor_copy(args.anchor, args.workdir / f"{model}_run{run}")
+    train = weaver_train_command(args.weaver, args.data, work, model, BATCH, BUDGETS[model]["samples_per_epoch"])
     predict = [str(args.weaver), "--predict", "--data-test", f"top:{args.data}/test_top_*.root",
                f"qcd:{args.data}/test_qcd_*.root", "--model-prefix", str(work / "train" / "net_epoch-0_state.pt"),
-               "--num-workers", "0", "--predict-output", str(work / "predict" / "pred.root"), *common]  # fmt: skip
+               "--num-workers", "0", "--predict-output", str(work / "predict" / "pred.root"),
+               *weaver_io_options(work, model, BATCH)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     seconds = {}
     for name, cmd in (("train", train), ("predict", predict)):
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-        seconds[name] = time.perf_counter() - t0
-        (work / f"{name}.log").write_text(" ".join(cmd) + "\n\n" + proc.stdout + "\n" + proc.stderr)
+        proc, seconds[name] = run_logged(cmd, work, env, work / f"{name}.log")
         if proc.returncode != 0:
             raise RuntimeError(f"weaver {name} failed (rc {proc.returncode}), see {work / f'{name}.log'}")
     scores, truth = [], []
@@ -85,14 +91,14 @@ def train_and_predict(model: str, run: int, args: argparse.Namespace) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run weaver ``--runs`` times and print each metric with the anchor's value.
+
+    ``argv``: the command line (default ``sys.argv[1:]``). Returns the exit status.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="part", choices=["part", "particlenet"])
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--weaver", type=pathlib.Path, default=None,
-                        help="weaver CLI of a weaver-core install (default: $WEAVER_BIN, else `weaver` on PATH)")
-    parser.add_argument("--anchor", type=pathlib.Path, default=ROOT.parent / "shared" / "anchor" / "weaver")
-    parser.add_argument("--data", type=pathlib.Path, default=DATA)
-    parser.add_argument("--threads", type=int, default=2)
+    add_weaver_arguments(parser)
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("/tmp/weaver_runs"))
     parser.add_argument("--json", type=pathlib.Path, default=None)
     args = parser.parse_args(argv)
@@ -103,10 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     values = {k: [r["test"][k] for r in rows] + [anchor[k]] for k in METRICS}
     print(f"\n{NAMES[args.model]}, weaver-core 0.5.3, {len(rows)} new runs + the anchor: AUC / accuracy / 1/eps_B@30% / @50%")
     for k in METRICS:
-        print(f"  {k}: " + ", ".join(f"{v:.4g}" for v in values[k]) + f" -> mean {np.mean(values[k]):.4g}, "
-              f"std {np.std(values[k], ddof=1):.2g}")  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "runs": rows, "anchor": anchor}, indent=1))
+        mean, std = mean_std(values[k])
+        print(f"  {k}: " + ", ".join(f"{v:.4g}" for v in values[k]) + f" -> mean {mean:.4g}, std {std:.2g}")
+    write_json(args.json, {"model": args.model, "runs": rows, "anchor": anchor})
     return 0
 
 

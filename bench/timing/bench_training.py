@@ -27,8 +27,8 @@ the same machine, hepnn_coffea and then weaver-core, so both see the same load:
 
 Usage::
 
-    .venv/bin/python bench/bench_training.py                                  # ~26 min on 2 cores
-    .venv/bin/python bench/bench_training.py --models pfn --samples pfn=30000 --json /tmp/bt/bench.json
+    .venv/bin/python -m bench.timing.bench_training                                  # ~26 min on 2 cores
+    .venv/bin/python -m bench.timing.bench_training --models pfn --samples pfn=30000 --json /tmp/bt/bench.json
 
 Options: ``--models`` (default ``pfn,particlenet,part``), ``--samples`` (jets per
 epoch, ``m=N`` items, defaults pfn=30000 particlenet=1536 part=1536), ``--weaver``
@@ -36,7 +36,7 @@ epoch, ``m=N`` items, defaults pfn=30000 particlenet=1536 part=1536), ``--weaver
 ``../shared/anchor/weaver``; its config and networks are copied to the work
 folder because weaver writes ``*.auto.yaml`` next to the data config),
 ``--shards`` (reuse a preprocessed shard folder, e.g. ``/tmp/cmp/shards`` from
-``compare_weaver.py``; otherwise the shared data is preprocessed first),
+``bench.timing.compare_weaver``; otherwise the shared data is preprocessed first),
 ``--workdir`` (default ``/tmp/bench_training``), ``--threads`` (default 2),
 ``--json``.
 """
@@ -50,13 +50,13 @@ import os
 import pathlib
 import re
 import shutil
-import subprocess
-import sys
 import time
 from typing import Any
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from compare_weaver import BUDGETS, DATA, DATA_CONFIG, NAMES, ROOT, make_fileset, weaver_cli  # noqa: E402
+from bench.anchor import (
+    BUDGETS, NAMES, add_weaver_arguments, fresh_anchor_copy, run_logged, weaver_cli, weaver_train_command,
+)  # fmt: skip
+from bench.common import MODELS, markdown_table, topqcd_shards, write_json
 
 BATCH = {"pfn": 512, "particlenet": 128, "part": 128}
 SAMPLES = {"pfn": 30_000, "particlenet": 1536, "part": 1536}
@@ -65,7 +65,26 @@ TQDM_RE = re.compile(r"@@ (\d+) ([\d.]+)")
 
 
 def hepnn_run(model: str, shards: pathlib.Path, work: pathlib.Path, samples: int, threads: int) -> dict[str, Any]:
-    """One hepnn_coffea epoch of ``samples`` jets; the trainer's own per-epoch throughput row."""
+    """One hepnn_coffea epoch of ``samples`` jets; the trainer's own per-epoch throughput row.
+
+    Parameters
+    ----------
+    model
+        Zoo model name.
+    shards
+        Preprocessed shards of the shared top/QCD data.
+    work
+        Work folder; the run goes to ``work/hepnn/<model>``.
+    samples
+        Training jets of the epoch.
+    threads
+        Torch threads.
+
+    Returns
+    -------
+    dict
+        ``jets_per_s`` and ``data_wait_frac`` of ``metrics.csv``, parameters, wall time (val pass included).
+    """
     from hepnn_coffea.training.trainer import train
 
     run_dir = work / "hepnn" / model
@@ -75,7 +94,7 @@ def hepnn_run(model: str, shards: pathlib.Path, work: pathlib.Path, samples: int
                               "optimizer": "ranger", "scheduler": "none", "num_threads": threads,
                               "tensorboard": False, "val_samples": 512}}  # fmt: skip  (the val pass is not timed)
     t0 = time.perf_counter()
-    train(ROOT / "models" / f"{model}.yaml", shards, run_dir, overrides=overrides, progress=False)
+    train(MODELS / f"{model}.yaml", shards, run_dir, overrides=overrides, progress=False)
     wall = time.perf_counter() - t0
     with (run_dir / "metrics.csv").open() as f:
         row = list(csv.DictReader(f))[-1]
@@ -85,32 +104,41 @@ def hepnn_run(model: str, shards: pathlib.Path, work: pathlib.Path, samples: int
 
 
 def weaver_run(model: str, args: argparse.Namespace, work: pathlib.Path, samples: int) -> dict[str, Any]:
-    """One weaver-core epoch of ``samples`` jets through its CLI; parses its log for the rates."""
+    """One weaver-core epoch of ``samples`` jets through its CLI; parses its log for the rates.
+
+    Parameters
+    ----------
+    model
+        Zoo model name.
+    args
+        The parsed command line (``weaver``, ``anchor``, ``data``, ``threads``).
+    work
+        Work folder; the anchor's configs are copied to ``work/weaver/<model>``.
+    samples
+        Training jets of the epoch.
+
+    Returns
+    -------
+    dict
+        Parameters, weaver's loop rate (in-memory load included), the steady rate of steps 2..N,
+        the time of the first batch and the wall time.
+
+    Raises
+    ------
+    RuntimeError
+        weaver failed; its log is in the work folder.
+    """
     import torch
 
-    cfg_dir = work / "weaver" / model
-    shutil.rmtree(cfg_dir, ignore_errors=True)
-    shutil.copytree(args.anchor, cfg_dir)  # fresh copy: weaver writes topqcd_kin.*.auto.yaml beside it
-    budget = BUDGETS[model]
-    cmd = [
-        str(args.weaver), "--data-train", f"{args.data}/train_*.root", "--data-val", f"{args.data}/val_*.root",
-        "--data-config", str(cfg_dir / "topqcd_kin.yaml"), "--network-config", str(cfg_dir / "networks" / f"{model}.py"),
-        "--model-prefix", str(cfg_dir / "train" / "net"), "--num-workers", "1", "--fetch-step", "1", "--in-memory",
-        "--batch-size", str(BATCH[model]), "--num-epochs", "1", "--gpus", "", "--start-lr", str(budget["lr"]),
-        "--optimizer", "ranger", "--lr-scheduler", "none", "--run-mode", "train",
-        "--samples-per-epoch", str(samples), "--samples-per-epoch-val", "10000",
-    ]  # fmt: skip
+    cfg_dir = fresh_anchor_copy(args.anchor, work / "weaver" / model)
+    cmd = weaver_train_command(args.weaver, args.data, cfg_dir, model, BATCH[model], samples)
+    cmd += ["--data-val", f"{args.data}/val_*.root", "--samples-per-epoch-val", "10000"]
     if model == "pfn":  # the anchor's weaver PFN defaults to use_bn=False; hepnn_coffea's zoo PFN has it on
         cmd += ["--network-option", "use_bn", "True"]
-    if budget.get("weight_decay"):
-        cmd += ["--optimizer-option", "weight_decay", str(budget["weight_decay"])]
     env = {**os.environ, "TQDM_BAR_FORMAT": "@@ {n} {elapsed_s:.4f}\n", "TQDM_MININTERVAL": "0",
            "OMP_NUM_THREADS": str(args.threads)}  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cfg_dir, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    proc, wall = run_logged(cmd, cfg_dir, env, cfg_dir / "weaver.log")
     log = proc.stdout + "\n" + proc.stderr
-    (cfg_dir / "weaver.log").write_text(" ".join(cmd) + "\n\n" + log)
     speed = SPEED_RE.search(log)
     if proc.returncode != 0 or speed is None:
         raise RuntimeError(f"weaver failed (rc {proc.returncode}), see {cfg_dir / 'weaver.log'}:\n{log[-3000:]}")
@@ -131,31 +159,42 @@ def weaver_run(model: str, args: argparse.Namespace, work: pathlib.Path, samples
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| model | params hepnn / weaver | batch | jets/epoch | hepnn jets/s | weaver jets/s (steady) | ratio hepnn/weaver "
-        "| weaver jets/s incl. in-memory load | hepnn data-wait fraction | weaver first batch s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    """The side-by-side table: rates of both frameworks and their ratio.
+
+    Parameters
+    ----------
+    rows
+        One dict per model: ``model``, ``batch``, ``samples`` and the ``hepnn`` / ``weaver`` results.
+
+    Returns
+    -------
+    str
+        Markdown table.
+    """
+    header = ["model", "params hepnn / weaver", "batch", "jets/epoch", "hepnn jets/s", "weaver jets/s (steady)",
+              "ratio hepnn/weaver", "weaver jets/s incl. in-memory load", "hepnn data-wait fraction",
+              "weaver first batch s"]  # fmt: skip
+    cells = []
     for r in rows:
         h, w = r["hepnn"], r["weaver"]
-        lines.append(f"| {NAMES[r['model']]} | {h['params']:,} / {w['params']:,} | {r['batch']} | {r['samples']} "
-                     f"| {h['jets_per_s']:.1f} "
-                     f"| {w['jets_per_s_steady']:.1f} | {h['jets_per_s'] / w['jets_per_s_steady']:.2f} "
-                     f"| {w['jets_per_s_loop']:.1f} | {h['data_wait_frac']:.3f} | {w['first_batch_s']:.1f} |")
-    return "\n".join(lines)
+        cells.append([NAMES[r["model"]], f"{h['params']:,} / {w['params']:,}", r["batch"], r["samples"],
+                      f"{h['jets_per_s']:.1f}", f"{w['jets_per_s_steady']:.1f}",
+                      f"{h['jets_per_s'] / w['jets_per_s_steady']:.2f}", f"{w['jets_per_s_loop']:.1f}",
+                      f"{h['data_wait_frac']:.3f}", f"{w['first_batch_s']:.1f}"])  # fmt: skip
+    return markdown_table(header, cells)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run both frameworks per model and print the table.
+
+    ``argv``: the command line (default ``sys.argv[1:]``). Returns the exit status.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="pfn,particlenet,part")
     parser.add_argument("--samples", nargs="*", default=[], help="jets per epoch as model=N, e.g. pfn=30000")
-    parser.add_argument("--weaver", type=pathlib.Path, default=None,
-                        help="weaver CLI of a weaver-core install (default: $WEAVER_BIN, else `weaver` on PATH)")
-    parser.add_argument("--anchor", type=pathlib.Path, default=ROOT.parent / "shared" / "anchor" / "weaver")
-    parser.add_argument("--data", type=pathlib.Path, default=DATA)
+    add_weaver_arguments(parser)
     parser.add_argument("--shards", type=pathlib.Path, default=None, help="reuse these preprocessed shards")
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("/tmp/bench_training"))
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=pathlib.Path, default=None)
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -174,12 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     shards = args.shards
     if shards is None or not (shards / "manifest.json").is_file():
-        from hepnn_coffea.processing.preprocess import preprocess
-
-        shards = work / "shards"
-        if not (shards / "manifest.json").is_file():
-            (work / "fileset.json").write_text(json.dumps(make_fileset(args.data), indent=1))
-            preprocess(work / "fileset.json", DATA_CONFIG, shards, executor="futures", workers=2, chunksize=10_000)
+        shards = topqcd_shards(work, args.data, executor="futures", workers=2, chunksize=10_000)
     print(f"shards: {shards}", flush=True)
 
     rows = []
@@ -191,9 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"model": model, "batch": BATCH[model], "samples": samples[model], "hepnn": h, "weaver": w})
     total = time.perf_counter() - t_start
     print("\n" + markdown(rows) + f"\n\ntotal {total:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rows": rows, "total_s": total, "threads": args.threads}, indent=1))
+    write_json(args.json, {"rows": rows, "total_s": total, "threads": args.threads})
     return 0
 
 

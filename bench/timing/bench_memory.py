@@ -26,14 +26,13 @@ no ``data_config`` and needs the config embedded by ``hepnn export``.)
 
 Usage::
 
-    .venv/bin/python bench/bench_memory.py [--model pfn.onnx] [--copies 10,100] [--workers 2]
+    .venv/bin/python -m bench.timing.bench_memory [--model pfn.onnx] [--copies 10,100] [--workers 2]
                                            [--chunksize 50000] [--json memory.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import resource
@@ -46,21 +45,34 @@ from typing import Any
 
 import psutil
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "tests" / "samples"
+from bench.common import DATA_CONFIG, MODELS, ROOT, SAMPLES, write_json
+
 SAMPLE_FILE = SAMPLES / "topqcd_test_top.root"
 MiB = 1024 * 1024
 QUARTERS = (0.25, 0.5, 0.75, 1.0)
 
 
 def build_model(tmp: pathlib.Path) -> pathlib.Path:
-    """Preprocess the bundled samples, train ``models/pfn.yaml`` for 1 epoch, export (CLI subprocesses)."""
+    """Preprocess the bundled samples, train ``models/pfn.yaml`` for 1 epoch, export (CLI subprocesses).
+
+    Subprocesses keep this process free of torch, so its own memory stays that of a coffea client.
+
+    Parameters
+    ----------
+    tmp
+        Scratch folder.
+
+    Returns
+    -------
+    pathlib.Path
+        The exported ONNX file.
+    """
     shards, run_dir, model = tmp / "shards", tmp / "run", tmp / "pfn.onnx"
     cli = [sys.executable, "-m", "hepnn_coffea.cli"]
     steps = [
-        [*cli, "preprocess", str(SAMPLES / "fileset.json"), "-c", str(ROOT / "models/data/top_kin.yaml"),
+        [*cli, "preprocess", str(SAMPLES / "fileset.json"), "-c", str(DATA_CONFIG),
          "-o", str(shards), "--executor", "iterative"],
-        [*cli, "train", str(ROOT / "models" / "pfn.yaml"), "--shards", str(shards), "-o", str(run_dir),
+        [*cli, "train", str(MODELS / "pfn.yaml"), "--shards", str(shards), "-o", str(run_dir),
          "--set", "training.epochs=1", "--no-progress"],
         [*cli, "export", str(run_dir), "-o", str(model)],
     ]  # fmt: skip
@@ -72,7 +84,20 @@ def build_model(tmp: pathlib.Path) -> pathlib.Path:
 
 
 def linked_fileset(folder: pathlib.Path, n: int) -> dict[str, Any]:
-    """One ``test`` dataset (sample ``top``) of ``n`` hard links of the bundled test file."""
+    """One ``test`` dataset (sample ``top``) of ``n`` hard links of the bundled test file.
+
+    Parameters
+    ----------
+    folder
+        Where the links are made (reused if present).
+    n
+        Number of links.
+
+    Returns
+    -------
+    dict
+        The coffea fileset.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for i in range(n):
@@ -84,7 +109,15 @@ def linked_fileset(folder: pathlib.Path, n: int) -> dict[str, Any]:
 
 
 class RssSampler(threading.Thread):
-    """Reads the RSS of some pids every ``interval`` seconds; keeps every (time, rss) sample."""
+    """Reads the RSS of some pids every ``interval`` seconds; keeps every (time, rss) sample.
+
+    Parameters
+    ----------
+    pids
+        Process ids by name.
+    interval
+        Sampling period in seconds.
+    """
 
     def __init__(self, pids: dict[str, int], interval: float) -> None:
         super().__init__(daemon=True)
@@ -94,6 +127,7 @@ class RssSampler(threading.Thread):
         self._stop_event = threading.Event()
 
     def sample(self) -> None:
+        """Append one (time, RSS) sample of every process still alive."""
         now = time.perf_counter()
         for name, proc in self.procs.items():
             try:
@@ -102,20 +136,38 @@ class RssSampler(threading.Thread):
                 pass
 
     def run(self) -> None:
+        """Sample until :meth:`stop`."""
         while not self._stop_event.is_set():
             self.sample()
             self._stop_event.wait(self.interval)
 
     def stop(self) -> None:
+        """Stop the thread and take a last sample."""
         self._stop_event.set()
         self.join()
         self.sample()
 
     def peak(self, name: str, since: float = 0.0) -> int:
+        """The largest RSS of ``name`` sampled at or after ``since`` (``time.perf_counter`` seconds)."""
         return max((rss for t, rss in self.samples[name] if t >= since), default=0)
 
     def at_fractions(self, name: str, start: float, stop: float, fractions: tuple[float, ...]) -> list[int]:
-        """The last RSS sampled at or before each fraction of the interval [start, stop]."""
+        """The last RSS sampled at or before each fraction of the interval [start, stop].
+
+        Parameters
+        ----------
+        name
+            Process name.
+        start, stop
+            The run's ``time.perf_counter`` interval.
+        fractions
+            Fractions of the interval.
+
+        Returns
+        -------
+        list of int
+            RSS in bytes (0 before the first sample).
+        """
         out = []
         for f in fractions:
             t_f = start + f * (stop - start)
@@ -125,12 +177,38 @@ class RssSampler(threading.Thread):
 
 
 def _maxrss_bytes() -> int:
+    """The kernel's RSS high-water mark of this process in bytes (run on each worker)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def run_once(model: pathlib.Path, n: int, files_dir: pathlib.Path, out_dir: pathlib.Path, *, workers: int,
              chunksize: int, batch_size: int, interval: float) -> dict[str, Any]:  # fmt: skip
-    """``infer`` over ``n`` linked files on a fresh LocalCluster; the memory of every worker."""
+    """``infer`` over ``n`` linked files on a fresh LocalCluster; the memory of every worker.
+
+    Parameters
+    ----------
+    model
+        ONNX file of ``hepnn export``.
+    n
+        Number of linked files.
+    files_dir
+        Folder of the links.
+    out_dir
+        Output folder of ``infer``.
+    workers
+        LocalCluster worker processes (one thread each).
+    chunksize
+        Entries per chunk.
+    batch_size
+        Jets per onnxruntime call.
+    interval
+        RSS sampling period in seconds.
+
+    Returns
+    -------
+    dict
+        Files, jets, wall time, per-worker and client memory, number of samples.
+    """
     from distributed import Client, LocalCluster
 
     from hepnn_coffea.evaluation.stages import infer
@@ -169,11 +247,23 @@ def run_once(model: pathlib.Path, n: int, files_dir: pathlib.Path, out_dir: path
 
 
 def mib(x: float) -> str:
+    """Bytes as whole MiB with thousands separators."""
     return f"{x / MiB:,.0f}"
 
 
 def report(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Print the side-by-side tables; return the ratios (largest N vs smallest N)."""
+    """Print the side-by-side tables; return the ratios (largest N vs smallest N).
+
+    Parameters
+    ----------
+    runs
+        Results of :func:`run_once`, smallest N first (each with ``chunks`` added).
+
+    Returns
+    -------
+    dict
+        Ratios per process, the worst ratios and the load average.
+    """
     first, last = runs[0], runs[-1]
     load = os.getloadavg()
     print(f"\nload average (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores")
@@ -220,6 +310,10 @@ def report(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run ``infer`` for every N of ``--copies`` and print the memory tables.
+
+    ``argv``: the command line (default ``sys.argv[1:]``). Returns the settings, every run and the ratios.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=pathlib.Path, help="ONNX file of 'hepnn export' (default: build one)")
     parser.add_argument("--copies", default="10,100", help="comma-separated numbers of file copies")
@@ -250,8 +344,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             runs.append(r)
     result = {"model": str(args.model) if args.model else "1-epoch PFN built by the script",
               "copies": copies, "chunksize": args.chunksize, "runs": runs, **report(runs)}  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    write_json(args.json, result)
     return result
 
 

@@ -9,18 +9,18 @@ with ``--shards``); ``eval``: export the run to ONNX and evaluate the learned cl
 OnnxTagger inside the coffea processor) and the DBSCAN + nearest-track baseline on the test split
 (the baseline's eps and the learned other-slot grouping radius chosen on 200 val jets). ``all`` (default) does the three here::
 
-    .venv/bin/python bench/calo_clustering.py --work /tmp/calo_clustering [--epochs 6]
+    .venv/bin/python -m bench.studies.calo_clustering --work /tmp/calo_clustering [--epochs 6]
 
 The numbers of bench/README.md: data here (the tarball, 44 MB, carried to a GPU machine), training
 on one H100 (24 epochs, ~4 min beside two other runs), export and evaluation here::
 
-    .venv/bin/python bench/calo_clustering.py --stage data --work /tmp/clgpu --train 10000 --val 1000 \
+    .venv/bin/python -m bench.studies.calo_clustering --stage data --work /tmp/clgpu --train 10000 --val 1000 \
         --test 1000 --pack .gpu_clustering/shards.tar.xz
     # on the GPU machine, after `tar -xJf .gpu_clustering/shards.tar.xz -C /tmp/d`:
-    python3 bench/calo_clustering.py --stage train --shards /tmp/d/shards --run-dir /tmp/runs/B --epochs 24 \
+    python3 -m bench.studies.calo_clustering --stage train --shards /tmp/d/shards --run-dir /tmp/runs/B --epochs 24 \
         --device cuda --threads 4 --overrides '{"training": {"early_stopping_patience": null,
         "warmup_steps": 200, "batch_size": 64, "bucket_by_length": false}}'
-    .venv/bin/python bench/calo_clustering.py --stage eval --work /tmp/clgpu --run-dir .gpu_clustering/run_B
+    .venv/bin/python -m bench.studies.calo_clustering --stage eval --work /tmp/clgpu --run-dir .gpu_clustering/run_B
 """
 
 from __future__ import annotations
@@ -31,44 +31,42 @@ import pathlib
 import sys
 import tarfile
 import time
+from typing import Any
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "topqcd"
+from bench.common import MODELS, first_jets
+
 BRANCHES = ("part_px", "part_py", "part_pz", "part_energy", "part_charge", "part_pid", "jet_pt", "jet_eta", "jet_phi",
             "jet_energy", "jet_mass", "jet_nparticles", "event_no", "label_Tbqq", "label_QCD")  # fmt: skip
 
 
-def subset(work: pathlib.Path, n: dict[str, int]) -> dict:
-    """The first ``n[split] / 2`` top and QCD jets of every split as ROOT files (a coffea fileset)."""
-    import uproot
-
-    fileset = {}
-    for split, count in n.items():
-        for sample in ("top", "qcd"):
-            src = DATA / f"{split}_{sample}_0.root"
-            tree = uproot.open(src)["tree"]
-            arrays = tree.arrays([b for b in BRANCHES if b in tree.keys()], entry_stop=count // 2)
-            out = work / "jets" / f"{split}_{sample}.root"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with uproot.recreate(out) as f:
-                f["tree"] = {k: arrays[k] for k in arrays.fields}
-            fileset[f"{sample}_{split}"] = {"files": {str(out): "tree"}, "metadata": {"sample": sample, "split": split}}
-    return fileset
-
-
 def make_data(work: pathlib.Path, n: dict[str, int], pack: pathlib.Path | None = None) -> dict[str, float]:
-    """View + shards in ``work`` (and the xz tarball of the train/val shards)."""
+    """View + shards in ``work`` (and the xz tarball of the train/val shards).
+
+    Parameters
+    ----------
+    work
+        Work folder: ``jets/``, ``view/``, ``shards/``.
+    n
+        Jets per split (half top, half QCD).
+    pack
+        Where to write the xz tarball of the train/val shards, or None.
+
+    Returns
+    -------
+    dict
+        Seconds of the view and of the preprocessing.
+    """
     from hepnn_coffea.calo import calorimeter_view
     from hepnn_coffea.calo.samples import calo_fileset
     from hepnn_coffea.processing.preprocess import preprocess
 
     times = {}
     t = time.time()
-    calorimeter_view(subset(work, n), work / "view", seed=1, executor="iterative", chunksize=1000)
+    calorimeter_view(first_jets(work, n, BRANCHES), work / "view", seed=1, executor="iterative", chunksize=1000)
     times["view_s"] = time.time() - t
     t = time.time()
     view_fs = {k: v for s in n for k, v in calo_fileset(work / "view", s).items()}
-    preprocess(view_fs, ROOT / "models" / "data" / "calo_clustering.yaml", work / "shards", executor="iterative",
+    preprocess(view_fs, MODELS / "data" / "calo_clustering.yaml", work / "shards", executor="iterative",
                chunksize=1000)  # fmt: skip
     times["preprocess_s"] = time.time() - t
     if pack is not None:
@@ -81,7 +79,29 @@ def make_data(work: pathlib.Path, n: dict[str, int], pack: pathlib.Path | None =
 
 
 def train_run(shards: pathlib.Path, run_dir: pathlib.Path, epochs: int, device: str, threads: int,
-              overrides: dict | None = None) -> dict:  # fmt: skip
+              overrides: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train ``models/calo/clustering.yaml``.
+
+    Parameters
+    ----------
+    shards
+        Shard folder.
+    run_dir
+        Run folder.
+    epochs
+        Training epochs.
+    device
+        ``training.device`` (``auto``, ``cpu``, ``cuda``).
+    threads
+        Torch threads.
+    overrides
+        Further config overrides by section (JSON of ``--overrides``).
+
+    Returns
+    -------
+    dict
+        Training seconds, best epoch and the per-epoch history.
+    """
     import torch
 
     from hepnn_coffea.training.trainer import train
@@ -91,13 +111,23 @@ def train_run(shards: pathlib.Path, run_dir: pathlib.Path, epochs: int, device: 
     over = {"training": {"epochs": epochs, "device": device}}
     for key, value in (overrides or {}).items():
         over.setdefault(key, {}).update(value)
-    result = train(ROOT / "models" / "calo" / "clustering.yaml", shards, run_dir, overrides=over, progress=False)
+    result = train(MODELS / "calo" / "clustering.yaml", shards, run_dir, overrides=over, progress=False)
     return {"train_s": time.time() - t, "best_epoch": result.best_epoch, "history": result.history}
 
 
 def relocate(run_dir: pathlib.Path, shards: pathlib.Path) -> None:
-    """A run trained on another machine records that machine's shard path (the ONNX export checks
-    parity on its shards): point it at the same shards here (the original kept as ``shards_trained``)."""
+    """Point a run trained on another machine at the same shards here.
+
+    The run records that machine's shard path and the ONNX export checks parity on its shards; the
+    original path is kept as ``shards_trained``.
+
+    Parameters
+    ----------
+    run_dir
+        Run folder (its ``provenance.json`` is rewritten if its shard path is missing here).
+    shards
+        The shard folder on this machine.
+    """
     prov_path = run_dir / "provenance.json"
     prov = json.loads(prov_path.read_text())
     if not pathlib.Path(prov["shards"]).is_dir() and shards.is_dir():
@@ -106,9 +136,24 @@ def relocate(run_dir: pathlib.Path, shards: pathlib.Path) -> None:
         prov_path.write_text(json.dumps(prov, indent=2))
 
 
-def evaluate(work: pathlib.Path, run_dir: pathlib.Path) -> dict:
-    """ONNX export of ``run_dir``; on 200 val jets the baseline's DBSCAN eps and the learned clustering's
-    ``other_eps`` (both by efficiency x purity); learned vs baseline on the test split."""
+def evaluate(work: pathlib.Path, run_dir: pathlib.Path) -> dict[str, Any]:
+    """Export ``run_dir`` to ONNX, tune both methods on 200 val jets, compare them on the test split.
+
+    The baseline's DBSCAN eps and the learned clustering's ``other_eps`` are both chosen by
+    efficiency x purity on the val jets.
+
+    Parameters
+    ----------
+    work
+        Work folder (``view/``; receives ``clustering.onnx`` and ``eval/``).
+    run_dir
+        Trained run.
+
+    Returns
+    -------
+    dict
+        Summary table, timings, chosen baseline parameters and both scans.
+    """
     import awkward as ak
     import uproot
 
@@ -157,7 +202,11 @@ def evaluate(work: pathlib.Path, run_dir: pathlib.Path) -> dict:
             "other_eps_scan": other_scan}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the selected stages and print the evaluation table.
+
+    ``argv``: the command line (default ``sys.argv[1:]``). Returns the report (also written to ``WORK/report.json`` by the eval stage).
+    """
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stage", choices=("all", "data", "train", "eval"), default="all")
     ap.add_argument("--work", type=pathlib.Path, default=pathlib.Path("/tmp/calo_clustering"))
@@ -176,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     work = args.work
     shards = args.shards or work / "shards"
     run_dir = args.run_dir or work / "run"
-    report: dict = {"jets": {"train": args.train, "val": args.val, "test": args.test}}
+    report: dict[str, Any] = {"jets": {"train": args.train, "val": args.val, "test": args.test}}
     if args.stage in ("all", "data"):
         report["times"] = make_data(work, report["jets"], args.pack)
     if args.stage in ("all", "train"):

@@ -22,9 +22,9 @@ its PFN uses batch norm (the anchor's weaver PFN is built with ``use_bn=False``)
 
 Usage::
 
-    .venv/bin/python bench/compare_weaver.py                         # all three, ~75 min on a busy 2-core box
-    .venv/bin/python bench/compare_weaver.py --models pfn --workdir /tmp/cmp --json /tmp/cmp/compare.json
-    .venv/bin/python bench/compare_weaver.py --models part --seeds 1,2,3 --val-samples 2000   # seed spread
+    .venv/bin/python -m bench.timing.compare_weaver                         # all three, ~75 min on a busy 2-core box
+    .venv/bin/python -m bench.timing.compare_weaver --models pfn --workdir /tmp/cmp --json /tmp/cmp/compare.json
+    .venv/bin/python -m bench.timing.compare_weaver --models part --seeds 1,2,3 --val-samples 2000   # seed spread
 
 Options: ``--models`` (comma list, default ``pfn,particlenet,part``), ``--workdir``
 (scratch folder for shards, runs, ONNX files and infer outputs, default
@@ -49,77 +49,46 @@ import shutil
 import time
 from typing import Any
 
-import numpy as np
+from bench.anchor import BUDGETS, METRICS, NAMES, WEAVER
+from bench.common import DATA, MODELS, make_fileset, markdown_table, mean_std, topqcd_shards, write_json
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "topqcd"
-DATA_CONFIG = ROOT / "models" / "data" / "top_kin.yaml"
-
-# Anchor (weaver-core 0.5.3, 2-core CPU, 2 threads), test split: ../shared/anchor/README.md
-WEAVER = {
-    "pfn": {"params": 83_842, "budget": "10 epochs", "auc": 0.9773, "accuracy": 0.9251,
-            "rejection_at_30": 441, "rejection_at_50": 117},
-    "particlenet": {"params": 366_160, "budget": "6,144 jets", "auc": 0.9538, "accuracy": 0.8982,
-                    "rejection_at_30": 54, "rejection_at_50": 30},
-    "part": {"params": 2_141_134, "budget": "6,144 jets", "auc": 0.9380, "accuracy": 0.8706,
-             "rejection_at_30": 58, "rejection_at_50": 23},
-}  # fmt: skip
 BASELINES = {  # the anchor's non-NN rows, for context
     "logistic regression": {"auc": 0.9629, "accuracy": 0.9055, "rejection_at_30": 142, "rejection_at_50": 56},
     "HistGradientBoosting": {"auc": 0.9849, "accuracy": 0.9387, "rejection_at_30": 1250, "rejection_at_50": 300},
 }
 COMMON = {"optimizer": "ranger", "num_threads": 2, "tensorboard": False}
-BUDGETS: dict[str, dict[str, Any]] = {
-    "pfn": {"epochs": 10, "batch_size": 512, "lr": 1e-2, "scheduler": "flat+decay", "samples_per_epoch": None},
-    "particlenet": {"epochs": 1, "batch_size": 128, "lr": 1e-2, "scheduler": "none", "samples_per_epoch": 6144},
-    "part": {"epochs": 1, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.01, "scheduler": "none",
-             "samples_per_epoch": 6144},
-}  # fmt: skip
-NAMES = {"pfn": "PFN", "particlenet": "ParticleNet", "part": "ParT"}
-METRICS = ("auc", "accuracy", "rejection_at_30", "rejection_at_50")
-
-
-def weaver_cli(path: pathlib.Path | None) -> pathlib.Path:
-    """The weaver CLI to run: ``path``, else ``$WEAVER_BIN``, else ``weaver`` on PATH.
-
-    Raises
-    ------
-    SystemExit
-        None found (weaver-core lives in its own venv; bench/README.md has the install command).
-    """
-    import os
-    import shutil
-
-    found = path or os.environ.get("WEAVER_BIN") or shutil.which("weaver")
-    if not found or not pathlib.Path(found).is_file():
-        raise SystemExit(f"weaver CLI {found or '(not on PATH, $WEAVER_BIN unset)'} not found: install weaver-core "
-                         "in its own venv and pass --weaver PATH (see bench/README.md)")  # fmt: skip
-    return pathlib.Path(found)
-
-
-def make_fileset(data: pathlib.Path) -> dict[str, Any]:
-    """Datasets ``{sample}_{split}`` over ``{split}_{sample}_*.root`` (tree ``tree``)."""
-    fileset = {
-        f"{sample}_{split}": {
-            "files": {str(p): "tree" for p in sorted(data.glob(f"{split}_{sample}_*.root"))},
-            "metadata": {"sample": sample, "split": split},
-        }
-        for sample in ("top", "qcd")
-        for split in ("train", "val", "test")
-    }
-    empty = [k for k, v in fileset.items() if not v["files"]]
-    if empty:
-        raise FileNotFoundError(f"no files for {empty} under {data}")
-    return fileset
 
 
 def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: pathlib.Path, threads: int,
               reuse: bool, infer_batch: int = 256, seed: int | None = None, val_samples: int | None = None,
               ) -> dict[str, Any]:  # fmt: skip
-    """Train, export, infer on the test split and evaluate one model; returns metrics and timings.
+    """Train, export, infer on the test split and evaluate one model.
 
-    ``seed`` (default: the model config's) names the run ``<model>_s<seed>``; ``val_samples``
-    scores only that many val jets per epoch (no effect on one-epoch budgets but time).
+    Parameters
+    ----------
+    model
+        Zoo model name (a key of :data:`bench.common.BUDGETS`).
+    shards
+        Preprocessed shards of the shared top/QCD data.
+    fileset
+        The coffea fileset of the shared data (the test split is scored).
+    work
+        Work folder: ``runs/<name>``, ``<name>.onnx``, ``infer/<name>``.
+    threads
+        Torch threads of the training.
+    reuse
+        Take a finished run already in ``work`` instead of training again.
+    infer_batch
+        Jets per onnxruntime call inside ``infer``.
+    seed
+        Training seed (default: the model config's); names the run ``<model>_s<seed>``.
+    val_samples
+        Val jets scored per epoch (no effect on one-epoch budgets but time).
+
+    Returns
+    -------
+    dict
+        Parameters, epochs, test metrics (from the table and from the hists) and timings.
     """
     from hepnn_coffea.evaluation.stages import evaluate, infer
     from hepnn_coffea.export import export_onnx
@@ -140,7 +109,7 @@ def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: p
         print(f"[{model}] reusing the finished run in {run_dir}", flush=True)
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
-        result = train(ROOT / "models" / f"{model}.yaml", shards, run_dir, overrides=overrides, progress=False)
+        result = train(MODELS / f"{model}.yaml", shards, run_dir, overrides=overrides, progress=False)
         t_train = time.perf_counter() - t0
     params = json.loads((run_dir / "provenance.json").read_text())["parameters"]
     t0 = time.perf_counter()
@@ -167,55 +136,68 @@ def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: p
     return row
 
 
+def _label(r: dict[str, Any]) -> str:
+    """The row label of one result: model name, and the seed if set."""
+    return NAMES[r["model"]] + ("" if r.get("seed") is None else f" (seed {r['seed']})")
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
-    """The comparison table (hepnn_coffea vs weaver anchor)."""
+    """The comparison table (hepnn_coffea vs the weaver anchor) and the timing table.
+
+    Parameters
+    ----------
+    rows
+        Results of :func:`run_model`.
+
+    Returns
+    -------
+    str
+        Markdown: the physics table (with the mean and std over seeds of a model run more than
+        once, and the anchor's non-NN baselines) and the timings.
+    """
 
     def fmt(m: dict[str, float]) -> str:
         return f"{m['auc']:.4f} / {m['accuracy']:.4f} / {m['rejection_at_30']:.0f} / {m['rejection_at_50']:.0f}"
 
-    lines = [
-        "Test split (15k jets): AUC / accuracy / 1/eps_B @ eps_S=30% / 50%",
-        "",
-        "| model | params (hepnn / weaver) | budget | hepnn_coffea | weaver-core 0.5.3 (anchor) "
-        "| AUC >= | acc >= | 1/eps_B@30% >= |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    def line(label: str, r: dict[str, Any], h: dict[str, float]) -> str:
+    def cells(label: str, r: dict[str, Any], h: dict[str, float]) -> list[str]:
         w = WEAVER[r["model"]]
         ok = ["yes" if h[k] >= w[k] else f"no ({h[k] - w[k]:+.4g})" for k in ("auc", "accuracy", "rejection_at_30")]
-        return f"| {label} | {r['params']:,} / {w['params']:,} | {w['budget']} | {fmt(h)} | {fmt(w)} | " + " | ".join(ok) + " |"
+        return [label, f"{r['params']:,} / {w['params']:,}", w["budget"], fmt(h), fmt(w), *ok]
 
+    physics = []
     for model in dict.fromkeys(r["model"] for r in rows):
         runs = [r for r in rows if r["model"] == model]
-        for r in runs:
-            lines.append(line(NAMES[model] + ("" if r.get("seed") is None else f" (seed {r['seed']})"), r, r["test"]))
+        physics += [cells(_label(r), r, r["test"]) for r in runs]
         if len(runs) > 1:  # the mean over seeds, and the seed-to-seed spread
-            mean = {k: float(np.mean([r["test"][k] for r in runs])) for k in METRICS}
-            std = {k: float(np.std([r["test"][k] for r in runs], ddof=1)) for k in METRICS}
-            lines.append(line(f"{NAMES[model]} mean of {len(runs)} (std {std['auc']:.4f} / {std['accuracy']:.4f} / "
-                              f"{std['rejection_at_30']:.0f} / {std['rejection_at_50']:.0f})", runs[0], mean))
-    for name, b in BASELINES.items():
-        lines.append(f"| {name} (anchor) | - | - | - | {fmt(b)} | | | |")
-    lines += ["", "| model | train s | export s | infer s (15k jets) | infer jets/s | train jets/s | data-wait frac |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        s = r["seconds"]
-        train = "reused" if s["train"] is None else f"{s['train']:.0f}"
-        label = NAMES[r["model"]] + ("" if r.get("seed") is None else f" (seed {r['seed']})")
-        lines.append(f"| {label} | {train} | {s['export']:.1f} | {s['infer']:.0f} "
-                     f"| {s['infer_jets_per_s']:.0f} | {r['train_jets_per_s']:.0f} | {r['train_data_wait_frac']:.3f} |")
-    return "\n".join(lines)
+            stats = {k: mean_std(r["test"][k] for r in runs) for k in METRICS}
+            mean, std = {k: v[0] for k, v in stats.items()}, {k: v[1] for k, v in stats.items()}
+            physics.append(cells(f"{NAMES[model]} mean of {len(runs)} (std {std['auc']:.4f} / {std['accuracy']:.4f} / "
+                                 f"{std['rejection_at_30']:.0f} / {std['rejection_at_50']:.0f})", runs[0], mean))
+    physics += [[f"{name} (anchor)", "-", "-", "-", fmt(b), "", "", ""] for name, b in BASELINES.items()]
+    timing = [[_label(r), "reused" if r["seconds"]["train"] is None else f"{r['seconds']['train']:.0f}",
+               f"{r['seconds']['export']:.1f}", f"{r['seconds']['infer']:.0f}", f"{r['seconds']['infer_jets_per_s']:.0f}",
+               f"{r['train_jets_per_s']:.0f}", f"{r['train_data_wait_frac']:.3f}"] for r in rows]  # fmt: skip
+    return "\n\n".join([
+        "Test split (15k jets): AUC / accuracy / 1/eps_B @ eps_S=30% / 50%",
+        markdown_table(["model", "params (hepnn / weaver)", "budget", "hepnn_coffea", "weaver-core 0.5.3 (anchor)",
+                        "AUC >=", "acc >=", "1/eps_B@30% >="], physics),
+        markdown_table(["model", "train s", "export s", "infer s (15k jets)", "infer jets/s", "train jets/s",
+                        "data-wait frac"], timing),
+    ])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run every model (and seed) and print the tables.
+
+    ``argv``: the command line (default ``sys.argv[1:]``). Returns the exit status.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="pfn,particlenet,part", help="comma list of pfn, particlenet, part")
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("/tmp/cmp"))
     parser.add_argument("--data", type=pathlib.Path, default=DATA)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the results here")
-    parser.add_argument("--infer-batch", type=int, default=256,
-                        help="jets per onnxruntime call in infer")
+    parser.add_argument("--infer-batch", type=int, default=256, help="jets per onnxruntime call in infer")
     parser.add_argument("--reuse-runs", action="store_true", help="reuse finished runs found in the workdir")
     parser.add_argument("--seeds", default=None, help="comma list of training seeds (one run each; default: the config's)")
     parser.add_argument("--val-samples", type=int, default=None, help="val jets scored per epoch (default: all)")
@@ -225,20 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {sorted(BUDGETS)}")
 
-    from hepnn_coffea.processing.preprocess import preprocess
-
     t_start = time.perf_counter()
     work = args.workdir
-    work.mkdir(parents=True, exist_ok=True)
     fileset = make_fileset(args.data)
-    (work / "fileset.json").write_text(json.dumps(fileset, indent=1))
-    shards = work / "shards"
-    t0 = time.perf_counter()
-    if (shards / "manifest.json").is_file():
-        print(f"reusing shards in {shards}", flush=True)
-    else:
-        preprocess(work / "fileset.json", DATA_CONFIG, shards, executor="futures", workers=2, chunksize=10_000)
-    t_pre = time.perf_counter() - t0
+    shards = topqcd_shards(work, args.data, executor="futures", workers=2, chunksize=10_000)
+    t_pre = time.perf_counter() - t_start
     print(f"preprocess: {t_pre:.0f} s", flush=True)
 
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
@@ -247,10 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows)
     total = time.perf_counter() - t_start
     print("\n" + table + f"\n\npreprocess {t_pre:.0f} s; total {total:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rows": rows, "weaver_anchor": WEAVER, "baselines": BASELINES,
-                                         "preprocess_s": t_pre, "total_s": total}, indent=1))  # fmt: skip
+    write_json(args.json, {"rows": rows, "weaver_anchor": WEAVER, "baselines": BASELINES, "preprocess_s": t_pre,
+                           "total_s": total})  # fmt: skip
     return 0
 
 

@@ -23,7 +23,7 @@ part          models/nanoaod/part.yaml (GPU)
 
 Usage::
 
-    .venv/bin/python bench/nanoaod_decorrelation.py --workdir /tmp/nano --epochs 12
+    .venv/bin/python -m bench.studies.nanoaod_decorrelation --workdir /tmp/nano --epochs 12
 
 The summary of the first variant's folder (``WORKDIR/out_<first>/summary.md``) holds the table
 of all variants and the GBT; the plot ``plots/rejection_vs_jsd_top.png`` compares them.
@@ -35,11 +35,12 @@ import argparse
 import pathlib
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-FILESET = ROOT.parent / "shared" / "data" / "nanosim" / "fileset.json"
-DATA = {"nominal": ROOT / "models" / "data" / "nanoaod_fatjet.yaml",
-        "flat": ROOT / "models" / "data" / "nanoaod_fatjet_flat.yaml",
-        "hybrid": ROOT / "models" / "data" / "nanoaod_fatjet_hybrid.yaml"}  # fmt: skip
+from bench.common import MODELS, SHARED
+
+FILESET = SHARED / "data" / "nanosim" / "fileset.json"
+DATA = {"nominal": MODELS / "data" / "nanoaod_fatjet.yaml",
+        "flat": MODELS / "data" / "nanoaod_fatjet_flat.yaml",
+        "hybrid": MODELS / "data" / "nanoaod_fatjet_hybrid.yaml"}  # fmt: skip
 VARIANTS = {  # name -> (model config, shard set)
     "pfn": ("pfn.yaml", "nominal"), "pfn_flat": ("pfn_flat.yaml", "flat"), "pfn_disco": ("pfn_disco.yaml", "nominal"),
     "particlenet_lite": ("particlenet_lite.yaml", "nominal"), "particlenet": ("particlenet.yaml", "nominal"),
@@ -49,7 +50,11 @@ VARIANTS = {  # name -> (model config, shard set)
 }  # fmt: skip
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run every variant (preprocess, train, export, infer) and evaluate them together.
+
+    ``argv``: the command line (default ``sys.argv[1:]``). Returns the exit status.
+    """
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", required=True)
     p.add_argument("--fileset", default=str(FILESET))
@@ -59,7 +64,7 @@ def main() -> int:
     p.add_argument("--samples-per-epoch", type=int, default=None)
     p.add_argument("--executor", default="iterative")
     p.add_argument("--skip-existing", action="store_true", help="reuse shards/runs/outputs already in WORKDIR")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     from hepnn_coffea.evaluation.stages import evaluate, infer
     from hepnn_coffea.export import export_onnx
@@ -77,7 +82,7 @@ def main() -> int:
             print(f"[{time.time() - t0:7.0f}s] preprocessed {data} -> {shards}", flush=True)
         if not (args.skip_existing and (run / "checkpoints" / "best.pt").is_file()):
             training = {"epochs": args.epochs, "batch_size": args.batch_size, "samples_per_epoch": args.samples_per_epoch}
-            result = train(ROOT / "models" / "nanoaod" / config, shards, run, overrides={"training": training},
+            result = train(MODELS / "nanoaod" / config, shards, run, overrides={"training": training},
                            progress=False)  # fmt: skip
             print(f"[{time.time() - t0:7.0f}s] trained {name}: best val AUC {result.best_metric:.4f}", flush=True)
         if not (args.skip_existing and (out / "scores.parquet").is_file()):

@@ -1,0 +1,7 @@
+"""Benchmarks and studies of hepnn_coffea, run as modules from the repository root.
+
+``bench.timing``: timed benchmarks that print rates and their ratios measured side by side
+(``python -m bench.timing.bench_inference --help``). ``bench.studies``: physics studies on the
+shared samples (``python -m bench.studies.finetune --help``). ``bench.common``: the helpers they
+share. Results, each table with the command that produced it: ``bench/README.md``.
+"""
