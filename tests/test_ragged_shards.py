@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +21,7 @@ from hepnn_coffea.features.ragged import from_bfloat16, offsets_of, pad_rows, to
 from hepnn_coffea.processing.shard_format import RaggedShard, ShardFormatError
 from hepnn_coffea.processing.shards import open_shard, write_shard
 from hepnn_coffea.training.dataset import ShardDataset
-from tests.conftest import SAMPLES, TOP_KIN
+from tests.conftest import ROOT, SAMPLES, TOP_KIN
 
 SAMPLE = SAMPLES / "topqcd_train_top.root"
 
@@ -132,8 +136,10 @@ def test_config_errors_name_the_key() -> None:
         DataConfig.from_dict(raw, "bad.yaml")
 
 
-def test_padded_npy_shards_still_load_and_give_the_same_batches(shards, tmp_path) -> None:
-    old = tmp_path / "old"
+@pytest.fixture(scope="module")
+def padded_shards(shards, tmp_path_factory) -> pathlib.Path:
+    """The bundled samples' shards rewritten as padded ``.npy`` shards of format /1."""
+    old = tmp_path_factory.mktemp("padded") / "old"
     shutil.copytree(shards, old)
     manifest = json.loads((old / "manifest.json").read_text())
     for samples in manifest["splits"].values():
@@ -144,6 +150,11 @@ def test_padded_npy_shards_still_load_and_give_the_same_batches(shards, tmp_path
                 s["path"] = s["path"].replace(".arrow", ".npy")
     manifest["format"] = "hepnn_coffea.shards/1"
     (old / "manifest.json").write_text(json.dumps(manifest))
+    return old
+
+
+def test_padded_npy_shards_still_load_and_give_the_same_batches(shards, padded_shards) -> None:
+    old = padded_shards
     new_set, old_set = ShardDataset(shards, "train"), ShardDataset(old, "train")
     index = new_set.epoch_index(True, 5)[:300]
     short = index[new_set.lengths("pf_mask")[index] < 50][:40]
@@ -166,3 +177,44 @@ def test_unreadable_shard_names_the_file(tmp_path) -> None:
     bad.write_bytes(b"not arrow at all")
     with pytest.raises(ShardFormatError, match="x.arrow"):
         open_shard(bad)
+
+
+def _weights(run_dir: pathlib.Path) -> dict:
+    import torch
+
+    return torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)["model"]
+
+
+def test_training_on_ragged_and_padded_shards_is_bit_identical(shards, padded_shards, tmp_path) -> None:
+    from hepnn_coffea.training.trainer import train
+
+    overrides = {"training": {"epochs": 2, "batch_size": 128, "samples_per_epoch": 768, "num_threads": 1}}
+    for name, folder in (("ragged", shards), ("padded", padded_shards)):
+        train(ROOT / "models" / "pfn.yaml", folder, tmp_path / name, overrides=overrides, progress=False)
+    a, b = _weights(tmp_path / "ragged"), _weights(tmp_path / "padded")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch_equal(a[key], b[key]), key
+    assert (tmp_path / "ragged" / "metrics.csv").read_text().split("\n")[1].split(",")[1] == \
+        (tmp_path / "padded" / "metrics.csv").read_text().split("\n")[1].split(",")[1]  # same train loss
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+@pytest.mark.slow
+def test_ddp_on_ragged_and_padded_shards_is_bit_identical(shards, padded_shards, tmp_path) -> None:
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name, folder in (("ragged", shards), ("padded", padded_shards)):
+        cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "hepnn_coffea.cli", "train",
+               str(ROOT / "models" / "pfn.yaml"), "--shards", str(folder), "-o", str(tmp_path / name), "--no-progress",
+               "--set", "training.epochs=1", "--set", "training.batch_size=128", "--set", "training.device=cpu",
+               "--set", "training.samples_per_epoch=1024"]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+    a, b = _weights(tmp_path / "ragged"), _weights(tmp_path / "padded")
+    assert all(torch_equal(a[k], b[k]) for k in a)
