@@ -126,15 +126,15 @@ def measure_loader(ragged: pathlib.Path, padded: pathlib.Path, repeat: int, batc
     return {k: n / t for k, t in times.items()}
 
 
-def projection(sizes: dict[str, Any], loader: dict[str, float]) -> list[list[str]]:
-    """Rows of the JetClass-scale table."""
+def projection(sizes: dict[str, Any], loader: dict[str, float]) -> tuple[list[list[str]], list[list[str]]]:
+    """Rows of the JetClass-scale tables: shard size and preprocessing CPU hours; loader processes per GPU."""
     rows = []
     rate = loader["ragged, cut to the batch's longest jet"]
     for name in ("all groups, float32", "all groups, float16", "PFN groups, float16", "padded .npy (before), all groups"):
         row = sizes[name]
         pre = sizes["all groups, float32"]["preprocess_jets_per_s"]
         rows.append([name, f"{row['bytes_per_jet'] * JETCLASS_JETS / 1e9:,.0f} GB",
-                     f"{JETCLASS_JETS / pre / 3600:,.0f}"])  # fmt: skip
+                     f"{JETCLASS_JETS / pre / 3600:,.1f}"])  # fmt: skip
     gpu = [[model, f"{jets:,}", f"{math.ceil(jets / rate)}"] for model, jets in GPU_JETS_PER_S.items()]
     return rows, gpu
 
