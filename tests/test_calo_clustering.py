@@ -223,7 +223,8 @@ def test_onnx_parity_and_evaluation_processor(run: dict) -> None:
     for method in ("learned", "baseline"):
         row = table["all"][method]
         assert row["jets"] > 0 and 0 < row["efficiency"] <= 1 and 0 < row["purity"] <= 1
-    assert result["hists"]["efficiency"][{"dataset": "top", "method": "learned"}].sum() == table["all"]["learned"]["jets"]
+    learned = {"process": "top", "estimator": "learned"}
+    assert result["hists"]["efficiency"][learned].sum() == table["all"]["learned"]["jets"]
     assert "| top | baseline |" in to_markdown(table)
     from hepnn_coffea.calo.clustering_plots import plot_clustering
 

@@ -86,9 +86,10 @@ def write_infer(folder: pathlib.Path, columns: dict[str, np.ndarray], model: str
 
 
 def write_shards(folder: pathlib.Path, seed: int = 1, n: int = 3000) -> pathlib.Path:
-    """A minimal shard folder (train split only) with observers, label (index in CLASSES) and weight."""
-    from hepnn_coffea.processing.shards import write_shard
+    """A minimal shard folder (train split only) with observers, label (index in CLASSES) and weight.
 
+    The shards are padded ``.npy`` structured arrays (format ``hepnn_coffea.shards/1``, still read).
+    """
     rng = np.random.default_rng(seed)
     names = ["label", "weight"] + [f"observers/{k}" for k in jet_observables(rng, "QCD", 1)]
     splits: dict[str, dict] = {"train": {}}
@@ -99,7 +100,8 @@ def write_shards(folder: pathlib.Path, seed: int = 1, n: int = 3000) -> pathlib.
         for k, v in jets.items():
             records[f"observers/{k}"] = v
         name = f"train/{cls}/chunk-0000000000-{n:010d}.npy"
-        write_shard(folder, name, records)
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        np.save(folder / name, records, allow_pickle=False)
         splits["train"][cls] = {"shards": [{"path": name}]}
     manifest = {"inputs": {}, "labels": [f"label_{c}" for c in CLASSES], "label_type": "simple", "splits": splits}
     (folder / "manifest.json").write_text(json.dumps(manifest))

@@ -265,14 +265,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         summary = evaluate(args.output, plots=not args.no_plots, compare=args.compare, baselines=args.baselines,
                            shards=args.shards, reference=args.reference, style=style, n_bootstrap=args.bootstrap,
                            seed=args.seed)  # fmt: skip
-        if (out_dir := __import__("pathlib").Path(args.output) / "summary.md").is_file() and "signal" not in summary:
-            print(out_dir.read_text())  # event-level and other summaries write their own Markdown
-        elif summary.get("task") == "regression":
-            from hepnn_coffea.evaluation.regression import summary_markdown as regression_markdown
-
-            print(regression_markdown(summary["rows"]))
-        else:
-            print(summary_markdown(summary))
+        print(summary_markdown(summary))  # summary.md, the same for every flow
         for plot in summary.get("plots", []):
             print(f"plot: {plot}")
     return 0

@@ -25,14 +25,39 @@ built on the core's stages (preprocess / train / export / ``OnnxTagger``):
 * ``per_point_eval`` and ``plots``: evaluation and figures of the per-point regression;
 * ``clustering_model`` (the hit-clustering transformer, registered in the zoo as
   ``hit_clustering``), ``clustering_eval`` and ``clustering_plots``: hit clustering.
+
+Both evaluations follow the evaluation protocol (:mod:`hepnn_coffea.evaluation.protocol`).
+Names are imported on first use.
 """
 
-from hepnn_coffea.calo.geometry import CaloGeometry, GeometryError, load_geometry
-from hepnn_coffea.calo.processor import CalorimeterViewProcessor
-from hepnn_coffea.calo.stage import calorimeter_view
-from hepnn_coffea.calo.view import build_view, chunk_rng, view_counts, write_view
+from hepnn_coffea._lazy import lazy_exports
 
-__all__ = [
-    "CaloGeometry", "CalorimeterViewProcessor", "GeometryError", "build_view", "calorimeter_view",
-    "chunk_rng", "load_geometry", "view_counts", "write_view",
-]  # fmt: skip
+_EXPORTS = {
+    # the view
+    "calorimeter_view": "hepnn_coffea.calo.stage:calorimeter_view",
+    "CalorimeterViewProcessor": "hepnn_coffea.calo.processor:CalorimeterViewProcessor",
+    "CaloGeometry": "hepnn_coffea.calo.geometry:CaloGeometry",
+    "GeometryError": "hepnn_coffea.calo.geometry:GeometryError",
+    "load_geometry": "hepnn_coffea.calo.geometry:load_geometry",
+    "build_view": "hepnn_coffea.calo.view:build_view",
+    "chunk_rng": "hepnn_coffea.calo.view:chunk_rng",
+    "view_counts": "hepnn_coffea.calo.view:view_counts",
+    "write_view": "hepnn_coffea.calo.view:write_view",
+    # focused-track samples and the per-point evaluation
+    "focused_track_samples": "hepnn_coffea.calo.samples:focused_track_samples",
+    "FocusedTrackSampleProcessor": "hepnn_coffea.calo.samples:FocusedTrackSampleProcessor",
+    "calo_fileset": "hepnn_coffea.calo.samples:calo_fileset",
+    "evaluate_per_point": "hepnn_coffea.calo.per_point_eval:evaluate_per_point",
+    "summarize_per_point": "hepnn_coffea.calo.per_point_eval:summarize_per_point",
+    "PerPointEvaluationProcessor": "hepnn_coffea.calo.per_point_eval:PerPointEvaluationProcessor",
+    "plot_per_point": "hepnn_coffea.calo.plots:plot_per_point",
+    # hit clustering
+    "HitClusteringProcessor": "hepnn_coffea.calo.clustering_eval:HitClusteringProcessor",
+    "run_clustering_evaluation": "hepnn_coffea.calo.clustering_eval:run_clustering_evaluation",
+    "summarize_clustering": "hepnn_coffea.calo.clustering_eval:summarize",
+    "BaselineParams": "hepnn_coffea.calo.clustering_eval:BaselineParams",
+    "view_hits": "hepnn_coffea.calo.clustering_eval:view_hits",
+    "plot_clustering": "hepnn_coffea.calo.clustering_plots:plot_clustering",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

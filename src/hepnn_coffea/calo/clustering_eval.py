@@ -25,12 +25,16 @@ in its ``eps`` neighbourhood), noise cells as singletons, plus **nearest-track a
 for the type: each track is attached to the cluster of the nearest cell within ``track_radius``;
 a cluster with a track is an electron if its EM fraction exceeds ``em_fraction_egamma`` else a
 charged hadron; without a track a photon above that EM fraction, else a neutral hadron.
+
+The flow follows the evaluation protocol (:mod:`hepnn_coffea.evaluation.protocol`):
+:class:`HitClusteringProcessor` (hists with the axes ``process`` and ``estimator``),
+:func:`summarize` (an ``EvaluationSummary`` of kind ``clustering``) and :func:`write_summary`.
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +43,15 @@ import numpy as np
 
 from hepnn_coffea.calo.geometry import PID_CLASSES
 from hepnn_coffea.calo.samples import calo_fileset, delta_phi
+from hepnn_coffea.evaluation import protocol
+from hepnn_coffea.evaluation.protocol import (METHOD_AXIS, SAMPLE_AXIS, Block, EvaluationProcessor, EvaluationSummary,
+                                             Table, method_axis, render_markdown, sample_axis)  # fmt: skip
+from hepnn_coffea.processing.processor import ChunkInfo
 
 __all__ = [
     "BaselineParams", "HitClusteringProcessor", "ari_energy_weighted", "baseline_clusters", "cluster_energy_matches",
-    "clustering_sums", "learned_clusters", "summarize", "to_markdown", "view_hits",
+    "clustering_report", "clustering_sums", "learned_clusters", "run_clustering_evaluation", "summarize", "to_markdown",
+    "view_hits", "write_summary",
 ]  # fmt: skip
 
 METHODS = ("learned", "baseline")
@@ -224,8 +233,7 @@ def baseline_clusters(hits: dict[str, np.ndarray], params: BaselineParams = Base
 def _hists() -> dict[str, Any]:
     import hist
 
-    sample = hist.axis.StrCategory([], growth=True, name="dataset")
-    method = hist.axis.StrCategory(list(METHODS), name="method")
+    sample, method = sample_axis(), method_axis(METHODS)
     unit = {"name": "value"}
     return {
         "efficiency": hist.Hist(sample, method, hist.axis.Regular(50, 0, 1, label="jet efficiency (energy-weighted)", **unit)),
@@ -269,24 +277,33 @@ def evaluate_jets(hits: ak.Array, preds: ak.Array | None, sample: str, n_slots: 
             sums["ari"] += s["ari"]
             sums["ari_weighted"] += s["ari_weighted"]
             sums["jets"] += 1
-            h["efficiency"].fill(dataset=sample, method=method, value=s["eff_num"] / s["energy"])
-            h["purity"].fill(dataset=sample, method=method, value=s["pur_num"] / s["energy"])
-            h["ari"].fill(dataset=sample, method=method, value=s["ari"])
+            h["efficiency"].fill(process=sample, estimator=method, value=s["eff_num"] / s["energy"])
+            h["purity"].fill(process=sample, estimator=method, value=s["pur_num"] / s["energy"])
+            h["ari"].fill(process=sample, estimator=method, value=s["ari"])
             t_lab, energies, p_lab = cluster_energy_matches(jet["particle"][cells], label[cells], jet["energy"][cells],
                                                             min_cluster_energy)  # fmt: skip
             if len(t_lab):
-                h["energy_ratio"].fill(dataset=sample, method=method, value=np.minimum(energies[1] / energies[0], 1.999))
+                ratio = np.minimum(energies[1] / energies[0], 1.999)
+                h["energy_ratio"].fill(process=sample, estimator=method, value=ratio)
                 true_type = np.asarray([jet["type"][np.flatnonzero(jet["particle"] == t)[0]] for t in t_lab])
                 ok = true_type < len(PID_CLASSES)
-                h["pid"].fill(dataset=sample, method=method, true=true_type[ok],
+                h["pid"].fill(process=sample, estimator=method, true=true_type[ok],
                               pred=np.asarray([types[int(p)] for p in p_lab])[ok])  # fmt: skip
     return out
 
 
-class HitClusteringProcessor:
-    """Coffea processor: per chunk of calorimeter-view jets, learned clustering through
-    :class:`~hepnn_coffea.inference.tagger.OnnxTagger` (per-hit outputs) and the baseline, hists per
-    sample (``events.metadata['sample']``)."""
+#: Branches of a calorimeter view that :func:`view_hits` reads.
+HIT_BRANCHES = ("cell_E", "cell_eta", "cell_phi", "cell_layer", "cell_main_particle", "track_reaches_calo",
+                "track_calo_eta", "track_calo_phi", "track_particle", "jet_eta", "jet_phi", "part_type")  # fmt: skip
+
+
+class HitClusteringProcessor(EvaluationProcessor):
+    """Per chunk of calorimeter-view jets: the learned clustering through
+    :class:`~hepnn_coffea.inference.tagger.OnnxTagger` (per-hit outputs; none without a ``model``)
+    and the baseline; hists (axes ``process`` = sample, ``estimator`` = learned / baseline) and
+    sums per sample, and ``counts`` (jets per sample)."""
+
+    kind = "clustering"
 
     def __init__(self, model: str | pathlib.Path | None, baseline: BaselineParams = BaselineParams(),
                  cell_threshold: float = 0.3, batch_size: int = 64, other_eps: float = 0.0) -> None:  # fmt: skip
@@ -298,31 +315,16 @@ class HitClusteringProcessor:
         self.cell_threshold = cell_threshold
         self.other_eps = float(other_eps)
 
-    def process(self, events: Any) -> dict[str, Any]:
-        sample = str(events.metadata.get("sample", events.metadata.get("dataset", "sample")))
+    def columns(self) -> list[str]:
+        return sorted(set(HIT_BRANCHES) | set(self.tagger.columns() if self.tagger is not None else ()))
+
+    def process_chunk(self, events: Any, chunk: ChunkInfo) -> dict[str, Any]:
+        sample = self.sample(chunk)
         jets = events[ak.num(events["cell_E"], axis=1) > 0]  # the data config's test_time_selection
         hits = view_hits(jets, self.cell_threshold)
         preds = self.tagger(jets) if self.tagger is not None else None
-        return evaluate_jets(hits, preds, sample, self.n_slots, self.baseline, other_eps=self.other_eps)
-
-    def postprocess(self, accumulator: Any) -> Any:
-        return accumulator
-
-
-def _as_processor(proc: HitClusteringProcessor) -> Any:
-    from coffea import processor
-
-    class _Proc(processor.ProcessorABC):
-        def __init__(self) -> None:
-            self.inner = proc
-
-        def process(self, events: Any) -> Any:
-            return self.inner.process(events)
-
-        def postprocess(self, accumulator: Any) -> Any:
-            return accumulator
-
-    return _Proc()
+        out = evaluate_jets(hits, preds, sample, self.n_slots, self.baseline, other_eps=self.other_eps)
+        return {**out, "counts": {sample: {"jets": len(events), "jets_with_cells": len(jets)}}}
 
 
 def run_clustering_evaluation(view_dir: str | pathlib.Path, model: str | pathlib.Path | None, *, split: str = "test",
@@ -331,7 +333,7 @@ def run_clustering_evaluation(view_dir: str | pathlib.Path, model: str | pathlib
     """Run :class:`HitClusteringProcessor` over a calorimeter view's split through ``processor.Runner``."""
     from hepnn_coffea.processing.runner import run_processor
 
-    proc = _as_processor(HitClusteringProcessor(model, baseline, other_eps=other_eps))
+    proc = HitClusteringProcessor(model, baseline, other_eps=other_eps)
     return run_processor(calo_fileset(view_dir, split), proc, executor=executor, workers=workers, chunksize=chunksize)
 
 
@@ -342,8 +344,12 @@ def _quantile(h: Any, q: float) -> float:
     return float(np.interp(q, cdf, RATIO_EDGES[1:]))
 
 
-def summarize(result: dict[str, Any]) -> dict[str, Any]:
-    """Table per sample (and ``all``) and method: efficiency, purity, ARI, energy response, PID."""
+def summarize(result: dict[str, Any]) -> EvaluationSummary:
+    """Table per sample (and ``all``) and method: efficiency, purity, ARI, energy response, PID.
+
+    Returns the :class:`~hepnn_coffea.evaluation.protocol.EvaluationSummary` (kind ``clustering``)
+    ``{sample: {method: row}}``; its Markdown is :func:`clustering_report`.
+    """
     h = result["hists"]
     table: dict[str, Any] = {}
     samples = sorted(result["sums"])
@@ -354,9 +360,9 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             if not rows:
                 continue
             tot = {k: sum(r[k] for r in rows) for k in rows[0]}
-            sel = {"method": method} if sample == "all" else {"dataset": sample, "method": method}
-            ratio = h["energy_ratio"][sel] if sample != "all" else h["energy_ratio"][{"method": method}][sum, :]
-            pid = h["pid"][sel].values() if sample != "all" else h["pid"][{"method": method}][sum, :, :].values()
+            sel = {METHOD_AXIS: method} if sample == "all" else {SAMPLE_AXIS: sample, METHOD_AXIS: method}
+            ratio = h["energy_ratio"][sel] if sample != "all" else h["energy_ratio"][{METHOD_AXIS: method}][sum, :]
+            pid = h["pid"][sel].values() if sample != "all" else h["pid"][{METHOD_AXIS: method}][sum, :, :].values()
             q16, q50, q84 = (_quantile(ratio, q) for q in (0.16, 0.5, 0.84))
             table.setdefault(sample, {})[method] = {
                 "jets": int(tot["jets"]),
@@ -366,23 +372,28 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
                 "pid_accuracy": float(np.trace(pid) / max(pid.sum(), 1)),
                 "pid_confusion": pid.astype(int).tolist(),
             }  # fmt: skip
-    return table
+    return EvaluationSummary(table, kind="clustering", report=clustering_report)
 
 
-def to_markdown(table: dict[str, Any]) -> str:
-    """Markdown table of :func:`summarize`."""
-    cols = ("efficiency", "purity", "ari", "ari_weighted", "energy_bias", "energy_resolution", "pid_accuracy")
-    lines = ["| sample | method | jets | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]
-    for sample, methods in table.items():
-        for method, row in methods.items():
-            lines.append(f"| {sample} | {method} | {row['jets']} | " + " | ".join(f"{row[c]:.3f}" for c in cols) + " |")
-    return "\n".join(lines)
+#: Metrics of the clustering table, in order.
+REPORT_COLUMNS = ("efficiency", "purity", "ari", "ari_weighted", "energy_bias", "energy_resolution", "pid_accuracy")
 
 
-def write_summary(table: dict[str, Any], out_dir: str | pathlib.Path) -> None:
-    """``summary.json`` and ``summary.md`` in ``out_dir``."""
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(table, indent=2))
-    (out / "summary.md").write_text(to_markdown(table) + "\n")
+def clustering_report(table: Mapping[str, Any]) -> list[Block]:
+    """The report of ``summary.md``: one row per sample and method (the ``plots`` entry left out)."""
+    rows = [[sample, method, row["jets"], *(row[c] for c in REPORT_COLUMNS)]
+            for sample, methods in table.items() if sample != "plots" for method, row in methods.items()]  # fmt: skip
+    return [Table(["sample", "method", "jets", *REPORT_COLUMNS], rows, float_format=".3f")]
 
+
+def to_markdown(table: Mapping[str, Any]) -> str:
+    """The Markdown table of :func:`summarize` (no newline at the end)."""
+    return render_markdown(clustering_report(table)).rstrip("\n")
+
+
+def write_summary(table: Mapping[str, Any], out_dir: str | pathlib.Path) -> EvaluationSummary:
+    """``summary.json`` and ``summary.md`` of a :func:`summarize` table in ``out_dir``
+    (:func:`hepnn_coffea.evaluation.protocol.write_summary`)."""
+    if not isinstance(table, EvaluationSummary):
+        table = EvaluationSummary(table, kind="clustering", report=clustering_report)
+    return protocol.write_summary(table, out_dir)

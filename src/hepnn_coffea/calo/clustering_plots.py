@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from hepnn_coffea.calo.geometry import PID_CLASSES
+from hepnn_coffea.evaluation.protocol import METHOD_AXIS
 
 
 def plot_clustering(result: dict[str, Any], out_dir: str | pathlib.Path) -> list[pathlib.Path]:
@@ -24,8 +25,8 @@ def plot_clustering(result: dict[str, Any], out_dir: str | pathlib.Path) -> list
     hists = result["hists"]
     for name in ("efficiency", "purity", "ari", "energy_ratio"):
         fig, ax = plt.subplots(figsize=(5, 4))
-        for method in hists[name].axes["method"]:
-            h = hists[name][{"method": method}][sum, :]
+        for method in hists[name].axes[METHOD_AXIS]:
+            h = hists[name][{METHOD_AXIS: method}][sum, :]
             if h.sum() > 0:
                 h.plot1d(ax=ax, label=method, density=True)
         ax.set_ylabel("density")
@@ -34,8 +35,8 @@ def plot_clustering(result: dict[str, Any], out_dir: str | pathlib.Path) -> list
         paths.append(out / f"{name}.png")
         fig.savefig(paths[-1])
         plt.close(fig)
-    for method in hists["pid"].axes["method"]:
-        matrix = hists["pid"][{"method": method}][sum, :, :].values()
+    for method in hists["pid"].axes[METHOD_AXIS]:
+        matrix = hists["pid"][{METHOD_AXIS: method}][sum, :, :].values()
         norm = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
         fig, ax = plt.subplots(figsize=(5.5, 4.5))
         im = ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")

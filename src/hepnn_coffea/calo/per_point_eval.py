@@ -24,8 +24,9 @@ seeded bootstrap replicas over the tracks. Hists (``hist``) per sample and estim
 residual vs track pT and predicted vs true.
 
 Inference uses :class:`~hepnn_coffea.inference.tagger.OnnxTagger` (the component the
-classifiers use) inside :class:`PerPointEvaluationProcessor`, a coffea
-:class:`~hepnn_coffea.processing.processor.ChunkProcessor`.
+classifiers use) inside :class:`PerPointEvaluationProcessor`, an
+:class:`~hepnn_coffea.evaluation.protocol.EvaluationProcessor` (a coffea processor); the
+summary is an :class:`~hepnn_coffea.evaluation.protocol.EvaluationSummary` of kind ``per_point``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ import hist
 import numpy as np
 
 from hepnn_coffea.calo.samples import calo_fileset
-from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
+from hepnn_coffea.evaluation.intervals import format_interval
+from hepnn_coffea.evaluation.protocol import (Block, EvaluationProcessor, EvaluationSummary, Table, method_axis,
+                                             render_markdown, sample_axis, write_summary)  # fmt: skip
+from hepnn_coffea.processing.processor import ChunkInfo
 
 #: default track-pT bin edges [GeV]
 PT_EDGES = (1.0, 5.0, 10.0, 20.0, 50.0, 1000.0)
@@ -147,24 +151,27 @@ def per_point_summary(table: Mapping[str, np.ndarray], estimators: Sequence[str]
     return rows
 
 
-def summary_markdown(rows: Sequence[Mapping[str, Any]], estimators: Sequence[str]) -> str:
-    """Markdown table: one row per pT bin, MAPE / resolution per estimator (``value +high -low``)."""
-    from hepnn_coffea.evaluation.intervals import format_interval
+def per_point_table(rows: Sequence[Mapping[str, Any]], estimators: Sequence[str]) -> Table:
+    """One row per pT bin: tracks, then MAPE / resolution per estimator (``value +high -low``)."""
+    return Table(["track pT [GeV]", "tracks", *(f"{e} MAPE / res." for e in estimators)],
+                 [[r["pt_bin"], r["n"], *(f"{format_interval(r[f'{e}_mape'])} / {format_interval(r[f'{e}_resolution'])}"
+                                          for e in estimators)] for r in rows])  # fmt: skip
 
-    head = "| track pT [GeV] | tracks | " + " | ".join(f"{e} MAPE / res." for e in estimators) + " |"
-    lines = [head, "|" + "---|" * (2 + len(estimators))]
-    for r in rows:
-        cells = [f"{format_interval(r[f'{e}_mape'])} / {format_interval(r[f'{e}_resolution'])}"
-                 for e in estimators]  # fmt: skip
-        lines.append(f"| {r['pt_bin']} | {r['n']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+def per_point_report(summary: Mapping[str, Any]) -> list[Block]:
+    """The report of ``summary.md``: :func:`per_point_table` of the summary's rows."""
+    return [per_point_table(summary["rows"], summary["estimators"])]
+
+
+def summary_markdown(rows: Sequence[Mapping[str, Any]], estimators: Sequence[str]) -> str:
+    """The Markdown of :func:`per_point_table` (no newline at the end)."""
+    return render_markdown([per_point_table(rows, estimators)]).rstrip("\n")
 
 
 # ---------------------------------------------------------------------------------------------- hists
 def make_per_point_hists(pt_edges: Sequence[float] = PT_EDGES) -> dict[str, hist.Hist]:
     """Empty hists: relative residual vs track pT, and predicted vs true energy, per sample and estimator."""
-    process = hist.axis.StrCategory([], growth=True, name="process", label="Sample")
-    estimator = hist.axis.StrCategory([], growth=True, name="estimator", label="Estimator")
+    process, estimator = sample_axis(), method_axis()
     return {
         "relative_residual": hist.Hist(
             process, estimator, hist.axis.Variable(list(pt_edges), name="pt", label="Track $p_T$ [GeV]"),
@@ -177,7 +184,7 @@ def make_per_point_hists(pt_edges: Sequence[float] = PT_EDGES) -> dict[str, hist
     }  # fmt: skip
 
 
-class PerPointEvaluationProcessor(ChunkProcessor):
+class PerPointEvaluationProcessor(EvaluationProcessor):
     """Runs per-point ONNX models on focused-track sample files; per-track totals, hists, table.
 
     Output (accumulated over chunks): ``hists`` (:func:`make_per_point_hists`, estimators =
@@ -195,6 +202,8 @@ class PerPointEvaluationProcessor(ChunkProcessor):
     pt_edges, min_true
         Track-pT bins of the residual hist; samples with ``label_sum < min_true`` are not filled.
     """
+
+    kind = "per_point"
 
     def __init__(self, taggers: Mapping[str, Any], calibration: Mapping[str, Any], *,
                  pt_edges: Sequence[float] = PT_EDGES, min_true: float = 0.5) -> None:  # fmt: skip
@@ -216,7 +225,7 @@ class PerPointEvaluationProcessor(ChunkProcessor):
         return sorted(cols)
 
     def process_chunk(self, events: Any, chunk: ChunkInfo) -> dict[str, Any]:
-        sample = chunk.metadata.get("sample", chunk.dataset)
+        sample = self.sample(chunk)
         split = chunk.metadata.get("split", "test")
         n = len(events)
         col = {b: np.asarray(ak.to_numpy(events[b]), dtype=np.float64)
@@ -266,6 +275,23 @@ def calibrate_from_files(samples: Any, split: str = "train", pt_edges: Sequence[
     return response_calibration(arrays["focus_pt"], arrays["focus_p"], arrays["label_sum"], pt_edges)
 
 
+def summarize_per_point(result: Mapping[str, Any], estimators: Sequence[str], calibration: Mapping[str, Any], *,
+                        split: str = "test", pt_edges: Sequence[float] = PT_EDGES, min_true: float = 0.5,
+                        n_bootstrap: int = 100, seed: int = 0) -> EvaluationSummary:  # fmt: skip
+    """The summary of a :class:`PerPointEvaluationProcessor` output: calibration, rows, counts.
+
+    ``rows``: :func:`per_point_summary` of the accumulated table (every metric with its 68%
+    bootstrap interval).
+    """
+    table = concat_table(result["table"])
+    rows = per_point_summary(table, estimators, pt_edges, min_true, n_bootstrap=n_bootstrap, seed=seed)
+    return EvaluationSummary({
+        "split": split, "min_true": min_true, "estimators": list(estimators), "calibration": dict(calibration),
+        "intervals": f"68.27%: value +- std of {n_bootstrap} bootstrap replicas over the tracks (seed {seed})",
+        "rows": rows, "counts": result["counts"],
+    }, kind="per_point", report=per_point_report)  # fmt: skip
+
+
 def evaluate_per_point(
     models: Mapping[str, str | pathlib.Path],
     samples: Any,
@@ -282,7 +308,7 @@ def evaluate_per_point(
     plots: bool = True,
     n_bootstrap: int = 100,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> EvaluationSummary:
     """Infer with every model on the ``split`` samples, compare with the baselines, write the results.
 
     Parameters
@@ -295,15 +321,16 @@ def evaluate_per_point(
     n_bootstrap, seed
         Bootstrap replicas of the metrics' 68% intervals (:func:`per_point_summary`) and their seed.
 
-    Writes ``summary.json`` (calibration, rows, counts), ``summary.md``, ``hists.pkl`` (the
-    ``hist`` objects), ``table.npz`` and, with ``plots``, the residual / metric-vs-pT plots and
-    ``n_displays`` event displays (first model). Returns the summary dict.
+    Writes ``hists.pkl`` (the ``hist`` objects), ``table.npz``, ``summary.json`` (calibration,
+    rows, counts, plots) and ``summary.md`` (:func:`summarize_per_point`, written by
+    :func:`~hepnn_coffea.evaluation.protocol.write_summary`) and, with ``plots``, the residual /
+    metric-vs-pT plots and ``n_displays`` event displays (first model). Returns the summary.
     """
     import pickle
 
     from hepnn_coffea.inference.tagger import OnnxTagger
     from hepnn_coffea.processing.runner import run_processor
-    from hepnn_coffea.processing.shards import write_json
+    from hepnn_coffea.processing.shards import atomic_write_bytes
 
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -312,24 +339,20 @@ def evaluate_per_point(
     proc = PerPointEvaluationProcessor(taggers, calibration, pt_edges=pt_edges, min_true=min_true)
     files = calo_fileset(samples, split)
     result = run_processor(files, proc, executor=executor, workers=workers, chunksize=chunksize)
+    summary = summarize_per_point(result, proc.estimators, calibration, split=split, pt_edges=pt_edges,
+                                  min_true=min_true, n_bootstrap=n_bootstrap, seed=seed)  # fmt: skip
+    atomic_write_bytes(out / "hists.pkl", lambda f: pickle.dump(result["hists"], f))
     table = concat_table(result["table"])
-    rows = per_point_summary(table, proc.estimators, pt_edges, min_true, n_bootstrap=n_bootstrap, seed=seed)
-    summary = {"split": split, "min_true": min_true, "estimators": proc.estimators, "calibration": calibration,
-               "intervals": f"68.27%: value +- std of {n_bootstrap} bootstrap replicas over the tracks "
-                            f"(seed {seed})",
-               "rows": rows, "counts": result["counts"]}  # fmt: skip
-    write_json(out / "summary.json", summary)
-    (out / "summary.md").write_text(summary_markdown(rows, proc.estimators) + "\n")
-    with (out / "hists.pkl").open("wb") as f:
-        pickle.dump(result["hists"], f)
     np.savez(out / "table.npz", **{k: (v.astype(str) if v.dtype == object else v) for k, v in table.items()})
-    if plots:
+
+    def figures() -> list[pathlib.Path]:
         from hepnn_coffea.calo.plots import plot_event_displays, plot_per_point
 
-        summary["plots"] = [str(p) for p in plot_per_point(result["hists"], rows, proc.estimators, out)]
+        paths = plot_per_point(result["hists"], summary["rows"], proc.estimators, out)
         if n_displays and taggers:
             first = next(iter(files.values()))
             name, tagger = next(iter(taggers.items()))
-            summary["plots"] += [str(p) for p in plot_event_displays(tagger, next(iter(first["files"])), out,
-                                                                     n=n_displays, model=name)]  # fmt: skip
-    return summary
+            paths += plot_event_displays(tagger, next(iter(first["files"])), out, n=n_displays, model=name)
+        return paths
+
+    return write_summary(summary, out, plots=figures if plots else None)

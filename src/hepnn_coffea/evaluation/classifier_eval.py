@@ -6,13 +6,15 @@ from the score hist (they agree within their intervals), defined in
 :mod:`hepnn_coffea.evaluation.classifier_metrics`. Other models (``compare``) and the
 classical baselines are evaluated on the same jets where the rows can be matched, so their
 difference to the ``reference`` row is quoted with a *paired* bootstrap interval.
+The summary is an :class:`~hepnn_coffea.evaluation.protocol.EvaluationSummary` of kind
+``classifier``, written by :func:`~hepnn_coffea.evaluation.protocol.write_summary`.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ import numpy as np
 from hepnn_coffea.evaluation import classifier_metrics as cm
 from hepnn_coffea.evaluation import sculpting as sc
 from hepnn_coffea.evaluation import tagger_curves as tc
-from hepnn_coffea.evaluation.intervals import format_interval
+from hepnn_coffea.evaluation.protocol import Block, EvaluationSummary, Table, jsonable, write_summary
 
 #: Signal efficiencies of the quoted rejections and of the per-bin curves.
 WORKING_POINTS = cm.WORKING_POINTS
@@ -117,7 +119,7 @@ def evaluate_classifier(out_dir: str | pathlib.Path, hists: dict[str, Any], info
                         plots: bool = True, compare: Sequence[Any] = (), baselines: Sequence[str] = (),
                         shards: str | pathlib.Path | None = None, baseline_split: str = "test",
                         reference: str | None = None, style: Any = None, n_bootstrap: int = 100,
-                        seed: int = 0, name: str | None = None) -> dict[str, Any]:  # fmt: skip
+                        seed: int = 0, name: str | None = None) -> EvaluationSummary:  # fmt: skip
     """Metrics with intervals, comparisons and figures of a flat-jet classifier's infer folder.
 
     Parameters
@@ -139,8 +141,9 @@ def evaluate_classifier(out_dir: str | pathlib.Path, hists: dict[str, Any], info
 
     Returns
     -------
-    dict
-        The summary written to ``summary.json`` (metrics as ``{"value", "low", "high"}``).
+    EvaluationSummary
+        Kind ``classifier``, written to ``summary.json`` / ``summary.md`` (metrics as
+        ``{"value", "low", "high"}``; Markdown by :func:`classifier_report`).
     """
     from hepnn_coffea.evaluation.roc import working_points
 
@@ -173,9 +176,9 @@ def evaluate_classifier(out_dir: str | pathlib.Path, hists: dict[str, Any], info
     perf = {v: tc.performance_vs(m["score"], m["is_signal"], m["weight"], table[v].astype(np.float64),
                                  tc.nice_edges(table[v]), CURVE_EFFICIENCY) for v in variables.values()}  # fmt: skip
     summary["performance_vs"] = {v: _compact(p) for v, p in perf.items()}
-    summary = _jsonable(summary)
-    _write(out, summary)
-    if plots:
+    summary = EvaluationSummary(jsonable(summary), kind="classifier", report=classifier_report)
+
+    def figures() -> list[pathlib.Path]:
         from hepnn_coffea.plotting.tagger_plots import plot_tagger
 
         curves = {name: {**sc.rejection_curve(r["score"][r["is_signal"]], r["weight"][r["is_signal"]],
@@ -186,12 +189,11 @@ def evaluate_classifier(out_dir: str | pathlib.Path, hists: dict[str, Any], info
             cuts = None if mass is None else tc.mass_after_cuts(
                 m["score"], m["is_signal"], m["weight"], table[mass].astype(np.float64),
                 hists["score_vs_mass"].axes["mass"].edges[::2], seed=seed)  # fmt: skip
-        paths = plot_tagger(out / "plots", hists=hists, signal=classes[0], background=classes[1:], curves=curves,
-                            reference=reference, performance=perf, mass_cuts=cuts, mass_variable=mass,
-                            style=style)  # fmt: skip
-        summary["plots"] = [str(p) for p in paths]
-        _write(out, summary)
-    return summary
+        return plot_tagger(out / "plots", hists=hists, signal=classes[0], background=classes[1:], curves=curves,
+                           reference=reference, performance=perf, mass_cuts=cuts, mass_variable=mass,
+                           style=style)  # fmt: skip
+
+    return write_summary(summary, out, plots=figures if plots else None)
 
 
 def _compact(perf: dict[str, Any]) -> dict[str, Any]:
@@ -204,52 +206,28 @@ def _compact(perf: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _jsonable(obj: Any) -> Any:
-    from hepnn_coffea.evaluation.events_eval import _jsonable as convert
-
-    return convert(obj)
-
-
-def _write(out: pathlib.Path, summary: dict[str, Any]) -> None:
-    from hepnn_coffea.processing.shards import write_json
-
-    write_json(out / "summary.json", summary)
-    (out / "summary.md").write_text(summary_markdown(summary))
-
-
-def summary_markdown(summary: dict[str, Any]) -> str:
-    """Markdown: the metrics with ``value +high -low`` per source and model, then the comparisons."""
+def classifier_report(summary: Mapping[str, Any]) -> list[Block]:
+    """The report of ``summary.md``: metrics as ``value +high -low`` per source and model, then the comparisons."""
     effs = [f"rejection_at_{round(e * 100)}" for e in WORKING_POINTS]
     background = summary.get("background") or ["rest"]
-    lines = [f"Signal: {summary['signal']} ({summary['n_signal']} of {summary['n_jets']} jets), background: "
-             f"{', '.join(background) if isinstance(background, list) else background}", ""]  # fmt: skip
+    blocks: list[Block] = [f"Signal: {summary['signal']} ({summary['n_signal']} of {summary['n_jets']} jets), "
+                           f"background: {', '.join(background) if isinstance(background, list) else background}"]
     if summary.get("intervals"):
-        lines += [f"Intervals: {summary['intervals']}.", ""]
-    header = " | ".join(f"1/eps_B @ eps_S={k.rsplit('_', 1)[1]}%" for k in effs)
-    lines += [f"| source | AUC | accuracy | {header} |", "|" + "---|" * (len(effs) + 3)]
+        blocks.append(f"Intervals: {summary['intervals']}.")
     rows = {"from table": summary["from_table"], "from hists": summary["from_hists"], **summary.get("others", {})}
-    for name, row in rows.items():
-        cells = [_cell(row.get("auc")), _cell(row.get("accuracy"))] + [_cell(row.get(k)) for k in effs]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    blocks.append(Table(["source", "AUC", "accuracy", *(f"1/eps_B @ eps_S={k.rsplit('_', 1)[1]}%" for k in effs)],
+                        [[name, row.get("auc"), row.get("accuracy"), *(row.get(k) for k in effs)]
+                         for name, row in rows.items()]))  # fmt: skip
     relative = summary.get("relative_to_reference") or {}
     if relative:
-        lines += ["", f"Relative to {summary['reference']} (paired: bootstrap replicas shared by both, on the same "
-                      "jets; else the two intervals in quadrature):", "",
-                  "| model | AUC difference | significance | paired | " + " | ".join(
-                      f"rejection ratio @ {k.rsplit('_', 1)[1]}%" for k in effs) + " |",
-                  "|" + "---|" * (len(effs) + 4)]  # fmt: skip
-        for name, r in relative.items():
-            sig = r.get("auc_significance")
-            cells = [_cell(r["auc_difference"]), f"{sig:+.1f} sigma" if sig is not None else "-",
-                     "yes" if r.get("paired") else "no"] + [_cell(r.get(k.replace("rejection_", "rejection_ratio_")))
-                                                            for k in effs]  # fmt: skip
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _cell(iv: Any) -> str:
-    if iv is None:
-        return "-"
-    if not isinstance(iv, dict):
-        return f"{iv:.4g}"
-    return format_interval(iv)
+        blocks.append(f"Relative to {summary['reference']} (paired: bootstrap replicas shared by both, on the same "
+                      "jets; else the two intervals in quadrature):")  # fmt: skip
+        ratios = [k.replace("rejection_", "rejection_ratio_") for k in effs]
+        sigma = {name: None if r.get("auc_significance") is None else f"{r['auc_significance']:+.1f} sigma"
+                 for name, r in relative.items()}  # fmt: skip
+        blocks.append(Table(
+            ["model", "AUC difference", "significance", "paired",
+             *(f"rejection ratio @ {k.rsplit('_', 1)[1]}%" for k in effs)],
+            [[name, r["auc_difference"], sigma[name], "yes" if r.get("paired") else "no", *(r.get(k) for k in ratios)]
+             for name, r in relative.items()]))  # fmt: skip
+    return blocks

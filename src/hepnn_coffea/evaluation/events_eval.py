@@ -11,6 +11,8 @@ Metrics and their intervals are defined in :mod:`hepnn_coffea.evaluation.sculpti
 The per-chunk hists of the inference processor come from :func:`make_event_hists` /
 :func:`fill_event_hists`; a gradient-boosted tree on six jet observables
 (:func:`train_observable_gbt`, trained on the shards' train split) is the classical baseline.
+:func:`evaluate_events` returns and writes an
+:class:`~hepnn_coffea.evaluation.protocol.EvaluationSummary` of kind ``events``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from hepnn_coffea.evaluation import sculpting as sc
-from hepnn_coffea.evaluation.intervals import format_interval
 from hepnn_coffea.evaluation.observable_gbt import _columns, score_observable_gbt, train_observable_gbt
+from hepnn_coffea.evaluation.protocol import (Block, EvaluationSummary, Table, jsonable, render_markdown, sample_axis,
+                                             write_summary)  # fmt: skip
 from hepnn_coffea.evaluation.sculpting import BACKGROUND, PT_EDGES, UNMATCHED, tagger_metrics
 
 def signal_classes(classes: Sequence[str]) -> list[str]:
@@ -52,7 +55,7 @@ def make_event_hists(classes: Sequence[str]) -> dict[str, Any]:
     import hist
 
     def cats() -> list[Any]:
-        process = hist.axis.StrCategory([], growth=True, name="process", label="Process")
+        process = sample_axis(label="Process")
         label = hist.axis.StrCategory([*classes, UNMATCHED], growth=True, name="label", label="True class")
         return [process, label]
 
@@ -173,7 +176,7 @@ def evaluate_events(
     seed: int = 0,
     n_bootstrap: int = 100,
     style: Any = None,
-) -> dict[str, Any]:
+) -> EvaluationSummary:
     """Metrics, sculpting and plots of an events-workflow infer folder; writes ``summary.json``/``.md``.
 
     Parameters
@@ -200,8 +203,8 @@ def evaluate_events(
 
     Returns
     -------
-    dict
-        The summary written to ``summary.json``.
+    EvaluationSummary
+        Kind ``events``, written to ``summary.json`` / ``summary.md`` (:func:`events_report`).
     """
     out = pathlib.Path(out_dir)
     info, columns, hists = load_infer(out)
@@ -239,12 +242,12 @@ def evaluate_events(
     if reference is not None:
         summary["reference"] = reference
         summary["relative_to_reference"] = _relative(summary["taggers"], reference)
-    summary = _jsonable(summary)
-    _write(out, summary)
-    if plots:
+    summary = EvaluationSummary(jsonable(summary), kind="events", report=events_report)
+
+    def figures() -> list[pathlib.Path]:
         from hepnn_coffea.plotting.events_plots import plot_events
 
-        paths = plot_events(
+        return plot_events(
             out / "plots", signals, hists=hists,
             rocs={s: {name: {**roc_band(cols, s), "auc": summary["taggers"][name][s]["auc"]}
                       for name, cols in taggers.items()} for s in signals},
@@ -254,9 +257,8 @@ def evaluate_events(
                         for name, row in summary["taggers"].items()} for s in signals},
             reference=reference, plot_style=style,
         )  # fmt: skip
-        summary["plots"] = [str(p) for p in paths]
-        _write(out, summary)
-    return summary
+
+    return write_summary(summary, out, plots=figures if plots else None)
 
 
 def _relative(rows: dict[str, dict[str, Any]], reference: str) -> dict[str, Any]:
@@ -270,50 +272,34 @@ def _relative(rows: dict[str, dict[str, Any]], reference: str) -> dict[str, Any]
                    for s, m in row.items()} for name, row in rows.items() if name != reference}  # fmt: skip
 
 
-def _jsonable(obj: Any) -> Any:
-    """Arrays to lists, NaN/inf to None, recursively."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    return obj.item() if isinstance(obj, np.generic) else obj
-
-
-def _write(out: pathlib.Path, summary: dict[str, Any]) -> None:
-    from hepnn_coffea.processing.shards import write_json
-
-    write_json(out / "summary.json", summary)
-    (out / "summary.md").write_text(summary_markdown(summary))
-
-
 def _random_floor(metrics: dict[str, Any]) -> str:
     value = (metrics.get("working_points") or {}).get("eff_s_50%", {}).get("inv_jsd_random_cut")
     return f"{value:.3g}" if value is not None else "n/a"
 
 
-def summary_markdown(summary: dict[str, Any]) -> str:
-    """Markdown: per signal AUC, 1/eps_B and 1/JSD at 50% signal efficiency per tagger; weighted yields."""
+def events_report(summary: Mapping[str, Any]) -> list[Block]:
+    """The report of ``summary.md``: per signal AUC, 1/eps_B and 1/JSD at 50% per tagger; weighted yields."""
     signals = summary["signals"]
-    cols = [f"{s} {k}" for s in signals for k in ("AUC", "1/eps_B @ 50%", "1/JSD @ 50%")]
-    lines = [f"# {', '.join(signals)} vs {summary['background']} ({summary['n_jets']} jets)", "",
-             f"Intervals: {summary['intervals']}.", "",
-             "| tagger | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]  # fmt: skip
-    for name, row in summary["taggers"].items():
-        keys = ("auc", "rejection_at_50", "inv_jsd_at_50")
-        cells = [format_interval(row[s][k]) for s in signals for k in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    keys = ("auc", "rejection_at_50", "inv_jsd_at_50")
+    blocks: list[Block] = [
+        f"# {', '.join(signals)} vs {summary['background']} ({summary['n_jets']} jets)",
+        f"Intervals: {summary['intervals']}.",
+        Table(["tagger", *(f"{s} {k}" for s in signals for k in ("AUC", "1/eps_B @ 50%", "1/JSD @ 50%"))],
+              [[name, *(row[s][k] for s in signals for k in keys)] for name, row in summary["taggers"].items()]),
+    ]  # fmt: skip
     for name, row in (summary.get("relative_to_reference") or {}).items():
         text = ", ".join(f"{s}: rejection x{r['rejection_at_50']:.3g}, 1/JSD x{r['inv_jsd_at_50']:.3g}"
                          for s, r in row.items() if None not in r.values())  # fmt: skip
-        lines += ["", f"{name} relative to {summary['reference']}: {text}"]
-    lines += ["", "1/JSD that random cuts with the same QCD pass fraction give on these jets (the statistical "
-              "limit of a perfectly decorrelated tagger) at 50%: " + "; ".join(
-                  f"{name} {s} {_random_floor(row[s])}" for name, row in summary["taggers"].items() for s in signals)]
-    lines += ["", "| process | label | jets | weighted yield |", "|---|---|---|---|"]
-    for process, labels in summary["yields"].items():
-        for label, y in labels.items():
-            error = np.sqrt(y["sum_w2"])
-            lines.append(f"| {process} | {label} | {y['n']} | {y['sum_w']:.4g} +- {error:.2g} |")
-    return "\n".join(lines) + "\n"
+        blocks.append(f"{name} relative to {summary['reference']}: {text}")
+    floors = [f"{name} {s} {_random_floor(row[s])}" for name, row in summary["taggers"].items() for s in signals]
+    blocks.append("1/JSD that random cuts with the same QCD pass fraction give on these jets (the statistical "
+                  "limit of a perfectly decorrelated tagger) at 50%: " + "; ".join(floors))
+    yields = [[process, label, y["n"], f"{y['sum_w']:.4g} +- {np.sqrt(y['sum_w2']):.2g}"]
+              for process, labels in summary["yields"].items() for label, y in labels.items()]
+    blocks.append(Table(["process", "label", "jets", "weighted yield"], yields))
+    return blocks
+
+
+def summary_markdown(summary: Mapping[str, Any]) -> str:
+    """The ``summary.md`` text of an events summary: :func:`events_report`, rendered by the protocol."""
+    return render_markdown(events_report(summary))

@@ -7,7 +7,8 @@ columns of the ``hepnn infer`` contract: ``sample``, ``process``, ``run``, ``eve
 ``luminosityBlock``, ``fatjet_index``, ``split``, ``label`` (true class name or
 ``unmatched``), ``weight`` (``genWeight * xsec * lumi / sumw``), the jet observables
 and ``score_<class>``. Hists per process (weighted) come from
-:mod:`hepnn_coffea.evaluation.events_eval`.
+:mod:`hepnn_coffea.evaluation.events_eval`. The processor is an
+:class:`~hepnn_coffea.evaluation.protocol.EvaluationProcessor` (the protocol of every evaluation flow).
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ from hepnn_coffea.config.rows_config import SPLIT_NAMES
 from hepnn_coffea.config.variations_config import VariationsConfig
 from hepnn_coffea.features.compute import compute_features
 from hepnn_coffea.inference.tagger import OnnxTagger, report_fixups
-from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
+from hepnn_coffea.evaluation.protocol import EvaluationProcessor
+from hepnn_coffea.processing.processor import ChunkInfo
 
 #: jet observables copied into the per-jet table (when the config's rows provide them)
 TABLE_OBSERVABLES = ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3", "nConstituents")
 UNMATCHED = "unmatched"
 
 
-class EventTaggerProcessor(ChunkProcessor):
+class EventTaggerProcessor(EvaluationProcessor):
     """Scores every selected jet of NanoAOD events with an event-level :class:`OnnxTagger`.
 
     Parameters
@@ -46,6 +48,8 @@ class EventTaggerProcessor(ChunkProcessor):
         ``variation_table`` (the table columns of every other variation, plus ``variation``).
         The nominal is computed exactly as without variations.
     """
+
+    kind = "events"
 
     def __init__(self, tagger: OnnxTagger, *, split: str | None = None, with_truth: bool = True,
                  variations: VariationsConfig | None = None) -> None:  # fmt: skip
@@ -118,7 +122,7 @@ class EventTaggerProcessor(ChunkProcessor):
             rows = rows[np.asarray(rows["split"]) == SPLIT_NAMES.index(self.split)]
         nominal = self._evaluate(rows, rows, chunk.where)
         batch = nominal["batch"]
-        sample = chunk.metadata.get("sample", chunk.dataset)
+        sample = self.sample(chunk)
         process = str(chunk.metadata.get("process", sample))
         table = self._table(nominal, sample, process)
         hists = fill_event_hists(make_event_hists(classes), table)

@@ -1,4 +1,8 @@
-"""The evaluation processor: scores per jet, hists per sample, and a per-jet table."""
+"""The evaluation processors of ``infer``: scores per jet, hists per sample, and a per-jet table.
+
+Both are :class:`~hepnn_coffea.evaluation.protocol.EvaluationProcessor` subclasses (the protocol
+of every evaluation flow); their hists' sample axis is ``process``, the regression estimators' ``estimator``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import numpy as np
 from hepnn_coffea.config.variations_config import VariationsConfig
 from hepnn_coffea.features.compute import compute_features
 from hepnn_coffea.inference.tagger import OnnxTagger, report_fixups
-from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
+from hepnn_coffea.evaluation.protocol import EvaluationProcessor, sample_axis
+from hepnn_coffea.processing.processor import ChunkInfo
 
 SCORE_BINS = 1000
 
@@ -24,7 +29,7 @@ def make_histograms(classes: list[str], mass_axis: tuple[int, float, float], pt_
     """
     from hepnn_coffea.evaluation.variation_hists import variation_axis
 
-    sample = [hist.axis.StrCategory([], growth=True, name="process", label="Sample")]
+    sample = [sample_axis()]
     if variations:
         sample.insert(0, variation_axis(variations))
     truth = hist.axis.StrCategory(classes, name="truth", label="True class")
@@ -42,7 +47,7 @@ def make_histograms(classes: list[str], mass_axis: tuple[int, float, float], pt_
     }  # fmt: skip
 
 
-class TaggerEvaluationProcessor(ChunkProcessor):
+class TaggerEvaluationProcessor(EvaluationProcessor):
     """Runs an :class:`OnnxTagger` on labelled events and fills evaluation hists.
 
     Output (accumulated over chunks): ``hists`` (see :func:`make_histograms`), ``table``
@@ -65,6 +70,8 @@ class TaggerEvaluationProcessor(ChunkProcessor):
     variations
         Systematic variations (:class:`~hepnn_coffea.config.variations_config.VariationsConfig`).
     """
+
+    kind = "classifier"
 
     def __init__(self, tagger: OnnxTagger, *, mass_branch: str = "jet_sdmass", pt_branch: str = "jet_pt",
                  mass_axis: tuple[int, float, float] = (60, 0.0, 300.0),
@@ -125,7 +132,7 @@ class TaggerEvaluationProcessor(ChunkProcessor):
             source.setdefault(branch, events[branch])
         nominal = self._evaluate(source, chunk, chunk.where)
         batch = nominal["batch"]
-        sample = chunk.metadata.get("sample", chunk.dataset)
+        sample = self.sample(chunk)
         names = self.variations.names if self.variations else None
         hists = make_histograms(classes, self.mass_axis, self.pt_axis, self.mass_branch, self.pt_branch, names)
         self._fill(hists, nominal, sample, names[0] if names else None)
@@ -147,7 +154,7 @@ class TaggerEvaluationProcessor(ChunkProcessor):
         return out
 
 
-class RegressionEvaluationProcessor(ChunkProcessor):
+class RegressionEvaluationProcessor(EvaluationProcessor):
     """Runs a regression :class:`OnnxTagger` on events with truth and fills residual hists.
 
     Entries are those of the data config's training ``selection`` (the truth must exist;
@@ -166,6 +173,8 @@ class RegressionEvaluationProcessor(ChunkProcessor):
     naive
         ``{target: expression}``: a simple estimate to compare with, e.g. ``{"truth_pt": "jet_pt"}``.
     """
+
+    kind = "regression"
 
     def __init__(self, tagger: OnnxTagger, *, binning: dict[str, dict[str, Any]] | None = None,
                  naive: dict[str, str] | None = None) -> None:  # fmt: skip
@@ -205,7 +214,7 @@ class RegressionEvaluationProcessor(ChunkProcessor):
         batch = compute_features(source, config, selection="selection", where=chunk.where, apply_filters=False)
         report_fixups(batch.counts, chunk.where)
         pred = self.tagger.predict(batch.inputs, expert=batch.expert)
-        sample = chunk.metadata.get("sample", chunk.dataset)
+        sample = self.sample(chunk)
         weight = float(chunk.metadata.get("weight", 1.0)) * (batch.weights if batch.weights is not None else 1.0)
         weight = np.broadcast_to(np.asarray(weight, dtype=np.float64), (len(batch),))
         expert = None if batch.expert is None else np.asarray(config.experts.names, dtype=object)[batch.expert]

@@ -14,17 +14,21 @@ core; bias vs true is the median residual per true-value bin, summarised by a
 weighted linear slope and the spread of the medians. The summary computes every
 metric from the per-entry table in the hists' binning (the same numbers) and quotes the
 value +- the standard deviation of seeded bootstrap replicas over the entries
-(:func:`~hepnn_coffea.evaluation.intervals.bootstrap_interval`).
+(:func:`~hepnn_coffea.evaluation.intervals.bootstrap_interval`); :func:`regression_report` is
+the Markdown table of the summary (:mod:`hepnn_coffea.evaluation.protocol`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hist
 import numpy as np
+
+if TYPE_CHECKING:
+    from hepnn_coffea.evaluation.protocol import Block
 
 RESIDUAL_BINS = 400
 TRUE_BINS = 20
@@ -44,11 +48,12 @@ def target_binning(offset: float, scale: float) -> dict[str, Any]:
 
 def make_regression_hists(binning: dict[str, dict[str, Any]]) -> dict[str, hist.Hist]:
     """Empty hists for every target in ``binning`` (see :func:`target_binning`)."""
+    from hepnn_coffea.evaluation.protocol import method_axis, sample_axis
+
     out = {}
     for target, b in binning.items():
         low, high = b["true"]
-        cats = [hist.axis.StrCategory([], growth=True, name=n, label=label)
-                for n, label in (("process", "Sample"), ("estimator", "Estimator"), ("expert", "Expert"))]  # fmt: skip
+        cats = [sample_axis(), method_axis(), hist.axis.StrCategory([], growth=True, name="expert", label="Expert")]
         true = hist.axis.Regular(TRUE_BINS, low, high, name="true", label=f"true {target}")
         out[f"residual_{target}"] = hist.Hist(
             *cats, true, hist.axis.Variable(_sinh_edges(b["residual"]), name="residual", label=f"{target}: pred - true"),
@@ -219,22 +224,15 @@ def regression_summary(hists: dict[str, hist.Hist], targets: list[str], table: M
     return rows
 
 
-def summary_markdown(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table of :func:`regression_summary` rows (intervals as ``value +high -low``)."""
-    from hepnn_coffea.evaluation.intervals import format_interval
+#: Columns of the regression table: summary row key -> header.
+REPORT_COLUMNS = {"target": "target", "estimator": "estimator", "expert": "expert", "n": "entries",
+                  "median": "bias (median)", "iqr68": "resolution (68%/2)", "gauss_sigma": "core sigma",
+                  "rel_median": "rel. bias", "rel_iqr68": "rel. resolution", "bias_slope": "bias slope vs true",
+                  "bias_spread": "bias spread vs true"}  # fmt: skip
 
-    cols = [("target", "target"), ("estimator", "estimator"), ("expert", "expert"), ("n", "entries"),
-            ("median", "bias (median)"), ("iqr68", "resolution (68%/2)"), ("gauss_sigma", "core sigma"),
-            ("rel_median", "rel. bias"), ("rel_iqr68", "rel. resolution"), ("bias_slope", "bias slope vs true"),
-            ("bias_spread", "bias spread vs true")]  # fmt: skip
-    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
-    for row in rows:
-        cells = []
-        for key, _ in cols:
-            value = row.get(key)
-            if isinstance(value, Mapping):
-                cells.append(format_interval(value))
-            else:
-                cells.append("-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+
+def regression_report(summary: Mapping[str, Any]) -> list[Block]:
+    """The report of ``summary.md``: one table row per :func:`regression_summary` row (``value +high -low``)."""
+    from hepnn_coffea.evaluation.protocol import Table
+
+    return [Table(list(REPORT_COLUMNS.values()), [[row.get(k) for k in REPORT_COLUMNS] for row in summary["rows"]])]

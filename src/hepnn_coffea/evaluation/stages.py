@@ -4,7 +4,8 @@
 (the same hists via uproot, samples and classes flattened into names),
 ``OUT/scores.parquet`` (per-jet table) and ``OUT/counts.json``.
 ``evaluate`` reads them back and writes ``OUT/summary.json``, ``OUT/summary.md``
-(every metric with its 68% interval) and ``OUT/plots/*.png`` (+ PDF).
+(every metric with its 68% interval) and ``OUT/plots/*.png`` (+ PDF), through the evaluation
+protocol (:mod:`hepnn_coffea.evaluation.protocol`) that every flow shares.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from hepnn_coffea.evaluation.processor import RegressionEvaluationProcessor, TaggerEvaluationProcessor
+from hepnn_coffea.evaluation.protocol import EvaluationSummary
 from hepnn_coffea.inference.tagger import OnnxTagger
 from hepnn_coffea.processing import bad_files
 from hepnn_coffea.processing.fileset import load_fileset, select_split
@@ -195,7 +197,7 @@ def evaluate(
     n_bootstrap: int = 100,
     seed: int = 0,
     name: str | None = None,
-) -> dict[str, Any]:
+) -> EvaluationSummary:
     """Physics metrics with 68% intervals from an ``infer`` output folder; writes summary JSON/Markdown and plots.
 
     Classifiers: :func:`hepnn_coffea.evaluation.classifier_eval.evaluate_classifier` (flat jets)
@@ -223,6 +225,12 @@ def evaluate(
         metric), and their seed.
     name
         Row name of the model (flat-jet classifiers; default: the ONNX file stem).
+
+    Returns
+    -------
+    EvaluationSummary
+        The flow's summary (kind ``classifier``, ``events`` or ``regression``), as written to
+        ``summary.json`` and ``summary.md`` by :func:`~hepnn_coffea.evaluation.protocol.write_summary`.
     """
     out = pathlib.Path(out_dir)
     with (out / "hists.pkl").open("rb") as f:
@@ -245,7 +253,15 @@ def evaluate(
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
-    """A Markdown table of the classifier metrics (see :func:`.classifier_eval.summary_markdown`)."""
-    from hepnn_coffea.evaluation.classifier_eval import summary_markdown as markdown
+    """The ``summary.md`` text of an evaluation summary (any flow; a plain dict is read as a classifier's).
 
-    return markdown(summary)
+    :meth:`EvaluationSummary.markdown <hepnn_coffea.evaluation.protocol.EvaluationSummary.markdown>`:
+    the flow's report rendered by :func:`~hepnn_coffea.evaluation.protocol.render_markdown`.
+    """
+    from hepnn_coffea.evaluation.protocol import EvaluationSummary
+
+    if not isinstance(summary, EvaluationSummary):
+        from hepnn_coffea.evaluation.classifier_eval import classifier_report
+
+        summary = EvaluationSummary(summary, kind="classifier", report=classifier_report)
+    return summary.markdown()
