@@ -9,6 +9,9 @@ Stages (one subpackage each): :mod:`~hepnn_coffea.config`, :mod:`~hepnn_coffea.f
 The main entry point of every stage is importable from here (imported on first use)::
 
     from hepnn_coffea import preprocess, train, export_onnx, infer, evaluate, OnnxTagger
+
+Each subpackage lists its public names in ``__all__`` (``hepnn_coffea.processing.__all__``, ...);
+names that need torch (training, export, the model zoo) load it only when used.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 _EXPORTS = {
+    # configuration
     "DataConfig": "hepnn_coffea.config.data_config:DataConfig",
     "ConfigError": "hepnn_coffea.config.data_config:ConfigError",
+    "ModelConfig": "hepnn_coffea.config.training_config:ModelConfig",
     "load_model_config": "hepnn_coffea.config:load_model_config",
+    # the stages
     "preprocess": "hepnn_coffea.processing.preprocess:preprocess",
     "train": "hepnn_coffea.training.trainer:train",
     "export_onnx": "hepnn_coffea.export:export_onnx",
@@ -34,6 +40,14 @@ _EXPORTS = {
     "infer": "hepnn_coffea.evaluation.stages:infer",
     "evaluate": "hepnn_coffea.evaluation.stages:evaluate",
     "calorimeter_view": "hepnn_coffea.calo.stage:calorimeter_view",
+    # what the stages share: filesets, executors, features, model metadata, trained networks
+    "load_fileset": "hepnn_coffea.processing.fileset:load_fileset",
+    "select_split": "hepnn_coffea.processing.fileset:select_split",
+    "run_runner": "hepnn_coffea.processing.runner:run_runner",
+    "run_dask": "hepnn_coffea.processing.runner:run_dask",
+    "compute_features": "hepnn_coffea.features.compute:compute_features",
+    "read_metadata": "hepnn_coffea.export.metadata:read_metadata",
+    "load_network": "hepnn_coffea.training.trainer:load_network",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [*_EXPORTS, "__version__"]

@@ -43,9 +43,9 @@ class CaloGeometry:
     track_pt_min
         Charged particles above this pT [GeV] (and within ``tracker_eta_max``) become tracks.
     tracker_eta_max
-        Tracker acceptance in |eta|.
+        Tracker acceptance in ``|eta|``.
     eta_max
-        Calorimeter acceptance: particles whose impact |eta| exceeds it deposit nothing.
+        Calorimeter acceptance: particles whose impact ``|eta|`` exceeds it deposit nothing.
     em_radius, had_radius
         Radii of the EM and hadronic cylinders [m]; cell (x, y, z) lie on them.
     em_cell_eta, em_cell_phi, had_cell_eta, had_cell_phi

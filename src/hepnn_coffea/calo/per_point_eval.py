@@ -311,6 +311,11 @@ def evaluate_per_point(
 ) -> EvaluationSummary:
     """Infer with every model on the ``split`` samples, compare with the baselines, write the results.
 
+    Writes ``hists.pkl`` (the ``hist`` objects), ``table.npz``, ``summary.json`` (calibration,
+    rows, counts, plots) and ``summary.md`` (:func:`summarize_per_point`, written by
+    :func:`~hepnn_coffea.evaluation.protocol.write_summary`) and, with ``plots``, the residual /
+    metric-vs-pT plots and ``n_displays`` event displays (first model).
+
     Parameters
     ----------
     models
@@ -321,10 +326,10 @@ def evaluate_per_point(
     n_bootstrap, seed
         Bootstrap replicas of the metrics' 68% intervals (:func:`per_point_summary`) and their seed.
 
-    Writes ``hists.pkl`` (the ``hist`` objects), ``table.npz``, ``summary.json`` (calibration,
-    rows, counts, plots) and ``summary.md`` (:func:`summarize_per_point`, written by
-    :func:`~hepnn_coffea.evaluation.protocol.write_summary`) and, with ``plots``, the residual /
-    metric-vs-pT plots and ``n_displays`` event displays (first model). Returns the summary.
+    Returns
+    -------
+    EvaluationSummary
+        What ``summary.json`` holds.
     """
     import pickle
 

@@ -1,22 +1,16 @@
 """ONNX export with embedded preprocessing metadata and a parity check.
 
-``export_onnx`` needs the ``train`` extra (torch) and is imported on first use;
-``read_metadata`` and ``ExportError`` come from the torch-free :mod:`.metadata`.
+:func:`export_onnx` needs the ``train`` extra (torch); :func:`read_metadata` and
+:class:`ExportError` come from the torch-free :mod:`.metadata`. Names are imported on first use,
+so ``import hepnn_coffea.export`` loads no torch.
 """
 
-from __future__ import annotations
+from hepnn_coffea._lazy import lazy_exports
 
-from typing import Any
-
-from hepnn_coffea.export.metadata import ExportError, read_metadata
-
-__all__ = ["ExportError", "export_onnx", "read_metadata"]
-
-
-def __getattr__(name: str) -> Any:
-    """``export_onnx`` on first access (keeps ``import hepnn_coffea.export`` free of torch)."""
-    if name == "export_onnx":
-        from hepnn_coffea.export.onnx_export import export_onnx
-
-        return export_onnx
-    raise AttributeError(f"module 'hepnn_coffea.export' has no attribute {name!r}")
+_EXPORTS = {
+    "export_onnx": "hepnn_coffea.export.onnx_export:export_onnx",
+    "read_metadata": "hepnn_coffea.export.metadata:read_metadata",
+    "ExportError": "hepnn_coffea.export.metadata:ExportError",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hepnn_coffea._lazy import lazy_exports
 from hepnn_coffea._optional import missing_extra
 from hepnn_coffea.config.data_config import ConfigError
 from hepnn_coffea.config.training_config import suggest
@@ -257,3 +258,24 @@ def build_network(model_cfg: dict[str, Any], input_shapes: dict[str, tuple[int, 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+#: the architectures' classes, imported on first use (``from hepnn_coffea.nn import ParticleNet``)
+_MODELS = {
+    "MLP": "hepnn_coffea.nn.mlp:MLP",
+    "ParticleFlowNetwork": "hepnn_coffea.nn.pfn:ParticleFlowNetwork",
+    "ParticleNet": "hepnn_coffea.nn.particlenet:ParticleNet",
+    "ParticleTransformer": "hepnn_coffea.nn.part:ParticleTransformer",
+    "ParticleCNN": "hepnn_coffea.nn.pcnn:ParticleCNN",
+    "PointNetSegmentation": "hepnn_coffea.nn.pointnet:PointNetSegmentation",
+}
+__getattr__, _dir_models = lazy_exports(__name__, _MODELS)
+
+
+def __dir__() -> list[str]:
+    """The module's own names and the architectures' classes."""
+    return sorted({*globals(), *_dir_models()})
+
+
+__all__ = ["ARCHITECTURES", "Architecture", "GLOBALS_ROLE", "Network", "build_network", "check_params",
+           "count_parameters", *_MODELS]  # fmt: skip
