@@ -26,34 +26,59 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workflow", choices=("topqcd", "nanoaod"), default="topqcd",
-                   help="topqcd: flat jet trees (bundled samples); nanoaod: event-level NanoAOD, top/W/QCD tagger "
-                        "with gen-matched labels and cross-section weights (../shared/data/nanosim)")  # fmt: skip
-    p.add_argument("--fileset", default=None, help="default: tests/samples/fileset.json (topqcd), "
-                   "../shared/data/nanosim/fileset.json (nanoaod)")  # fmt: skip
-    p.add_argument("--data-config", default=None,
-                   help="default: models/data/top_kin_hybrid.yaml (topqcd), models/data/nanoaod_fatjet_hybrid.yaml "
-                        "(nanoaod)")  # fmt: skip
-    p.add_argument("--model-config", default=None,
-                   help="default: models/pfn_hybrid.yaml (topqcd), models/nanoaod/pfn_hybrid.yaml (nanoaod): the PFN "
-                        "with the jet observables next to the constituents (models/pfn.yaml: constituents only)")  # fmt: skip
+    p.add_argument(
+        "--workflow",
+        choices=("topqcd", "nanoaod"),
+        default="topqcd",
+        help="topqcd: flat jet trees (bundled samples); nanoaod: event-level NanoAOD, top/W/QCD tagger "
+        "with gen-matched labels and cross-section weights (../shared/data/nanosim)",
+    )
+    p.add_argument(
+        "--fileset",
+        default=None,
+        help="default: tests/samples/fileset.json (topqcd), ../shared/data/nanosim/fileset.json (nanoaod)",
+    )
+    p.add_argument(
+        "--data-config",
+        default=None,
+        help="default: models/data/top_kin_hybrid.yaml (topqcd), models/data/nanoaod_fatjet_hybrid.yaml "
+        "(nanoaod)",
+    )
+    p.add_argument(
+        "--model-config",
+        default=None,
+        help="default: models/pfn_hybrid.yaml (topqcd), models/nanoaod/pfn_hybrid.yaml (nanoaod): the PFN "
+        "with the jet observables next to the constituents (models/pfn.yaml: constituents only)",
+    )
     p.add_argument("--output", default=str(HERE / "demo_output"), help="everything goes below this folder")
     p.add_argument("--epochs", type=int, default=None, help="default: 8 (topqcd), 12 (nanoaod)")
     p.add_argument("--batch-size", type=int, default=None, help="default: 128 (topqcd), 256 (nanoaod)")
     p.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--scheduler", default=None, help="existing dask scheduler address (default: LocalCluster)")
+    p.add_argument(
+        "--scheduler", default=None, help="existing dask scheduler address (default: LocalCluster)"
+    )
     p.add_argument("--chunksize", type=int, default=50_000)
-    p.add_argument("--style", default="none", choices=("CMS", "ATLAS", "LHCb", "ALICE", "none"),
-                   help="topqcd: experiment style of the plots (default none: the samples are no experiment's)")
+    p.add_argument(
+        "--style",
+        default="none",
+        choices=("CMS", "ATLAS", "LHCb", "ALICE", "none"),
+        help="topqcd: experiment style of the plots (default none: the samples are no experiment's)",
+    )
     args = p.parse_args(argv)
     topqcd = args.workflow == "topqcd"
     defaults = {
-        "fileset": HERE / "tests" / "samples" / "fileset.json" if topqcd else HERE.parent / "shared" / "data" / "nanosim" / "fileset.json",
-        "data_config": HERE / "models" / "data" / ("top_kin_hybrid.yaml" if topqcd else "nanoaod_fatjet_hybrid.yaml"),
+        "fileset": HERE / "tests" / "samples" / "fileset.json"
+        if topqcd
+        else HERE.parent / "shared" / "data" / "nanosim" / "fileset.json",
+        "data_config": HERE
+        / "models"
+        / "data"
+        / ("top_kin_hybrid.yaml" if topqcd else "nanoaod_fatjet_hybrid.yaml"),
         "model_config": HERE / "models" / ("pfn_hybrid.yaml" if topqcd else "nanoaod/pfn_hybrid.yaml"),
-        "epochs": 8 if topqcd else 12, "batch_size": 128 if topqcd else 256,
-    }  # fmt: skip
+        "epochs": 8 if topqcd else 12,
+        "batch_size": 128 if topqcd else 256,
+    }
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value if isinstance(value, int) else str(value))
@@ -75,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest = preprocess(args.fileset, args.data_config, shards, **execution)
     for split, samples in manifest["splits"].items():
         for sample, e in samples.items():
-            print(f"         {split:5s} {sample:6s} read {e['entries_read']:7d} written {e['entries_out']:7d}")
+            print(
+                f"         {split:5s} {sample:6s} read {e['entries_read']:7d} written {e['entries_out']:7d}"
+            )
     step(f"shards + manifest -> {shards}")
 
     train_export_infer(args, shards, run_dir, model, results, execution, step)
@@ -83,15 +110,23 @@ def main(argv: list[str] | None = None) -> int:
     from hepnn_coffea.plotting.style import PlotStyle
 
     name = pathlib.Path(args.model_config).stem
-    summary = evaluate(results, baselines=["logistic", "gbt"], shards=shards, reference="gbt", name=name,
-                       style=PlotStyle(args.style))  # fmt: skip
+    summary = evaluate(
+        results,
+        baselines=["logistic", "gbt"],
+        shards=shards,
+        reference="gbt",
+        name=name,
+        style=PlotStyle(args.style),
+    )
     step(f"evaluation -> {results / 'summary.json'}, {results / 'summary.md'}")
     print(summary_markdown(summary))
     versus = summary["relative_to_reference"][name]
     diff, sigma = versus["auc_difference"], versus["auc_significance"]
     sigma = f"{sigma:+.1f} sigma" if sigma is not None else "no bootstrap spread"
-    print(f"         {name} - gbt: AUC difference {diff['value']:+.4f} +- {diff['high'] - diff['value']:.4f} "
-          f"({sigma}, paired bootstrap on the same {summary['n_jets']} test jets)")  # fmt: skip
+    print(
+        f"         {name} - gbt: AUC difference {diff['value']:+.4f} +- {diff['high'] - diff['value']:.4f} "
+        f"({sigma}, paired bootstrap on the same {summary['n_jets']} test jets)"
+    )
     for plot in summary["plots"]:
         print(f"         plot: {plot}")
 
@@ -101,17 +136,30 @@ def main(argv: list[str] | None = None) -> int:
     test_files = select_split(load_fileset(args.fileset), "test")
     analysis = run_runner(test_files, TopTagAnalysis(str(model), cut=0.5), **execution)
     for dataset, res in analysis.items():
-        print(f"         existing analysis, {dataset}: {res['n_tagged']} of {res['n_jets']} jets tagged (score > 0.5)")
+        print(
+            f"         existing analysis, {dataset}: {res['n_tagged']} of {res['n_jets']} jets tagged (score > 0.5)"
+        )
     step("done")
-    (out / "artifacts.json").write_text(json.dumps({
-        "shards": str(shards), "run_dir": str(run_dir), "model": str(model), "results": str(results),
-        "summary": summary["from_table"]}, indent=2))  # fmt: skip
+    (out / "artifacts.json").write_text(
+        json.dumps(
+            {
+                "shards": str(shards),
+                "run_dir": str(run_dir),
+                "model": str(model),
+                "results": str(results),
+                "summary": summary["from_table"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
 def chain_setup(args: argparse.Namespace) -> tuple[pathlib.Path, dict, Callable[[str], None]]:
     """The output folder, the execution options of every stage and a timed progress printer."""
-    execution = dict(executor=args.executor, workers=args.workers, scheduler=args.scheduler, chunksize=args.chunksize)
+    execution = dict(
+        executor=args.executor, workers=args.workers, scheduler=args.scheduler, chunksize=args.chunksize
+    )
     t0 = time.time()
 
     def step(msg: str) -> None:
@@ -120,8 +168,15 @@ def chain_setup(args: argparse.Namespace) -> tuple[pathlib.Path, dict, Callable[
     return pathlib.Path(args.output), execution, step
 
 
-def train_export_infer(args: argparse.Namespace, shards: pathlib.Path, run_dir: pathlib.Path, model: pathlib.Path,
-                       results: pathlib.Path, execution: dict, step: Callable[[str], None]) -> None:  # fmt: skip
+def train_export_infer(
+    args: argparse.Namespace,
+    shards: pathlib.Path,
+    run_dir: pathlib.Path,
+    model: pathlib.Path,
+    results: pathlib.Path,
+    execution: dict,
+    step: Callable[[str], None],
+) -> None:
     """Train ``args.model_config`` on ``shards`` afresh, export it to ``model`` and score the test split."""
     import shutil
 
@@ -133,7 +188,9 @@ def train_export_infer(args: argparse.Namespace, shards: pathlib.Path, run_dir: 
         shutil.rmtree(run_dir)
     overrides = {"training": {"epochs": args.epochs, "batch_size": args.batch_size}}
     result = train(args.model_config, shards, run_dir, overrides=overrides, progress=sys.stderr.isatty())
-    step(f"trained {args.model_config}: best val AUC {result.best_metric:.4f} (epoch {result.best_epoch}) -> {run_dir}")
+    step(
+        f"trained {args.model_config}: best val AUC {result.best_metric:.4f} (epoch {result.best_epoch}) -> {run_dir}"
+    )
     info = export_onnx(run_dir, model)
     step(f"exported {model} (parity max |diff| {info['max_abs_diff']:.1e} on {info['n_jets']} jets)")
     infer(model, args.fileset, results, split="test", **execution)
@@ -163,8 +220,10 @@ def nanoaod_workflow(args: argparse.Namespace) -> int:
     step(f"preprocess {args.fileset} with {args.data_config}")
     manifest = preprocess(args.fileset, args.data_config, shards, **execution)
     for name, flow in manifest["cutflow"].items():
-        print(f"         {name:15s} events {flow['events']:6d} jets {flow['jets']:6d} selected {flow['jets_selected']:6d} "
-              f"matched {flow['matched']} unmatched {flow['unmatched']} written {flow['written']}")  # fmt: skip
+        print(
+            f"         {name:15s} events {flow['events']:6d} jets {flow['jets']:6d} selected {flow['jets_selected']:6d} "
+            f"matched {flow['matched']} unmatched {flow['unmatched']} written {flow['written']}"
+        )
     step(f"shards + manifest (cutflow) -> {shards}")
     train_export_infer(args, shards, run_dir, model, results, execution, step)
     summary = evaluate(results, shards=shards)
@@ -181,8 +240,10 @@ def nanoaod_workflow(args: argparse.Namespace) -> int:
     files = load_fileset(args.fileset, "Events", event_level=True)
     analysis = run_runner(files, FatJetTagAnalysis(str(model)), schema=NanoAODSchema, **execution)
     for dataset, res in sorted(analysis.items()):
-        print(f"         existing NanoAOD analysis, {dataset}: {res['n_tagged']} of {res['n_jets']} fat jets "
-              "(pT > 300 GeV) top-tagged (D_top > 0.9)")  # fmt: skip
+        print(
+            f"         existing NanoAOD analysis, {dataset}: {res['n_tagged']} of {res['n_jets']} fat jets "
+            "(pT > 300 GeV) top-tagged (D_top > 0.9)"
+        )
     step("done")
     return 0
 

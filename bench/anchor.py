@@ -24,19 +24,55 @@ ANCHOR = SHARED / "anchor" / "weaver"
 
 # Anchor (weaver-core 0.5.3, 2-core CPU, 2 threads), test split: ../shared/anchor/README.md
 WEAVER: dict[str, dict[str, Any]] = {
-    "pfn": {"params": 83_842, "budget": "10 epochs", "auc": 0.9773, "accuracy": 0.9251,
-            "rejection_at_30": 441, "rejection_at_50": 117},
-    "particlenet": {"params": 366_160, "budget": "6,144 jets", "auc": 0.9538, "accuracy": 0.8982,
-                    "rejection_at_30": 54, "rejection_at_50": 30},
-    "part": {"params": 2_141_134, "budget": "6,144 jets", "auc": 0.9380, "accuracy": 0.8706,
-             "rejection_at_30": 58, "rejection_at_50": 23},
-}  # fmt: skip
+    "pfn": {
+        "params": 83_842,
+        "budget": "10 epochs",
+        "auc": 0.9773,
+        "accuracy": 0.9251,
+        "rejection_at_30": 441,
+        "rejection_at_50": 117,
+    },
+    "particlenet": {
+        "params": 366_160,
+        "budget": "6,144 jets",
+        "auc": 0.9538,
+        "accuracy": 0.8982,
+        "rejection_at_30": 54,
+        "rejection_at_50": 30,
+    },
+    "part": {
+        "params": 2_141_134,
+        "budget": "6,144 jets",
+        "auc": 0.9380,
+        "accuracy": 0.8706,
+        "rejection_at_30": 58,
+        "rejection_at_50": 23,
+    },
+}
 BUDGETS: dict[str, dict[str, Any]] = {
-    "pfn": {"epochs": 10, "batch_size": 512, "lr": 1e-2, "scheduler": "flat+decay", "samples_per_epoch": None},
-    "particlenet": {"epochs": 1, "batch_size": 128, "lr": 1e-2, "scheduler": "none", "samples_per_epoch": 6144},
-    "part": {"epochs": 1, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.01, "scheduler": "none",
-             "samples_per_epoch": 6144},
-}  # fmt: skip
+    "pfn": {
+        "epochs": 10,
+        "batch_size": 512,
+        "lr": 1e-2,
+        "scheduler": "flat+decay",
+        "samples_per_epoch": None,
+    },
+    "particlenet": {
+        "epochs": 1,
+        "batch_size": 128,
+        "lr": 1e-2,
+        "scheduler": "none",
+        "samples_per_epoch": 6144,
+    },
+    "part": {
+        "epochs": 1,
+        "batch_size": 128,
+        "lr": 1e-3,
+        "weight_decay": 0.01,
+        "scheduler": "none",
+        "samples_per_epoch": 6144,
+    },
+}
 """The anchor's training budget of every zoo model (the same in hepnn_coffea and weaver-core)."""
 NAMES = {"pfn": "PFN", "particlenet": "ParticleNet", "part": "ParT"}
 METRICS = ("auc", "accuracy", "rejection_at_30", "rejection_at_50")
@@ -62,8 +98,10 @@ def weaver_cli(path: pathlib.Path | None) -> pathlib.Path:
     """
     found = path or os.environ.get("WEAVER_BIN") or shutil.which("weaver")
     if not found or not pathlib.Path(found).is_file():
-        raise SystemExit(f"weaver CLI {found or '(not on PATH, $WEAVER_BIN unset)'} not found: install weaver-core "
-                         "in its own venv and pass --weaver PATH (see bench/README.md)")  # fmt: skip
+        raise SystemExit(
+            f"weaver CLI {found or '(not on PATH, $WEAVER_BIN unset)'} not found: install weaver-core "
+            "in its own venv and pass --weaver PATH (see bench/README.md)"
+        )
     return pathlib.Path(found)
 
 
@@ -75,8 +113,12 @@ def add_weaver_arguments(parser: argparse.ArgumentParser) -> None:
     parser
         The script's parser.
     """
-    parser.add_argument("--weaver", type=pathlib.Path, default=None,
-                        help="weaver CLI of a weaver-core install (default: $WEAVER_BIN, else `weaver` on PATH)")
+    parser.add_argument(
+        "--weaver",
+        type=pathlib.Path,
+        default=None,
+        help="weaver CLI of a weaver-core install (default: $WEAVER_BIN, else `weaver` on PATH)",
+    )
     parser.add_argument("--anchor", type=pathlib.Path, default=ANCHOR, help="the anchor's weaver configs")
     parser.add_argument("--data", type=pathlib.Path, default=DATA, help="folder of the shared top/QCD files")
     parser.add_argument("--threads", type=int, default=2, help="torch / OpenMP threads")
@@ -119,12 +161,21 @@ def weaver_io_options(cfg_dir: pathlib.Path, model: str, batch: int) -> list[str
     list of str
         Command-line options.
     """
-    return ["--data-config", str(cfg_dir / "topqcd_kin.yaml"), "--network-config",
-            str(cfg_dir / "networks" / f"{model}.py"), "--gpus", "", "--batch-size", str(batch)]  # fmt: skip
+    return [
+        "--data-config",
+        str(cfg_dir / "topqcd_kin.yaml"),
+        "--network-config",
+        str(cfg_dir / "networks" / f"{model}.py"),
+        "--gpus",
+        "",
+        "--batch-size",
+        str(batch),
+    ]
 
 
-def weaver_train_command(weaver: pathlib.Path, data: pathlib.Path, cfg_dir: pathlib.Path, model: str, batch: int,
-                         samples: int) -> list[str]:  # fmt: skip
+def weaver_train_command(
+    weaver: pathlib.Path, data: pathlib.Path, cfg_dir: pathlib.Path, model: str, batch: int, samples: int
+) -> list[str]:
     """The anchor's one-epoch weaver training (``--run-mode train``: no validation pass), in memory.
 
     Parameters
@@ -148,17 +199,39 @@ def weaver_train_command(weaver: pathlib.Path, data: pathlib.Path, cfg_dir: path
         The command line.
     """
     budget = BUDGETS[model]
-    cmd = [str(weaver), "--data-train", f"{data}/train_*.root", "--model-prefix", str(cfg_dir / "train" / "net"),
-           "--num-workers", "1", "--fetch-step", "1", "--in-memory", "--num-epochs", "1",
-           "--start-lr", str(budget["lr"]), "--optimizer", "ranger", "--lr-scheduler", "none", "--run-mode", "train",
-           "--samples-per-epoch", str(samples), *weaver_io_options(cfg_dir, model, batch)]  # fmt: skip
+    cmd = [
+        str(weaver),
+        "--data-train",
+        f"{data}/train_*.root",
+        "--model-prefix",
+        str(cfg_dir / "train" / "net"),
+        "--num-workers",
+        "1",
+        "--fetch-step",
+        "1",
+        "--in-memory",
+        "--num-epochs",
+        "1",
+        "--start-lr",
+        str(budget["lr"]),
+        "--optimizer",
+        "ranger",
+        "--lr-scheduler",
+        "none",
+        "--run-mode",
+        "train",
+        "--samples-per-epoch",
+        str(samples),
+        *weaver_io_options(cfg_dir, model, batch),
+    ]
     if budget.get("weight_decay"):
         cmd += ["--optimizer-option", "weight_decay", str(budget["weight_decay"])]
     return cmd
 
 
-def run_logged(cmd: list[str], cwd: pathlib.Path, env: Mapping[str, str], log: pathlib.Path,
-               ) -> tuple[subprocess.CompletedProcess[str], float]:  # fmt: skip
+def run_logged(
+    cmd: list[str], cwd: pathlib.Path, env: Mapping[str, str], log: pathlib.Path
+) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run ``cmd``, write the command and its output to ``log``; return the process and its wall time.
 
     Parameters

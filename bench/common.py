@@ -89,8 +89,9 @@ def topqcd_shards(work: pathlib.Path, data: pathlib.Path, **options: Any) -> pat
     return shards
 
 
-def first_jets(work: pathlib.Path, counts: Mapping[str, int], branches: Sequence[str] | None = None,
-               reuse: bool = False) -> dict[str, Any]:  # fmt: skip
+def first_jets(
+    work: pathlib.Path, counts: Mapping[str, int], branches: Sequence[str] | None = None, reuse: bool = False
+) -> dict[str, Any]:
     """The first ``counts[split] / 2`` top and QCD jets of each split's first shared file, copied to ``work/jets``.
 
     Parameters
@@ -122,8 +123,13 @@ def first_jets(work: pathlib.Path, counts: Mapping[str, int], branches: Sequence
                 names = None if branches is None else [b for b in branches if b in tree.keys()]
                 arrays = tree.arrays(names, entry_stop=n // 2)
                 with uproot.recreate(dst) as f:
-                    f["tree"] = {k: arrays[k] if arrays[k].ndim > 1 else ak.to_numpy(arrays[k]) for k in arrays.fields}
-            fileset[f"{sample}_{split}"] = {"files": {str(dst): "tree"}, "metadata": {"sample": sample, "split": split}}
+                    f["tree"] = {
+                        k: arrays[k] if arrays[k].ndim > 1 else ak.to_numpy(arrays[k]) for k in arrays.fields
+                    }
+            fileset[f"{sample}_{split}"] = {
+                "files": {str(dst): "tree"},
+                "metadata": {"sample": sample, "split": split},
+            }
     return fileset
 
 
@@ -165,7 +171,13 @@ def build_pfn(tmp: pathlib.Path) -> pathlib.Path:
 
     shards, run_dir = tmp / "model_shards", tmp / "model_run"
     preprocess(SAMPLES / "fileset.json", DATA_CONFIG, shards, mode="runner", executor="iterative")
-    train(MODELS / "pfn.yaml", shards, run_dir, overrides={"training": {"epochs": 1, "batch_size": 256}}, progress=False)
+    train(
+        MODELS / "pfn.yaml",
+        shards,
+        run_dir,
+        overrides={"training": {"epochs": 1, "batch_size": 256}},
+        progress=False,
+    )
     return run_dir
 
 
@@ -207,8 +219,9 @@ def best_of(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None 
     return interleaved_times({"fn": fn}, repeat, setup)["fn"]
 
 
-def interleaved_times(fns: Mapping[str, Callable[[], Any]], repeat: int,
-                      setup: Callable[[], Any] | None = None) -> dict[str, float]:  # fmt: skip
+def interleaved_times(
+    fns: Mapping[str, Callable[[], Any]], repeat: int, setup: Callable[[], Any] | None = None
+) -> dict[str, float]:
     """Best seconds of each of ``fns``: one warm-up round, then ``repeat`` rounds calling each once.
 
     Interleaving the candidates puts them under the same load of a shared machine, so their
@@ -298,8 +311,9 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: pathlib.Path | str | None, obj: Any, indent: int = 1, default: Callable[[Any], Any] | None = None,
-               ) -> None:  # fmt: skip
+def write_json(
+    path: pathlib.Path | str | None, obj: Any, indent: int = 1, default: Callable[[Any], Any] | None = None
+) -> None:
     """Write ``obj`` as JSON to ``path`` (its folder created); nothing if ``path`` is None.
 
     Parameters

@@ -16,7 +16,7 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))  # a source tree without `pip install -e .`
 
-from hepnn_coffea import __version__
+from hepnn_coffea import __version__  # noqa: E402
 
 project = "hepnn_coffea"
 author = "hepnn_coffea developers"
@@ -34,8 +34,13 @@ extensions = [
 #: still break it with warnings as errors; say which warning next to each. Empty it once they are fixed.
 EXCLUDED_API_PAGES: list[str] = []
 
-exclude_patterns = ["_build", "jupyter_execute", "variations", "**.ipynb_checkpoints",
-                    *(f"api/{name}.rst" for name in EXCLUDED_API_PAGES)]  # fmt: skip
+exclude_patterns = [
+    "_build",
+    "jupyter_execute",
+    "variations",
+    "**.ipynb_checkpoints",
+    *(f"api/{name}.rst" for name in EXCLUDED_API_PAGES),
+]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 
 # numpydoc docstrings through napoleon (numpy style only)

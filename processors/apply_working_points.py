@@ -58,15 +58,25 @@ class WorkingPointAnalysis(processor.ProcessorABC):
         The jets' pT field in flat trees.
     """
 
-    def __init__(self, model: str, working_points: str | pathlib.Path, *, discriminant: str | None = None,
-                 binned: bool = True, collection: str | None = None, pt_field: str = "jet_pt") -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: str,
+        working_points: str | pathlib.Path,
+        *,
+        discriminant: str | None = None,
+        binned: bool = True,
+        collection: str | None = None,
+        pt_field: str = "jet_pt",
+    ) -> None:
         self.tagger = OnnxTagger(model)
         self.path = str(pathlib.Path(working_points).resolve())
         corrections = {c["name"]: c for c in json.loads(pathlib.Path(self.path).read_text())["corrections"]}
         self.discriminant = discriminant or signals(self.tagger.classes)[0]
         self.correction = f"{self.discriminant}_{'pt' if binned else 'global'}"
         if self.correction not in corrections:
-            raise ValueError(f"{self.path} has no correction '{self.correction}' (it has {sorted(corrections)})")
+            raise ValueError(
+                f"{self.path} has no correction '{self.correction}' (it has {sorted(corrections)})"
+            )
         self.points = [item["key"] for item in corrections[self.correction]["data"]["content"]]
         self.collection, self.pt_field = collection, pt_field
 
@@ -86,8 +96,11 @@ class WorkingPointAnalysis(processor.ProcessorABC):
         thresholds = load_correction(self.path, self.correction)
         axis = hist.axis.Regular(40, 0.0, 2000.0, name="pt", label="Jet $p_T$ [GeV]")
         jets = Hist(axis, storage=hist.storage.Weight())
-        tagged = Hist(hist.axis.StrCategory(self.points, name="wp", label="Working point"), axis,
-                      storage=hist.storage.Weight())  # fmt: skip
+        tagged = Hist(
+            hist.axis.StrCategory(self.points, name="wp", label="Working point"),
+            axis,
+            storage=hist.storage.Weight(),
+        )
         jets.fill(pt=lib.flatten(pt[np.isfinite(disc)], axis=None))  # the jets the tagger scored
         for wp in self.points:
             passed = disc >= thresholds(wp, pt)  # <- the working point, from the correctionlib JSON

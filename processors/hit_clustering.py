@@ -14,8 +14,12 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-from hepnn_coffea.calo.clustering_eval import (BaselineParams, HitClusteringProcessor, run_clustering_evaluation,
-                                               summarize)  # fmt: skip
+from hepnn_coffea.calo.clustering_eval import (
+    BaselineParams,
+    HitClusteringProcessor,
+    run_clustering_evaluation,
+    summarize,
+)
 from hepnn_coffea.evaluation.protocol import write_summary
 
 __all__ = ["HitClusteringProcessor", "main"]
@@ -28,13 +32,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("-o", "--out", type=pathlib.Path, default=pathlib.Path("clustering_eval"))
     ap.add_argument("--split", default="test")
     ap.add_argument("--eps", type=float, default=BaselineParams.eps)
-    ap.add_argument("--other-eps", type=float, default=0.02,
-                    help="grouping radius of the hits in the model's other slot by predicted cluster direction "
-                    "(0: singletons; 0.02 chosen on val jets by bench/studies/calo_clustering.py)")  # fmt: skip
+    ap.add_argument(
+        "--other-eps",
+        type=float,
+        default=0.02,
+        help="grouping radius of the hits in the model's other slot by predicted cluster direction "
+        "(0: singletons; 0.02 chosen on val jets by bench/studies/calo_clustering.py)",
+    )
     ap.add_argument("--plots", action="store_true")
     args = ap.parse_args(argv)
-    result = run_clustering_evaluation(args.view, args.model, split=args.split, baseline=BaselineParams(eps=args.eps),
-                                       other_eps=args.other_eps)  # fmt: skip
+    result = run_clustering_evaluation(
+        args.view,
+        args.model,
+        split=args.split,
+        baseline=BaselineParams(eps=args.eps),
+        other_eps=args.other_eps,
+    )
     summary = summarize(result)
 
     def figures() -> list[pathlib.Path]:

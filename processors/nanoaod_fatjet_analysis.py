@@ -55,14 +55,25 @@ class FatJetTagAnalysis(processor.ProcessorABC):
         top_vs_qcd = jets.hepnn.score_top / (jets.hepnn.score_top + jets.hepnn.score_QCD)
         tagged = jets[top_vs_qcd > self.cut]
         meta = events.metadata
-        scale = float(meta["xsec"]) * self.lumi / float(meta["sumw"]) if "xsec" in meta and "sumw" in meta else 1.0
+        scale = (
+            float(meta["xsec"]) * self.lumi / float(meta["sumw"])
+            if "xsec" in meta and "sumw" in meta
+            else 1.0
+        )
         weight = lib.broadcast_arrays(events.genWeight * scale, tagged.pt)[0]
-        mass = Hist(hist.axis.Regular(30, 0, 300, name="msoftdrop", label="Top-tagged FatJet $m_{SD}$ [GeV]"),
-                    storage=hist.storage.Weight())  # fmt: skip
+        mass = Hist(
+            hist.axis.Regular(30, 0, 300, name="msoftdrop", label="Top-tagged FatJet $m_{SD}$ [GeV]"),
+            storage=hist.storage.Weight(),
+        )
         mass.fill(msoftdrop=lib.flatten(tagged.msoftdrop), weight=lib.flatten(weight))
         dataset = meta.get("dataset", "events")
-        return {dataset: {"msoftdrop_tagged": mass, "n_jets": lib.num(lib.flatten(jets.pt), axis=0),
-                          "n_tagged": lib.num(lib.flatten(tagged.pt), axis=0)}}  # fmt: skip
+        return {
+            dataset: {
+                "msoftdrop_tagged": mass,
+                "n_jets": lib.num(lib.flatten(jets.pt), axis=0),
+                "n_tagged": lib.num(lib.flatten(tagged.pt), axis=0),
+            }
+        }
 
     def postprocess(self, accumulator: Any) -> Any:
         return accumulator

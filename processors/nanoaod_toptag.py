@@ -53,8 +53,14 @@ class NanoAODTopTagProcessor(processor.ProcessorABC):
         Model branch -> expression over ``jet_*``/``cand_*`` (default :data:`NANOAOD_BRANCH_MAP`).
     """
 
-    def __init__(self, model: str, *, layout: str = "nanoaod", reference: str = "particleNetWithMass_TvsQCD",
-                 branch_map: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: str,
+        *,
+        layout: str = "nanoaod",
+        reference: str = "particleNetWithMass_TvsQCD",
+        branch_map: dict[str, str] | None = None,
+    ) -> None:
         self.tagger = OnnxTagger(model, branch_map=branch_map or NANOAOD_BRANCH_MAP)
         self.layout = LAYOUTS[layout]
         self.reference = reference
@@ -82,17 +88,28 @@ class NanoAODTopTagProcessor(processor.ProcessorABC):
         x = ours[good]
         y = (lib.flatten(jets[self.reference]))[good]
         pt = (lib.flatten(jets.pt))[good]
-        h = Hist(hist.axis.Regular(20, 0, 1, name="hepnn", label="hepnn_coffea top score"),
-                 hist.axis.Regular(20, 0, 1, name="cms", label=f"CMS {self.reference}"), storage=hist.storage.Weight())  # fmt: skip
+        h = Hist(
+            hist.axis.Regular(20, 0, 1, name="hepnn", label="hepnn_coffea top score"),
+            hist.axis.Regular(20, 0, 1, name="cms", label=f"CMS {self.reference}"),
+            storage=hist.storage.Weight(),
+        )
         h.fill(hepnn=x, cms=y)
-        score_pt = Hist(hist.axis.Regular(20, 0, 1, name="hepnn", label="hepnn_coffea top score"),
-                        hist.axis.Regular(20, 200, 1200, name="pt", label="FatJet pT [GeV]"))  # fmt: skip
+        score_pt = Hist(
+            hist.axis.Regular(20, 0, 1, name="hepnn", label="hepnn_coffea top score"),
+            hist.axis.Regular(20, 200, 1200, name="pt", label="FatJet pT [GeV]"),
+        )
         score_pt.fill(hepnn=x, pt=pt)
         moments = [lib.num(x, axis=0), lib.sum(x), lib.sum(y), lib.sum(x * x), lib.sum(y * y), lib.sum(x * y)]
         dataset = events.metadata.get("dataset", "events")
-        return {dataset: {"score_vs_cms": h, "score_vs_pt": score_pt,
-                          "moments": moments if is_dask else np.asarray(moments, dtype=np.float64),
-                          "n_fatjets": lib.num(ours, axis=0), "n_scored": lib.num(x, axis=0)}}  # fmt: skip
+        return {
+            dataset: {
+                "score_vs_cms": h,
+                "score_vs_pt": score_pt,
+                "moments": moments if is_dask else np.asarray(moments, dtype=np.float64),
+                "n_fatjets": lib.num(ours, axis=0),
+                "n_scored": lib.num(x, axis=0),
+            }
+        }
 
     def postprocess(self, accumulator: Any) -> Any:
         for result in accumulator.values():

@@ -44,8 +44,10 @@ class TopTagAnalysis(processor.ProcessorABC):
             make = hda.Hist
         else:
             make = hist.Hist
-        mass = make(hist.axis.Regular(30, 0, 300, name="mass", label="Soft-drop mass [GeV]"),
-                    storage=hist.storage.Weight())  # fmt: skip
+        mass = make(
+            hist.axis.Regular(30, 0, 300, name="mass", label="Soft-drop mass [GeV]"),
+            storage=hist.storage.Weight(),
+        )
         mass.fill(mass=tagged.jet_sdmass)
         if dask_mode:
             import dask_awkward as dak

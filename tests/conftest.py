@@ -36,8 +36,13 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, shards: pathlib.Path) 
     from hepnn_coffea.training.trainer import train
 
     run_dir = tmp_path_factory.mktemp("runs") / "pfn"
-    train(ROOT / "models" / "pfn.yaml", shards, run_dir,
-          overrides={"training": {"epochs": 2, "batch_size": 128}}, progress=False)  # fmt: skip
+    train(
+        ROOT / "models" / "pfn.yaml",
+        shards,
+        run_dir,
+        overrides={"training": {"epochs": 2, "batch_size": 128}},
+        progress=False,
+    )
     return run_dir
 
 

@@ -35,14 +35,19 @@ def _write_jets(path: pathlib.Path, arrays: ak.Array, step: int | None = None) -
     """A TTree like the bundled samples (``part_*`` jagged with counter ``npart``), ``step`` entries per basket."""
     jagged = [k for k in arrays.fields if k.startswith("part_")]
     flat = {k: arrays[k] for k in arrays.fields if k not in jagged and k != "npart"}
-    part = ak.zip({k[len("part_"):]: arrays[k] for k in jagged})
+    part = ak.zip({k[len("part_") :]: arrays[k] for k in jagged})
     with uproot.recreate(path, compression=uproot.ZLIB(1)) as f:
-        tree = f.mktree("tree", {**{k: v.type.content for k, v in flat.items()}, "part": part.type.content},
-                        counter_name=lambda counted: "n" + counted,
-                        field_name=lambda outer, inner: f"{outer}_{inner}" if outer else inner)  # fmt: skip
+        tree = f.mktree(
+            "tree",
+            {**{k: v.type.content for k, v in flat.items()}, "part": part.type.content},
+            counter_name=lambda counted: "n" + counted,
+            field_name=lambda outer, inner: f"{outer}_{inner}" if outer else inner,
+        )
         step = step or max(len(arrays), 1)
         for start in range(0, len(arrays), step):
-            tree.extend({**{k: v[start:start + step] for k, v in flat.items()}, "part": part[start:start + step]})
+            tree.extend(
+                {**{k: v[start : start + step] for k, v in flat.items()}, "part": part[start : start + step]}
+            )
 
 
 def _corrupt_basket(path: pathlib.Path, branch: str, basket: int) -> None:
@@ -50,7 +55,7 @@ def _corrupt_basket(path: pathlib.Path, branch: str, basket: int) -> None:
     b = uproot.open(path)["tree"][branch]
     seek, size = int(b.member("fBasketSeek")[basket]), int(b.member("fBasketBytes")[basket])
     data = bytearray(path.read_bytes())
-    data[seek + 100: seek + size - 10] = b"\x5a" * (size - 110)
+    data[seek + 100 : seek + size - 10] = b"\x5a" * (size - 110)
     path.write_bytes(bytes(data))
 
 
@@ -59,8 +64,10 @@ def bad(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
     """The bad (and odd but good) files, each a variant of ``topqcd_test_qcd.root`` (500 jets)."""
     out = tmp_path_factory.mktemp("bad_files")
     arrays = uproot.open(BASE)["tree"].arrays()
-    files = {k: out / f"{k}.root" for k in ("truncated", "not_root", "no_branch", "wrong_tree", "corrupt", "empty",
-                                            "nonfinite")}  # fmt: skip
+    files = {
+        k: out / f"{k}.root"
+        for k in ("truncated", "not_root", "no_branch", "wrong_tree", "corrupt", "empty", "nonfinite")
+    }
     data = BASE.read_bytes()
     files["truncated"].write_bytes(data[: len(data) // 2])
     files["not_root"].write_text("this is not a ROOT file\n")
@@ -71,14 +78,20 @@ def bad(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
     _write_jets(files["empty"], arrays[:0])
     px = ak.to_numpy(ak.flatten(arrays["part_px"])).copy()
     px[::7], px[3::11] = np.nan, np.inf
-    _write_jets(files["nonfinite"], ak.with_field(arrays, ak.unflatten(px, ak.num(arrays["part_px"])), "part_px"))
+    _write_jets(
+        files["nonfinite"], ak.with_field(arrays, ak.unflatten(px, ak.num(arrays["part_px"])), "part_px")
+    )
     return files
 
 
-def _fileset(tmp: pathlib.Path, bad: dict[str, pathlib.Path], kinds: tuple[str, ...], name: str = "fs.json") -> str:
+def _fileset(
+    tmp: pathlib.Path, bad: dict[str, pathlib.Path], kinds: tuple[str, ...], name: str = "fs.json"
+) -> str:
     """The bundled fileset plus one ``test`` dataset (sample = kind) per bad kind."""
     fileset = json.loads((SAMPLES / "fileset.json").read_text())
-    fileset = {k: {**v, "files": {str(SAMPLES / f): t for f, t in v["files"].items()}} for k, v in fileset.items()}
+    fileset = {
+        k: {**v, "files": {str(SAMPLES / f): t for f, t in v["files"].items()}} for k, v in fileset.items()
+    }
     for kind in kinds:
         tree = "events" if kind == "wrong_tree" else "tree"
         fileset[kind] = {"files": {str(bad[kind]): tree}, "metadata": {"sample": kind, "split": "test"}}
@@ -90,20 +103,29 @@ def _fileset(tmp: pathlib.Path, bad: dict[str, pathlib.Path], kinds: tuple[str, 
 def _rows(shards: pathlib.Path, split: str, sample: str) -> np.ndarray:
     manifest = json.loads((shards / "manifest.json").read_text())
     entry = manifest["splits"][split][sample]
-    parts = [open_shard(shards / s["path"]).to_records() for s in sorted(entry["shards"], key=lambda s: (s["file"], s["entry_start"]))]
+    parts = [
+        open_shard(shards / s["path"]).to_records()
+        for s in sorted(entry["shards"], key=lambda s: (s["file"], s["entry_start"]))
+    ]
     return np.concatenate(parts)
 
 
 def _expected_message(kind: str, path: pathlib.Path) -> list[str]:
     words = [str(path)]
-    words += {"no_branch": ["part_energy", "'tree'"], "wrong_tree": ["'events'"], "corrupt": ["entries 200-300"],
-              "truncated": ["entries 0-100"], "not_root": ["'tree'"]}[kind]  # fmt: skip
+    words += {
+        "no_branch": ["part_energy", "'tree'"],
+        "wrong_tree": ["'events'"],
+        "corrupt": ["entries 200-300"],
+        "truncated": ["entries 0-100"],
+        "not_root": ["'tree'"],
+    }[kind]
     return words
 
 
 @pytest.mark.parametrize("kind", UP_FRONT + IN_CHUNKS)
-def test_preprocess_stops_cleanly_on_a_bad_file(kind: str, bad: dict, tmp_path: pathlib.Path,
-                                                capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+def test_preprocess_stops_cleanly_on_a_bad_file(
+    kind: str, bad: dict, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture
+) -> None:
     fileset = json.loads(pathlib.Path(_fileset(tmp_path, bad, (kind,))).read_text())
     fileset = {k: v for k, v in fileset.items() if k in ("top_train", kind)}  # small: one good dataset
     (tmp_path / "fs.json").write_text(json.dumps(fileset))
@@ -119,12 +141,15 @@ def test_preprocess_stops_cleanly_on_a_bad_file(kind: str, bad: dict, tmp_path: 
 
 
 @pytest.mark.parametrize("kind", UP_FRONT + IN_CHUNKS)
-def test_infer_stops_cleanly_on_a_bad_file(kind: str, bad: dict, onnx_model: pathlib.Path, tmp_path: pathlib.Path,
-                                           capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+def test_infer_stops_cleanly_on_a_bad_file(
+    kind: str, bad: dict, onnx_model: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture
+) -> None:
     fileset = json.loads(pathlib.Path(_fileset(tmp_path, bad, (kind,))).read_text())
     fileset = {k: v for k, v in fileset.items() if k in ("top_test", kind)}
     (tmp_path / "fs.json").write_text(json.dumps(fileset))
-    rc = cli(["infer", str(onnx_model), "--fileset", str(tmp_path / "fs.json"), "-o", str(tmp_path / "out"), *RUN])
+    rc = cli(
+        ["infer", str(onnx_model), "--fileset", str(tmp_path / "fs.json"), "-o", str(tmp_path / "out"), *RUN]
+    )
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "Traceback" not in err and err.startswith("hepnn infer: error:"), err
@@ -152,12 +177,23 @@ def _check_skipped(records: list[dict], bad: dict[str, pathlib.Path]) -> None:
     assert "error" in corrupt["cause"].lower()
 
 
-def test_preprocess_skip_bad_files_keeps_every_good_jet_once(bad: dict, shards: pathlib.Path, tmp_path: pathlib.Path,
-                                                             capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+def test_preprocess_skip_bad_files_keeps_every_good_jet_once(
+    bad: dict, shards: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture
+) -> None:
     kinds = UP_FRONT + IN_CHUNKS + ("empty", "nonfinite")
     out = tmp_path / "out"
-    rc = cli(["preprocess", _fileset(tmp_path, bad, kinds), "-c", str(TOP_KIN), "-o", str(out), *RUN,
-              "--skip-bad-files"])  # fmt: skip
+    rc = cli(
+        [
+            "preprocess",
+            _fileset(tmp_path, bad, kinds),
+            "-c",
+            str(TOP_KIN),
+            "-o",
+            str(out),
+            *RUN,
+            "--skip-bad-files",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "Traceback" not in captured.err
@@ -170,8 +206,11 @@ def test_preprocess_skip_bad_files_keeps_every_good_jet_once(bad: dict, shards: 
             np.testing.assert_array_equal(_rows(out, split, sample), _rows(shards, split, sample))
     test = manifest["splits"]["test"]
     assert set(test) == {"top", "qcd", "truncated", "corrupt", "empty", "nonfinite"}
-    assert (test["truncated"]["entries_read"], test["truncated"]["entries_lost"], test["truncated"]["entries_out"]) == (
-        0, 500, 0)  # fmt: skip
+    assert (
+        test["truncated"]["entries_read"],
+        test["truncated"]["entries_lost"],
+        test["truncated"]["entries_out"],
+    ) == (0, 500, 0)
     assert (test["corrupt"]["entries_read"], test["corrupt"]["entries_lost"]) == (400, 100)
     corrupt = _rows(out, "test", "corrupt")
     reference = _rows(shards, "test", "qcd")  # corrupt.root is a copy of topqcd_test_qcd.root
@@ -194,8 +233,22 @@ def good_scores(onnx_model: pathlib.Path, tmp_path_factory: pytest.TempPathFacto
     import pyarrow.parquet as pq
 
     out = tmp_path_factory.mktemp("good_infer")
-    assert cli(["infer", str(onnx_model), "--fileset", str(SAMPLES / "fileset.json"), "-o", str(out), "--split", "test",
-                *RUN]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "infer",
+                str(onnx_model),
+                "--fileset",
+                str(SAMPLES / "fileset.json"),
+                "-o",
+                str(out),
+                "--split",
+                "test",
+                *RUN,
+            ]
+        )
+        == 0
+    )
     return pq.read_table(out / "scores.parquet").to_pydict()
 
 
@@ -204,15 +257,31 @@ def _scores(table: dict, sample: str) -> np.ndarray:
     return np.asarray(table["score_jet_isTop"])[keep]
 
 
-def test_infer_skip_bad_files_scores_every_good_jet_once(bad: dict, onnx_model: pathlib.Path, good_scores: dict,
-                                                         tmp_path: pathlib.Path,
-                                                         capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+def test_infer_skip_bad_files_scores_every_good_jet_once(
+    bad: dict,
+    onnx_model: pathlib.Path,
+    good_scores: dict,
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
     import pyarrow.parquet as pq
 
     kinds = UP_FRONT + IN_CHUNKS + ("empty", "nonfinite")
     out = tmp_path / "out"
-    rc = cli(["infer", str(onnx_model), "--fileset", _fileset(tmp_path, bad, kinds), "-o", str(out), "--split", "test",
-              *RUN, "--skip-bad-files"])  # fmt: skip
+    rc = cli(
+        [
+            "infer",
+            str(onnx_model),
+            "--fileset",
+            _fileset(tmp_path, bad, kinds),
+            "-o",
+            str(out),
+            "--split",
+            "test",
+            *RUN,
+            "--skip-bad-files",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "Traceback" not in captured.err and "skipped: " in captured.out
@@ -234,10 +303,23 @@ def test_infer_skip_bad_files_scores_every_good_jet_once(bad: dict, onnx_model: 
 def test_dask_mode_skips_the_same_chunks(bad: dict, tmp_path: pathlib.Path) -> None:
     from hepnn_coffea.processing.preprocess import preprocess
 
-    fileset = {"corrupt": {"files": {str(bad["corrupt"]): "tree"}, "metadata": {"split": "test"}},
-               "truncated": {"files": {str(bad["truncated"]): "tree"}, "metadata": {"split": "test"}}}  # fmt: skip
-    manifests = {mode: preprocess(fileset, TOP_KIN, tmp_path / mode, mode=mode, executor="iterative", workers=1,
-                                  chunksize=100, skip_bad_files=True) for mode in ("runner", "dask")}  # fmt: skip
+    fileset = {
+        "corrupt": {"files": {str(bad["corrupt"]): "tree"}, "metadata": {"split": "test"}},
+        "truncated": {"files": {str(bad["truncated"]): "tree"}, "metadata": {"split": "test"}},
+    }
+    manifests = {
+        mode: preprocess(
+            fileset,
+            TOP_KIN,
+            tmp_path / mode,
+            mode=mode,
+            executor="iterative",
+            workers=1,
+            chunksize=100,
+            skip_bad_files=True,
+        )
+        for mode in ("runner", "dask")
+    }
     strip = [{k: v for k, v in r.items() if k != "cause"} for r in manifests["runner"]["skipped"]]
     assert strip == [{k: v for k, v in r.items() if k != "cause"} for r in manifests["dask"]["skipped"]]
     runner, dask = _rows(tmp_path / "runner", "test", "corrupt"), _rows(tmp_path / "dask", "test", "corrupt")
@@ -265,7 +347,9 @@ def test_transient_read_errors_are_retried(monkeypatch: pytest.MonkeyPatch, tmp_
     with pytest.raises(bad_files.BadInputError, match=message):
         preprocess(fileset, TOP_KIN, tmp_path / "once", executor="iterative", chunksize=100, retries=1)
     failed.clear()
-    manifest = preprocess(fileset, TOP_KIN, tmp_path / "twice", executor="iterative", chunksize=100, retries=2)
+    manifest = preprocess(
+        fileset, TOP_KIN, tmp_path / "twice", executor="iterative", chunksize=100, retries=2
+    )
     assert len(failed) == 2 and manifest["skipped"] == []
     assert manifest["splits"]["test"]["qcd"]["entries_read"] == 500
 
@@ -275,8 +359,10 @@ def test_transient_read_errors_are_retried(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def test_events_workflow_bad_files(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
     fileset = json.loads(NANOSIM.read_text())
-    fileset = {k: {**fileset[k], "files": {str(SAMPLES / f): t for f, t in fileset[k]["files"].items()}}
-               for k in ("wqq", "qcd_400to600")}  # fmt: skip
+    fileset = {
+        k: {**fileset[k], "files": {str(SAMPLES / f): t for f, t in fileset[k]["files"].items()}}
+        for k in ("wqq", "qcd_400to600")
+    }
     (tmp_path / "good.json").write_text(json.dumps(fileset))
     truncated, text = tmp_path / "nanosim_truncated.root", tmp_path / "nanosim_text.root"
     data = (SAMPLES / "nanosim_ttbar_250to400.root").read_bytes()
@@ -297,7 +383,19 @@ def test_events_workflow_bad_files(tmp_path: pathlib.Path, capsys: pytest.Captur
     assert "Traceback" not in err and str(truncated) in err and "entries 0-" in err
 
     assert cli(["preprocess", str(tmp_path / "good.json"), "-o", str(tmp_path / "good"), *args]) == 0
-    assert cli(["preprocess", str(tmp_path / "bad.json"), "-o", str(tmp_path / "skip"), *args, "--skip-bad-files"]) == 0
+    assert (
+        cli(
+            [
+                "preprocess",
+                str(tmp_path / "bad.json"),
+                "-o",
+                str(tmp_path / "skip"),
+                *args,
+                "--skip-bad-files",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     manifest = json.loads((tmp_path / "skip" / "manifest.json").read_text())
     good = json.loads((tmp_path / "good" / "manifest.json").read_text())
@@ -332,9 +430,13 @@ def xrootd_url() -> str:
     if shutil.which("xrootd") is None:
         pytest.skip("the xrootd server binary is missing (Debian: apt-get install xrootd-server)")
     pytest.importorskip("fsspec_xrootd", reason="fsspec-xrootd is missing (pip install -e '.[remote]')")
-    pytest.importorskip("XRootD.client", reason="the XRootD python bindings are missing (pip install -e '.[remote]')")
-    root = pathlib.Path(tempfile.mkdtemp(prefix="hepnn-xrootd-"))  # not under pytest's 0700 folders: the server
-    data, admin = root / "data", root / "admin"                       # may run as another user
+    pytest.importorskip(
+        "XRootD.client", reason="the XRootD python bindings are missing (pip install -e '.[remote]')"
+    )
+    root = pathlib.Path(
+        tempfile.mkdtemp(prefix="hepnn-xrootd-")
+    )  # not under pytest's 0700 folders: the server
+    data, admin = root / "data", root / "admin"  # may run as another user
     data.mkdir()
     admin.mkdir()
     for name in ("topqcd_test_top.root", "topqcd_test_qcd.root"):
@@ -358,7 +460,9 @@ def xrootd_url() -> str:
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip(f"the local xrootd server did not start: {(root / 'xrootd.log').read_text()[-500:]}")
+                    pytest.skip(
+                        f"the local xrootd server did not start: {(root / 'xrootd.log').read_text()[-500:]}"
+                    )
                 time.sleep(0.2)
         yield f"root://localhost:{port}/"
     finally:
@@ -381,21 +485,53 @@ def _user_exists(name: str) -> bool:
     return True
 
 
-def test_remote_files_give_the_same_shards_and_scores(xrootd_url: str, onnx_model: pathlib.Path, good_scores: dict,
-                                                      shards: pathlib.Path, tmp_path: pathlib.Path) -> None:  # fmt: skip
+def test_remote_files_give_the_same_shards_and_scores(
+    xrootd_url: str, onnx_model: pathlib.Path, good_scores: dict, shards: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     import pyarrow.parquet as pq
 
-    fileset = {f"{s}_test": {"files": {f"{xrootd_url}/topqcd_test_{s}.root": "tree"},
-                             "metadata": {"sample": s, "split": "test"}} for s in ("top", "qcd")}  # fmt: skip
+    fileset = {
+        f"{s}_test": {
+            "files": {f"{xrootd_url}/topqcd_test_{s}.root": "tree"},
+            "metadata": {"sample": s, "split": "test"},
+        }
+        for s in ("top", "qcd")
+    }
     (tmp_path / "remote.json").write_text(json.dumps(fileset))
-    assert cli(["preprocess", str(tmp_path / "remote.json"), "-c", str(TOP_KIN), "-o", str(tmp_path / "shards"),
-                *RUN]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "preprocess",
+                str(tmp_path / "remote.json"),
+                "-c",
+                str(TOP_KIN),
+                "-o",
+                str(tmp_path / "shards"),
+                *RUN,
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     assert all(f.startswith("root://") for e in manifest["splits"]["test"].values() for f in e["files"])
     for sample in ("top", "qcd"):
-        np.testing.assert_array_equal(_rows(tmp_path / "shards", "test", sample), _rows(shards, "test", sample))
-    assert cli(["infer", str(onnx_model), "--fileset", str(tmp_path / "remote.json"), "-o", str(tmp_path / "out"),
-                *RUN]) == 0  # fmt: skip
+        np.testing.assert_array_equal(
+            _rows(tmp_path / "shards", "test", sample), _rows(shards, "test", sample)
+        )
+    assert (
+        cli(
+            [
+                "infer",
+                str(onnx_model),
+                "--fileset",
+                str(tmp_path / "remote.json"),
+                "-o",
+                str(tmp_path / "out"),
+                *RUN,
+            ]
+        )
+        == 0
+    )
     table = pq.read_table(tmp_path / "out" / "scores.parquet").to_pydict()
     for sample in ("top", "qcd"):
         np.testing.assert_array_equal(_scores(table, sample), _scores(good_scores, sample))

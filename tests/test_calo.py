@@ -12,8 +12,13 @@ import pytest
 import uproot
 
 from hepnn_coffea.calo import (
-    CaloGeometry, GeometryError, build_view, calorimeter_view, chunk_rng, load_geometry,
-)  # fmt: skip
+    CaloGeometry,
+    GeometryError,
+    build_view,
+    calorimeter_view,
+    chunk_rng,
+    load_geometry,
+)
 from hepnn_coffea.calo.geometry import CHARGED_HADRON, EM_LAYER, HAD_LAYER, PHOTON
 from hepnn_coffea.calo.tracks import extrapolate, phi_shift
 from hepnn_coffea.calo.view import COLLECTIONS, JET_BRANCHES, write_view
@@ -63,8 +68,11 @@ def test_energy_conservation_per_particle_and_cell(view: dict) -> None:
     global_cell = _flat(contrib["cell"] + cell_offsets)
     per_cell = np.bincount(global_cell, weights=energy, minlength=int(ak.sum(n_cell)))
     np.testing.assert_allclose(_flat(cell["E"] - cell["noise"]), per_cell, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(ak.to_numpy(ak.sum(cell["E"] - cell["noise"], axis=1)),
-                               ak.to_numpy(ak.sum(contrib["energy"], axis=1)), rtol=1e-9)  # fmt: skip
+    np.testing.assert_allclose(
+        ak.to_numpy(ak.sum(cell["E"] - cell["noise"], axis=1)),
+        ak.to_numpy(ak.sum(contrib["energy"], axis=1)),
+        rtol=1e-9,
+    )
     # contributions are unique (cell, particle) pairs and the main particle is the largest contributor
     pairs = global_cell * 10**6 + global_part
     assert len(np.unique(pairs)) == len(pairs)
@@ -242,8 +250,17 @@ def test_root_file_has_the_documented_branches(staged: tuple[pathlib.Path, dict]
     assert tree.classname.startswith("TTree")
     assert tree.num_entries == record["entry_stop"] - record["entry_start"]
     expected = {b for names in manifest["branches"].values() for b in names}
-    assert {"contrib_cell", "contrib_particle", "contrib_energy", "part_deposited_energy",
-            "part_below_threshold_energy", "cell_E", "track_calo_phi", "event_no", "label_Tbqq"} <= expected
+    assert {
+        "contrib_cell",
+        "contrib_particle",
+        "contrib_energy",
+        "part_deposited_energy",
+        "part_below_threshold_energy",
+        "cell_E",
+        "track_calo_phi",
+        "event_no",
+        "label_Tbqq",
+    } <= expected
     assert expected | {"ntrack", "ncell", "ncontrib", "npart"} == set(tree.keys())
     assert set(JET_BRANCHES) <= set(tree.keys())
     arrays = tree.arrays()

@@ -14,17 +14,30 @@ import uproot
 import yaml
 
 from hepnn_coffea.calo.clustering_eval import (
-    BaselineParams, baseline_clusters, cluster_energy_matches, clustering_sums, view_hits,
-)  # fmt: skip
+    BaselineParams,
+    baseline_clusters,
+    cluster_energy_matches,
+    clustering_sums,
+    view_hits,
+)
 from hepnn_coffea.calo.clustering_model import HitClusteringTransformer, hungarian_match, seed_targets
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "tests" / "samples"
 DATA = ROOT / "models" / "data" / "calo_clustering.yaml"
 MODEL = ROOT / "models" / "calo" / "clustering.yaml"
-TINY = {"model": {"params": {"embed_dim": 16, "num_layers": 1, "num_heads": 2, "ff_dim": 32}},
-        "training": {"epochs": 3, "batch_size": 32, "samples_per_epoch": 128, "lr": 3e-3, "warmup_steps": 0,
-                     "early_stopping_patience": None, "seed": 3}}  # fmt: skip
+TINY = {
+    "model": {"params": {"embed_dim": 16, "num_layers": 1, "num_heads": 2, "ff_dim": 32}},
+    "training": {
+        "epochs": 3,
+        "batch_size": 32,
+        "samples_per_epoch": 128,
+        "lr": 3e-3,
+        "warmup_steps": 0,
+        "early_stopping_patience": None,
+        "seed": 3,
+    },
+}
 
 
 # ------------------------------------------------------------------ metrics
@@ -83,7 +96,9 @@ def test_eager_trimming_and_padding_do_not_change_the_output() -> None:
     """The eager forward cuts the point axis to the longest jet: same numbers as on a longer padding,
     and in training mode the loss (with the seed term) is finite and differentiable."""
     torch.manual_seed(1)
-    net = HitClusteringTransformer(7, 6 + 9, embed_dim=16, num_layers=1, num_heads=2, ff_dim=16, slot_layers=1).eval()
+    net = HitClusteringTransformer(
+        7, 6 + 9, embed_dim=16, num_layers=1, num_heads=2, ff_dim=16, slot_layers=1
+    ).eval()
     n, p = 3, 12
     feats, energy = torch.randn(n, 7, p), torch.rand(n, 1, p)
     mask = torch.ones(n, 1, p)
@@ -144,8 +159,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
     from hepnn_coffea.training.trainer import train
 
     tmp = tmp_path_factory.mktemp("clustering")
-    fileset = {f"top_{s}": {"files": {str(SAMPLES / f"topqcd_{s}_top.root"): "tree"}, "metadata": {"sample": "top", "split": s}}
-               for s in ("train", "val", "test")}  # fmt: skip
+    fileset = {
+        f"top_{s}": {
+            "files": {str(SAMPLES / f"topqcd_{s}_top.root"): "tree"},
+            "metadata": {"sample": "top", "split": s},
+        }
+        for s in ("train", "val", "test")
+    }
     calorimeter_view(fileset, tmp / "view", seed=5, executor="iterative", chunksize=1000)
     from hepnn_coffea.calo.samples import calo_fileset
 
@@ -177,13 +197,18 @@ def test_targets_match_a_direct_computation(run: dict) -> None:
     for j in range(len(hits)):
         h = {f: ak.to_numpy(hits[f][j]) for f in hits.fields}
         m = min(len(h["energy"]), target.shape[-1])
-        part_e = np.bincount(h["particle"][h["is_track"] == 0], weights=h["energy"][h["is_track"] == 0],
-                             minlength=len(events.part_px[j]))  # fmt: skip
+        part_e = np.bincount(
+            h["particle"][h["is_track"] == 0],
+            weights=h["energy"][h["is_track"] == 0],
+            minlength=len(events.part_px[j]),
+        )
         rank = np.argsort(np.argsort(-part_e, kind="stable"), kind="stable")
         slot = np.minimum(rank[h["particle"]], k - 1)[:m]
         np.testing.assert_array_equal(target[j, :k, :m].argmax(0), slot)
         np.testing.assert_array_equal(target[j, k : k + 5, :m].argmax(0), h["type"][:m])
-        np.testing.assert_allclose(target[j, k + 5, :m], np.log1p(part_e[h["particle"]])[:m], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            target[j, k + 5, :m], np.log1p(part_e[h["particle"]])[:m], rtol=1e-5, atol=1e-5
+        )
         np.testing.assert_allclose(target[j, -1, :m], h["energy"][:m], rtol=1e-6)
         assert (target[j, :, m:] == -1).all()
 
@@ -213,11 +238,15 @@ def test_onnx_parity_and_evaluation_processor(run: dict) -> None:
         expected = net(*(torch.from_numpy(batch.inputs[g]) for g in net.input_groups)).numpy()
     real = batch.inputs["mask"][:, 0, :] != 0
     for i, field in enumerate(tagger.output_fields):
-        np.testing.assert_allclose(ak.to_numpy(ak.flatten(pred[field])), expected[:, i, :][real], rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(
+            ak.to_numpy(ak.flatten(pred[field])), expected[:, i, :][real], rtol=1e-3, atol=1e-3
+        )
     # hit energy passes through: the per-hit outputs line up with view_hits
     hits = view_hits(events)
     kept = hits.energy[ak.local_index(hits.energy) < ak.num(pred.pred_hit_energy)]
-    np.testing.assert_allclose(ak.to_numpy(ak.flatten(pred.pred_hit_energy)), ak.to_numpy(ak.flatten(kept)), rtol=1e-6)
+    np.testing.assert_allclose(
+        ak.to_numpy(ak.flatten(pred.pred_hit_energy)), ak.to_numpy(ak.flatten(kept)), rtol=1e-6
+    )
     result = run_clustering_evaluation(run["view"], onnx_path, split="test", chunksize=60)
     table = summarize(result)
     for method in ("learned", "baseline"):
@@ -238,7 +267,12 @@ def test_learned_clusters_group_the_other_slot_by_predicted_direction() -> None:
     slot = np.array([0, 0, 1, 2, 2, 2])
     pred = {f"pred_slot_{i}": (slot == i).astype(float) for i in range(k - 1)}
     pred["pred_slot_other"] = (slot == k - 1).astype(float)
-    pred.update({f"pred_pid_{c}": np.zeros(6) for c in ("photon", "electron", "muon", "charged_hadron", "neutral_hadron")})
+    pred.update(
+        {
+            f"pred_pid_{c}": np.zeros(6)
+            for c in ("photon", "electron", "muon", "charged_hadron", "neutral_hadron")
+        }
+    )
     pred["pred_pid_photon"] = np.ones(6)
     pred["pred_cluster_deta"] = np.array([0, 0, 0.3, 0.100, 0.105, 0.5])
     pred["pred_cluster_dphi"] = np.zeros(6)
@@ -251,9 +285,13 @@ def test_learned_clusters_group_the_other_slot_by_predicted_direction() -> None:
 
 
 def test_baseline_separates_distant_deposits() -> None:
-    hits = {"deta": np.array([0.0, 0.0, 0.01, 0.5, 0.51]), "dphi": np.array([0.0, 0.0, 0.0, 0.5, 0.5]),
-            "energy": np.array([0.0, 5.0, 3.0, 4.0, 4.0]), "is_track": np.array([1, 0, 0, 0, 0]),
-            "is_em": np.array([0, 1, 1, 0, 0])}  # fmt: skip
+    hits = {
+        "deta": np.array([0.0, 0.0, 0.01, 0.5, 0.51]),
+        "dphi": np.array([0.0, 0.0, 0.0, 0.5, 0.5]),
+        "energy": np.array([0.0, 5.0, 3.0, 4.0, 4.0]),
+        "is_track": np.array([1, 0, 0, 0, 0]),
+        "is_em": np.array([0, 1, 1, 0, 0]),
+    }
     label, types = baseline_clusters(hits, BaselineParams(eps=0.05, min_energy=1.0))
     assert label[0] == label[1] == label[2] != label[3] == label[4]
     assert types[int(label[1])] == 1 and types[int(label[3])] == 4  # electron (track, EM); neutral hadron

@@ -21,12 +21,28 @@ def test_top_kin_parses_with_weaver_defaults(raw: dict) -> None:
     assert cfg.input_names == ["pf_points", "pf_features", "pf_vectors", "pf_mask"]
     assert all(g.length == 128 for g in cfg.inputs.values())
     spec = cfg.inputs["pf_features"].vars[0]
-    assert (spec.name, spec.center, spec.scale, spec.min, spec.max, spec.pad_value) == ("part_pt_log", 1.7, 0.7, -5, 5, 0)
+    assert (spec.name, spec.center, spec.scale, spec.min, spec.max, spec.pad_value) == (
+        "part_pt_log",
+        1.7,
+        0.7,
+        -5,
+        5,
+        0,
+    )
     assert cfg.inputs["pf_points"].vars[0].center is None
     assert cfg.label_names == ["jet_isTop", "jet_isQCD"] and cfg.is_classification
     assert "part_px" in cfg.required_branches() and "jet_isTop" not in cfg.required_branches()
     assert set(cfg.required_branches(inputs_only=True)) == {
-        "jet_energy", "jet_eta", "jet_nparticles", "jet_phi", "jet_pt", "part_energy", "part_px", "part_py", "part_pz"}
+        "jet_energy",
+        "jet_eta",
+        "jet_nparticles",
+        "jet_phi",
+        "jet_pt",
+        "part_energy",
+        "part_px",
+        "part_py",
+        "part_pz",
+    }
 
 
 def test_round_trip_and_hash_are_stable(raw: dict) -> None:
@@ -90,6 +106,8 @@ def test_failing_expression_names_expression_and_file(raw: dict) -> None:
 
     raw["new_variables"]["part_pt_log"] = "np.log(part_pt, part_pt, part_pt, part_pt)"
     cfg = DataConfig.from_dict(raw)
-    events = uproot.open(SAMPLES / "topqcd_val_qcd.root")["tree"].arrays(cfg.required_branches(), entry_stop=10)
+    events = uproot.open(SAMPLES / "topqcd_val_qcd.root")["tree"].arrays(
+        cfg.required_branches(), entry_stop=10
+    )
     with pytest.raises(FeatureError, match=r"'part_pt_log'.*in val_qcd\.root"):
         compute_features(events, cfg, where="val_qcd.root")

@@ -11,8 +11,16 @@ import pytest
 
 from tests.conftest import ROOT
 
-FIGURES = ("roc", "score_shapes", "score_stacked", "efficiency_vs_pt", "efficiency_vs_sdmass", "rejection_vs_pt",
-           "rejection_vs_sdmass", "mass_after_cuts")  # fmt: skip
+FIGURES = (
+    "roc",
+    "score_shapes",
+    "score_stacked",
+    "efficiency_vs_pt",
+    "efficiency_vs_sdmass",
+    "rejection_vs_pt",
+    "rejection_vs_sdmass",
+    "mass_after_cuts",
+)
 
 
 @pytest.mark.slow
@@ -29,7 +37,8 @@ def test_analysis_topqcd_demo_on_the_bundled_samples(tmp_path: pathlib.Path) -> 
     assert network["value"] > summary["others"]["logistic"]["auc"]["value"]
     versus = summary["relative_to_reference"]["pfn_hybrid"]
     assert versus["paired"] and versus["auc_difference"]["value"] == pytest.approx(
-        network["value"] - summary["others"]["gbt"]["auc"]["value"])
+        network["value"] - summary["others"]["gbt"]["auc"]["value"]
+    )
     assert "pfn_hybrid - gbt: AUC difference" in done.stdout and "sigma, paired bootstrap" in done.stdout
     for name in FIGURES:
         assert (tmp_path / "results" / "plots" / f"{name}.png").is_file(), name

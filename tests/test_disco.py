@@ -95,17 +95,24 @@ def test_gradient_flows() -> None:
 
 def test_config() -> None:
     labels = ["top", "w", "qcd"]
-    cfg = DiscoConfig.from_dict({"lambda": 10, "variable": "msd", "background": "qcd", "signal": "top"}, labels, ["msd"])
+    cfg = DiscoConfig.from_dict(
+        {"lambda": 10, "variable": "msd", "background": "qcd", "signal": "top"}, labels, ["msd"]
+    )
     assert cfg == DiscoConfig(10.0, "msd", 2, (0,))
-    assert DiscoConfig.from_dict({"lambda": 1, "variable": "msd", "background": "qcd"}, labels).signal == (0, 1)
+    assert DiscoConfig.from_dict({"lambda": 1, "variable": "msd", "background": "qcd"}, labels).signal == (
+        0,
+        1,
+    )
     assert DiscoConfig.from_dict(None, labels) is None
-    bad = [({"lambda": 1, "variable": "msd", "background": "qcd", "mass": 1}, "unknown key"),
-           ({"lambda": -1, "variable": "msd", "background": "qcd"}, r"disco\.lambda"),
-           ({"lambda": "x", "variable": "msd", "background": "qcd"}, r"disco\.lambda"),
-           ({"lambda": 1, "variable": "pt", "background": "qcd"}, r"disco\.variable"),
-           ({"lambda": 1, "variable": "msd", "background": "QCD"}, r"disco\.background"),
-           ({"lambda": 1, "variable": "msd", "background": "qcd", "signal": ["qcd"]}, r"disco\.signal"),
-           ({"lambda": 1, "variable": "msd", "background": "qcd", "signal": ["z"]}, r"disco\.signal")]  # fmt: skip
+    bad = [
+        ({"lambda": 1, "variable": "msd", "background": "qcd", "mass": 1}, "unknown key"),
+        ({"lambda": -1, "variable": "msd", "background": "qcd"}, r"disco\.lambda"),
+        ({"lambda": "x", "variable": "msd", "background": "qcd"}, r"disco\.lambda"),
+        ({"lambda": 1, "variable": "pt", "background": "qcd"}, r"disco\.variable"),
+        ({"lambda": 1, "variable": "msd", "background": "QCD"}, r"disco\.background"),
+        ({"lambda": 1, "variable": "msd", "background": "qcd", "signal": ["qcd"]}, r"disco\.signal"),
+        ({"lambda": 1, "variable": "msd", "background": "qcd", "signal": ["z"]}, r"disco\.signal"),
+    ]
     for raw, message in bad:
         with pytest.raises(ConfigError, match=message):
             DiscoConfig.from_dict(raw, labels, ["msd"])
@@ -125,8 +132,12 @@ class _Batches:
 def _batch(n: int = 64) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(3)
     target = torch.randint(0, 3, (n,), generator=gen)
-    return {"f": torch.randn(n, 4, generator=gen), "target": target,
-            "observers/msd": torch.rand(n, generator=gen) * 250, "weight": torch.rand(n, generator=gen) + 0.5}  # fmt: skip
+    return {
+        "f": torch.randn(n, 4, generator=gen),
+        "target": target,
+        "observers/msd": torch.rand(n, generator=gen) * 250,
+        "weight": torch.rand(n, generator=gen) + 0.5,
+    }
 
 
 def test_step_loss_adds_lambda_times_dcorr() -> None:
@@ -144,7 +155,9 @@ def test_step_loss_adds_lambda_times_dcorr() -> None:
     probs = torch.softmax(out.detach(), 1).double().numpy()
     bkg = batch["target"].numpy() == 2
     disc = (probs[:, 0] + probs[:, 1]) / (probs[:, 0] + probs[:, 1] + probs[:, 2])
-    expected = numpy_dcorr2(disc[bkg], batch["observers/msd"].double().numpy()[bkg], batch["weight"].double().numpy()[bkg])
+    expected = numpy_dcorr2(
+        disc[bkg], batch["observers/msd"].double().numpy()[bkg], batch["weight"].double().numpy()[bkg]
+    )
     assert value == pytest.approx(expected, rel=1e-4)
     assert float((loss_on - loss_off).detach()) == pytest.approx(10.0 * expected, rel=1e-4)
     loss_on.backward()
@@ -153,7 +166,9 @@ def test_step_loss_adds_lambda_times_dcorr() -> None:
     # lambda 0: monitored, the loss unchanged
     zero = StepSettings(torch.device("cpu"), penalty=DiscoPenalty(DiscoConfig(0.0, "msd", 2, (0, 1))))
     loss_zero, value_zero = step_loss(out, batch, batch["target"], loss_fn, zero)
-    assert float(loss_zero.detach()) == pytest.approx(float(loss_off.detach())) and value_zero == pytest.approx(value)
+    assert float(loss_zero.detach()) == pytest.approx(
+        float(loss_off.detach())
+    ) and value_zero == pytest.approx(value)
     # fewer than two background jets: no term
     few = {**batch, "target": torch.zeros_like(batch["target"])}
     assert step_loss(out, few, few["target"], loss_fn, on)[1] is None
@@ -168,7 +183,9 @@ def test_train_epoch_and_evaluate_report_disco() -> None:
     s = StepSettings(torch.device("cpu"), penalty=penalty)
     with torch.no_grad():
         expected_loss, expected_value = step_loss(net(batch["f"]), batch, batch["target"], loss_fn, s)
-    plain = evaluate(net, ["f"], _Batches(batch), loss_fn, "classification", 64, StepSettings(torch.device("cpu")))
+    plain = evaluate(
+        net, ["f"], _Batches(batch), loss_fn, "classification", 64, StepSettings(torch.device("cpu"))
+    )
     val = evaluate(net, ["f"], _Batches(batch), loss_fn, "classification", 64, s)
     assert val["disco"] == pytest.approx(expected_value, rel=1e-5)
     assert val["loss"] == pytest.approx(plain["loss"] + 5.0 * expected_value, rel=1e-5)
@@ -187,13 +204,22 @@ def test_train_with_disco(shards: pathlib.Path, tmp_path: pathlib.Path) -> None:
 
     n_threads = torch.get_num_threads()
     disco = {"lambda": 10.0, "variable": "jet_sdmass", "background": "jet_isQCD", "signal": ["jet_isTop"]}
-    overrides = {"model": {"params": {"phi_sizes": [16], "f_sizes": [16]}},
-                 "training": {"epochs": 1, "batch_size": 128, "num_threads": 1, "tensorboard": False, "disco": disco}}  # fmt: skip
+    overrides = {
+        "model": {"params": {"phi_sizes": [16], "f_sizes": [16]}},
+        "training": {"epochs": 1, "batch_size": 128, "num_threads": 1, "tensorboard": False, "disco": disco},
+    }
     try:
         train(ROOT / "models" / "pfn.yaml", shards, tmp_path / "run", overrides=overrides, progress=False)
         with pytest.raises(ConfigError, match=r"disco\.variable.*jet_msoftdrop"):
-            train(ROOT / "models" / "pfn.yaml", shards, tmp_path / "bad", progress=False,
-                  overrides={"training": {**overrides["training"], "disco": {**disco, "variable": "jet_msoftdrop"}}})  # fmt: skip
+            train(
+                ROOT / "models" / "pfn.yaml",
+                shards,
+                tmp_path / "bad",
+                progress=False,
+                overrides={
+                    "training": {**overrides["training"], "disco": {**disco, "variable": "jet_msoftdrop"}}
+                },
+            )
     finally:
         torch.set_num_threads(n_threads)
     with (tmp_path / "run" / "metrics.csv").open() as f:

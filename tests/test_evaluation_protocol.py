@@ -15,8 +15,17 @@ import numpy as np
 import pytest
 from coffea import processor
 
-from hepnn_coffea.evaluation.protocol import (METHOD_AXIS, SAMPLE_AXIS, EvaluationProcessor, EvaluationSummary, Table,
-                                             cell, jsonable, render_markdown, write_summary)  # fmt: skip
+from hepnn_coffea.evaluation.protocol import (
+    METHOD_AXIS,
+    SAMPLE_AXIS,
+    EvaluationProcessor,
+    EvaluationSummary,
+    Table,
+    cell,
+    jsonable,
+    render_markdown,
+    write_summary,
+)
 from tests.conftest import SAMPLES
 
 FLOWS = {"classifier", "regression", "events", "per_point", "clustering"}
@@ -28,8 +37,13 @@ def _processors() -> dict[str, type]:
     from hepnn_coffea.evaluation.events_processor import EventTaggerProcessor
     from hepnn_coffea.evaluation.processor import RegressionEvaluationProcessor, TaggerEvaluationProcessor
 
-    classes = (TaggerEvaluationProcessor, RegressionEvaluationProcessor, EventTaggerProcessor,
-               PerPointEvaluationProcessor, HitClusteringProcessor)  # fmt: skip
+    classes = (
+        TaggerEvaluationProcessor,
+        RegressionEvaluationProcessor,
+        EventTaggerProcessor,
+        PerPointEvaluationProcessor,
+        HitClusteringProcessor,
+    )
     return {cls.kind: cls for cls in classes}
 
 
@@ -51,16 +65,21 @@ def _flow_hists() -> dict[str, dict]:
 
     return {
         "classifier": make_histograms(["top", "qcd"], (10, 0, 300), (10, 500, 700), "m", "pt"),
-        "classifier_variations": make_histograms(["top", "qcd"], (10, 0, 300), (10, 500, 700), "m", "pt", ["nominal"]),
-        "regression": make_regression_hists({"pt": {"true": (0.0, 100.0), "residual": 10.0, "relative": True}}),
+        "classifier_variations": make_histograms(
+            ["top", "qcd"], (10, 0, 300), (10, 500, 700), "m", "pt", ["nominal"]
+        ),
+        "regression": make_regression_hists(
+            {"pt": {"true": (0.0, 100.0), "residual": 10.0, "relative": True}}
+        ),
         "events": make_event_hists(["top", "W", "QCD"]),
         "per_point": make_per_point_hists(),
         "clustering": _hists(),
     }
 
 
-@pytest.mark.parametrize("flow", ["classifier", "classifier_variations", "regression", "events", "per_point",
-                                  "clustering"])  # fmt: skip
+@pytest.mark.parametrize(
+    "flow", ["classifier", "classifier_variations", "regression", "events", "per_point", "clustering"]
+)
 def test_hist_axes_are_named_alike(flow: str) -> None:
     """The sample axis is ``process`` in every flow's hists, the compared methods' axis ``estimator``."""
     for name, h in _flow_hists()[flow].items():
@@ -77,7 +96,10 @@ def test_cells_and_the_markdown_renderer() -> None:
     blocks = ["# title", Table(["a", "b"], [[1, None], ["x", 0.5]], float_format=".2f"), "end"]
     assert render_markdown(blocks) == "# title\n\n| a | b |\n|---|---|\n| 1 | - |\n| x | 0.50 |\n\nend\n"
     assert jsonable({1: np.arange(2), "f": np.float32(np.nan), "t": (np.int64(2), 1.5)}) == {
-        "1": [0, 1], "f": None, "t": [2, 1.5]}  # fmt: skip
+        "1": [0, 1],
+        "f": None,
+        "t": [2, 1.5],
+    }
 
 
 def _report(summary: dict) -> list:
@@ -89,7 +111,9 @@ def test_write_summary_writes_json_and_markdown_then_the_plots(tmp_path: pathlib
     assert isinstance(summary, dict) and summary.plots == []
     write_summary(summary, tmp_path / "a")
     assert json.loads((tmp_path / "a" / "summary.json").read_text()) == summary
-    assert (tmp_path / "a" / "summary.md").read_text() == summary.markdown() == render_markdown(summary.blocks())
+    assert (
+        (tmp_path / "a" / "summary.md").read_text() == summary.markdown() == render_markdown(summary.blocks())
+    )
     seen = []
 
     def figures() -> list[pathlib.Path]:
@@ -99,7 +123,10 @@ def test_write_summary_writes_json_and_markdown_then_the_plots(tmp_path: pathlib
     assert write_summary(summary, tmp_path / "b", plots=figures) is summary
     assert seen == [{"auc": summary["auc"]}] and summary.plots == [str(tmp_path / "b" / "plots" / "roc.png")]
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["plots"] == summary.plots
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["summary.json", "summary.md"]  # no temporary left
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "summary.json",
+        "summary.md",
+    ]  # no temporary left
     again = pickle.loads(pickle.dumps(summary))
     assert again == summary and again.kind == "toy" and again.markdown() == summary.markdown()
 
@@ -122,16 +149,23 @@ def test_classifier_flow(tmp_path: pathlib.Path) -> None:
     n, classes = 400, ["top", "qcd"]
     truth = rng.integers(0, 2, n)
     score = np.clip(rng.normal(0.35 + 0.3 * (truth == 0), 0.2), 0, 1)
-    table = {"sample": np.where(truth == 0, "top", "qcd"), "weight": np.ones(n), "score_top": score,
-             "score_qcd": 1 - score, "top": (truth == 0).astype(np.int8),
-             "qcd": (truth == 1).astype(np.int8)}  # fmt: skip
+    table = {
+        "sample": np.where(truth == 0, "top", "qcd"),
+        "weight": np.ones(n),
+        "score_top": score,
+        "score_qcd": 1 - score,
+        "top": (truth == 0).astype(np.int8),
+        "qcd": (truth == 1).astype(np.int8),
+    }
     hists = make_histograms(classes, (10, 0, 300), (10, 500, 700), "m", "pt")
     names = np.asarray(classes, dtype=object)[truth]
     for i, c in enumerate(classes):
         hists["score"].fill(process=table["sample"], truth=names, output=c, score=[score, 1 - score][i])
     pq.write_table(pa.table(table), tmp_path / "scores.parquet")
     (tmp_path / "hists.pkl").write_bytes(pickle.dumps(hists))
-    (tmp_path / "counts.json").write_text(json.dumps({"model": "/m/toy.onnx", "classes": classes, "n_jets": n}))
+    (tmp_path / "counts.json").write_text(
+        json.dumps({"model": "/m/toy.onnx", "classes": classes, "n_jets": n})
+    )
     summary = evaluate(tmp_path, plots=False, n_bootstrap=5)
     _assert_written(summary, "classifier", tmp_path)
     assert summary_markdown(summary) == summary_markdown(dict(summary)) == summary.markdown()
@@ -170,9 +204,14 @@ def test_per_point_flow(tmp_path: pathlib.Path) -> None:
     rng = np.random.default_rng(2)
     true = rng.uniform(1, 20, 300)
     pt = rng.uniform(1, 50, 300)
-    result = {"table": {"true": [true[:100], true[100:]], "focus_pt": [pt[:100], pt[100:]],
-                        "pred_a": [true[:100] * 1.1, true[100:] * 0.9]},
-              "counts": {"s": {"samples": 300, "filled": 300}}}  # fmt: skip
+    result = {
+        "table": {
+            "true": [true[:100], true[100:]],
+            "focus_pt": [pt[:100], pt[100:]],
+            "pred_a": [true[:100] * 1.1, true[100:] * 0.9],
+        },
+        "counts": {"s": {"samples": 300, "filled": 300}},
+    }
     summary = summarize_per_point(result, ["a"], {"overall": 1.0}, pt_edges=[1, 10, 100], n_bootstrap=5)
     write_summary(summary, tmp_path)
     _assert_written(summary, "per_point", tmp_path)
@@ -184,9 +223,17 @@ def _hits(n_jets: int = 3) -> ak.Array:
     jets = []
     for _ in range(n_jets):
         n = 12
-        jets.append({"deta": rng.normal(0, 0.1, n), "dphi": rng.normal(0, 0.1, n), "energy": rng.uniform(0.5, 5, n),
-                     "is_track": np.r_[[1, 1], np.zeros(n - 2, int)], "is_em": rng.integers(0, 2, n),
-                     "particle": rng.integers(0, 3, n), "type": rng.integers(0, 5, n)})  # fmt: skip
+        jets.append(
+            {
+                "deta": rng.normal(0, 0.1, n),
+                "dphi": rng.normal(0, 0.1, n),
+                "energy": rng.uniform(0.5, 5, n),
+                "is_track": np.r_[[1, 1], np.zeros(n - 2, int)],
+                "is_em": rng.integers(0, 2, n),
+                "particle": rng.integers(0, 3, n),
+                "type": rng.integers(0, 5, n),
+            }
+        )
     return ak.Array([{k: v.tolist() for k, v in j.items()} for j in jets])
 
 
@@ -195,7 +242,9 @@ def test_clustering_flow(tmp_path: pathlib.Path) -> None:
 
     result = ce.evaluate_jets(_hits(), None, "top", 0)
     summary = ce.summarize(result)
-    assert summary["all"]["baseline"]["jets"] == 3 == result["hists"]["efficiency"][{SAMPLE_AXIS: "top"}].sum()
+    assert (
+        summary["all"]["baseline"]["jets"] == 3 == result["hists"]["efficiency"][{SAMPLE_AXIS: "top"}].sum()
+    )
     ce.write_summary(summary, tmp_path / "a")
     _assert_written(summary, "clustering", tmp_path / "a")
     assert summary.markdown() == ce.to_markdown(summary) + "\n"
@@ -210,8 +259,12 @@ def test_clustering_processor_runs_in_coffea(tmp_path: pathlib.Path) -> None:
     from hepnn_coffea.calo import calorimeter_view
     from hepnn_coffea.calo.clustering_eval import run_clustering_evaluation, summarize
 
-    fileset = {"top_test": {"files": {str(SAMPLES / "topqcd_test_top.root"): "tree"},
-                            "metadata": {"sample": "top", "split": "test"}}}  # fmt: skip
+    fileset = {
+        "top_test": {
+            "files": {str(SAMPLES / "topqcd_test_top.root"): "tree"},
+            "metadata": {"sample": "top", "split": "test"},
+        }
+    }
     calorimeter_view(fileset, tmp_path / "view", seed=1, executor="iterative", chunksize=100)
     result = run_clustering_evaluation(tmp_path / "view", None, split="test", chunksize=50)
     summary = summarize(result)

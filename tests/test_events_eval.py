@@ -15,11 +15,20 @@ from sklearn.metrics import roc_auc_score
 from hepnn_coffea.evaluation import intervals as iv
 from hepnn_coffea.evaluation import sculpting as sc
 from hepnn_coffea.evaluation.events_eval import evaluate_events, fill_event_hists, make_event_hists
-from hepnn_coffea.evaluation.observable_gbt import observable_features, score_observable_gbt, train_observable_gbt
+from hepnn_coffea.evaluation.observable_gbt import (
+    observable_features,
+    score_observable_gbt,
+    train_observable_gbt,
+)
 
 CLASSES = ["top", "W", "QCD"]
 #: QCD pT-hat slices: (sample, weight per jet), four orders of magnitude.
-QCD_SLICES = (("qcd_250to400", 1000.0), ("qcd_400to600", 100.0), ("qcd_600to800", 10.0), ("qcd_800toInf", 1.0))
+QCD_SLICES = (
+    ("qcd_250to400", 1000.0),
+    ("qcd_400to600", 100.0),
+    ("qcd_600to800", 10.0),
+    ("qcd_800toInf", 1.0),
+)
 
 
 def jet_observables(rng: np.random.Generator, kind: str, n: int) -> dict[str, np.ndarray]:
@@ -31,11 +40,15 @@ def jet_observables(rng: np.random.Generator, kind: str, n: int) -> dict[str, np
     tau1 = rng.uniform(0.1, 0.4, n)
     tau1[:3] = 0.0  # the ratios must survive zero denominators
     return {
-        "FatJet_pt": 300.0 + rng.exponential(200.0, n), "FatJet_eta": rng.uniform(-2.4, 2.4, n),
-        "FatJet_msoftdrop": np.clip(msd, 0.0, None), "FatJet_mass": np.clip(msd, 0.0, None) + rng.exponential(8.0, n),
-        "FatJet_tau1": tau1, "FatJet_tau2": tau1 * tau21, "FatJet_tau3": tau1 * tau21 * tau32,
+        "FatJet_pt": 300.0 + rng.exponential(200.0, n),
+        "FatJet_eta": rng.uniform(-2.4, 2.4, n),
+        "FatJet_msoftdrop": np.clip(msd, 0.0, None),
+        "FatJet_mass": np.clip(msd, 0.0, None) + rng.exponential(8.0, n),
+        "FatJet_tau1": tau1,
+        "FatJet_tau2": tau1 * tau21,
+        "FatJet_tau3": tau1 * tau21 * tau32,
         "FatJet_nConstituents": rng.poisson({"top": 80, "W": 50}.get(kind, 40), n).astype(np.int32),
-    }  # fmt: skip
+    }
 
 
 def make_table(seed: int = 0, n: int = 30_000, mass_dependent: bool = False) -> dict[str, np.ndarray]:
@@ -45,8 +58,11 @@ def make_table(seed: int = 0, n: int = 30_000, mass_dependent: bool = False) -> 
     mass instead (a fully sculpting tagger). Unmatched ttbar jets score like top jets.
     """
     rng = np.random.default_rng(seed)
-    parts = [("ttbar_400toInf", "ttbar", "top", n, 0.05), ("ttbar_400toInf", "ttbar", "unmatched", n // 3, 0.05),
-             ("wqq", "wqq", "W", n, 0.3)]  # fmt: skip
+    parts = [
+        ("ttbar_400toInf", "ttbar", "top", n, 0.05),
+        ("ttbar_400toInf", "ttbar", "unmatched", n // 3, 0.05),
+        ("wqq", "wqq", "W", n, 0.3),
+    ]
     parts += [(sample, "qcd", "QCD", n, w) for sample, w in QCD_SLICES]
     cols: dict[str, list[np.ndarray]] = {}
     for sample, process, label, size, weight in parts:
@@ -57,11 +73,18 @@ def make_table(seed: int = 0, n: int = 30_000, mass_dependent: bool = False) -> 
             logits[:, 0] = (jets["FatJet_msoftdrop"] - 120.0) / 5.0
             logits[:, 1] = -np.abs(jets["FatJet_msoftdrop"] - 80.0) / 5.0
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        rows = {"sample": np.full(size, sample), "process": np.full(size, process), "run": np.ones(size, np.int64),
-                "event": rng.integers(0, 10**6, size), "luminosityBlock": np.ones(size, np.int64),
-                "fatjet_index": np.zeros(size, np.int64), "label": np.full(size, label),
-                "weight": weight * rng.uniform(0.9, 1.1, size), **jets,
-                **{f"score_{c}": probs[:, i].astype(np.float32) for i, c in enumerate(CLASSES)}}  # fmt: skip
+        rows = {
+            "sample": np.full(size, sample),
+            "process": np.full(size, process),
+            "run": np.ones(size, np.int64),
+            "event": rng.integers(0, 10**6, size),
+            "luminosityBlock": np.ones(size, np.int64),
+            "fatjet_index": np.zeros(size, np.int64),
+            "label": np.full(size, label),
+            "weight": weight * rng.uniform(0.9, 1.1, size),
+            **jets,
+            **{f"score_{c}": probs[:, i].astype(np.float32) for i, c in enumerate(CLASSES)},
+        }
         for k, v in rows.items():
             cols.setdefault(k, []).append(v)
     return {k: np.concatenate(v) for k, v in cols.items()}
@@ -79,8 +102,13 @@ def write_infer(folder: pathlib.Path, columns: dict[str, np.ndarray], model: str
     hists = [fill_event_hists(make_event_hists(CLASSES), c) for c in chunks]
     with (folder / "hists.pkl").open("wb") as f:
         pickle.dump({k: hists[0][k] + hists[1][k] for k in hists[0]}, f)
-    info = {"task": "classification", "workflow": "events", "classes": CLASSES, "model": f"/models/{model}.onnx",
-            "counts": {"jets": half * 2}}  # fmt: skip
+    info = {
+        "task": "classification",
+        "workflow": "events",
+        "classes": CLASSES,
+        "model": f"/models/{model}.onnx",
+        "counts": {"jets": half * 2},
+    }
     (folder / "counts.json").write_text(json.dumps(info))
     return folder
 
@@ -103,7 +131,12 @@ def write_shards(folder: pathlib.Path, seed: int = 1, n: int = 3000) -> pathlib.
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         np.save(folder / name, records, allow_pickle=False)
         splits["train"][cls] = {"shards": [{"path": name}]}
-    manifest = {"inputs": {}, "labels": [f"label_{c}" for c in CLASSES], "label_type": "simple", "splits": splits}
+    manifest = {
+        "inputs": {},
+        "labels": [f"label_{c}" for c in CLASSES],
+        "label_type": "simple",
+        "splits": splits,
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
@@ -158,7 +191,9 @@ def test_weighted_auc_matches_sklearn(table, signal: str) -> None:
     disc, is_signal, weight = signal_rows(table, signal)
     expected = roc_auc_score(is_signal, disc, sample_weight=weight)
     assert sc.weighted_auc(disc, is_signal, weight) == pytest.approx(expected, abs=1e-6)
-    assert sc.tagger_metrics(table, signal, n_bootstrap=20)["auc"]["value"] == pytest.approx(expected, abs=1e-6)
+    assert sc.tagger_metrics(table, signal, n_bootstrap=20)["auc"]["value"] == pytest.approx(
+        expected, abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("efficiency", [0.3, 0.5])
@@ -177,8 +212,11 @@ def test_rejection_matches_weighted_quantile(table, efficiency: float) -> None:
         efficiency, abs=1e-3
     )
     n_eff = iv.kish_n_eff(wb)
-    low, high = beta.ppf([0.158655, 0.841345], [n_eff / expected, n_eff / expected + 1],
-                         [n_eff - n_eff / expected + 1, n_eff - n_eff / expected])  # fmt: skip
+    low, high = beta.ppf(
+        [0.158655, 0.841345],
+        [n_eff / expected, n_eff / expected + 1],
+        [n_eff - n_eff / expected + 1, n_eff - n_eff / expected],
+    )
     assert (rejection["low"], rejection["high"]) == pytest.approx((1 / high, 1 / low), rel=5e-3)
 
 
@@ -203,9 +241,14 @@ def test_intervals_contain_the_value_and_shrink_with_more_events(table) -> None:
         for m in (wide, narrow):
             assert m[key]["low"] < m[key]["value"] < m[key]["high"], (key, m[key])
         assert narrow[key]["high"] - narrow[key]["low"] < 0.6 * (wide[key]["high"] - wide[key]["low"]), key
-    jsd_wide, jsd_narrow = wide["working_points"]["eff_s_50%"]["jsd"], narrow["working_points"]["eff_s_50%"]["jsd"]
+    jsd_wide, jsd_narrow = (
+        wide["working_points"]["eff_s_50%"]["jsd"],
+        narrow["working_points"]["eff_s_50%"]["jsd"],
+    )
     assert jsd_narrow["high"] - jsd_narrow["low"] < 0.6 * (jsd_wide["high"] - jsd_wide["low"])
-    assert narrow["n_eff_background"] == pytest.approx(iv.kish_n_eff(table["weight"][table["label"] == "QCD"]))
+    assert narrow["n_eff_background"] == pytest.approx(
+        iv.kish_n_eff(table["weight"][table["label"] == "QCD"])
+    )
 
 
 def test_jsd_matches_direct_computation_and_flags_sculpting(table) -> None:
@@ -228,7 +271,10 @@ def test_jsd_matches_direct_computation_and_flags_sculpting(table) -> None:
     # the mass-independent score reaches it within a factor 3, the sculpting one stays far below
     floor = wp["inv_jsd_random_cut"]
     assert floor / 3 < metrics["inv_jsd_at_50"]["value"] < 3 * floor
-    assert sculpting["working_points"]["eff_s_50%"]["inv_jsd_random_cut"] > 10 * sculpting["inv_jsd_at_50"]["value"]
+    assert (
+        sculpting["working_points"]["eff_s_50%"]["inv_jsd_random_cut"]
+        > 10 * sculpting["inv_jsd_at_50"]["value"]
+    )
 
 
 # --- hists ------------------------------------------------------------------------------------------
@@ -242,11 +288,15 @@ def cell(h) -> np.ndarray:
 
 
 def test_hists_filled_in_chunks_add_up_to_one_fill(table) -> None:
-    order = np.random.default_rng(5).permutation(len(table["weight"]))  # chunks see categories in other orders
+    order = np.random.default_rng(5).permutation(
+        len(table["weight"])
+    )  # chunks see categories in other orders
     shuffled = {k: v[order] for k, v in table.items()}
     once = fill_event_hists(make_event_hists(CLASSES), table)
-    parts = [fill_event_hists(make_event_hists(CLASSES), {k: v[s] for k, v in shuffled.items()})
-             for s in (slice(0, 1000), slice(1000, None))]  # fmt: skip
+    parts = [
+        fill_event_hists(make_event_hists(CLASSES), {k: v[s] for k, v in shuffled.items()})
+        for s in (slice(0, 1000), slice(1000, None))
+    ]
     summed = {k: parts[0][k] + parts[1][k] for k in once}
     assert set(once) == {"yields", "disc_top_msoftdrop", "disc_top_pt", "disc_W_msoftdrop", "disc_W_pt"}
     for name, h in once.items():
@@ -258,7 +308,9 @@ def test_hists_filled_in_chunks_add_up_to_one_fill(table) -> None:
                 np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
     assert once["yields"].sum().value == pytest.approx(table["weight"].sum())
     top = once["disc_top_msoftdrop"][{"process": "ttbar", "label": "top"}].project("disc_top")
-    assert top.sum(flow=False).value == pytest.approx(top.sum(flow=True).value)  # discriminants of 1 stay in range
+    assert top.sum(flow=False).value == pytest.approx(
+        top.sum(flow=True).value
+    )  # discriminants of 1 stay in range
 
 
 # --- the GBT baseline and the stage ----------------------------------------------------------------------------
@@ -298,11 +350,23 @@ def test_evaluate_events_writes_summary_and_plots(tmp_path, shards) -> None:
             for key in ("auc", "rejection_at_50", "rejection_at_30", "inv_jsd_at_50"):
                 assert set(row[signal][key]) == {"value", "low", "high"}
     assert set(saved["relative_to_reference"]) == {"tagger", "mass-dependent"}
-    assert saved["yields"]["qcd"]["QCD"]["sum_w"] == pytest.approx(small["weight"][small["label"] == "QCD"].sum())
+    assert saved["yields"]["qcd"]["QCD"]["sum_w"] == pytest.approx(
+        small["weight"][small["label"] == "QCD"].sum()
+    )
     markdown = (out / "summary.md").read_text()
     assert "| tagger |" in markdown and "| GBT |" in markdown and "| mass-dependent |" in markdown
-    names = [f"{kind}_{s}" for s in ("top", "W") for kind in ("roc", "efficiency_vs_pt", "efficiency_vs_msoftdrop",
-                                                              "msoftdrop_qcd", "discriminant", "rejection_vs_jsd")]  # fmt: skip
+    names = [
+        f"{kind}_{s}"
+        for s in ("top", "W")
+        for kind in (
+            "roc",
+            "efficiency_vs_pt",
+            "efficiency_vs_msoftdrop",
+            "msoftdrop_qcd",
+            "discriminant",
+            "rejection_vs_jsd",
+        )
+    ]
     assert sorted(pathlib.Path(p).stem for p in saved["plots"]) == sorted(names)
     for name in names:
         assert (out / "plots" / f"{name}.png").stat().st_size > 5000
@@ -335,8 +399,13 @@ def test_event_plots_take_the_style_and_the_reference_ratio_panel(tmp_path, monk
     out = write_infer(tmp_path / "out", make_table(n=3000), "tagger")
     other = write_infer(tmp_path / "other", make_table(seed=2, n=3000, mass_dependent=True), "sculpting")
     try:
-        evaluate_events(out, compare=[f"md={other}"], reference="md", n_bootstrap=5,
-                        style=PlotStyle("CMS", "Simulation Preliminary", 13.6, 140))  # fmt: skip
+        evaluate_events(
+            out,
+            compare=[f"md={other}"],
+            reference="md",
+            n_bootstrap=5,
+            style=PlotStyle("CMS", "Simulation Preliminary", 13.6, 140),
+        )
         assert len(figures) == 12
         for name, fig in figures.items():
             assert {"CMS", "Simulation Preliminary", "140 fb$^{-1}$ (13.6 TeV)"} <= _figure_texts(fig), name
@@ -349,11 +418,15 @@ def test_event_plots_take_the_style_and_the_reference_ratio_panel(tmp_path, monk
         assert "top vs QCD, $\\epsilon_{top}$ = 50%" in _figure_texts(figures["rejection_vs_jsd_top"])
         plt.close("all")
         figures.clear()
-        evaluate_events(out, compare=[f"md={other}"], n_bootstrap=5)  # the default look: no experiment, one panel
+        evaluate_events(
+            out, compare=[f"md={other}"], n_bootstrap=5
+        )  # the default look: no experiment, one panel
         for name, fig in figures.items():
             assert "CMS" not in _figure_texts(fig) and "Simulation" in _figure_texts(fig), name
         roc = figures["roc_top"].axes
         assert len(roc) == 1 and (roc[0].get_title(loc="left"), roc[0].get_title(loc="right")) == (
-            "Simulation", "top vs QCD")  # fmt: skip
+            "Simulation",
+            "top vs QCD",
+        )
     finally:
         plt.close("all")

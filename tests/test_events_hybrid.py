@@ -37,8 +37,23 @@ def scores(hybrid: pathlib.Path) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     out = hybrid / "infer"
-    assert cli(["infer", str(hybrid / "model.onnx"), "--fileset", str(FILESET), "-o", str(out), "--split", "test",
-                "--executor", "iterative"]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "infer",
+                str(hybrid / "model.onnx"),
+                "--fileset",
+                str(FILESET),
+                "-o",
+                str(out),
+                "--split",
+                "test",
+                "--executor",
+                "iterative",
+            ]
+        )
+        == 0
+    )
     table = pq.read_table(out / "scores.parquet").to_pandas()
     return table[table.label != "unmatched"]
 
@@ -57,9 +72,15 @@ def test_infer_on_events_equals_torch_on_the_shards(hybrid: pathlib.Path, scores
     assert rows["jet_features"].shape == (len(data), 6) and np.isfinite(rows["jet_features"]).all()
     assert rows["jet_features"].std(axis=0).min() > 0.1  # standardized, not constant
     with torch.no_grad():
-        probs = torch.softmax(net.eval()(*[torch.from_numpy(rows[g]) for g in net.input_groups]), dim=1).numpy()
-    key = [(int(lb), int(e), int(i)) for lb, e, i in
-           zip(rows["observers/luminosityBlock"], rows["observers/event"], rows["observers/fatjet_index"])]  # fmt: skip
+        probs = torch.softmax(
+            net.eval()(*[torch.from_numpy(rows[g]) for g in net.input_groups]), dim=1
+        ).numpy()
+    key = [
+        (int(lb), int(e), int(i))
+        for lb, e, i in zip(
+            rows["observers/luminosityBlock"], rows["observers/event"], rows["observers/fatjet_index"]
+        )
+    ]
     by_key = dict(zip(zip(table.luminosityBlock, table.event, table.fatjet_index), table.score_top))
     assert len(key) == len(table) and set(key) == set(by_key)
     np.testing.assert_allclose([by_key[k] for k in key], probs[:, 0], rtol=1e-4, atol=1e-5)
@@ -77,13 +98,22 @@ def test_one_call_tagger_equals_infer(hybrid: pathlib.Path, scores: pd.DataFrame
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        events = NanoEventsFactory.from_root({str(SAMPLES / "nanosim_wqq.root"): "Events"},
-                                             schemaclass=NanoAODSchema, mode="eager").events()  # fmt: skip
+        events = NanoEventsFactory.from_root(
+            {str(SAMPLES / "nanosim_wqq.root"): "Events"}, schemaclass=NanoAODSchema, mode="eager"
+        ).events()
         events["FatJet", "hepnn"] = OnnxTagger(hybrid / "model.onnx").fatjets(events)
-    jets = ak.flatten(ak.zip({"event": ak.broadcast_arrays(events.event, events.FatJet.pt)[0],
-                              "index": ak.local_index(events.FatJet.pt), "top": events.FatJet.hepnn.score_top}))
+    jets = ak.flatten(
+        ak.zip(
+            {
+                "event": ak.broadcast_arrays(events.event, events.FatJet.pt)[0],
+                "index": ak.local_index(events.FatJet.pt),
+                "top": events.FatJet.hepnn.score_top,
+            }
+        )
+    )
     mine = dict(zip(zip(ak.to_numpy(jets.event), ak.to_numpy(jets.index)), ak.to_numpy(jets.top)))
     wqq = scores[scores["sample"] == "wqq"]
     assert len(wqq) > 10
-    np.testing.assert_allclose([mine[(e, i)] for e, i in zip(wqq.event, wqq.fatjet_index)], wqq.score_top,
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        [mine[(e, i)] for e, i in zip(wqq.event, wqq.fatjet_index)], wqq.score_top, rtol=1e-5, atol=1e-6
+    )

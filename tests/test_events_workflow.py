@@ -40,18 +40,33 @@ def _direct(dataset: str) -> dict[str, np.ndarray]:
     meta = _fileset()[dataset]
     (file,) = meta["files"]
     t = uproot.open(SAMPLES / file)["Events"]
-    a = t.arrays(["FatJet_pt", "FatJet_eta", "FatJet_msoftdrop", "FatJet_nConstituents", "genWeight", "event"])
-    sel = (a.FatJet_pt > 300) & (abs(a.FatJet_eta) < 2.4) & (a.FatJet_msoftdrop > 10) & (a.FatJet_msoftdrop < 400)
+    a = t.arrays(
+        ["FatJet_pt", "FatJet_eta", "FatJet_msoftdrop", "FatJet_nConstituents", "genWeight", "event"]
+    )
+    sel = (
+        (a.FatJet_pt > 300)
+        & (abs(a.FatJet_eta) < 2.4)
+        & (a.FatJet_msoftdrop > 10)
+        & (a.FatJet_msoftdrop < 400)
+    )
     scale = meta["metadata"]["xsec"] * 1000.0 / meta["metadata"]["sumw"]
-    return {"events": len(a), "jets": int(ak.sum(ak.num(a.FatJet_pt))), "selected": int(ak.sum(sel)),
-            "pt": ak.to_numpy(ak.flatten(a.FatJet_pt[sel])),
-            "weight": ak.to_numpy(ak.flatten(ak.broadcast_arrays(a.genWeight, a.FatJet_pt)[0][sel])) * scale}  # fmt: skip
+    return {
+        "events": len(a),
+        "jets": int(ak.sum(ak.num(a.FatJet_pt))),
+        "selected": int(ak.sum(sel)),
+        "pt": ak.to_numpy(ak.flatten(a.FatJet_pt[sel])),
+        "weight": ak.to_numpy(ak.flatten(ak.broadcast_arrays(a.genWeight, a.FatJet_pt)[0][sel])) * scale,
+    }
 
 
 def _rows(shards: pathlib.Path, split: str, sample: str | None = None) -> np.ndarray:
     manifest = json.loads((shards / "manifest.json").read_text())
-    parts = [open_shard(shards / s["path"]).to_records() for name, e in manifest["splits"].get(split, {}).items()
-             if sample in (None, name) for s in e["shards"]]  # fmt: skip
+    parts = [
+        open_shard(shards / s["path"]).to_records()
+        for name, e in manifest["splits"].get(split, {}).items()
+        if sample in (None, name)
+        for s in e["shards"]
+    ]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
@@ -64,7 +79,9 @@ def test_cutflow_reconciles_with_uproot(shards: pathlib.Path) -> None:
         assert flow["jets"] == direct["jets"]
         assert flow["jets_selected"] == direct["selected"]
         dropped = sum(flow["unmatched"].values()) + sum(flow["filtered"].values())
-        assert flow["jets_selected"] == dropped + flow["jets_written"] == dropped + sum(flow["written"].values())
+        assert (
+            flow["jets_selected"] == dropped + flow["jets_written"] == dropped + sum(flow["written"].values())
+        )
         assert sum(flow["matched"].values()) == flow["jets_written"]
         if flow["process"] == "qcd":
             assert flow["matched"]["QCD"] == flow["jets_written"] > 0 and not flow["unmatched"]
@@ -85,7 +102,9 @@ def test_rows_equal_direct_computation(shards: pathlib.Path) -> None:
         rows = np.concatenate([_rows(shards, s, dataset) for s in SPLITS])
         order = np.lexsort((rows["observers/fatjet_index"], rows["observers/event"]))
         np.testing.assert_allclose(np.sort(rows["observers/FatJet_pt"]), np.sort(direct["pt"]), rtol=1e-6)
-        np.testing.assert_allclose(np.sort(rows["observers/xsec_weight"]), np.sort(direct["weight"]), rtol=1e-6)
+        np.testing.assert_allclose(
+            np.sort(rows["observers/xsec_weight"]), np.sort(direct["weight"]), rtol=1e-6
+        )
         assert len(order) == flow["jets_written"]
 
 
@@ -95,7 +114,11 @@ def test_split_is_per_event(shards: pathlib.Path) -> None:
     for split in SPLITS:
         rows = _rows(shards, split)
         counts[split] = len(rows)
-        ids = zip(rows["observers/run"].tolist(), rows["observers/luminosityBlock"].tolist(), rows["observers/event"].tolist())
+        ids = zip(
+            rows["observers/run"].tolist(),
+            rows["observers/luminosityBlock"].tolist(),
+            rows["observers/event"].tolist(),
+        )
         for key in ids:
             assert seen.setdefault(key, split) == split, f"event {key} in {seen[key]} and {split}"
     assert all(counts[s] > 0 for s in SPLITS)
@@ -130,9 +153,15 @@ def _write_without(path: pathlib.Path, drop: str) -> None:
 
 
 @pytest.mark.parametrize("problem", ["no_xsec", "missing_index", "unknown_field"])
-def test_bad_input_exits_2_naming_it(problem: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
-    fileset = {"wqq": {"files": {str(SAMPLES / "nanosim_wqq.root"): "Events"},
-                       "metadata": {"process": "wqq", "xsec": 41.6, "sumw": 300.0}}}  # fmt: skip
+def test_bad_input_exits_2_naming_it(
+    problem: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture
+) -> None:
+    fileset = {
+        "wqq": {
+            "files": {str(SAMPLES / "nanosim_wqq.root"): "Events"},
+            "metadata": {"process": "wqq", "xsec": 41.6, "sumw": 300.0},
+        }
+    }
     config = str(CONFIG)
     if problem == "no_xsec":
         del fileset["wqq"]["metadata"]["xsec"]
@@ -148,7 +177,18 @@ def test_bad_input_exits_2_naming_it(problem: str, tmp_path: pathlib.Path, capsy
         pathlib.Path(config).write_text(text)
         expected = ["FatJet_ptt", "wqq", "nanosim_wqq.root"]
     (tmp_path / "fs.json").write_text(json.dumps(fileset))
-    rc = cli(["preprocess", str(tmp_path / "fs.json"), "-c", config, "-o", str(tmp_path / "out"), "--executor", "iterative"])
+    rc = cli(
+        [
+            "preprocess",
+            str(tmp_path / "fs.json"),
+            "-c",
+            config,
+            "-o",
+            str(tmp_path / "out"),
+            "--executor",
+            "iterative",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2, err
     for word in expected:
@@ -156,8 +196,9 @@ def test_bad_input_exits_2_naming_it(problem: str, tmp_path: pathlib.Path, capsy
 
 
 def test_config_rejects_unknown_row_names(tmp_path: pathlib.Path) -> None:
-    from hepnn_coffea.config.data_config import ConfigError
     import yaml
+
+    from hepnn_coffea.config.data_config import ConfigError
 
     raw = yaml.safe_load(CONFIG.read_text())
     raw["rows"]["splitt"] = {"train": 1.0}
@@ -197,13 +238,17 @@ def test_one_call_tagger_eager_virtual_dask(model: pathlib.Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for mode in ("eager", "virtual", "dask"):
-            events = NanoEventsFactory.from_root({path: "Events"}, schemaclass=NanoAODSchema, mode=mode).events()
+            events = NanoEventsFactory.from_root(
+                {path: "Events"}, schemaclass=NanoAODSchema, mode=mode
+            ).events()
             out = tagger.fatjets(events)
             if mode == "dask":
                 (out,) = dask.compute(out)
             else:
                 events["FatJet", "hepnn"] = out  # the one-line use in an analysis
-                assert ak.all(ak.num(events.FatJet.hepnn.score_top, axis=1) == ak.num(events.FatJet.pt, axis=1))
+                assert ak.all(
+                    ak.num(events.FatJet.hepnn.score_top, axis=1) == ak.num(events.FatJet.pt, axis=1)
+                )
             scores[mode] = ak.to_numpy(ak.flatten(out.score_top))
     assert len(scores["eager"]) == int(ak.sum(ak.num(events.FatJet.pt, axis=1)).compute())
     finite = np.isfinite(scores["eager"])
@@ -213,14 +258,42 @@ def test_one_call_tagger_eager_virtual_dask(model: pathlib.Path) -> None:
         np.testing.assert_allclose(scores[mode][finite], scores["eager"][finite], rtol=1e-6)
 
 
-def test_infer_writes_the_contract_table(model: pathlib.Path, shards: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_infer_writes_the_contract_table(
+    model: pathlib.Path, shards: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     import pyarrow.parquet as pq
 
-    assert cli(["infer", str(model), "--fileset", str(FILESET), "-o", str(tmp_path), "--split", "test",
-                "--executor", "iterative"]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "infer",
+                str(model),
+                "--fileset",
+                str(FILESET),
+                "-o",
+                str(tmp_path),
+                "--split",
+                "test",
+                "--executor",
+                "iterative",
+            ]
+        )
+        == 0
+    )
     table = pq.read_table(tmp_path / "scores.parquet").to_pydict()
-    for column in ("sample", "event", "luminosityBlock", "fatjet_index", "label", "weight", "FatJet_pt",
-                   "FatJet_msoftdrop", "score_top", "score_W", "score_QCD"):  # fmt: skip
+    for column in (
+        "sample",
+        "event",
+        "luminosityBlock",
+        "fatjet_index",
+        "label",
+        "weight",
+        "FatJet_pt",
+        "FatJet_msoftdrop",
+        "score_top",
+        "score_W",
+        "score_QCD",
+    ):
         assert column in table, column
     labels = np.asarray(table["label"])
     assert set(labels) == {"top", "W", "QCD", "unmatched"}
@@ -228,8 +301,11 @@ def test_infer_writes_the_contract_table(model: pathlib.Path, shards: pathlib.Pa
     # the test rows with a class are exactly the test shards' rows, with the same weights
     rows = _rows(shards, "test")
     assert (labels != "unmatched").sum() == len(rows)
-    np.testing.assert_allclose(np.sort(np.asarray(table["weight"])[labels != "unmatched"]),
-                               np.sort(rows["observers/xsec_weight"]), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        np.sort(np.asarray(table["weight"])[labels != "unmatched"]),
+        np.sort(rows["observers/xsec_weight"]),
+        rtol=1e-6,
+    )
     probs = np.stack([table[f"score_{c}"] for c in ("top", "W", "QCD")], axis=1)
     assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     info = json.loads((tmp_path / "counts.json").read_text())
@@ -247,12 +323,15 @@ def test_one_call_tagger_on_real_pfnano(model: pathlib.Path) -> None:
         pytest.skip("../shared/data/nanoaod/pfnano.root not present")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema, mode="eager").events()
+        events = NanoEventsFactory.from_root(
+            {str(path): "Events"}, schemaclass=NanoAODSchema, mode="eager"
+        ).events()
     scores = OnnxTagger(model).fatjets(events, layout="pfnano")
     top = ak.to_numpy(ak.flatten(scores.score_top))
     jets = events.FatJet
-    selected = ak.to_numpy(ak.flatten((jets.pt > 300) & (abs(jets.eta) < 2.4) & (jets.msoftdrop > 10)
-                                      & (jets.msoftdrop < 400)))  # fmt: skip
+    selected = ak.to_numpy(
+        ak.flatten((jets.pt > 300) & (abs(jets.eta) < 2.4) & (jets.msoftdrop > 10) & (jets.msoftdrop < 400))
+    )
     assert len(top) == len(selected) and selected.any()
     assert np.isfinite(top[selected]).all() and np.isnan(top[~selected]).all()
     from hepnn_coffea.inference.tagger import TaggerError
@@ -267,8 +346,22 @@ def test_analysis_nanoaod_workflow_on_the_bundled_samples(tmp_path: pathlib.Path
     import subprocess
     import sys
 
-    cmd = [sys.executable, str(HERE.parent / "analysis.py"), "--workflow", "nanoaod", "--fileset", str(FILESET),
-           "--output", str(tmp_path), "--epochs", "6", "--executor", "iterative", "--chunksize", "200"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(HERE.parent / "analysis.py"),
+        "--workflow",
+        "nanoaod",
+        "--fileset",
+        str(FILESET),
+        "--output",
+        str(tmp_path),
+        "--epochs",
+        "6",
+        "--executor",
+        "iterative",
+        "--chunksize",
+        "200",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=HERE.parent)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "model.onnx").is_file()

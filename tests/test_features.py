@@ -31,9 +31,14 @@ def numpy_reference(arrays: ak.Array) -> dict[str, np.ndarray]:
         dphi = (phi - jet_phi + np.pi) % (2 * np.pi) - np.pi
         dr = np.hypot(eta - jet_eta, dphi)
         columns = [
-            (np.log(pt) - 1.7) * 0.7, (np.log(e) - 2.0) * 0.7, (np.log(pt / jet_pt) + 4.7) * 0.7,
-            (np.log(e / jet_e) + 4.7) * 0.7, (dr - 0.2) * 4.0, deta, dphi,
-        ]  # fmt: skip
+            (np.log(pt) - 1.7) * 0.7,
+            (np.log(e) - 2.0) * 0.7,
+            (np.log(pt / jet_pt) + 4.7) * 0.7,
+            (np.log(e / jet_e) + 4.7) * 0.7,
+            (dr - 0.2) * 4.0,
+            deta,
+            dphi,
+        ]
         k = len(pt)
         wrap = np.arange(L) % k
         for c, col in enumerate(columns):
@@ -58,7 +63,12 @@ def test_features_match_numpy(path) -> None:
     assert batch.inputs["pf_features"].dtype == np.float32
     for group, ref in expected.items():
         np.testing.assert_allclose(batch.inputs[group], ref, atol=2e-5, rtol=1e-5, err_msg=group)
-    assert batch.counts == {"entries_in": 300, "entries_selected": 300, "rejected_labels": 0, "entries_out": 300}
+    assert batch.counts == {
+        "entries_in": 300,
+        "entries_selected": 300,
+        "rejected_labels": 0,
+        "entries_out": 300,
+    }
     np.testing.assert_array_equal(batch.labels, np.where(ak.to_numpy(arrays.label_Tbqq), 0, 1))
     np.testing.assert_array_equal(batch.observers["jet_sdmass"], ak.to_numpy(arrays.jet_sdmass))
 
@@ -69,7 +79,8 @@ def test_pad_modes() -> None:
         pad_jagged(a, 4, pad_value=-1), [[1, 2, 3, -1], [-1, -1, -1, -1], [4, -1, -1, -1], [5, 6, 7, 8]]
     )
     np.testing.assert_array_equal(
-        pad_jagged(a, 4, pad_value=-1, mode="wrap"), [[1, 2, 3, 1], [-1, -1, -1, -1], [4, 4, 4, 4], [5, 6, 7, 8]]
+        pad_jagged(a, 4, pad_value=-1, mode="wrap"),
+        [[1, 2, 3, 1], [-1, -1, -1, -1], [4, 4, 4, 4], [5, 6, 7, 8]],
     )
 
 
@@ -82,11 +93,14 @@ def test_selection_nan_and_label_checks_are_counted() -> None:
         "observers": ["jet_pt"],
     }
     cfg = DataConfig.from_dict(raw)
-    events = ak.Array({
-        "jet_pt": [5.0, 20.0, 30.0, 40.0],
-        "part_x": [[1.0], [0.0, 1.0], [-1.0, np.e], [1.0]],
-        "lab_a": [True, True, False, True], "lab_b": [False, False, True, True],
-    })  # fmt: skip
+    events = ak.Array(
+        {
+            "jet_pt": [5.0, 20.0, 30.0, 40.0],
+            "part_x": [[1.0], [0.0, 1.0], [-1.0, np.e], [1.0]],
+            "lab_a": [True, True, False, True],
+            "lab_b": [False, False, True, True],
+        }
+    )
     batch = compute_features(events, cfg)
     # entry 0 fails the selection, entry 3 has two labels set
     assert batch.counts["entries_selected"] == 3 and batch.counts["rejected_labels"] == 1

@@ -28,10 +28,14 @@ def _particlenet(seed: int, n_classes: int = 2) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     params = {k: [tuple(x) for x in v] for k, v in SMALL_PN.items()}
-    return Network(ParticleNet(7, n_classes, **params), ["pts", "fts", "mask"], ["points", "features", "mask"])
+    return Network(
+        ParticleNet(7, n_classes, **params), ["pts", "fts", "mask"], ["points", "features", "mask"]
+    )
 
 
-def _checkpoint(tmp_path: pathlib.Path, net: torch.nn.Module, name: str = "ckpt.pt", weaver: bool = False) -> str:
+def _checkpoint(
+    tmp_path: pathlib.Path, net: torch.nn.Module, name: str = "ckpt.pt", weaver: bool = False
+) -> str:
     """``net``'s weights as a hepnn checkpoint (``{"model": ...}``) or a weaver state dict (``mod.*``)."""
     from hepnn_coffea.nn.weaver_keys import to_weaver
 
@@ -57,37 +61,53 @@ def _steps(net: torch.nn.Module, optimizer: torch.optim.Optimizer, n: int) -> No
 
 
 # ------------------------------------------------------------------ config
-@pytest.mark.parametrize(("raw", "message"), [
-    ({"exlude": ["a"]}, r"finetune\.exlude: unknown key; did you mean 'exclude'\?"),
-    ({"init_from": "x.pt", "stages": [{"epoch": 2}]},
-     r"finetune\.stages\[0\]\.epoch: unknown key; did you mean 'epochs'\?"),
-    ({"freeze": ["fc\\.(1"]}, r"finetune\.freeze\[0\]: 'fc\\\\.\(1' is not a valid regular expression"),
-    ({"lr_mult": {"fc.*": 0}}, r"finetune\.lr_mult\.fc\.\*: the factor must be > 0"),
-    ({"lr_mult": {"fc.*": "fast"}}, r"finetune\.lr_mult: expected a mapping \(a string -> a number\)"),
-    ({"exclude": ["fc.*"]}, r"finetune: include/exclude select checkpoint tensors but init_from is not set"),
-    ({"stages": [{"train": "fc.*"}, {"train": ".*"}]}, r"finetune\.stages\[0\]\.epochs: missing"),
-    ({"stages": [{"epochs": 0}]}, r"finetune\.stages\[0\]\.epochs: must be >= 1"),
-    ({"freeze": [3]}, r"finetune\.freeze\[0\]: expected a regular expression \(a string\), got int 3"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"exlude": ["a"]}, r"finetune\.exlude: unknown key; did you mean 'exclude'\?"),
+        (
+            {"init_from": "x.pt", "stages": [{"epoch": 2}]},
+            r"finetune\.stages\[0\]\.epoch: unknown key; did you mean 'epochs'\?",
+        ),
+        ({"freeze": ["fc\\.(1"]}, r"finetune\.freeze\[0\]: 'fc\\\\.\(1' is not a valid regular expression"),
+        ({"lr_mult": {"fc.*": 0}}, r"finetune\.lr_mult\.fc\.\*: the factor must be > 0"),
+        ({"lr_mult": {"fc.*": "fast"}}, r"finetune\.lr_mult: expected a mapping \(a string -> a number\)"),
+        (
+            {"exclude": ["fc.*"]},
+            r"finetune: include/exclude select checkpoint tensors but init_from is not set",
+        ),
+        ({"stages": [{"train": "fc.*"}, {"train": ".*"}]}, r"finetune\.stages\[0\]\.epochs: missing"),
+        ({"stages": [{"epochs": 0}]}, r"finetune\.stages\[0\]\.epochs: must be >= 1"),
+        ({"freeze": [3]}, r"finetune\.freeze\[0\]: expected a regular expression \(a string\), got int 3"),
+    ],
+)
 def test_config_errors_name_the_key(raw: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ModelConfig.from_dict({"finetune": raw}, "cfg.yaml", complete=False)
 
 
 def test_config_parsing_and_stage_lookup() -> None:
-    raw = {"init_from": "a.pt", "exclude": HEAD, "lr_mult": {HEAD: 50},
-           "stages": [{"epochs": 2, "train": "fc\\..*"}, {}]}
+    raw = {
+        "init_from": "a.pt",
+        "exclude": HEAD,
+        "lr_mult": {HEAD: 50},
+        "stages": [{"epochs": 2, "train": "fc\\..*"}, {}],
+    }
     cfg = ModelConfig.from_dict({"finetune": raw}, complete=False).finetune
     assert cfg.exclude == [HEAD] and cfg.lr_mult == {HEAD: 50}  # a single pattern may be a string
     assert [cfg.stage_at(e)[0] for e in range(4)] == [0, 0, 1, 1] and cfg.stages[1].train == [".*"]
-    assert FinetuneConfig(stages=cfg.stages[:1]).stage_at(2) is None  # after the last stage: everything trains
+    assert (
+        FinetuneConfig(stages=cfg.stages[:1]).stage_at(2) is None
+    )  # after the last stage: everything trains
     assert ModelConfig.from_dict({"expert_a": {"finetune": {"freeze": ["x"]}}}, complete=False).experts
 
 
 def test_init_from_is_relative_to_the_config_file(tmp_path: pathlib.Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "m.yaml").write_text(yaml.safe_dump({"finetune": {"init_from": "../w/ckpt.pt"}}))
-    assert load_model_config(tmp_path / "sub" / "m.yaml")["finetune"]["init_from"] == str(tmp_path / "w" / "ckpt.pt")
+    assert load_model_config(tmp_path / "sub" / "m.yaml")["finetune"]["init_from"] == str(
+        tmp_path / "w" / "ckpt.pt"
+    )
     shipped = load_model_config(ROOT / "models" / "particlenet_finetune.yaml")
     checkpoint = ROOT.parent / "shared" / "pretrained" / "ParticleNet_JetClass_kin.pt"
     assert shipped["finetune"]["init_from"] == str(checkpoint)
@@ -98,7 +118,9 @@ def test_base_yaml_documents_every_finetune_key() -> None:
     text = (ROOT / "models" / "base.yaml").read_text()
     assert yaml.safe_load(text)["finetune"] is None  # the default: fresh initialisation
     for key in FinetuneConfig.__dataclass_fields__:
-        assert re.search(rf"^#\s+{key}:", text, re.MULTILINE), f"models/base.yaml does not document finetune.{key}"
+        assert re.search(rf"^#\s+{key}:", text, re.MULTILINE), (
+            f"models/base.yaml does not document finetune.{key}"
+        )
 
 
 # ------------------------------------------------------------------ loading
@@ -106,8 +128,11 @@ def test_base_yaml_documents_every_finetune_key() -> None:
 def test_include_and_exclude_select_what_is_loaded(tmp_path: pathlib.Path, weaver: bool) -> None:
     source, target = _particlenet(1), _particlenet(2)
     fresh = {k: v.clone() for k, v in target.state_dict().items()}
-    cfg = FinetuneConfig(init_from=_checkpoint(tmp_path, source, weaver=weaver), include=[r"edge_convs\..*", "fc.*"],
-                         exclude=[HEAD])  # fmt: skip
+    cfg = FinetuneConfig(
+        init_from=_checkpoint(tmp_path, source, weaver=weaver),
+        include=[r"edge_convs\..*", "fc.*"],
+        exclude=[HEAD],
+    )
     report = FineTuner(cfg, target, "particlenet").report
     for name, value in target.core.state_dict().items():
         loaded = name.startswith(("edge_convs.", "fc.")) and not re.fullmatch(HEAD, name)
@@ -129,8 +154,10 @@ def test_run_directory_as_init_from(tmp_path: pathlib.Path) -> None:
 
 def test_shape_mismatch_outside_exclude_names_the_tensor(tmp_path: pathlib.Path) -> None:
     path = _checkpoint(tmp_path, _particlenet(1, n_classes=10), weaver=True)  # like the JetClass head
-    message = (r"shape mismatch for tensor\(s\) fc\.1\.weight \(\[10, 16\] in the checkpoint, "
-               r"\[2, 16\] in the model\); fc\.1\.bias .*add them to finetune\.exclude")
+    message = (
+        r"shape mismatch for tensor\(s\) fc\.1\.weight \(\[10, 16\] in the checkpoint, "
+        r"\[2, 16\] in the model\); fc\.1\.bias .*add them to finetune\.exclude"
+    )
     with pytest.raises(ConfigError, match=message):
         FineTuner(FinetuneConfig(init_from=path), _particlenet(2), "particlenet")
     report = FineTuner(FinetuneConfig(init_from=path, exclude=[HEAD]), _particlenet(2), "particlenet").report
@@ -195,15 +222,25 @@ def test_lr_mult_groups_and_schedulers() -> None:
 
 def test_stages_switch_the_trained_parameters() -> None:
     net = _particlenet(0)
-    tuner = FineTuner(FinetuneConfig(stages=FinetuneConfig.from_dict(
-        {"stages": [{"epochs": 1, "train": r"fc\..*"}, {"train": ".*"}]}).stages), net, "particlenet")  # fmt: skip
+    tuner = FineTuner(
+        FinetuneConfig(
+            stages=FinetuneConfig.from_dict(
+                {"stages": [{"epochs": 1, "train": r"fc\..*"}, {"train": ".*"}]}
+            ).stages
+        ),
+        net,
+        "particlenet",
+    )
     opt = build_optimizer(tuner.param_groups(1e-2), "adamw", 1e-2)
     tuner.start_epoch(0)
-    assert {n for n, p in net.core.named_parameters() if p.requires_grad} == {n for n, _ in net.core.named_parameters()
-                                                                             if n.startswith("fc.")}  # fmt: skip
+    assert {n for n, p in net.core.named_parameters() if p.requires_grad} == {
+        n for n, _ in net.core.named_parameters() if n.startswith("fc.")
+    }
     backbone = {k: v.clone() for k, v in net.core.state_dict().items() if not k.startswith("fc.")}
     _steps(net, opt, 2)
-    assert all(torch.equal(v, net.core.state_dict()[k]) for k, v in backbone.items())  # batch norms in eval mode
+    assert all(
+        torch.equal(v, net.core.state_dict()[k]) for k, v in backbone.items()
+    )  # batch norms in eval mode
     tuner.start_epoch(1)
     assert all(p.requires_grad for p in net.parameters())
     _steps(net, opt, 1)
@@ -213,19 +250,35 @@ def test_stages_switch_the_trained_parameters() -> None:
 
 
 # ------------------------------------------------------------------ through the trainer and the CLI
-def test_train_writes_the_report_and_keeps_frozen_tensors(shards: pathlib.Path, trained_run: pathlib.Path,
-                                                          tmp_path: pathlib.Path) -> None:  # fmt: skip
+def test_train_writes_the_report_and_keeps_frozen_tensors(
+    shards: pathlib.Path, trained_run: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     from hepnn_coffea.training.trainer import train
 
-    finetune = {"init_from": str(trained_run), "exclude": [r"fc\.3\..*"], "freeze": [r"input_bn\..*", r"phi\..*"],
-                "lr_mult": {r"fc\.3\..*": 10}, "stages": [{"epochs": 1, "train": r"fc\.3\..*"}, {"train": ".*"}]}
+    finetune = {
+        "init_from": str(trained_run),
+        "exclude": [r"fc\.3\..*"],
+        "freeze": [r"input_bn\..*", r"phi\..*"],
+        "lr_mult": {r"fc\.3\..*": 10},
+        "stages": [{"epochs": 1, "train": r"fc\.3\..*"}, {"train": ".*"}],
+    }
     run = tmp_path / "ft"
-    train(ROOT / "models" / "pfn.yaml", shards, run, progress=False, overrides={
-        "training": {"epochs": 2, "batch_size": 128, "samples_per_epoch": 256, "tensorboard": False},
-        "finetune": finetune})  # fmt: skip
+    train(
+        ROOT / "models" / "pfn.yaml",
+        shards,
+        run,
+        progress=False,
+        overrides={
+            "training": {"epochs": 2, "batch_size": 128, "samples_per_epoch": 256, "tensorboard": False},
+            "finetune": finetune,
+        },
+    )
     report = json.loads((run / REPORT).read_text())
     assert report["init_from"] == str((trained_run / "checkpoints" / "best.pt").resolve())
-    assert report["new"] == {"fc.3.bias": "excluded", "fc.3.weight": "excluded"} and not report["shape_mismatched"]
+    assert (
+        report["new"] == {"fc.3.bias": "excluded", "fc.3.weight": "excluded"}
+        and not report["shape_mismatched"]
+    )
     assert report["counts"]["loaded"] == len(report["loaded"]) > 0
     assert [g["lr_mult"] for g in report["lr_groups"]] == [1.0, 10.0]
     assert [(s["first_epoch"], s["last_epoch"]) for s in report["stages"]] == [(1, 1), (2, 2)]
@@ -237,29 +290,54 @@ def test_train_writes_the_report_and_keeps_frozen_tensors(shards: pathlib.Path, 
     assert yaml.safe_load((run / "config.yaml").read_text())["finetune"]["init_from"] == str(trained_run)
 
 
-def test_resume_does_not_need_the_initial_checkpoint(shards: pathlib.Path, trained_run: pathlib.Path,
-                                                     tmp_path: pathlib.Path) -> None:  # fmt: skip
+def test_resume_does_not_need_the_initial_checkpoint(
+    shards: pathlib.Path, trained_run: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     import shutil
 
     from hepnn_coffea.training.trainer import train
 
     copy = tmp_path / "init.pt"
     shutil.copyfile(trained_run / "checkpoints" / "best.pt", copy)
-    run, training = tmp_path / "ft", {"epochs": 1, "batch_size": 128, "samples_per_epoch": 128, "tensorboard": False}
-    train(ROOT / "models" / "pfn.yaml", shards, run, progress=False,
-          overrides={"training": training, "finetune": {"init_from": str(copy), "freeze": [r"phi\..*"]}})  # fmt: skip
+    run, training = (
+        tmp_path / "ft",
+        {"epochs": 1, "batch_size": 128, "samples_per_epoch": 128, "tensorboard": False},
+    )
+    train(
+        ROOT / "models" / "pfn.yaml",
+        shards,
+        run,
+        progress=False,
+        overrides={"training": training, "finetune": {"init_from": str(copy), "freeze": [r"phi\..*"]}},
+    )
     copy.unlink()
     result = train(None, None, run, resume=True, progress=False, overrides={"training": {"epochs": 2}})
     assert len(result.history) == 2
 
 
-def test_cli_init_from(shards: pathlib.Path, trained_run: pathlib.Path, tmp_path: pathlib.Path,
-                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_cli_init_from(
+    shards: pathlib.Path,
+    trained_run: pathlib.Path,
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from hepnn_coffea.cli import main
 
-    base = ["train", str(ROOT / "models" / "pfn.yaml"), "--shards", str(shards), "--no-progress",
-            "--set", "training.epochs=1", "--set", "training.samples_per_epoch=128", "--set", "training.batch_size=128",
-            "--set", "training.tensorboard=false"]  # fmt: skip
+    base = [
+        "train",
+        str(ROOT / "models" / "pfn.yaml"),
+        "--shards",
+        str(shards),
+        "--no-progress",
+        "--set",
+        "training.epochs=1",
+        "--set",
+        "training.samples_per_epoch=128",
+        "--set",
+        "training.batch_size=128",
+        "--set",
+        "training.tensorboard=false",
+    ]
     assert main([*base, "-o", str(tmp_path / "a"), "--init-from", str(trained_run)]) == 0
     report = json.loads((tmp_path / "a" / REPORT).read_text())
     assert not report["new"] and report["counts"]["loaded"] == len(report["loaded"])
@@ -267,16 +345,27 @@ def test_cli_init_from(shards: pathlib.Path, trained_run: pathlib.Path, tmp_path
     assert "finetune.init_from:" in capsys.readouterr().err and not (tmp_path / "b" / "config.yaml").exists()
 
 
-def test_pretrained_run_holds_the_checkpoint_and_refuses_fresh_tensors(shards: pathlib.Path, trained_run: pathlib.Path,
-                                                                       tmp_path: pathlib.Path) -> None:  # fmt: skip
+def test_pretrained_run_holds_the_checkpoint_and_refuses_fresh_tensors(
+    shards: pathlib.Path, trained_run: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     from hepnn_coffea.training.pretrained import pretrained_run
     from hepnn_coffea.training.trainer import load_network
 
-    run = pretrained_run(ROOT / "models" / "pfn.yaml", shards, tmp_path / "pre",
-                         overrides={"finetune": {"init_from": str(trained_run)}})  # fmt: skip
+    run = pretrained_run(
+        ROOT / "models" / "pfn.yaml",
+        shards,
+        tmp_path / "pre",
+        overrides={"finetune": {"init_from": str(trained_run)}},
+    )
     original, _ = load_network(trained_run)
     wrapped, _ = load_network(run)
-    assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(), wrapped.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(original.state_dict().values(), wrapped.state_dict().values())
+    )
     with pytest.raises(ConfigError, match=r"freshly initialised: fc\.3\.bias \(excluded\)"):
-        pretrained_run(ROOT / "models" / "pfn.yaml", shards, tmp_path / "pre2",
-                       overrides={"finetune": {"init_from": str(trained_run), "exclude": [r"fc\.3\..*"]}})
+        pretrained_run(
+            ROOT / "models" / "pfn.yaml",
+            shards,
+            tmp_path / "pre2",
+            overrides={"finetune": {"init_from": str(trained_run), "exclude": [r"fc\.3\..*"]}},
+        )

@@ -76,10 +76,17 @@ def _reference_event(jet_eta, jet_phi, gen, dr: float) -> list[dict]:
         top = distinct_parent(i)
         if top >= 0 and not (abs(pdg[top]) == 6 and has_bit(top, IS_LAST_COPY)):
             top = -1
-        ws.append({"w": i, "products": children[i], "quarks": quarks, "top": top,
-                   "bs": [k for k in children[top] if abs(pdg[k]) == 5] if top >= 0 else [],
-                   "hadronic": len(quarks) == 2,
-                   "leptonic": any(11 <= abs(pdg[k]) <= 16 for k in children[i])})  # fmt: skip
+        ws.append(
+            {
+                "w": i,
+                "products": children[i],
+                "quarks": quarks,
+                "top": top,
+                "bs": [k for k in children[top] if abs(pdg[k]) == 5] if top >= 0 else [],
+                "hadronic": len(quarks) == 2,
+                "leptonic": any(11 <= abs(pdg[k]) <= 16 for k in children[i]),
+            }
+        )
     partons = []
     for k in range(n):
         parent = distinct_parent(k)
@@ -113,10 +120,21 @@ def _reference_event(jet_eta, jet_phi, gen, dr: float) -> list[dict]:
         if top or w_full:
             reason = 0
         else:
-            reason = next(code for flag, code in ((top_partial, 1), (w_partial, 2), (leptonic, 3), (other, 4),
-                                                  (True, 5)) if flag)  # fmt: skip
-        out.append({"top": top, "W": w_full and not top, "w_from_top": w_full_from_top and not top,
-                    "reason": reason, "dr_top": dr_top, "dr_w": dr_w})  # fmt: skip
+            reason = next(
+                code
+                for flag, code in ((top_partial, 1), (w_partial, 2), (leptonic, 3), (other, 4), (True, 5))
+                if flag
+            )
+        out.append(
+            {
+                "top": top,
+                "W": w_full and not top,
+                "w_from_top": w_full_from_top and not top,
+                "reason": reason,
+                "dr_top": dr_top,
+                "dr_w": dr_w,
+            }
+        )
     return out
 
 
@@ -161,12 +179,17 @@ def test_match_survives_event_selection_and_empty_events(samples) -> None:
     full = match_fatjets(events.FatJet, events.GenPart)
     assert ak.to_list(match_fatjets(events[keep].FatJet, events[keep].GenPart)) == ak.to_list(full[keep])
     # events without jets, without generator particles, or both
-    branches = {"FatJet_eta": ak.Array([[0.1], [], [], [0.3, -1.0]]),
-                "FatJet_phi": ak.Array([[0.2], [], [], [3.1, 0.0]]),
-                "FatJet_pt": ak.Array([[400.0], [], [], [500.0, 310.0]]),
-                "FatJet_mass": ak.Array([[90.0], [], [], [170.0, 20.0]])}  # fmt: skip
-    branches.update(run=np.ones(4, np.uint32), luminosityBlock=np.ones(4, np.uint32),
-                    event=np.arange(1, 5, dtype=np.uint64))
+    branches = {
+        "FatJet_eta": ak.Array([[0.1], [], [], [0.3, -1.0]]),
+        "FatJet_phi": ak.Array([[0.2], [], [], [3.1, 0.0]]),
+        "FatJet_pt": ak.Array([[400.0], [], [], [500.0, 310.0]]),
+        "FatJet_mass": ak.Array([[90.0], [], [], [170.0, 20.0]]),
+    }
+    branches.update(
+        run=np.ones(4, np.uint32),
+        luminosityBlock=np.ones(4, np.uint32),
+        event=np.arange(1, 5, dtype=np.uint64),
+    )
     gen = _branches("ttbar_400toInf")
     for name in (k for k in gen if k.startswith("GenPart_")):  # event 0: no GenPart; 1: no jets; 2: neither
         first, nothing = gen[name][:1], gen[name][:1, :0]
@@ -187,8 +210,11 @@ FRACTIONS = {"train": 0.6, "val": 0.15, "test": 0.25}
 
 def _synthetic_ids(n: int = 100_000):
     rng = np.random.default_rng(1)
-    return (rng.integers(1, 4, n).astype(np.uint32), rng.integers(1, 50, n).astype(np.uint32),
-            np.tile(np.arange(1, n // 10 + 1, dtype=np.uint64), 10))  # fmt: skip  (event numbers repeat)
+    return (
+        rng.integers(1, 4, n).astype(np.uint32),
+        rng.integers(1, 50, n).astype(np.uint32),
+        np.tile(np.arange(1, n // 10 + 1, dtype=np.uint64), 10),
+    )  # event numbers repeat
 
 
 def test_split_is_deterministic_and_seeded() -> None:
@@ -217,8 +243,10 @@ def test_jets_of_one_event_share_the_split(samples) -> None:
     assert len(samples) >= 3  # the loop below runs over the bundled signal and background samples
     for events in samples.values():
         event_level = event_split(events.run, events.luminosityBlock, events.event, FRACTIONS)
-        ids = [ak.to_numpy(ak.flatten(ak.broadcast_arrays(events[k], events.FatJet.pt)[0]))
-               for k in ("run", "luminosityBlock", "event")]  # fmt: skip
+        ids = [
+            ak.to_numpy(ak.flatten(ak.broadcast_arrays(events[k], events.FatJet.pt)[0]))
+            for k in ("run", "luminosityBlock", "event")
+        ]
         jet_level = event_split(*ids, FRACTIONS)
         np.testing.assert_array_equal(jet_level, np.repeat(event_level, ak.to_numpy(ak.num(events.FatJet))))
         per_event: dict[tuple[int, int, int], set[int]] = {}
@@ -228,13 +256,16 @@ def test_jets_of_one_event_share_the_split(samples) -> None:
         assert len(np.unique(event_level)) == 3
 
 
-@pytest.mark.parametrize(("fractions", "message"), [
-    ({"train": 0.5, "valid": 0.5}, "'valid'"),
-    ({"train": 1.2, "test": -0.2}, "'test'"),
-    ({"train": 0.8, "val": float("nan"), "test": 0.2}, "'val'"),
-    ({"train": 0.5, "val": 0.2, "test": 0.2}, "sum to 1"),
-    ({}, "sum to 1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("fractions", "message"),
+    [
+        ({"train": 0.5, "valid": 0.5}, "'valid'"),
+        ({"train": 1.2, "test": -0.2}, "'test'"),
+        ({"train": 0.8, "val": float("nan"), "test": 0.2}, "'val'"),
+        ({"train": 0.5, "val": 0.2, "test": 0.2}, "sum to 1"),
+        ({}, "sum to 1"),
+    ],
+)
 def test_split_rejects_bad_fractions(fractions, message) -> None:
     with pytest.raises(ValueError, match=message):
         event_split(np.ones(3, np.uint32), np.ones(3, np.uint32), np.arange(3), fractions)
@@ -247,8 +278,9 @@ def test_split_rejects_bad_fractions(fractions, message) -> None:
 def test_to_nanoevents_with_and_without_counters(dataset) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        reference = NanoEventsFactory.from_root({str(_path(dataset)): "Events"}, schemaclass=NanoAODSchema,
-                                                mode="eager").events()  # fmt: skip
+        reference = NanoEventsFactory.from_root(
+            {str(_path(dataset)): "Events"}, schemaclass=NanoAODSchema, mode="eager"
+        ).events()
     with_counters, without = _branches(dataset), _branches(dataset, counters=False)
     assert "nGenPart" in with_counters and "nGenPart" not in without and "nFatJetPFCand" not in without
     n = len(with_counters["event"])
@@ -262,7 +294,8 @@ def test_to_nanoevents_with_and_without_counters(dataset) -> None:
         assert ak.to_list(events.FatJet.pt) == ak.to_list(reference.FatJet.pt)
         assert ak.to_list(events.FatJetPFCand.pfCandIdx) == ak.to_list(reference.FatJetPFCand.pfCandIdx)
         assert ak.to_list(match_fatjets(events.FatJet, events.GenPart)) == ak.to_list(
-            match_fatjets(reference.FatJet, reference.GenPart))
+            match_fatjets(reference.FatJet, reference.GenPart)
+        )
     sliced = to_nanoevents({k: v[5:] for k, v in without.items()}, n - 5)  # offsets not starting at 0
     assert ak.to_list(sliced.GenPart.children.pdgId) == ak.to_list(reference.GenPart.children.pdgId[5:])
 

@@ -39,7 +39,9 @@ def test_globals_equal_per_particle_features_appended(name: str) -> None:
     with torch.no_grad():
         out = net(*[jets[g] for g in net.input_groups])
         x = jets["pf_features"]
-        manual = dict(jets, pf_features=torch.cat([x, jets["jet_features"][:, :, None].expand(-1, -1, x.shape[-1])], 1))
+        manual = dict(
+            jets, pf_features=torch.cat([x, jets["jet_features"][:, :, None].expand(-1, -1, x.shape[-1])], 1)
+        )
         ref = net.core(*[manual[g] for g in net.input_groups[:-1]])
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
     # the jet values matter: changing them for jet 0 moves only jet 0's output (the test can fail)
@@ -58,8 +60,16 @@ def test_globals_onnx_parity(name: str) -> None:
     groups = net.input_groups
     dynamic = {g: ({0: "N", 2: f"n_{g}"} if trace[g].ndim == 3 else {0: "N"}) for g in groups}
     buf = io.BytesIO()
-    torch.onnx.export(net, tuple(trace[g] for g in groups), buf, input_names=groups, output_names=["logits"],
-                      dynamic_axes={**dynamic, "logits": {0: "N"}}, opset_version=17, dynamo=False)  # fmt: skip
+    torch.onnx.export(
+        net,
+        tuple(trace[g] for g in groups),
+        buf,
+        input_names=groups,
+        output_names=["logits"],
+        dynamic_axes={**dynamic, "logits": {0: "N"}},
+        opset_version=17,
+        dynamo=False,
+    )
     session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     got = session.run(None, {g: check[g].numpy() for g in groups})[0]
     with torch.no_grad():

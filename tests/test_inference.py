@@ -30,13 +30,25 @@ def _events(mode: str):
 def test_onnx_signature_and_metadata(onnx_model, trained_run) -> None:
     model = onnx.load(str(onnx_model))
     assert model.opset_import[0].version >= 15
-    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    inputs = {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input
+    }
     assert inputs == {"pf_features": ["N", 7, "n_pf_features"], "pf_mask": ["N", 1, "n_pf_mask"]}
     meta = read_metadata(onnx_model)
     assert meta["classes"] == ["jet_isTop", "jet_isQCD"]
-    assert meta["data_config"]["inputs"]["pf_features"]["vars"][0] == ["part_pt_log", 1.7, 0.7, -5.0, 5.0, 0.0]
+    assert meta["data_config"]["inputs"]["pf_features"]["vars"][0] == [
+        "part_pt_log",
+        1.7,
+        0.7,
+        -5.0,
+        5.0,
+        0.0,
+    ]
     assert meta["provenance"]["parity_max_abs_diff"] <= 1e-4
-    assert json.loads((trained_run / "provenance.json").read_text())["config_hash"] == meta["provenance"]["config_hash"]
+    assert (
+        json.loads((trained_run / "provenance.json").read_text())["config_hash"]
+        == meta["provenance"]["config_hash"]
+    )
 
 
 def test_onnx_matches_torch_on_real_jets_any_batch(onnx_model, trained_run, shards) -> None:
@@ -46,7 +58,9 @@ def test_onnx_matches_torch_on_real_jets_any_batch(onnx_model, trained_run, shar
     for n, length in ((1, 128), (333, 128), (7, 64)):
         feed = {g: np.ascontiguousarray(data[g][:n, :, :length]) for g in net.input_groups}
         with torch.no_grad():
-            expected = torch.softmax(net(*(torch.from_numpy(feed[g]) for g in net.input_groups)), dim=1).numpy()
+            expected = torch.softmax(
+                net(*(torch.from_numpy(feed[g]) for g in net.input_groups)), dim=1
+            ).numpy()
         got = session.run(None, feed)[0]
         assert got.shape == (n, 2)
         np.testing.assert_allclose(got, expected, atol=1e-4)
@@ -69,9 +83,24 @@ def test_eager_virtual_and_dask_scores_agree_with_shard_inference(onnx_model, sh
     lazy = tagger(_events("dask"))
     assert isinstance(lazy, dak.Array)
     (columns,) = dak.necessary_columns(lazy).values()
-    assert set(columns) == set(tagger.columns()) == {
-        "jet_energy", "jet_eta", "jet_nparticles", "jet_phi", "jet_pt", "part_energy", "part_px", "part_py", "part_pz"}
-    np.testing.assert_array_equal(ak.to_numpy(lazy.compute().score_jet_isTop), ak.to_numpy(eager.score_jet_isTop))
+    assert (
+        set(columns)
+        == set(tagger.columns())
+        == {
+            "jet_energy",
+            "jet_eta",
+            "jet_nparticles",
+            "jet_phi",
+            "jet_pt",
+            "part_energy",
+            "part_px",
+            "part_py",
+            "part_pz",
+        }
+    )
+    np.testing.assert_array_equal(
+        ak.to_numpy(lazy.compute().score_jet_isTop), ak.to_numpy(eager.score_jet_isTop)
+    )
 
     class Scores(processor.ProcessorABC):
         def process(self, events):
@@ -92,7 +121,9 @@ def test_eager_virtual_and_dask_scores_agree_with_shard_inference(onnx_model, sh
     assert len(pos) == len(events)  # (event, jet pt) identifies a jet
     take = [j for j, label in enumerate(rows["label"]) if label == 1]
     assert len(take) == len(events)
-    from_shards = tagger.predict({"pf_features": rows["inputs/pf_features"][take], "pf_mask": rows["inputs/pf_mask"][take]})
+    from_shards = tagger.predict(
+        {"pf_features": rows["inputs/pf_features"][take], "pf_mask": rows["inputs/pf_mask"][take]}
+    )
     order = [pos[k] for k in zip(rows["observers/event_no"][take], rows["observers/jet_pt"][take])]
     np.testing.assert_allclose(from_shards[:, 0], ak.to_numpy(eager.score_jet_isTop)[order], atol=1e-6)
 
@@ -132,7 +163,9 @@ def test_bad_inputs_are_clear_errors(onnx_model, tmp_path) -> None:
         tagger(ak.Array({f: events[f] for f in tagger.columns() if f != "part_px"}))
     renamed = ak.Array({("pfc_px" if f == "part_px" else f): events[f] for f in tagger.columns()})
     mapped = OnnxTagger(onnx_model, branch_map={"part_px": "pfc_px"})
-    np.testing.assert_array_equal(ak.to_numpy(mapped(renamed).score_jet_isTop), ak.to_numpy(tagger(events).score_jet_isTop))
+    np.testing.assert_array_equal(
+        ak.to_numpy(mapped(renamed).score_jet_isTop), ak.to_numpy(tagger(events).score_jet_isTop)
+    )
     bare = onnx.load(str(onnx_model))
     del bare.metadata_props[:]
     path = tmp_path / "bare.onnx"
@@ -156,4 +189,6 @@ def test_nonfinite_inputs_are_fixed_counted_and_reported(onnx_model) -> None:
         scores = tagger(broken)
     assert np.all(np.isfinite(ak.to_numpy(scores.score_jet_isTop)))
     clean = tagger(arrays)
-    np.testing.assert_array_equal(ak.to_numpy(scores.score_jet_isTop)[:3], ak.to_numpy(clean.score_jet_isTop)[:3])
+    np.testing.assert_array_equal(
+        ak.to_numpy(scores.score_jet_isTop)[:3], ak.to_numpy(clean.score_jet_isTop)[:3]
+    )

@@ -89,7 +89,9 @@ def test_weighted_efficiency_uses_the_kish_effective_count() -> None:
     scaled = iv.efficiency_interval(7 * w[passed].sum(), 7 * w.sum(), iv.kish_n_eff(7 * w))
     assert scaled == pytest.approx(eff)
     plain = iv.efficiency_interval(float(passed.sum()), 400.0, iv.kish_n_eff(np.ones(400)))
-    assert (plain["low"], plain["high"]) == pytest.approx(tuple(map(float, iv.clopper_pearson(passed.sum(), 400))))
+    assert (plain["low"], plain["high"]) == pytest.approx(
+        tuple(map(float, iv.clopper_pearson(passed.sum(), 400)))
+    )
 
 
 def test_weighted_efficiency_interval_covers_at_least_the_nominal_rate() -> None:
@@ -202,7 +204,9 @@ def test_bootstrap_interval_covers_the_true_resolution_at_the_nominal_rate(weigh
     assert abs(coverage - ONE_SIGMA) < coverage_tolerance(n_toys), coverage
     # asymptotic error of the half-IQR (quantile covariances p (1 - p') / (n f f')): sqrt(0.16 * 0.68 / (2 n)) / f
     expected = sigma * np.sqrt(0.16 * 0.68 / 2) / norm.pdf(norm.ppf(0.84)) / np.sqrt(n)
-    n_eff = n if not weighted else n * 1.6**2 / (1.6**2 + 2.8**2 / 12)  # Kish: n (E w)^2 / E w^2, w ~ U(0.2, 3)
+    n_eff = (
+        n if not weighted else n * 1.6**2 / (1.6**2 + 2.8**2 / 12)
+    )  # Kish: n (E w)^2 / E w^2, w ~ U(0.2, 3)
     assert np.mean(widths) == pytest.approx(2 * expected * np.sqrt(n / n_eff), rel=0.15)
 
 
@@ -217,12 +221,14 @@ def test_bootstrap_interval_of_a_mean_is_seeded_and_carries_the_weights() -> Non
     assert 0.5 * (plain["high"] - plain["low"]) == pytest.approx(x.std() / np.sqrt(len(x)), rel=0.2)
     # half the entries weigh 0: the weighted mean and its spread are those of the other half
     weight = np.where(np.arange(len(x)) % 2 == 0, 1.0, 0.0)
-    both = iv.bootstrap_interval(lambda a, w: {"mean": np.average(a, weights=w), "nan": np.nan}, [x], weight,
-                                 n=200, seed=1)  # fmt: skip
+    both = iv.bootstrap_interval(
+        lambda a, w: {"mean": np.average(a, weights=w), "nan": np.nan}, [x], weight, n=200, seed=1
+    )
     half = x[::2]
     assert both["mean"]["value"] == pytest.approx(half.mean())
-    assert 0.5 * (both["mean"]["high"] - both["mean"]["low"]) == pytest.approx(half.std() / np.sqrt(len(half)),
-                                                                               rel=0.2)  # fmt: skip
+    assert 0.5 * (both["mean"]["high"] - both["mean"]["low"]) == pytest.approx(
+        half.std() / np.sqrt(len(half)), rel=0.2
+    )
     assert both["nan"] == {"value": None, "low": None, "high": None}
     assert iv.bootstrap_interval(np.mean, [x], n=1) == iv.interval(x.mean(), x.mean(), x.mean())
     with pytest.raises(ValueError, match="different lengths"):
@@ -230,9 +236,12 @@ def test_bootstrap_interval_of_a_mean_is_seeded_and_carries_the_weights() -> Non
     assert iv.format_interval(iv.interval(1.5, np.nan, np.nan)) == "1.5 (no interval)"
     # a statistic that cannot be negative: with floor=0 its lower bound stops at 0, the upper one stays
     symmetric = np.concatenate([x[:50], -x[:50]])  # mean exactly 0
-    free, floored = (iv.bootstrap_interval(lambda a: abs(a.mean()), [symmetric], n=100, seed=3, floor=f)
-                     for f in (None, 0.0))  # fmt: skip
+    free, floored = (
+        iv.bootstrap_interval(lambda a: abs(a.mean()), [symmetric], n=100, seed=3, floor=f)
+        for f in (None, 0.0)
+    )
     assert free["low"] < 0 and floored["low"] == 0.0 and floored["high"] == free["high"] > 0
-    named = iv.bootstrap_interval(lambda a: {"width": abs(a.mean()), "mean": a.mean()}, [symmetric], n=100, seed=3,
-                                  floor={"width": 0.0})  # fmt: skip
+    named = iv.bootstrap_interval(
+        lambda a: {"width": abs(a.mean()), "mean": a.mean()}, [symmetric], n=100, seed=3, floor={"width": 0.0}
+    )
     assert named["width"]["low"] == 0.0 and named["mean"]["low"] < 0

@@ -129,8 +129,16 @@ def _onnx_parity(net: Network, trace: dict[str, torch.Tensor], check: dict[str, 
     dynamic = {g: {0: "N", 2: f"n_{g}"} for g in groups}
     dynamic["logits"] = {0: "N"}
     buf = io.BytesIO()
-    torch.onnx.export(net, tuple(trace[g] for g in groups), buf, input_names=groups, output_names=["logits"],
-                      dynamic_axes=dynamic, opset_version=17, dynamo=False)  # fmt: skip
+    torch.onnx.export(
+        net,
+        tuple(trace[g] for g in groups),
+        buf,
+        input_names=groups,
+        output_names=["logits"],
+        dynamic_axes=dynamic,
+        opset_version=17,
+        dynamo=False,
+    )
     proto = onnx.load_from_string(buf.getvalue())
     onnx.checker.check_model(proto)
     assert [i.name for i in proto.graph.input] == groups
@@ -190,8 +198,15 @@ def test_build_network_unknown_group() -> None:
 
 def test_build_network_bad_params() -> None:
     with pytest.raises(ConfigError, match="pfn"):
-        build_network({"name": "pfn", "inputs": {"features": "pf_features", "mask": "pf_mask"},
-                       "params": {"no_such_param": 3}}, SHAPES, 2)  # fmt: skip
+        build_network(
+            {
+                "name": "pfn",
+                "inputs": {"features": "pf_features", "mask": "pf_mask"},
+                "params": {"no_such_param": 3},
+            },
+            SHAPES,
+            2,
+        )
 
 
 def test_build_network_name_is_case_insensitive_and_uses_shapes() -> None:
@@ -269,14 +284,7 @@ def test_ranger_state_roundtrip_is_exact() -> None:
 
 @pytest.mark.parametrize(
     ("optimizer", "epochs", "steps"),
-    [
-        ("adamw", 3, 10),
-        ("ranger", 1, 7),
-        ("sgd", 4, 1),
-        ("adam", 1, 1),
-        ("sgd", 2, 1),
-        ("sgd", 1, 3),
-    ],
+    [("adamw", 3, 10), ("ranger", 1, 7), ("sgd", 4, 1), ("adam", 1, 1), ("sgd", 2, 1), ("sgd", 1, 3)],
 )
 def test_flat_decay_scheduler(optimizer: str, epochs: int, steps: int) -> None:
     model = nn.Linear(2, 2)
@@ -315,17 +323,19 @@ def _write(path: pathlib.Path, data: dict) -> pathlib.Path:
 
 
 def test_extends_deep_merge(tmp_path: pathlib.Path) -> None:
-    _write(tmp_path / "base.yaml", {
-        "task": "classification",
-        "data_config": "data/base_dc.yaml",
-        "model": {"name": "pfn", "params": {"phi_sizes": [8, 8], "use_bn": True}},
-        "training": {"epochs": 10, "lr": 0.01, "optimizer": "ranger", "batch_size": 512},
-    })  # fmt: skip
-    child = _write(tmp_path / "child.yaml", {
-        "extends": "base",
-        "model": {"params": {"use_bn": False}},
-        "training": {"lr": 0.001},
-    })  # fmt: skip
+    _write(
+        tmp_path / "base.yaml",
+        {
+            "task": "classification",
+            "data_config": "data/base_dc.yaml",
+            "model": {"name": "pfn", "params": {"phi_sizes": [8, 8], "use_bn": True}},
+            "training": {"epochs": 10, "lr": 0.01, "optimizer": "ranger", "batch_size": 512},
+        },
+    )
+    child = _write(
+        tmp_path / "child.yaml",
+        {"extends": "base", "model": {"params": {"use_bn": False}}, "training": {"lr": 0.001}},
+    )
     cfg = load_model_config(child)
     assert "extends" not in cfg
     assert cfg["training"] == {"epochs": 10, "lr": 0.001, "optimizer": "ranger", "batch_size": 512}
@@ -338,8 +348,9 @@ def test_extends_deep_merge(tmp_path: pathlib.Path) -> None:
 
 def test_extends_from_subfolder_and_child_data_config(tmp_path: pathlib.Path) -> None:
     _write(tmp_path / "base.yaml", {"data_config": "dc.yaml", "training": {"epochs": 1}})
-    child = _write(tmp_path / "sub" / "child.yaml",
-                   {"extends": "../base.yaml", "data_config": "local/dc.yaml"})  # fmt: skip
+    child = _write(
+        tmp_path / "sub" / "child.yaml", {"extends": "../base.yaml", "data_config": "local/dc.yaml"}
+    )
     cfg = load_model_config(child)
     assert cfg["data_config"] == str((tmp_path / "sub" / "local" / "dc.yaml").resolve())
     assert cfg["training"] == {"epochs": 1}

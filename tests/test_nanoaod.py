@@ -17,13 +17,18 @@ NANO = SHARED / "nanoaod"
 
 
 def _events(name: str):
-    return NanoEventsFactory.from_root({str(NANO / name): "Events"}, schemaclass=NanoAODSchema, mode="eager").events()
+    return NanoEventsFactory.from_root(
+        {str(NANO / name): "Events"}, schemaclass=NanoAODSchema, mode="eager"
+    ).events()
 
 
-@pytest.mark.parametrize(("name", "index", "cands", "cand_idx"), [
-    ("nano_tt_v15.root", "FatJetPFCand", "PFCand", "pfCandIdx"),
-    ("pfnano.root", "FatJetPFCands", "PFCands", "pFCandsIdx"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "index", "cands", "cand_idx"),
+    [
+        ("nano_tt_v15.root", "FatJetPFCand", "PFCand", "pfCandIdx"),
+        ("pfnano.root", "FatJetPFCands", "PFCands", "pFCandsIdx"),
+    ],
+)
 def test_constituents_match_a_python_loop(name, index, cands, cand_idx) -> None:
     events = _events(name)
     gathered = gather_constituents(events.FatJet, events[index], events[cands], "jetIdx", cand_idx)
@@ -42,7 +47,9 @@ def test_constituents_match_a_python_loop(name, index, cands, cand_idx) -> None:
         counts = ak.to_numpy(ak.flatten(ak.num(gathered, axis=2)))
         stored = counts > 0
         assert stored.sum() >= 60
-        np.testing.assert_array_equal(counts[stored], ak.to_numpy(ak.flatten(events.FatJet.nConstituents))[stored])
+        np.testing.assert_array_equal(
+            counts[stored], ak.to_numpy(ak.flatten(events.FatJet.nConstituents))[stored]
+        )
 
 
 def test_bad_index_is_reported() -> None:
@@ -53,23 +60,42 @@ def test_bad_index_is_reported() -> None:
         gather_constituents(events.FatJet, broken, events.PFCand)
 
 
-@pytest.mark.parametrize(("name", "layout", "reference"), [
-    ("nano_tt_v15.root", "nanoaod", "particleNetWithMass_TvsQCD"),
-    ("pfnano.root", "pfnano", "particleNet_TvsQCD"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "layout", "reference"),
+    [
+        ("nano_tt_v15.root", "nanoaod", "particleNetWithMass_TvsQCD"),
+        ("pfnano.root", "pfnano", "particleNet_TvsQCD"),
+    ],
+)
 def test_processor_adds_scores_and_compares_with_cms(onnx_model, name, layout, reference) -> None:
     proc = NanoAODTopTagProcessor(str(onnx_model), layout=layout, reference=reference)
     events = _events(name)
     jets = proc.add_scores(events)
     assert ak.to_list(ak.num(jets.hepnn_top)) == ak.to_list(ak.num(events.FatJet))
-    has_constituents = ak.flatten(ak.num(gather_constituents(events.FatJet, *(
-        (events.FatJetPFCand, events.PFCand) if layout == "nanoaod" else (events.FatJetPFCands, events.PFCands)),
-        "jetIdx", "pfCandIdx" if layout == "nanoaod" else "pFCandsIdx"), axis=2)) > 0  # fmt: skip
+    has_constituents = (
+        ak.flatten(
+            ak.num(
+                gather_constituents(
+                    events.FatJet,
+                    *(
+                        (events.FatJetPFCand, events.PFCand)
+                        if layout == "nanoaod"
+                        else (events.FatJetPFCands, events.PFCands)
+                    ),
+                    "jetIdx",
+                    "pfCandIdx" if layout == "nanoaod" else "pFCandsIdx",
+                ),
+                axis=2,
+            )
+        )
+        > 0
+    )
     scores = ak.to_numpy(ak.flatten(jets.hepnn_top))
     assert np.all(np.isfinite(scores[ak.to_numpy(has_constituents)]))
     assert np.all(np.isnan(scores[~ak.to_numpy(has_constituents)]))
-    runner = processor.Runner(executor=processor.IterativeExecutor(), schema=NanoAODSchema, chunksize=64,
-                              metadata_cache={})  # fmt: skip
+    runner = processor.Runner(
+        executor=processor.IterativeExecutor(), schema=NanoAODSchema, chunksize=64, metadata_cache={}
+    )
     out = runner({"tt": {"files": {str(NANO / name): "Events"}}}, proc)["tt"]
     assert out["n_fatjets"] == len(scores) and out["n_scored"] == int(np.isfinite(scores).sum())
     assert out["score_vs_cms"].sum(flow=True).value == out["n_scored"]  # a score of exactly 1 is overflow
@@ -86,9 +112,19 @@ def test_processor_scores_in_dask_mode_equal_eager(onnx_model) -> None:
     jets = proc.add_scores(lazy)
     assert isinstance(jets.hepnn_top, dak.Array)
     (columns,) = dak.necessary_columns(jets.hepnn_top).values()
-    assert {"FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJet_mass", "FatJetPFCand_jetIdx",
-            "FatJetPFCand_pfCandIdx", "PFCand_pt", "PFCand_eta", "PFCand_phi", "PFCand_mass"} <= set(columns)
-    assert not any(c.startswith("FatJet_particleNet") or c.startswith("Jet_") for c in columns)  # fmt: skip
+    assert {
+        "FatJet_pt",
+        "FatJet_eta",
+        "FatJet_phi",
+        "FatJet_mass",
+        "FatJetPFCand_jetIdx",
+        "FatJetPFCand_pfCandIdx",
+        "PFCand_pt",
+        "PFCand_eta",
+        "PFCand_phi",
+        "PFCand_mass",
+    } <= set(columns)
+    assert not any(c.startswith("FatJet_particleNet") or c.startswith("Jet_") for c in columns)
     lazy_scores = jets.hepnn_top.compute()
     eager_scores = proc.add_scores(_events("nano_tt_v15.root")).hepnn_top
     assert ak.to_list(ak.num(lazy_scores)) == ak.to_list(ak.num(eager_scores))
@@ -103,8 +139,9 @@ def test_processor_process_in_dask_mode_equals_eager(onnx_model) -> None:
 
     proc = NanoAODTopTagProcessor(str(onnx_model))
     files = {str(NANO / "nano_tt_v15.root"): "Events"}
-    lazy = NanoEventsFactory.from_root(files, schemaclass=NanoAODSchema, mode="dask",
-                                       metadata={"dataset": "tt"}).events()  # fmt: skip
+    lazy = NanoEventsFactory.from_root(
+        files, schemaclass=NanoAODSchema, mode="dask", metadata={"dataset": "tt"}
+    ).events()
     (lazy_out,) = dask.compute(proc.process(lazy))
     lazy_out = proc.postprocess(lazy_out)["tt"]
     eager = _events("nano_tt_v15.root")

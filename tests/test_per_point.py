@@ -21,32 +21,66 @@ DATA_CONFIG = {
     "new_variables": {"point_mask": "ak.ones_like(point_e)", "point_loge": "np.log(point_e)"},
     "preprocess": {"method": "manual", "length_quantile": 0.9},
     "inputs": {
-        "points": {"length": "auto", "pad_mode": "constant", "vars": [["point_x", None], ["point_y", None], ["point_loge", 0, 1]]},
+        "points": {
+            "length": "auto",
+            "pad_mode": "constant",
+            "vars": [["point_x", None], ["point_y", None], ["point_loge", 0, 1]],
+        },
         "energy": {"length": "auto", "pad_mode": "constant", "vars": [["point_e", None]]},
         "mask": {"length": "auto", "pad_mode": "constant", "vars": [["point_mask", None]]},
     },
-    "labels": {"type": "custom", "value": {"deposit": "point_e * np.where(point_x > 0, 0.8, 0.2)"}, "pad_to": "points"},
+    "labels": {
+        "type": "custom",
+        "value": {"deposit": "point_e * np.where(point_x > 0, 0.8, 0.2)"},
+        "pad_to": "points",
+    },
     "observers": ["n_points"],
 }
 MODEL = {
-    "task": "per_point_regression", "loss": "mse",
-    "model": {"name": "pointnet", "inputs": {"features": "points", "energy": "energy", "mask": "mask"},
-              "params": {"shared_sizes": [32, 32], "global_size": 64, "head_sizes": [32], "attention_layers": 1}},
-    "training": {"epochs": 4, "batch_size": 64, "optimizer": "adamw", "lr": 3e-3, "scheduler": "none", "seed": 1,
-                 "tensorboard": False},
-}  # fmt: skip
+    "task": "per_point_regression",
+    "loss": "mse",
+    "model": {
+        "name": "pointnet",
+        "inputs": {"features": "points", "energy": "energy", "mask": "mask"},
+        "params": {"shared_sizes": [32, 32], "global_size": 64, "head_sizes": [32], "attention_layers": 1},
+    },
+    "training": {
+        "epochs": 4,
+        "batch_size": 64,
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "scheduler": "none",
+        "seed": 1,
+        "tensorboard": False,
+    },
+}
 
 
 def _write(path: pathlib.Path, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     counts = rng.integers(0, 40, n)
     total = counts.sum()
-    points = {"x": rng.normal(size=total), "y": rng.normal(size=total), "e": rng.exponential(2.0, total) + 0.1}
+    points = {
+        "x": rng.normal(size=total),
+        "y": rng.normal(size=total),
+        "e": rng.exponential(2.0, total) + 0.1,
+    }
     with uproot.recreate(path) as f:
-        f.mktree("tree", {"n_points": np.int64, "point_x": "var * float32", "point_y": "var * float32",
-                          "point_e": "var * float32"})  # fmt: skip
-        f["tree"].extend({"n_points": counts, **{f"point_{k}": ak.unflatten(v.astype(np.float32), counts)
-                                                  for k, v in points.items()}})  # fmt: skip
+        f.mktree(
+            "tree",
+            {
+                "n_points": np.int64,
+                "point_x": "var * float32",
+                "point_y": "var * float32",
+                "point_e": "var * float32",
+            },
+        )
+        f["tree"].extend(
+            {
+                "n_points": counts,
+                **{f"point_{k}": ak.unflatten(v.astype(np.float32), counts) for k, v in points.items()},
+            }
+        )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +92,10 @@ def per_point_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib
     fileset = {}
     for i, split in enumerate(("train", "val", "test")):
         _write(tmp / f"{split}.root", 600 if split == "train" else 200, i)
-        fileset[split] = {"files": {str(tmp / f"{split}.root"): "tree"}, "metadata": {"sample": "pts", "split": split}}
+        fileset[split] = {
+            "files": {str(tmp / f"{split}.root"): "tree"},
+            "metadata": {"sample": "pts", "split": split},
+        }
     (tmp / "data.yaml").write_text(yaml.safe_dump(DATA_CONFIG))
     preprocess(fileset, tmp / "data.yaml", tmp / "shards", executor="iterative", chunksize=250)
     train(MODEL, tmp / "shards", tmp / "run", progress=False)
@@ -105,7 +142,9 @@ def test_soft_sqrt_is_linear_then_sqrt_like() -> None:
 def test_pointnet_learns_and_ignores_padding(per_point_run) -> None:
     rows = list(csvrows(per_point_run["run"]))
     assert float(rows[-1]["val_loss"]) < 0.5 * float(rows[0]["val_loss"])
-    net = PointNetSegmentation(3, 1, shared_sizes=[8], global_size=8, head_sizes=[8], attention_layers=1).eval()
+    net = PointNetSegmentation(
+        3, 1, shared_sizes=[8], global_size=8, head_sizes=[8], attention_layers=1
+    ).eval()
     feats, energy = torch.randn(2, 3, 6), torch.rand(2, 1, 6) + 0.5
     mask = torch.tensor([[[1, 1, 1, 0, 0, 0]], [[0, 0, 0, 0, 0, 0]]], dtype=torch.float32)
     out = net(feats, energy, mask)
@@ -145,12 +184,23 @@ def test_model_loss_takes_the_data_configs_pad_value() -> None:
 
 def test_pointnet_options_keep_padding_out() -> None:
     torch.manual_seed(0)
-    net = PointNetSegmentation(3, 1, shared_sizes=[8], global_size=8, head_sizes=[8], attention_layers=1,
-                               global_pool="max+mean", focus_context=True, nonnegative=True).eval()  # fmt: skip
+    net = PointNetSegmentation(
+        3,
+        1,
+        shared_sizes=[8],
+        global_size=8,
+        head_sizes=[8],
+        attention_layers=1,
+        global_pool="max+mean",
+        focus_context=True,
+        nonnegative=True,
+    ).eval()
     feats, energy = torch.randn(2, 3, 6), torch.rand(2, 1, 6) + 0.5
     mask = torch.tensor([[[1, 1, 1, 0, 0, 0]], [[1, 1, 1, 1, 1, 0]]], dtype=torch.float32)
     out = net(feats, energy, mask)
-    torch.testing.assert_close(out, net(feats.masked_fill(mask == 0, 50.0), energy, mask))  # mean pool is masked
+    torch.testing.assert_close(
+        out, net(feats.masked_fill(mask == 0, 50.0), energy, mask)
+    )  # mean pool is masked
     assert (out >= 0).all() and (out[0, :, 3:] == 0).all()
     # the focused track (first point) feeds every point's head: changing it changes the others
     moved = feats.clone()
@@ -190,4 +240,6 @@ def test_export_and_jagged_inference_match_torch(per_point_run) -> None:
     with torch.no_grad():
         expected = net(*(torch.from_numpy(batch.inputs[g]) for g in net.input_groups)).numpy()
     real = batch.inputs["mask"][:, 0, :] != 0
-    np.testing.assert_allclose(ak.to_numpy(ak.flatten(pred.pred_deposit)), expected[:, 0, :][real], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        ak.to_numpy(ak.flatten(pred.pred_deposit)), expected[:, 0, :][real], rtol=1e-4, atol=1e-5
+    )

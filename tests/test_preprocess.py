@@ -20,7 +20,11 @@ from tests.conftest import SAMPLES, TOP_KIN, TOPQCD, needs_shared
 
 def _all_rows(shard_dir, split: str) -> np.ndarray:
     manifest = json.loads((shard_dir / "manifest.json").read_text())
-    rows = [open_shard(shard_dir / s["path"]).to_records() for e in manifest["splits"][split].values() for s in e["shards"]]
+    rows = [
+        open_shard(shard_dir / s["path"]).to_records()
+        for e in manifest["splits"][split].values()
+        for s in e["shards"]
+    ]
     return np.concatenate(rows)
 
 
@@ -38,9 +42,13 @@ def test_counts_reconcile_with_uproot(shards, fileset_path) -> None:
         assert entry["entries_out"] == sum(s["entries"] for s in entry["shards"])
         assert entry["entries_out"] == entry["entries_selected"] - entry["rejected_labels"]
         for name in dataset["files"]:  # one shard per chunk; the chunks tile the file exactly
-            ranges = sorted((s["entry_start"], s["entry_stop"]) for s in entry["shards"] if s["file"].endswith(name))
+            ranges = sorted(
+                (s["entry_start"], s["entry_stop"]) for s in entry["shards"] if s["file"].endswith(name)
+            )
             assert ranges[0][0] == 0 and ranges[-1][1] == entry["num_entries"]
-            assert len(ranges) == (2 if entry["num_entries"] == 1000 else 1)  # coffea: round(n / chunksize) chunks
+            assert len(ranges) == (
+                2 if entry["num_entries"] == 1000 else 1
+            )  # coffea: round(n / chunksize) chunks
             assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
     assert manifest["config_hash"] == DataConfig.from_yaml(shards / "data_config.yaml").config_hash()
     assert manifest["standardization"]["part_pt_log"]["center"] == 1.7
@@ -48,7 +56,9 @@ def test_counts_reconcile_with_uproot(shards, fileset_path) -> None:
 
 def test_shards_hold_the_features_of_the_selected_jets(shards) -> None:
     rows = _all_rows(shards, "test")
-    assert rows.dtype["inputs/pf_features"].shape == (7, 128) and rows["inputs/pf_features"].dtype == np.float32
+    assert (
+        rows.dtype["inputs/pf_features"].shape == (7, 128) and rows["inputs/pf_features"].dtype == np.float32
+    )
     cfg = DataConfig.from_yaml(TOP_KIN)
     with uproot.open(SAMPLES / "topqcd_test_qcd.root") as f:
         arrays = f["tree"].arrays(cfg.required_branches())
@@ -67,13 +77,16 @@ def test_runner_dask_executor_and_dask_awkward_give_identical_shards(shards, fil
     ref_manifest = json.loads((shards / "manifest.json").read_text())
     for mode, executor in (("dask", "dask"), ("runner", "dask")):
         out = tmp_path / f"{mode}-{executor}"
-        manifest = preprocess(fileset_path, TOP_KIN, out, mode=mode, executor=executor, workers=2, chunksize=400)
+        manifest = preprocess(
+            fileset_path, TOP_KIN, out, mode=mode, executor=executor, workers=2, chunksize=400
+        )
         for split, samples in manifest["splits"].items():
             for sample, entry in samples.items():
                 ref = ref_manifest["splits"][split][sample]
                 assert [s["path"] for s in entry["shards"]] == [s["path"] for s in ref["shards"]]
                 assert {k: entry[k] for k in ("entries_read", "entries_out")} == {
-                    k: ref[k] for k in ("entries_read", "entries_out")}
+                    k: ref[k] for k in ("entries_read", "entries_out")
+                }
             np.testing.assert_array_equal(_all_rows(out, split), reference[split])
 
 
@@ -86,7 +99,9 @@ def test_rerun_is_idempotent_and_removes_stale_shards(fileset_path, tmp_path) ->
     assert not list(out.rglob("*.tmp"))
     preprocess(fileset_path, TOP_KIN, out, executor="iterative", chunksize=1000)
     manifest = json.loads((out / "manifest.json").read_text())
-    listed = {s["path"] for samples in manifest["splits"].values() for e in samples.values() for s in e["shards"]}
+    listed = {
+        s["path"] for samples in manifest["splits"].values() for e in samples.values() for s in e["shards"]
+    }
     assert {p.relative_to(out).as_posix() for p in out.rglob("*.arrow")} == listed
     assert len(ShardDataset(out, "train")) == 2000
 
@@ -133,8 +148,9 @@ def test_rntuple_files_preprocess(tmp_path) -> None:
     shutil.copyfile(src, local)
     fileset = {"top": {"files": {str(local): "tree"}, "metadata": {"split": "val"}}}
     for mode in ("runner", "dask"):
-        manifest = preprocess(fileset, TOP_KIN, tmp_path / mode, mode=mode, executor="iterative", workers=1,
-                              chunksize=2000)  # fmt: skip
+        manifest = preprocess(
+            fileset, TOP_KIN, tmp_path / mode, mode=mode, executor="iterative", workers=1, chunksize=2000
+        )
         entry = manifest["splits"]["val"]["top"]
         with uproot.open(src) as f:
             assert entry["entries_read"] == f["tree"].num_entries == entry["entries_out"]
@@ -145,7 +161,13 @@ def test_existing_scheduler_by_address(shards, fileset_path, tmp_path) -> None:
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        manifest = preprocess(fileset_path, TOP_KIN, tmp_path / "out", executor="dask",
-                              scheduler=cluster.scheduler_address, chunksize=400)  # fmt: skip
+        manifest = preprocess(
+            fileset_path,
+            TOP_KIN,
+            tmp_path / "out",
+            executor="dask",
+            scheduler=cluster.scheduler_address,
+            chunksize=400,
+        )
     assert manifest["splits"]["val"]["qcd"]["entries_out"] == 250
     np.testing.assert_array_equal(_all_rows(tmp_path / "out", "train"), _all_rows(shards, "train"))

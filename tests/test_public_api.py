@@ -11,11 +11,22 @@ import types
 import pytest
 
 #: subpackages whose names never need torch (a dask worker that runs an ONNX model imports them)
-CORE = ("hepnn_coffea.config", "hepnn_coffea.features", "hepnn_coffea.export", "hepnn_coffea.inference",
-        "hepnn_coffea.events", "hepnn_coffea.processing", "hepnn_coffea.evaluation", "hepnn_coffea.plotting")  # fmt: skip
+CORE = (
+    "hepnn_coffea.config",
+    "hepnn_coffea.features",
+    "hepnn_coffea.export",
+    "hepnn_coffea.inference",
+    "hepnn_coffea.events",
+    "hepnn_coffea.processing",
+    "hepnn_coffea.evaluation",
+    "hepnn_coffea.plotting",
+)
 PACKAGES = ("hepnn_coffea", *CORE, "hepnn_coffea.training", "hepnn_coffea.nn", "hepnn_coffea.calo")
 #: the public names that need the 'train' extra (torch); every other one of CORE and the top level is torch-free
-TORCH_NAMES = {"hepnn_coffea": {"train", "export_onnx", "load_network"}, "hepnn_coffea.export": {"export_onnx"}}
+TORCH_NAMES = {
+    "hepnn_coffea": {"train", "export_onnx", "load_network"},
+    "hepnn_coffea.export": {"export_onnx"},
+}
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -26,7 +37,9 @@ def test_every_public_name_resolves(package: str) -> None:
     for name in module.__all__:
         value = getattr(module, name)
         assert value is not None, f"{package}.{name}"
-        assert not isinstance(value, types.ModuleType), f"{package}.{name} is a module, not the exported object"
+        assert not isinstance(value, types.ModuleType), (
+            f"{package}.{name} is a module, not the exported object"
+        )
     assert set(module.__all__) - {"__version__"} <= set(dir(module)), package
     with pytest.raises(AttributeError, match="no_such_name"):
         module.no_such_name  # noqa: B018
@@ -37,23 +50,31 @@ def test_stage_functions_are_the_modules_own() -> None:
     from hepnn_coffea.evaluation.stages import evaluate, infer
     from hepnn_coffea.processing.preprocess import preprocess
 
-    assert (hepnn_coffea.preprocess, hepnn_coffea.infer, hepnn_coffea.evaluate) == (preprocess, infer, evaluate)
+    assert (hepnn_coffea.preprocess, hepnn_coffea.infer, hepnn_coffea.evaluate) == (
+        preprocess,
+        infer,
+        evaluate,
+    )
     assert {"preprocess", "train", "export_onnx", "infer", "evaluate", "OnnxTagger"} <= set(dir(hepnn_coffea))
 
 
 def test_a_name_shared_with_a_submodule_stays_the_function() -> None:
     """``processing.preprocess`` is a function and a submodule: importing the submodule first must not rebind it."""
-    code = ("import importlib; from hepnn_coffea.processing.preprocess import build_manifest; "
-            "import hepnn_coffea.processing as p; from hepnn_coffea.processing import preprocess; "
-            "m = importlib.import_module('hepnn_coffea.processing.preprocess'); "
-            "print(callable(p.preprocess) and p.preprocess is preprocess is m.preprocess is p.preprocess)")  # fmt: skip
+    code = (
+        "import importlib; from hepnn_coffea.processing.preprocess import build_manifest; "
+        "import hepnn_coffea.processing as p; from hepnn_coffea.processing import preprocess; "
+        "m = importlib.import_module('hepnn_coffea.processing.preprocess'); "
+        "print(callable(p.preprocess) and p.preprocess is preprocess is m.preprocess is p.preprocess)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True", out.stderr
 
 
 def test_importing_the_package_and_inference_names_loads_no_torch() -> None:
-    code = ("import sys, hepnn_coffea; hepnn_coffea.OnnxTagger; hepnn_coffea.preprocess; hepnn_coffea.evaluate; "
-            "import hepnn_coffea.training, hepnn_coffea.export; print('torch' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys, hepnn_coffea; hepnn_coffea.OnnxTagger; hepnn_coffea.preprocess; hepnn_coffea.evaluate; "
+        "import hepnn_coffea.training, hepnn_coffea.export; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
 

@@ -16,7 +16,12 @@ from hepnn_coffea.config import ConfigError
 from hepnn_coffea.config.data_config import DataConfig
 from hepnn_coffea.config.model_config import load_model_config, resolve_expert
 from hepnn_coffea.features.compute import compute_features
-from hepnn_coffea.training.sampling import BucketSampler, bucket_edges, bucket_probabilities, sampler_from_config
+from hepnn_coffea.training.sampling import (
+    BucketSampler,
+    bucket_edges,
+    bucket_probabilities,
+    sampler_from_config,
+)
 from hepnn_coffea.training.targets import LogCoshLoss
 from tests.conftest import ROOT, SAMPLES
 
@@ -92,10 +97,15 @@ def test_composable_filters_first_n_and_any_of() -> None:
     raw = yaml.safe_load(REGRESSION.read_text())
     raw["filters"] = [
         {"first": 600, "name": "first600"},
-        {"any_of": [{"range": "jet_eta", "max": -0.5}, {"range": "jet_eta", "min": 0.5}], "name": "not_central"},
-        {"all_of": [{"expression": "jet_nparticles >= 20"}, {"range": "jet_mass", "min": 100, "max": 250}],
-         "name": "massive"},
-    ]  # fmt: skip
+        {
+            "any_of": [{"range": "jet_eta", "max": -0.5}, {"range": "jet_eta", "min": 0.5}],
+            "name": "not_central",
+        },
+        {
+            "all_of": [{"expression": "jet_nparticles >= 20"}, {"range": "jet_mass", "min": 100, "max": 250}],
+            "name": "massive",
+        },
+    ]
     config = _config(raw)
     a = _top_arrays()
     batch = compute_features(a, config, entry_start=100)  # this chunk starts at entry 100 of its file
@@ -159,7 +169,11 @@ def test_bucket_sampler_follows_the_target_pdf() -> None:
     rng = np.random.default_rng(1)
     values = rng.gamma(4.0, 1.0, 50_000)  # peaked and skewed, like a pT spectrum
     edges = bucket_edges(values, 10, (1.0, 9.0), infinite_bounds=False)
-    for pdf, params in (("flat", {}), ("normal", {"mean": 5.0, "std": 2.0}), ("uniform", {"low": 3.0, "high": 7.0})):
+    for pdf, params in (
+        ("flat", {}),
+        ("normal", {"mean": 5.0, "std": 2.0}),
+        ("uniform", {"low": 3.0, "high": 7.0}),
+    ):
         probs = bucket_probabilities(edges, pdf, params)
         sampler = BucketSampler.build(np.arange(len(values)), values, edges, probs)
         drawn = values[sampler.epoch_index([0, 1], 20_000)]
@@ -202,8 +216,11 @@ def test_expert_overrides_in_the_zoo_configs() -> None:
     assert forward["training"]["batch_size"] == 128 and forward["training"]["epochs"] == 40
     central = resolve_expert(cfg, "central", fallback=0)  # no overrides: the base config
     assert central["training"]["batch_size"] == 256 and central["training"]["epochs"] == 30
-    assert central["model"] == {"name": "mlp", "inputs": {"features": "jet_features"},
-                                "params": {"hidden": [81], "activation": "tanh"}}  # fmt: skip
+    assert central["model"] == {
+        "name": "mlp",
+        "inputs": {"features": "jet_features"},
+        "params": {"hidden": [81], "activation": "tanh"},
+    }
 
 
 def test_experts_train_on_their_own_rows(expert_run, reg_shards) -> None:
@@ -243,8 +260,13 @@ def test_routed_onnx_matches_each_expert_in_torch(expert_run, reg_shards, tmp_pa
             expected = net.physical(net(torch.from_numpy(data["jet_features"][rows]))).numpy()
         np.testing.assert_allclose(got[rows], expected, rtol=1e-5, atol=1e-4)
         # the routing matters: the other expert gives different numbers
-        other = session.run(None, {"jet_features": data["jet_features"][rows],
-                                   "expert_index": np.full(rows.sum(), 1 - i, dtype=np.int64)})[0]  # fmt: skip
+        other = session.run(
+            None,
+            {
+                "jet_features": data["jet_features"][rows],
+                "expert_index": np.full(rows.sum(), 1 - i, dtype=np.int64),
+            },
+        )[0]
         assert np.abs(other - expected).max() > 1e-2
     # physical units: predicted top pT is near the true one
     assert np.median(np.abs(got[:, 0] / data["target"][:, 0] - 1)) < 0.1
@@ -278,7 +300,9 @@ def test_tagger_routes_each_jet_to_its_expert(routed_onnx, expert_run) -> None:
         rows = (eta >= 1.0) == bool(i)
         with torch.no_grad():
             expected = net.physical(net(torch.from_numpy(batch.inputs["jet_features"][rows]))).numpy()
-        np.testing.assert_allclose(ak.to_numpy(preds.pred_truth_pt)[batch.selected][rows], expected[:, 0], rtol=1e-5)
+        np.testing.assert_allclose(
+            ak.to_numpy(preds.pred_truth_pt)[batch.selected][rows], expected[:, 0], rtol=1e-5
+        )
 
 
 def test_regression_infer_and_evaluate(routed_onnx, tmp_path) -> None:
@@ -288,22 +312,32 @@ def test_regression_infer_and_evaluate(routed_onnx, tmp_path) -> None:
     from hepnn_coffea.evaluation.regression import bias_vs_true, quantiles, resolution
     from hepnn_coffea.evaluation.stages import evaluate, infer
 
-    info = infer(routed_onnx, SAMPLES / "fileset.json", tmp_path, split="test", executor="iterative",
-                 naive={"truth_pt": "jet_pt", "truth_deta": "0 * jet_eta"})  # fmt: skip
+    info = infer(
+        routed_onnx,
+        SAMPLES / "fileset.json",
+        tmp_path,
+        split="test",
+        executor="iterative",
+        naive={"truth_pt": "jet_pt", "truth_deta": "0 * jet_eta"},
+    )
     assert info["task"] == "regression"
     table = pq.read_table(tmp_path / "scores.parquet").to_pydict()
     a = _flat(_top_arrays("test"))
     keep = (a["label_Tbqq"] == 1) & (a["jet_nparticles"] > 0)  # selection only: filters are for training
     assert info["n_jets"] == keep.sum() == len(table["pred_truth_pt"])
     np.testing.assert_allclose(table["naive_truth_pt"], a["jet_pt"][keep])
-    np.testing.assert_allclose(table["true_truth_pt"], np.hypot(a["aux_truth_px"], a["aux_truth_py"])[keep], rtol=1e-6)
+    np.testing.assert_allclose(
+        table["true_truth_pt"], np.hypot(a["aux_truth_px"], a["aux_truth_py"])[keep], rtol=1e-6
+    )
     summary = evaluate(tmp_path)
     rows = {(r["target"], r["estimator"], r["expert"]): r for r in summary["rows"]}
     assert {k[2] for k in rows} == {"all", "central", "forward"}
     # the hist-based resolution agrees with the exact quantiles of the table
     rel = (np.asarray(table["pred_truth_pt"]) - table["true_truth_pt"]) / table["true_truth_pt"]
     q16, q84 = np.quantile(rel, [0.16, 0.84])
-    assert rows[("truth_pt", "model", "all")]["rel_iqr68"]["value"] == pytest.approx((q84 - q16) / 2, rel=0.05)
+    assert rows[("truth_pt", "model", "all")]["rel_iqr68"]["value"] == pytest.approx(
+        (q84 - q16) / 2, rel=0.05
+    )
     assert rows[("truth_pt", "naive", "all")]["n"] == pytest.approx(keep.sum())
     # every metric is a 68% bootstrap interval; its value is the hist-based number
     hists = __import__("pickle").loads((tmp_path / "hists.pkl").read_bytes())
@@ -317,7 +351,9 @@ def test_regression_infer_and_evaluate(routed_onnx, tmp_path) -> None:
     model = rows[("truth_pt", "model", "all")]
     assert model["rel_iqr68"]["low"] < model["rel_iqr68"]["high"]
     written = json.loads((tmp_path / "summary.json").read_text())
-    assert written["rows"][0]["median"] == summary["rows"][0]["median"] and "bootstrap" in written["intervals"]
+    assert (
+        written["rows"][0]["median"] == summary["rows"][0]["median"] and "bootstrap" in written["intervals"]
+    )
     md = (tmp_path / "summary.md").read_text()
     assert md.count("| truth_pt |") == 6
     assert f"| {format_interval(model['rel_iqr68'])} |" in md and " +" in format_interval(model["rel_iqr68"])
@@ -330,8 +366,13 @@ def test_zoo_pfn_regresses_on_constituents(reg_shards, tmp_path) -> None:
     from hepnn_coffea.export import export_onnx
     from hepnn_coffea.training.trainer import train
 
-    result = train(ROOT / "models" / "regression" / "pfn_regression.yaml", reg_shards, tmp_path / "pfn",
-                   overrides={"training": {"epochs": 2, "batch_size": 128}}, progress=False)  # fmt: skip
+    result = train(
+        ROOT / "models" / "regression" / "pfn_regression.yaml",
+        reg_shards,
+        tmp_path / "pfn",
+        overrides={"training": {"epochs": 2, "batch_size": 128}},
+        progress=False,
+    )
     assert np.isfinite(result.best_metric) and result.best_epoch >= 1
     info = export_onnx(tmp_path / "pfn", tmp_path / "pfn.onnx")
     assert info["inputs"] == ["pf_features", "pf_mask"] and info["max_abs_diff"] < 0.05  # GeV-scale outputs
@@ -341,21 +382,60 @@ def test_regression_task_needs_regression_targets(shards, tmp_path) -> None:
     from hepnn_coffea.training.trainer import train
 
     with pytest.raises(ConfigError, match="does not fit the shards"):
-        train(ROOT / "models" / "regression" / "pfn_regression.yaml", shards, tmp_path / "x",
-              overrides={"training": {"epochs": 1}}, progress=False)  # fmt: skip
+        train(
+            ROOT / "models" / "regression" / "pfn_regression.yaml",
+            shards,
+            tmp_path / "x",
+            overrides={"training": {"epochs": 1}},
+            progress=False,
+        )
 
 
 def test_cli_trains_experts_exports_and_infers(reg_shards, tmp_path, capsys) -> None:
     from hepnn_coffea.cli import main
 
     run = tmp_path / "mlp"
-    assert main(["train", str(MLP), "--shards", str(reg_shards), "-o", str(run), "--experts",
-                 "--set", "training.epochs=1", "--no-progress"]) == 0  # fmt: skip
-    assert "expert central" in capsys.readouterr().out and (run / "expert_forward" / "checkpoints" / "best.pt").is_file()
+    assert (
+        main(
+            [
+                "train",
+                str(MLP),
+                "--shards",
+                str(reg_shards),
+                "-o",
+                str(run),
+                "--experts",
+                "--set",
+                "training.epochs=1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        "expert central" in capsys.readouterr().out
+        and (run / "expert_forward" / "checkpoints" / "best.pt").is_file()
+    )
     assert main(["export", str(run), "-o", str(tmp_path / "mlp.onnx")]) == 0
-    assert main(["infer", str(tmp_path / "mlp.onnx"), "--fileset", str(SAMPLES / "fileset.json"), "-o",
-                 str(tmp_path / "out"), "--split", "test", "--executor", "iterative",
-                 "--naive", "truth_pt=jet_pt"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "infer",
+                str(tmp_path / "mlp.onnx"),
+                "--fileset",
+                str(SAMPLES / "fileset.json"),
+                "-o",
+                str(tmp_path / "out"),
+                "--split",
+                "test",
+                "--executor",
+                "iterative",
+                "--naive",
+                "truth_pt=jet_pt",
+            ]
+        )
+        == 0
+    )
     assert main(["evaluate", str(tmp_path / "out"), "--no-plots"]) == 0
     out = capsys.readouterr().out
     assert "| truth_pt | naive | all |" in out and "| truth_deta | model | all |" in out

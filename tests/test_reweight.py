@@ -23,8 +23,12 @@ MSD_BINS = [0.0, 40.0, 80.0, 120.0, 160.0, 200.0, 250.0]
 
 
 def _wcfg(method: str = "flat", **extra: object) -> WeightsConfig:
-    raw = {"reweight_method": method, "reweight_vars": {"pt": PT_BINS, "msd": MSD_BINS},
-           "reweight_classes": list(LABELS), **extra}  # fmt: skip
+    raw = {
+        "reweight_method": method,
+        "reweight_vars": {"pt": PT_BINS, "msd": MSD_BINS},
+        "reweight_classes": list(LABELS),
+        **extra,
+    }
     cfg = WeightsConfig.from_dict(raw, "test.yaml", LABELS)
     assert cfg is not None
     return cfg
@@ -35,17 +39,21 @@ def sample() -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Three classes with different (pT, msoftdrop) spectra; every bin well filled, some rows outside."""
     rng = np.random.default_rng(1)
     pts, msds, labels = [], [], []
-    for label, (n, pt_scale, msd_peak, msd_width) in enumerate([(40_000, 250, 175, 25), (30_000, 400, 85, 12),
-                                                               (60_000, 150, 30, 30)]):  # fmt: skip
+    for label, (n, pt_scale, msd_peak, msd_width) in enumerate(
+        [(40_000, 250, 175, 25), (30_000, 400, 85, 12), (60_000, 150, 30, 30)]
+    ):
         flat = rng.random(n) < 0.35
         pts.append(np.where(flat, rng.uniform(300, 1000, n), 300 + rng.exponential(pt_scale, n)))
-        msds.append(np.where(rng.random(n) < 0.35, rng.uniform(0, 250, n), rng.normal(msd_peak, msd_width, n)))
+        msds.append(
+            np.where(rng.random(n) < 0.35, rng.uniform(0, 250, n), rng.normal(msd_peak, msd_width, n))
+        )
         labels.append(np.full(n, label))
     return {"pt": np.concatenate(pts), "msd": np.concatenate(msds)}, np.concatenate(labels)
 
 
-def _draw(values: dict[str, np.ndarray], labels: np.ndarray, cfg: WeightsConfig, size: int = 300_000,
-          seed: int = 3) -> np.ndarray:  # fmt: skip
+def _draw(
+    values: dict[str, np.ndarray], labels: np.ndarray, cfg: WeightsConfig, size: int = 300_000, seed: int = 3
+) -> np.ndarray:
     hists = compute_reweight_hists(values, labels, LABELS, cfg)
     factors = reweight_factors(values, labels, LABELS, cfg, hists)
     return HistogramSampler.build(np.arange(len(labels)), factors).epoch_index([seed, 0], size)
@@ -76,7 +84,11 @@ def test_hand_computed_weaver_factors() -> None:
     """weaver-core's WeightMaker on 2x1 bins: A = [10, 30], B = [20, 20] entries."""
     x = np.array([0.5] * 10 + [1.5] * 30 + [0.5] * 20 + [1.5] * 20)
     values, labels = {"x": x, "y": np.full(80, 0.5)}, np.array([0] * 40 + [1] * 40)
-    raw = {"reweight_vars": {"x": [0, 1, 2], "y": [0, 1]}, "reweight_classes": ["A", "B"], "reweight_threshold": 0}
+    raw = {
+        "reweight_vars": {"x": [0, 1, 2], "y": [0, 1]},
+        "reweight_classes": ["A", "B"],
+        "reweight_threshold": 0,
+    }
     flat = WeightsConfig.from_dict({"reweight_method": "flat", **raw}, "t", ["A", "B"])
     hists = compute_reweight_hists(values, labels, ["A", "B"], flat)
     # flat: w = clip(min/h, 0, 1); events A 20, B 40; x 0.9 * min(events) / events
@@ -98,11 +110,15 @@ def test_flat_makes_every_class_flat(sample, threshold: float) -> None:
     for c, name in enumerate(LABELS):
         drawn = _hist(values, rows[labels[rows] == c])
         raw = _hist(values, np.flatnonzero(labels == c))
-        level = raw * np.asarray(hists[name])  # expected draws: the same in every bin cut down to the reference
+        level = raw * np.asarray(
+            hists[name]
+        )  # expected draws: the same in every bin cut down to the reference
         cut = level > level.max() * (1 - 1e-9)  # (threshold 0: all bins; else the sparsest ones keep fewer)
         assert cut.sum() >= (raw.size if threshold == 0 else 0.8 * raw.size)
         assert _chi2_flat(drawn[cut]) < 2.0, name
-        assert _chi2_flat(raw[cut] * len(rows) / len(labels)) > 20, name  # the un-reweighted sample is not flat
+        assert _chi2_flat(raw[cut] * len(rows) / len(labels)) > 20, (
+            name
+        )  # the un-reweighted sample is not flat
 
 
 def test_ref_matches_the_reference_class(sample) -> None:
@@ -125,7 +141,9 @@ def test_ref_default_threshold_caps_the_largest_ratios(sample) -> None:
         assert (h > 0).all() and 0 < np.isclose(h, h.max()).mean() < 0.2
 
 
-@pytest.mark.parametrize(("class_weights", "method"), [(None, "flat"), ([1.0, 2.0, 3.0], "flat"), ([3.0, 1.0, 1.0], "ref")])
+@pytest.mark.parametrize(
+    ("class_weights", "method"), [(None, "flat"), ([1.0, 2.0, 3.0], "flat"), ([3.0, 1.0, 1.0], "ref")]
+)
 def test_class_weights_set_the_class_fractions(sample, class_weights, method) -> None:
     values, labels = sample
     cfg = _wcfg(method, **({"class_weights": class_weights} if class_weights else {}))
@@ -140,8 +158,12 @@ def test_class_weights_set_the_class_fractions(sample, class_weights, method) ->
 
 def test_under_overflow(sample) -> None:
     values, labels = sample
-    inside = ((values["pt"] >= PT_BINS[0]) & (values["pt"] <= PT_BINS[-1]) & (values["msd"] >= MSD_BINS[0])
-              & (values["msd"] <= MSD_BINS[-1]))  # fmt: skip
+    inside = (
+        (values["pt"] >= PT_BINS[0])
+        & (values["pt"] <= PT_BINS[-1])
+        & (values["msd"] >= MSD_BINS[0])
+        & (values["msd"] <= MSD_BINS[-1])
+    )
     assert 0 < (~inside).sum() < len(labels) // 2
     discard = _wcfg("flat")
     details = reweight_details(values, labels, LABELS, discard)
@@ -164,8 +186,15 @@ def test_under_overflow(sample) -> None:
 
 def test_classes_outside_reweight_classes_get_zero(sample) -> None:
     values, labels = sample
-    cfg = WeightsConfig.from_dict({"reweight_method": "flat", "reweight_vars": {"pt": PT_BINS, "msd": MSD_BINS},
-                                   "reweight_classes": ["top", "qcd"]}, "t", LABELS)  # fmt: skip
+    cfg = WeightsConfig.from_dict(
+        {
+            "reweight_method": "flat",
+            "reweight_vars": {"pt": PT_BINS, "msd": MSD_BINS},
+            "reweight_classes": ["top", "qcd"],
+        },
+        "t",
+        LABELS,
+    )
     hists = compute_reweight_hists(values, labels, LABELS, cfg)
     assert set(hists) == {"top", "qcd"}
     factors = reweight_factors(values, labels, LABELS, cfg, hists)
@@ -178,8 +207,12 @@ def test_base_weight_scales_the_factors(sample) -> None:
     base = np.random.default_rng(0).uniform(0.5, 1.5, len(labels))
     details = reweight_details(values, labels, LABELS, cfg, base)
     factors = reweight_factors(values, labels, LABELS, cfg, details.hists, base_weights=base)
-    assert np.percentile(factors, 90) == pytest.approx(1.0)  # weaver: divided by the (100 - threshold) percentile
-    np.testing.assert_allclose(details.weighted_counts["top"].sum(), base[labels == 0][factors[labels == 0] > 0].sum())
+    assert np.percentile(factors, 90) == pytest.approx(
+        1.0
+    )  # weaver: divided by the (100 - threshold) percentile
+    np.testing.assert_allclose(
+        details.weighted_counts["top"].sum(), base[labels == 0][factors[labels == 0] > 0].sum()
+    )
 
 
 # ----------------------------------------------------------------------------- config
@@ -191,8 +224,11 @@ def _raw_top_kin(weights: object) -> dict:
     return raw
 
 
-REWEIGHT = {"reweight_method": "flat", "reweight_vars": {"jet_pt": [550, 575, 600, 625, 650],
-            "jet_sdmass": [0, 50, 100, 150, 200, 250]}, "reweight_classes": ["jet_isTop", "jet_isQCD"]}  # fmt: skip
+REWEIGHT = {
+    "reweight_method": "flat",
+    "reweight_vars": {"jet_pt": [550, 575, 600, 625, 650], "jet_sdmass": [0, 50, 100, 150, 200, 250]},
+    "reweight_classes": ["jet_isTop", "jet_isQCD"],
+}
 
 
 def test_config_parses_and_adds_observers() -> None:
@@ -205,36 +241,45 @@ def test_config_parses_and_adds_observers() -> None:
     assert wc.class_weights == (1.0, 1.0) and wc.var_names == ("jet_energy", "jet_sdmass")
     assert cfg.observers[-2:] == ["jet_energy", "_basewgt_"] and cfg.observers.count("jet_sdmass") == 1
     assert cfg.new_variables["_basewgt_"] == "jet_pt / 500"
-    assert "jet_energy" in cfg.variables() and cfg.weight_branches == []  # no precomputed weight in reweight mode
+    assert (
+        "jet_energy" in cfg.variables() and cfg.weight_branches == []
+    )  # no precomputed weight in reweight mode
     again = DataConfig.from_dict(yaml.safe_load(cfg.to_yaml()), source="again.yaml")
     assert again.observers == cfg.observers and again.to_dict() == cfg.to_dict()
 
-    pre = DataConfig.from_dict(_raw_top_kin({"use_precomputed_weights": True, "weight_branches": ["jet_pt"],
-                                             "reweight_method": "flat"}), source="pre.yaml")  # fmt: skip
+    pre = DataConfig.from_dict(
+        _raw_top_kin(
+            {"use_precomputed_weights": True, "weight_branches": ["jet_pt"], "reweight_method": "flat"}
+        ),
+        source="pre.yaml",
+    )
     assert pre.weight_branches == ["jet_pt"] and not pre.weights_config.is_reweighting
     assert "_basewgt_" not in pre.observers
 
 
-@pytest.mark.parametrize(("change", "key"), [
-    ({"reweight_foo": 1}, "reweight_foo"),
-    ({"reweight_threshold": "ten"}, "reweight_threshold"),
-    ({"reweight_threshold": 150}, "reweight_threshold"),
-    ({"reweight_discard_under_overflow": "yes"}, "reweight_discard_under_overflow"),
-    ({"use_precomputed_weights": "no"}, "use_precomputed_weights"),
-    ({"reweight_vars": {"jet_pt": [], "jet_sdmass": [0, 100]}}, "reweight_vars.jet_pt"),
-    ({"reweight_vars": {"jet_pt": None, "jet_sdmass": [0, 100]}}, "reweight_vars.jet_pt"),
-    ({"reweight_vars": {"jet_pt": [1, 3, 2], "jet_sdmass": [0, 100]}}, "reweight_vars.jet_pt"),
-    ({"reweight_vars": {"jet_pt": [1, 2]}}, "reweight_vars"),
-    ({"reweight_classes": ["jet_isTop", "jet_isW"]}, "reweight_classes"),
-    ({"reweight_classes": "jet_isW"}, "reweight_classes"),
-    ({"class_weights": [1.0]}, "class_weights"),
-    ({"class_weights": [1.0, "a"]}, "class_weights"),
-    ({"reweight_method": "equal"}, "reweight_method"),
-    ({"reweight_method": None}, "reweight_method"),
-    ({"reweight_basewgt": "__import__('os')"}, "reweight_basewgt"),
-    ({"reweight_hists": {"jet_isTop": [[1.0]]}}, "reweight_hists"),
-    ({"use_precomputed_weights": True}, "weight_branches"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"reweight_foo": 1}, "reweight_foo"),
+        ({"reweight_threshold": "ten"}, "reweight_threshold"),
+        ({"reweight_threshold": 150}, "reweight_threshold"),
+        ({"reweight_discard_under_overflow": "yes"}, "reweight_discard_under_overflow"),
+        ({"use_precomputed_weights": "no"}, "use_precomputed_weights"),
+        ({"reweight_vars": {"jet_pt": [], "jet_sdmass": [0, 100]}}, "reweight_vars.jet_pt"),
+        ({"reweight_vars": {"jet_pt": None, "jet_sdmass": [0, 100]}}, "reweight_vars.jet_pt"),
+        ({"reweight_vars": {"jet_pt": [1, 3, 2], "jet_sdmass": [0, 100]}}, "reweight_vars.jet_pt"),
+        ({"reweight_vars": {"jet_pt": [1, 2]}}, "reweight_vars"),
+        ({"reweight_classes": ["jet_isTop", "jet_isW"]}, "reweight_classes"),
+        ({"reweight_classes": "jet_isW"}, "reweight_classes"),
+        ({"class_weights": [1.0]}, "class_weights"),
+        ({"class_weights": [1.0, "a"]}, "class_weights"),
+        ({"reweight_method": "equal"}, "reweight_method"),
+        ({"reweight_method": None}, "reweight_method"),
+        ({"reweight_basewgt": "__import__('os')"}, "reweight_basewgt"),
+        ({"reweight_hists": {"jet_isTop": [[1.0]]}}, "reweight_hists"),
+        ({"use_precomputed_weights": True}, "weight_branches"),
+    ],
+)
 def test_bad_weights_config(change: dict, key: str) -> None:
     weights = {**copy.deepcopy(REWEIGHT), **change}
     with pytest.raises(ConfigError, match=rf"bad\.yaml: weights.*{key}"):
@@ -287,7 +332,9 @@ def test_preprocess_writes_reweight_hists(reweighted_shards: pathlib.Path) -> No
     labels = train.arrays(["label"])["label"]
     rows = sampler.epoch_index([0, 0], 20_000)
     assert abs((labels[rows] == 0).mean() - 0.5) < 0.02
-    assert histogram_sampler(ShardDataset(out, "val")) is not None  # the config is shared; the trainer samples train only
+    assert (
+        histogram_sampler(ShardDataset(out, "val")) is not None
+    )  # the config is shared; the trainer samples train only
 
 
 def test_train_with_reweighting(reweighted_shards: pathlib.Path, tmp_path: pathlib.Path) -> None:
@@ -296,11 +343,18 @@ def test_train_with_reweighting(reweighted_shards: pathlib.Path, tmp_path: pathl
     from hepnn_coffea.training.trainer import train
 
     n_threads = torch.get_num_threads()
-    overrides = {"model": {"params": {"phi_sizes": [16], "f_sizes": [16]}},
-                 "training": {"epochs": 1, "batch_size": 128, "num_threads": 1, "tensorboard": False}}  # fmt: skip
+    overrides = {
+        "model": {"params": {"phi_sizes": [16], "f_sizes": [16]}},
+        "training": {"epochs": 1, "batch_size": 128, "num_threads": 1, "tensorboard": False},
+    }
     try:
-        result = train(ROOT / "models" / "pfn.yaml", reweighted_shards, tmp_path / "run", overrides=overrides,
-                       progress=False)  # fmt: skip
+        result = train(
+            ROOT / "models" / "pfn.yaml",
+            reweighted_shards,
+            tmp_path / "run",
+            overrides=overrides,
+            progress=False,
+        )
     finally:
         torch.set_num_threads(n_threads)
     assert len(result.history) == 1 and np.isfinite(result.history[0]["train_loss"])

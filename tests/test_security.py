@@ -86,7 +86,10 @@ HOSTILE: list[tuple[str, str]] = [
     ("np.add.outer(jet_pt, jet_pt)", "attribute 'outer' of 'np.add'"),
     ("jet_pt[:, None] * jet_pt", "None (np.newaxis)"),
     ("np.log(jet_pt, out=jet_pt)", "keyword 'out='"),
-    ("np.log(jet_pt, jet_pt)", "'np.log' with 2 positional arguments is not allowed (argument 2 would be an output"),
+    (
+        "np.log(jet_pt, jet_pt)",
+        "'np.log' with 2 positional arguments is not allowed (argument 2 would be an output",
+    ),
     ("np.add(jet_pt, jet_pt, jet_pt)", "'np.add' with 3 positional arguments"),
     ("np.clip(jet_pt, 0, 1, jet_pt)", "'np.clip' with 4 positional arguments is not allowed (at most 3)"),
     ("np.nan_to_num(jet_pt, False)", "'np.nan_to_num' with 2 positional arguments"),
@@ -143,7 +146,9 @@ def test_there_are_enough_hostile_expressions() -> None:
 
 
 @pytest.mark.parametrize(("expression", "named"), HOSTILE, ids=[e[:50] for e, _ in HOSTILE])
-def test_hostile_expression_is_rejected_when_parsed(tmp_path: pathlib.Path, expression: str, named: str) -> None:
+def test_hostile_expression_is_rejected_when_parsed(
+    tmp_path: pathlib.Path, expression: str, named: str
+) -> None:
     text = _tmp_text(expression, tmp_path)
     with pytest.raises(ExpressionError) as info:
         Expression(text)
@@ -154,7 +159,9 @@ def test_hostile_expression_is_rejected_when_parsed(tmp_path: pathlib.Path, expr
 
 
 @pytest.mark.parametrize(("expression", "named"), HOSTILE[:40], ids=[e[:50] for e, _ in HOSTILE[:40]])
-def test_hostile_new_variable_is_rejected_by_the_data_config(tmp_path: pathlib.Path, expression: str, named: str) -> None:
+def test_hostile_new_variable_is_rejected_by_the_data_config(
+    tmp_path: pathlib.Path, expression: str, named: str
+) -> None:
     raw = _raw_config()
     raw["new_variables"]["part_evil"] = _tmp_text(expression, tmp_path)
     with pytest.raises(ConfigError) as info:
@@ -165,9 +172,7 @@ def test_hostile_new_variable_is_rejected_by_the_data_config(tmp_path: pathlib.P
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(
-    "key", ["selection", "test_time_selection", "labels", "filters", "experts"],
-)
+@pytest.mark.parametrize("key", ["selection", "test_time_selection", "labels", "filters", "experts"])
 def test_every_expression_of_a_data_config_is_checked(tmp_path: pathlib.Path, key: str) -> None:
     evil = f"jet_pt * 0 + np.savetxt('{tmp_path}/evil.pth', [0])"
     raw = _raw_config()
@@ -184,9 +189,14 @@ def test_every_expression_of_a_data_config_is_checked(tmp_path: pathlib.Path, ke
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("expression", "named"), HOSTILE[:12] + HOSTILE[30:40],
-                         ids=[e[:50] for e, _ in HOSTILE[:12] + HOSTILE[30:40]])  # fmt: skip
-def test_hostile_branch_map_is_rejected_by_the_tagger(tmp_path: pathlib.Path, expression: str, named: str) -> None:
+@pytest.mark.parametrize(
+    ("expression", "named"),
+    HOSTILE[:12] + HOSTILE[30:40],
+    ids=[e[:50] for e, _ in HOSTILE[:12] + HOSTILE[30:40]],
+)
+def test_hostile_branch_map_is_rejected_by_the_tagger(
+    tmp_path: pathlib.Path, expression: str, named: str
+) -> None:
     with pytest.raises(TaggerError) as info:
         OnnxTagger(ONNX, data_config=WEAVER_YAML, branch_map={"part_px": _tmp_text(expression, tmp_path)})
     message = str(info.value)
@@ -204,8 +214,11 @@ def test_module_alias_through_a_variable_is_rejected(tmp_path: pathlib.Path) -> 
 # ------------------------------------------------------------------ run-time guards
 def _table(definitions: dict[str, str]) -> VariableTable:
     n = 50
-    source = {"jet_pt": ak.Array(np.arange(1.0, n + 1)), "part_pt": ak.Array([[1.0, 2.0, 3.0]] * n),
-              "jet_idx": ak.Array(np.arange(n))}  # fmt: skip
+    source = {
+        "jet_pt": ak.Array(np.arange(1.0, n + 1)),
+        "part_pt": ak.Array([[1.0, 2.0, 3.0]] * n),
+        "jet_idx": ak.Array(np.arange(n)),
+    }
     return VariableTable(source, definitions, where="events.root")
 
 
@@ -218,8 +231,14 @@ def _table(definitions: dict[str, str]) -> VariableTable:
         ("np.hypot(_stack(jet_pt), jet_pt)", "calling hypot would broadcast"),
         ("np.where(jet_pt > 0) * 1000000000", "arithmetic (Mult) on tuple and int"),
         ("ak.unzip(ak.zip([jet_pt, jet_pt])) * 1000000000", "arithmetic (Mult) on tuple and int"),
-        ("ak.pad_none(part_pt, ak.num(jet_pt, axis=0) * 10000)", "ak.pad_none target 500000 is larger than 100000"),
-        ("np.bincount(ak.to_numpy(jet_idx) * 0 + ak.num(jet_pt, axis=0) * 10**7)", "np.bincount would make 500000001 bins"),
+        (
+            "ak.pad_none(part_pt, ak.num(jet_pt, axis=0) * 10000)",
+            "ak.pad_none target 500000 is larger than 100000",
+        ),
+        (
+            "np.bincount(ak.to_numpy(jet_idx) * 0 + ak.num(jet_pt, axis=0) * 10**7)",
+            "np.bincount would make 500000001 bins",
+        ),
     ],
 )
 def test_run_time_limits_name_variable_and_file(expression: str, named: str) -> None:
@@ -227,7 +246,9 @@ def test_run_time_limits_name_variable_and_file(expression: str, named: str) -> 
     with pytest.raises(ExpressionError) as info:
         table["evil"]
     message = str(info.value)
-    assert "'evil'" in message and "events.root" in message and "LimitError" in message and named in message, message
+    assert (
+        "'evil'" in message and "events.root" in message and "LimitError" in message and named in message
+    ), message
 
 
 def test_padding_is_bounded_in_total() -> None:
@@ -259,12 +280,18 @@ def test_the_namespaces_hold_only_the_allow_list() -> None:
 
 
 def test_allowed_expressions_still_evaluate() -> None:
-    table = _table({
-        "lead": "ak.max(part_pt, axis=1) / jet_pt", "n": "ak.num(part_pt, axis=1)",
-        "pad": "ak.fill_none(ak.pad_none(part_pt, 5), 0.0)", "cast": "ak.values_astype(jet_pt > 10, 'float32')",
-        "cnt": "np.bincount(ak.to_numpy(jet_idx) % 3, minlength=4)", "field": "jet_pt * 2 ** 10",
-        "stacked": "_stack(jet_pt, jet_pt) * 2", "p4": "_p4_from_ptetaphim(part_pt, part_pt * 0, part_pt * 0, part_pt * 0).px",
-    })  # fmt: skip
+    table = _table(
+        {
+            "lead": "ak.max(part_pt, axis=1) / jet_pt",
+            "n": "ak.num(part_pt, axis=1)",
+            "pad": "ak.fill_none(ak.pad_none(part_pt, 5), 0.0)",
+            "cast": "ak.values_astype(jet_pt > 10, 'float32')",
+            "cnt": "np.bincount(ak.to_numpy(jet_idx) % 3, minlength=4)",
+            "field": "jet_pt * 2 ** 10",
+            "stacked": "_stack(jet_pt, jet_pt) * 2",
+            "p4": "_p4_from_ptetaphim(part_pt, part_pt * 0, part_pt * 0, part_pt * 0).px",
+        }
+    )
     assert ak.to_list(table["n"])[:2] == [3, 3]
     assert ak.to_list(table["pad"][0]) == [1.0, 2.0, 3.0, 0.0, 0.0]
     assert str(ak.type(table["cast"])).endswith("float32")
@@ -324,10 +351,22 @@ def test_docs_list_the_allow_list_generated_from_the_code() -> None:
     text = (ROOT / "docs" / "expressions.md").read_text()
     section = text.split("<!-- allowlist:start -->\n", 1)[1].split("<!-- allowlist:end -->", 1)[0]
     assert section == allowlist.render_markdown(), "regenerate: python -m hepnn_coffea.features.allowlist"
-    names = [*allowlist.NUMPY_UFUNCS, *allowlist.NUMPY_FUNCTIONS, *allowlist.NUMPY_DTYPES, *allowlist.NUMPY_CONSTANTS,
-             *allowlist.AWKWARD_FUNCTIONS, *allowlist.MATH_FUNCTIONS, *allowlist.MATH_CONSTANTS,
-             *allowlist.HELPER_FUNCTIONS, *allowlist.VECTOR_ATTRS, *allowlist.ARRAY_ATTRS, *allowlist.DTYPE_NAMES,
-             *allowlist.FORBIDDEN_KEYWORDS, *allowlist.RESERVED_NAMES, *allowlist.DENIED_ATTRS]  # fmt: skip
+    names = [
+        *allowlist.NUMPY_UFUNCS,
+        *allowlist.NUMPY_FUNCTIONS,
+        *allowlist.NUMPY_DTYPES,
+        *allowlist.NUMPY_CONSTANTS,
+        *allowlist.AWKWARD_FUNCTIONS,
+        *allowlist.MATH_FUNCTIONS,
+        *allowlist.MATH_CONSTANTS,
+        *allowlist.HELPER_FUNCTIONS,
+        *allowlist.VECTOR_ATTRS,
+        *allowlist.ARRAY_ATTRS,
+        *allowlist.DTYPE_NAMES,
+        *allowlist.FORBIDDEN_KEYWORDS,
+        *allowlist.RESERVED_NAMES,
+        *allowlist.DENIED_ATTRS,
+    ]
     missing = [n for n in names if f"`{n}`" not in section]
     assert not missing, missing
 

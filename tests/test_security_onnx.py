@@ -28,7 +28,9 @@ def _raw_config() -> dict:
 
 
 # ----------------------------------------------------------------------- ONNX files
-def _save_with_metadata(tmp: pathlib.Path, metadata: dict[str, str], name: str = "model.onnx") -> pathlib.Path:
+def _save_with_metadata(
+    tmp: pathlib.Path, metadata: dict[str, str], name: str = "model.onnx"
+) -> pathlib.Path:
     import onnx
 
     model = onnx.load(str(ONNX))
@@ -42,13 +44,17 @@ def _save_with_metadata(tmp: pathlib.Path, metadata: dict[str, str], name: str =
 
 def test_hostile_embedded_data_config_is_rejected_before_onnxruntime(tmp_path: pathlib.Path) -> None:
     raw = _raw_config()
-    raw["new_variables"]["part_evil"] = f"part_px * 0 + np.savetxt('{tmp_path}/evil.pth', [0], header='import os')"
+    raw["new_variables"]["part_evil"] = (
+        f"part_px * 0 + np.savetxt('{tmp_path}/evil.pth', [0], header='import os')"
+    )
     path = _save_with_metadata(tmp_path, {META_PREFIX + "data_config": yaml.safe_dump(raw)})
     for make in (lambda: OnnxTagger(path), lambda: OnnxTagger(path, data_config=WEAVER_YAML)):
         with pytest.raises(TaggerError) as info:
             make()
         message = str(info.value)
-        assert str(path) in message and "new_variables.part_evil" in message and "'np.savetxt'" in message, message
+        assert str(path) in message and "new_variables.part_evil" in message and "'np.savetxt'" in message, (
+            message
+        )
     from hepnn_coffea.export import read_metadata
 
     with pytest.raises(TaggerError, match="np.savetxt"):
@@ -57,10 +63,15 @@ def test_hostile_embedded_data_config_is_rejected_before_onnxruntime(tmp_path: p
 
 
 def test_clean_embedded_data_config_loads(tmp_path: pathlib.Path) -> None:
-    path = _save_with_metadata(tmp_path, {
-        META_PREFIX + "data_config": yaml.safe_dump(_raw_config()), META_PREFIX + "classes": '["jet_isTop", "jet_isQCD"]',
-        META_PREFIX + "task": "classification", META_PREFIX + "provenance": '{"model": "pfn"}',
-    })  # fmt: skip
+    path = _save_with_metadata(
+        tmp_path,
+        {
+            META_PREFIX + "data_config": yaml.safe_dump(_raw_config()),
+            META_PREFIX + "classes": '["jet_isTop", "jet_isQCD"]',
+            META_PREFIX + "task": "classification",
+            META_PREFIX + "provenance": '{"model": "pfn"}',
+        },
+    )
     tagger = OnnxTagger(path)
     assert tagger.classes == ["jet_isTop", "jet_isQCD"] and tagger.metadata["provenance"] == {"model": "pfn"}
 
@@ -80,7 +91,9 @@ def test_clean_embedded_data_config_loads(tmp_path: pathlib.Path) -> None:
         ("data_config", "a: [unclosed", "metadata 'hepnn_coffea.data_config' is not valid YAML"),
     ],
 )
-def test_bad_metadata_is_rejected_naming_file_and_key(tmp_path: pathlib.Path, key: str, value: str, named: str) -> None:
+def test_bad_metadata_is_rejected_naming_file_and_key(
+    tmp_path: pathlib.Path, key: str, value: str, named: str
+) -> None:
     path = _save_with_metadata(tmp_path, {META_PREFIX + key: value})
     with pytest.raises(TaggerError) as info:
         OnnxTagger(path, data_config=WEAVER_YAML)
@@ -90,7 +103,9 @@ def test_bad_metadata_is_rejected_naming_file_and_key(tmp_path: pathlib.Path, ke
 def test_yaml_alias_bomb_in_metadata_is_rejected(tmp_path: pathlib.Path) -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
-    with pytest.raises(TaggerError, match=r"model\.onnx: metadata 'hepnn_coffea\.data_config' expands to more than"):
+    with pytest.raises(
+        TaggerError, match=r"model\.onnx: metadata 'hepnn_coffea\.data_config' expands to more than"
+    ):
         parse_metadata({META_PREFIX + "data_config": "\n".join(lines)}, "model.onnx")
 
 
@@ -101,7 +116,9 @@ def test_without_onnx_the_file_check_warns(monkeypatch: pytest.MonkeyPatch) -> N
         raise ImportError(module)
 
     monkeypatch.setattr(model_check, "require", missing)
-    with pytest.warns(model_check.ModelCheckWarning, match="external data references of the model are not checked"):
+    with pytest.warns(
+        model_check.ModelCheckWarning, match="external data references of the model are not checked"
+    ):
         assert check_onnx_file(ONNX) == {}
 
 
@@ -118,8 +135,14 @@ def _external_model(folder: pathlib.Path) -> pathlib.Path:
     folder.mkdir()
     model = onnx.load(str(ONNX))
     path = folder / "model.onnx"
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="weights.bin", size_threshold=0)  # fmt: skip
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
     return path
 
 
@@ -147,7 +170,9 @@ def test_external_data_inside_the_model_folder_loads(tmp_path: pathlib.Path) -> 
         jets = f["tree"].arrays(entry_stop=20)
     ours = OnnxTagger(path, data_config=WEAVER_YAML)(jets)
     reference = OnnxTagger(ONNX, data_config=WEAVER_YAML)(jets)
-    np.testing.assert_allclose(ak.to_numpy(ours["score_jet_isTop"]), ak.to_numpy(reference["score_jet_isTop"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        ak.to_numpy(ours["score_jet_isTop"]), ak.to_numpy(reference["score_jet_isTop"]), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -163,7 +188,9 @@ def test_external_data_inside_the_model_folder_loads(tmp_path: pathlib.Path) -> 
         ("", "not a plain relative path"),
     ],
 )
-def test_external_data_outside_the_model_folder_is_rejected(tmp_path: pathlib.Path, location: str, named: str) -> None:
+def test_external_data_outside_the_model_folder_is_rejected(
+    tmp_path: pathlib.Path, location: str, named: str
+) -> None:
     path = _external_model(tmp_path / "model")
     shutil.copy(tmp_path / "model" / "weights.bin", tmp_path / "outside.bin")
     (tmp_path / "model" / "link.bin").symlink_to(tmp_path / "outside.bin")

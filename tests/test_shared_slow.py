@@ -26,16 +26,33 @@ def test_pfn_on_shared_data_full_chain(tmp_path) -> None:
         for split in ("train", "val", "test")
     }
     (tmp_path / "fileset.json").write_text(json.dumps(fileset))
-    manifest = preprocess(tmp_path / "fileset.json", TOP_KIN, tmp_path / "shards", executor="futures", workers=2,
-                          chunksize=10_000)  # fmt: skip
+    manifest = preprocess(
+        tmp_path / "fileset.json",
+        TOP_KIN,
+        tmp_path / "shards",
+        executor="futures",
+        workers=2,
+        chunksize=10_000,
+    )
     assert sum(e["entries_out"] for e in manifest["splits"]["train"].values()) == 60_000
     assert sum(e["entries_out"] for e in manifest["splits"]["test"].values()) == 15_000
-    result = train(ROOT / "models" / "pfn.yaml", tmp_path / "shards", tmp_path / "run",
-                   overrides={"training": {"epochs": 4, "batch_size": 256}}, progress=False)  # fmt: skip
+    result = train(
+        ROOT / "models" / "pfn.yaml",
+        tmp_path / "shards",
+        tmp_path / "run",
+        overrides={"training": {"epochs": 4, "batch_size": 256}},
+        progress=False,
+    )
     assert result.best_metric > 0.95
     export_onnx(tmp_path / "run", tmp_path / "pfn.onnx")
-    info = infer(tmp_path / "pfn.onnx", tmp_path / "fileset.json", tmp_path / "out", split="test",
-                 executor="futures", workers=2)  # fmt: skip
+    info = infer(
+        tmp_path / "pfn.onnx",
+        tmp_path / "fileset.json",
+        tmp_path / "out",
+        split="test",
+        executor="futures",
+        workers=2,
+    )
     assert info["n_jets"] == 15_000
     summary = evaluate(tmp_path / "out")
     print(json.dumps(summary, indent=1))

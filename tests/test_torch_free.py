@@ -20,8 +20,14 @@ FIXTURE = ROOT / "tests" / "fixtures" / "weaver_pfn"
 def _python(code: str, timeout: int = 300) -> dict:
     """Run ``code`` in a new interpreter; it prints one JSON line last."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -71,6 +77,10 @@ def test_training_modules_say_which_extra_to_install() -> None:
         from hepnn_coffea.processing.preprocess import preprocess
         print(json.dumps(messages))
     """)
-    assert set(result) == {"hepnn_coffea.training.trainer", "hepnn_coffea.export.onnx_export", "hepnn_coffea.nn"}
+    assert set(result) == {
+        "hepnn_coffea.training.trainer",
+        "hepnn_coffea.export.onnx_export",
+        "hepnn_coffea.nn",
+    }
     for message in result.values():
         assert "pip install 'hepnn_coffea[train]'" in message and "'torch' is not installed" in message

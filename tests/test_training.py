@@ -127,8 +127,9 @@ def test_resume_needs_only_the_run_dir(tmp_path: pathlib.Path, trained_run: path
 # --------------------------------------------------------------------------- resume
 
 
-def test_resume_is_bit_exact(tmp_path: pathlib.Path, shards: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
-                             restore_threads: None) -> None:  # fmt: skip
+def test_resume_is_bit_exact(
+    tmp_path: pathlib.Path, shards: pathlib.Path, monkeypatch: pytest.MonkeyPatch, restore_threads: None
+) -> None:
     overrides = {"training": {"epochs": 2, "batch_size": 256, "num_threads": 1, "tensorboard": False}}
     run_a, run_b = tmp_path / "a", tmp_path / "b"
     result_a = train(PFN, shards, run_a, overrides=overrides, progress=False)
@@ -184,9 +185,15 @@ def test_early_stopping(tmp_path: pathlib.Path, shards: pathlib.Path, restore_th
     # so the validation AUC never improves after epoch 1
     overrides = {
         "model": {"params": {"use_bn": False}},
-        "training": {"epochs": 5, "lr": 0.0, "early_stopping_patience": 1, "batch_size": 500,
-                     "num_threads": 1, "tensorboard": False},
-    }  # fmt: skip
+        "training": {
+            "epochs": 5,
+            "lr": 0.0,
+            "early_stopping_patience": 1,
+            "batch_size": 500,
+            "num_threads": 1,
+            "tensorboard": False,
+        },
+    }
     result = train(PFN, shards, tmp_path / "run", overrides=overrides, progress=False)
     rows = _rows(tmp_path / "run")
     assert len(rows) == 2

@@ -29,12 +29,19 @@ def _rows(run_dir) -> list[dict[str, str]]:
 
 
 def test_expert_overrides_resolve_over_an_extended_config(tmp_path) -> None:
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"training": {"batch_size": 512, "epochs": 10, "lr": 0.01}}))
-    (tmp_path / "trigger.yaml").write_text(yaml.safe_dump({
-        "extends": "base", "model": {"name": "pfn", "params": {"use_bn": True}},
-        "expert_3": {"batch_size": 128, "epochs": 2000},
-        "expert_1": {"model": {"params": {"use_bn": False}}, "training": {"lr": 0.1}},
-    }))  # fmt: skip
+    (tmp_path / "base.yaml").write_text(
+        yaml.safe_dump({"training": {"batch_size": 512, "epochs": 10, "lr": 0.01}})
+    )
+    (tmp_path / "trigger.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "extends": "base",
+                "model": {"name": "pfn", "params": {"use_bn": True}},
+                "expert_3": {"batch_size": 128, "epochs": 2000},
+                "expert_1": {"model": {"params": {"use_bn": False}}, "training": {"lr": 0.1}},
+            }
+        )
+    )
     cfg = load_model_config(tmp_path / "trigger.yaml")
     three = resolve_expert(cfg, "expert_3")
     assert three["training"] == {"batch_size": 128, "epochs": 2000, "lr": 0.01}
@@ -50,7 +57,9 @@ def test_expert_overrides_resolve_over_an_extended_config(tmp_path) -> None:
 def test_train_with_expert_saves_the_resolved_config(shards, tmp_path) -> None:
     cfg = load_model_config(PFN)
     cfg["expert_b"] = {"batch_size": 256, "epochs": 1}
-    train(cfg, shards, tmp_path / "run", expert="b", overrides={"training": {"num_threads": 1}}, progress=False)
+    train(
+        cfg, shards, tmp_path / "run", expert="b", overrides={"training": {"num_threads": 1}}, progress=False
+    )
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["training"]["batch_size"] == 256 and saved["training"]["epochs"] == 1
     assert "expert_b" not in saved and len(_rows(tmp_path / "run")) == 1
@@ -85,25 +94,60 @@ def test_bucketing_groups_similar_lengths_and_covers_every_row(shards, tmp_path)
     spread_bucketed = np.mean([np.ptp(lengths[b]) for b in np.split(order[: 64 * 30], 30)])
     spread_random = np.mean([np.ptp(lengths[b]) for b in np.split(index[: 64 * 30], 30)])
     assert spread_bucketed < 0.5 * spread_random
-    train(PFN, shards, tmp_path / "run", progress=False, overrides={"training": {
-        "epochs": 1, "batch_size": 128, "bucket_by_length": True, "amp": "bf16", "num_threads": 1}})  # fmt: skip
+    train(
+        PFN,
+        shards,
+        tmp_path / "run",
+        progress=False,
+        overrides={
+            "training": {
+                "epochs": 1,
+                "batch_size": 128,
+                "bucket_by_length": True,
+                "amp": "bf16",
+                "num_threads": 1,
+            }
+        },
+    )
     assert float(_rows(tmp_path / "run")[0]["val_auc"]) > 0.6  # amp is ignored on CPU, training still works
 
 
 def test_bad_amp_setting_is_rejected(shards, tmp_path) -> None:
     with pytest.raises(ConfigError, match="training.amp"):
-        train(PFN, shards, tmp_path / "run", progress=False, overrides={"training": {"epochs": 1, "amp": "fp8"}})
+        train(
+            PFN, shards, tmp_path / "run", progress=False, overrides={"training": {"epochs": 1, "amp": "fp8"}}
+        )
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (ROOT / ".venv" / "bin" / "torchrun").exists(),
-                    reason="torchrun not installed")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not (ROOT / ".venv" / "bin" / "torchrun").exists(),
+    reason="torchrun not installed",
+)
 def test_ddp_two_cpu_processes_with_gloo(shards, tmp_path) -> None:
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "hepnn_coffea.cli", "train", str(PFN),
-           "--shards", str(shards), "-o", str(run_dir), "--no-progress",
-           "--set", "training.epochs=2", "--set", "training.batch_size=128", "--set", "training.device=cpu"]  # fmt: skip
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "hepnn_coffea.cli",
+        "train",
+        str(PFN),
+        "--shards",
+        str(shards),
+        "-o",
+        str(run_dir),
+        "--no-progress",
+        "--set",
+        "training.epochs=2",
+        "--set",
+        "training.batch_size=128",
+        "--set",
+        "training.device=cpu",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _rows(run_dir)
@@ -119,8 +163,13 @@ def test_every_zoo_model_trains_and_exports_with_parity(model, shards, tmp_path)
     from hepnn_coffea.export import export_onnx, read_metadata
 
     run_dir = tmp_path / model
-    train(ROOT / "models" / f"{model}.yaml", shards, run_dir, progress=False,
-          overrides={"training": {"epochs": 1, "batch_size": 64, "samples_per_epoch": 256, "num_threads": 2}})  # fmt: skip
+    train(
+        ROOT / "models" / f"{model}.yaml",
+        shards,
+        run_dir,
+        progress=False,
+        overrides={"training": {"epochs": 1, "batch_size": 64, "samples_per_epoch": 256, "num_threads": 2}},
+    )
     info = export_onnx(run_dir, tmp_path / f"{model}.onnx", parity_jets=256)
     assert info["max_abs_diff"] <= 1e-4 and info["n_jets"] == 256
     assert read_metadata(tmp_path / f"{model}.onnx")["provenance"]["model"] == model

@@ -12,8 +12,12 @@ import pytest
 import uproot
 
 from hepnn_coffea.config.data_config import ConfigError
-from hepnn_coffea.config.variations_config import (ConstituentLayout, Variation, load_variations,
-                                                   parse_variation_option)  # fmt: skip
+from hepnn_coffea.config.variations_config import (
+    ConstituentLayout,
+    Variation,
+    load_variations,
+    parse_variation_option,
+)
 from hepnn_coffea.evaluation.stages import infer
 from hepnn_coffea.evaluation.variations import chunk_rng, vary_constituents
 from tests.conftest import SAMPLES
@@ -38,19 +42,31 @@ def _columns(path) -> dict[str, np.ndarray]:
 # --- config -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("section, message", [
-    ({"define": {"x": {"type": "scal", "factor": 1.0}}}, "variations.define.x.type: 'scal' .*did you mean 'scale'"),
-    ({"define": {"x": {"type": "scale"}}}, r"variations.define.x.factor: missing"),
-    ({"define": {"x": {"type": "scale", "factor": 1.0, "sigma": 0.1}}}, r"define.x.sigma: not a parameter"),
-    ({"define": {"x": {"type": "scale", "factor": "big"}}}, r"define.x.factor: expected a number"),
-    ({"define": {"x": {"type": "drop", "fraction": 1.0}}}, r"define.x.fraction: must be in \[0, 1\)"),
-    ({"define": {"x": {"type": "smear", "sigma": 0.1, "particles": "charge"}}}, "did you mean 'charged'"),
-    ({"define": {"x": {"type": "weight", "expression": "__import__('os')"}}}, r"define.x.expression: .*not allowed"),
-    ({"define": {"nominal": {"type": "scale", "factor": 1.0}}}, "not 'nominal'"),
-    ({"seeed": 1}, "variations.seeed: unknown key; did you mean 'seed'"),
-    ({"report": {"pt_edges": [600, 500]}}, "variations.report.pt_edges: must increase"),
-    ({"constituents": {"kinematics": "xyz"}}, "variations.constituents.kinematics"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        (
+            {"define": {"x": {"type": "scal", "factor": 1.0}}},
+            "variations.define.x.type: 'scal' .*did you mean 'scale'",
+        ),
+        ({"define": {"x": {"type": "scale"}}}, r"variations.define.x.factor: missing"),
+        (
+            {"define": {"x": {"type": "scale", "factor": 1.0, "sigma": 0.1}}},
+            r"define.x.sigma: not a parameter",
+        ),
+        ({"define": {"x": {"type": "scale", "factor": "big"}}}, r"define.x.factor: expected a number"),
+        ({"define": {"x": {"type": "drop", "fraction": 1.0}}}, r"define.x.fraction: must be in \[0, 1\)"),
+        ({"define": {"x": {"type": "smear", "sigma": 0.1, "particles": "charge"}}}, "did you mean 'charged'"),
+        (
+            {"define": {"x": {"type": "weight", "expression": "__import__('os')"}}},
+            r"define.x.expression: .*not allowed",
+        ),
+        ({"define": {"nominal": {"type": "scale", "factor": 1.0}}}, "not 'nominal'"),
+        ({"seeed": 1}, "variations.seeed: unknown key; did you mean 'seed'"),
+        ({"report": {"pt_edges": [600, 500]}}, "variations.report.pt_edges: must increase"),
+        ({"constituents": {"kinematics": "xyz"}}, "variations.constituents.kinematics"),
+    ],
+)
 def test_config_errors_name_the_key(section: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_variations({"variations": section})
@@ -64,7 +80,10 @@ def test_shipped_examples_load(name: str) -> None:
 
 def test_command_line_variation_and_round_trip() -> None:
     name, spec = parse_variation_option("w:weight:expression=1 + 0.002 * (jet_pt - 600),samples=qcd|top")
-    assert (name, spec) == ("w", {"type": "weight", "expression": "1 + 0.002 * (jet_pt - 600)", "samples": ["qcd", "top"]})
+    assert (name, spec) == (
+        "w",
+        {"type": "weight", "expression": "1 + 0.002 * (jet_pt - 600)", "samples": ["qcd", "top"]},
+    )
     config = load_variations({"seed": 3, "define": {name: spec, "up": {"type": "scale", "factor": 1.01}}})
     assert config.names == ["nominal", "w", "up"]
     assert load_variations(config.to_dict()) == config
@@ -83,9 +102,19 @@ def _constituents(seed: int = 0, n_jets: int = 50) -> dict[str, ak.Array]:
     energy = np.sqrt((p**2).sum(0) + mass**2)
     charge = rng.choice([-1.0, 0.0, 1.0], n)
     jag = lambda x: ak.unflatten(x.astype(np.float32), counts)  # noqa: E731
-    return {"part_px": jag(p[0]), "part_py": jag(p[1]), "part_pz": jag(p[2]), "part_energy": jag(energy),
-            "part_charge": jag(charge), "PFCand_pt": jag(pt), "PFCand_eta": jag(eta), "PFCand_phi": jag(phi),
-            "PFCand_mass": jag(mass), "PFCand_charge": jag(charge), "jet_pt": np.full(n_jets, 600.0)}  # fmt: skip
+    return {
+        "part_px": jag(p[0]),
+        "part_py": jag(p[1]),
+        "part_pz": jag(p[2]),
+        "part_energy": jag(energy),
+        "part_charge": jag(charge),
+        "PFCand_pt": jag(pt),
+        "PFCand_eta": jag(eta),
+        "PFCand_phi": jag(phi),
+        "PFCand_mass": jag(mass),
+        "PFCand_charge": jag(charge),
+        "jet_pt": np.full(n_jets, 600.0),
+    }
 
 
 def _flat(a: ak.Array) -> np.ndarray:
@@ -119,7 +148,9 @@ def test_smearing_rotates_and_drop_thins_every_constituent_branch() -> None:
     np.testing.assert_array_equal(_flat(smeared["part_energy"]), _flat(fields["part_energy"]))
     eta = lambda f: np.arcsinh(_flat(f["part_pz"]) / np.hypot(_flat(f["part_px"]), _flat(f["part_py"])))  # noqa: E731
     assert 0.04 < np.std(eta(smeared) - eta(fields)) < 0.06
-    polar = vary_constituents(fields, Variation("smear", "smear", sigma=0.05), POLAR, chunk_rng(1, "s", "f", 0, 50))
+    polar = vary_constituents(
+        fields, Variation("smear", "smear", sigma=0.05), POLAR, chunk_rng(1, "s", "f", 0, 50)
+    )
     cosh = lambda f: _flat(f["PFCand_pt"]) * np.cosh(_flat(f["PFCand_eta"]))  # noqa: E731
     np.testing.assert_allclose(cosh(polar), cosh(fields), rtol=1e-5)
     assert np.all(np.abs(_flat(polar["PFCand_phi"])) <= np.pi)
@@ -130,28 +161,43 @@ def test_smearing_rotates_and_drop_thins_every_constituent_branch() -> None:
     n_charged = (_flat(fields["part_charge"]) != 0).sum()
     lost = len(_flat(fields["part_px"])) - len(_flat(thin["part_px"]))
     assert 0.2 * n_charged < lost < 0.4 * n_charged
-    assert (_flat(thin["part_charge"]) != 0).sum() == n_charged - lost  # only charged ones, every part_ branch
+    assert (
+        _flat(thin["part_charge"]) != 0
+    ).sum() == n_charged - lost  # only charged ones, every part_ branch
     assert ak.all(ak.num(thin["part_energy"]) == ak.num(thin["part_charge"]))
-    assert ak.all(thin["part_px"] == again["part_px"]) and not ak.all(ak.num(other["part_px"]) == ak.num(thin["part_px"]))
+    assert ak.all(thin["part_px"] == again["part_px"]) and not ak.all(
+        ak.num(other["part_px"]) == ak.num(thin["part_px"])
+    )
     assert ak.all(thin["PFCand_pt"] == fields["PFCand_pt"])  # another prefix: untouched
 
 
 # --- the evaluation pass ------------------------------------------------------------------------------
 
-VARIATIONS = {"seed": 5, "report": {"background_efficiencies": [0.05, 0.2], "pt_edges": [550, 580, 610, 650]},
-              "define": {"unity": {"type": "scale", "factor": 1.0, "particles": "charged"},
-                         "charged_up": {"type": "scale", "factor": 1.05, "particles": "charged"},
-                         "smear": {"type": "smear", "sigma": 0.02},
-                         "drop": {"type": "drop", "fraction": 0.1},
-                         "qcd_pt_weight": {"type": "weight", "expression": "1 + 0.01 * (jet_pt - 600)",
-                                           "samples": ["qcd"]}}}  # fmt: skip
+VARIATIONS = {
+    "seed": 5,
+    "report": {"background_efficiencies": [0.05, 0.2], "pt_edges": [550, 580, 610, 650]},
+    "define": {
+        "unity": {"type": "scale", "factor": 1.0, "particles": "charged"},
+        "charged_up": {"type": "scale", "factor": 1.05, "particles": "charged"},
+        "smear": {"type": "smear", "sigma": 0.02},
+        "drop": {"type": "drop", "fraction": 0.1},
+        "qcd_pt_weight": {"type": "weight", "expression": "1 + 0.01 * (jet_pt - 600)", "samples": ["qcd"]},
+    },
+}
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, onnx_model):
     out = tmp_path_factory.mktemp("variations")
     infer(onnx_model, _test_fileset(), out / "plain", executor="iterative", chunksize=300)
-    infer(onnx_model, _test_fileset(), out / "varied", executor="iterative", chunksize=300, variations=VARIATIONS)
+    infer(
+        onnx_model,
+        _test_fileset(),
+        out / "varied",
+        executor="iterative",
+        chunksize=300,
+        variations=VARIATIONS,
+    )
     return out
 
 
@@ -163,7 +209,14 @@ def test_nominal_outputs_are_unchanged(runs) -> None:
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
     with (varied / "hists_variations.pkl").open("rb") as f:
         full = pickle.load(f)
-    assert list(full["score"].axes["variation"]) == ["nominal", "unity", "charged_up", "smear", "drop", "qcd_pt_weight"]
+    assert list(full["score"].axes["variation"]) == [
+        "nominal",
+        "unity",
+        "charged_up",
+        "smear",
+        "drop",
+        "qcd_pt_weight",
+    ]
     assert full["score"][{"variation": "nominal"}] == a["score"]
 
 
@@ -180,7 +233,9 @@ def test_unity_scale_and_weight_variation_reuse_the_nominal(runs) -> None:
     np.testing.assert_array_equal(rows["weight"][~qcd], nominal["weight"][~qcd])
     with (runs / "varied" / "hists_variations.pkl").open("rb") as f:
         h = pickle.load(f)["score"]
-    np.testing.assert_array_equal(h[{"variation": "unity"}].values(flow=True), h[{"variation": "nominal"}].values(flow=True))
+    np.testing.assert_array_equal(
+        h[{"variation": "unity"}].values(flow=True), h[{"variation": "nominal"}].values(flow=True)
+    )
     assert not np.array_equal(h[{"variation": "drop"}].values(), h[{"variation": "nominal"}].values())
 
 
@@ -191,7 +246,9 @@ def test_shifted_pass_equals_direct_recomputation(runs, onnx_model) -> None:
     table = _columns(runs / "varied" / "variations.parquet")
     rows = {k: v[table["variation"] == "charged_up"] for k, v in table.items()}
     for sample in ("top", "qcd"):
-        events = uproot.open(SAMPLES / f"topqcd_test_{sample}.root")["tree"].arrays(tagger.columns() + ["part_charge", "event_no"])
+        events = uproot.open(SAMPLES / f"topqcd_test_{sample}.root")["tree"].arrays(
+            tagger.columns() + ["part_charge", "event_no"]
+        )
         for name in ("part_px", "part_py", "part_pz", "part_energy"):
             events[name] = ak.where(events.part_charge != 0, events[name] * 1.05, events[name])
         direct = tagger(events).score_jet_isTop.to_numpy()
@@ -209,14 +266,18 @@ def test_report_table_and_plot(runs) -> None:
     point = report["discriminants"]["jet_isTop"]["working_points"]["eff_b_5%"]
     assert [b["bin"] for b in point["bins"]] == ["all", "550-580", "580-610", "610-650"]
     for b in point["bins"]:
-        assert b["shifts"]["unity"]["delta_eff_signal"] == 0.0 and b["shifts"]["unity"]["rel_rejection"] in (0.0, None)
+        assert b["shifts"]["unity"]["delta_eff_signal"] == 0.0 and b["shifts"]["unity"]["rel_rejection"] in (
+            0.0,
+            None,
+        )
         iv = b["nominal"]["eff_signal"]
         assert iv["low"] <= iv["value"] <= iv["high"]
     everything = point["bins"][0]
     nominal = _columns(runs / "varied" / "scores.parquet")
     top = nominal["jet_isTop"] == 1
     assert everything["nominal"]["eff_signal"]["value"] == pytest.approx(
-        np.mean(nominal["score_jet_isTop"][top] >= point["threshold"]))
+        np.mean(nominal["score_jet_isTop"][top] >= point["threshold"])
+    )
     assert everything["shifts"]["drop"]["delta_eff_signal"] != 0.0
     text = (runs / "varied" / "variations.md").read_text()
     assert "| all | unity |" in text and "charged_up" in text
@@ -242,11 +303,44 @@ def test_cli_variation_options(onnx_model, tmp_path) -> None:
     fileset = tmp_path / "fileset.json"
     fileset.write_text(json.dumps(_test_fileset()))
     out = tmp_path / "out"
-    assert main(["infer", str(onnx_model), "--fileset", str(fileset), "-o", str(out), "--executor", "iterative",
-                 "--variation", "up:scale:factor=1.02", "--variation-seed", "2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "infer",
+                str(onnx_model),
+                "--fileset",
+                str(fileset),
+                "-o",
+                str(out),
+                "--executor",
+                "iterative",
+                "--variation",
+                "up:scale:factor=1.02",
+                "--variation-seed",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "counts.json").read_text())["variations"]["seed"] == 2
     assert main(["variations", str(out), "--background-efficiency", "0.1", "--no-plots"]) == 0
-    assert list(json.loads((out / "variations.json").read_text())["discriminants"]["jet_isTop"]["working_points"]) == [
-        "eff_b_10%"]
-    assert main(["infer", str(onnx_model), "--fileset", str(fileset), "-o", str(out), "--executor", "iterative",
-                 "--variation", "up:scale:factr=1.02"]) == 2  # fmt: skip
+    assert list(
+        json.loads((out / "variations.json").read_text())["discriminants"]["jet_isTop"]["working_points"]
+    ) == ["eff_b_10%"]
+    assert (
+        main(
+            [
+                "infer",
+                str(onnx_model),
+                "--fileset",
+                str(fileset),
+                "-o",
+                str(out),
+                "--executor",
+                "iterative",
+                "--variation",
+                "up:scale:factr=1.02",
+            ]
+        )
+        == 2
+    )

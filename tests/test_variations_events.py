@@ -14,11 +14,16 @@ from hepnn_coffea.evaluation.stages import infer
 from tests.test_events_workflow import CONFIG, FILESET, HERE, SAMPLES
 from tests.test_variations import _columns
 
-VARIATIONS = {"seed": 2, "report": {"background_efficiencies": [0.1]},
-              "define": {"unity": {"type": "scale", "factor": 1.0, "particles": "neutral"},
-                         "up": {"type": "scale", "factor": 1.03},
-                         "drop": {"type": "drop", "fraction": 0.1, "particles": "charged"},
-                         "w": {"type": "weight", "expression": "2.0", "samples": ["ttbar_400toInf"]}}}  # fmt: skip
+VARIATIONS = {
+    "seed": 2,
+    "report": {"background_efficiencies": [0.1]},
+    "define": {
+        "unity": {"type": "scale", "factor": 1.0, "particles": "neutral"},
+        "up": {"type": "scale", "factor": 1.03},
+        "drop": {"type": "drop", "fraction": 0.1, "particles": "charged"},
+        "w": {"type": "weight", "expression": "2.0", "samples": ["ttbar_400toInf"]},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,31 +34,59 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 
     work = tmp_path_factory.mktemp("events_variations")
     preprocess(FILESET, CONFIG, work / "shards", executor="iterative", chunksize=150)
-    overrides = {"training": {"epochs": 1, "batch_size": 128, "samples_per_epoch": 1024, "val_samples": 256,
-                              "tensorboard": False}}  # fmt: skip
-    train(HERE.parent / "models" / "nanoaod" / "pfn.yaml", work / "shards", work / "run", overrides=overrides,
-          progress=False)  # fmt: skip
+    overrides = {
+        "training": {
+            "epochs": 1,
+            "batch_size": 128,
+            "samples_per_epoch": 1024,
+            "val_samples": 256,
+            "tensorboard": False,
+        }
+    }
+    train(
+        HERE.parent / "models" / "nanoaod" / "pfn.yaml",
+        work / "shards",
+        work / "run",
+        overrides=overrides,
+        progress=False,
+    )
     export_onnx(work / "run", work / "model.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         infer(work / "model.onnx", FILESET, work / "plain", executor="iterative", chunksize=150)
-        infer(work / "model.onnx", FILESET, work / "varied", executor="iterative", chunksize=150, variations=VARIATIONS)
+        infer(
+            work / "model.onnx",
+            FILESET,
+            work / "varied",
+            executor="iterative",
+            chunksize=150,
+            variations=VARIATIONS,
+        )
     return work
 
 
 def test_nominal_unchanged_and_hists_stacked(runs: pathlib.Path) -> None:
-    assert (runs / "plain" / "scores.parquet").read_bytes() == (runs / "varied" / "scores.parquet").read_bytes()
-    with (runs / "plain" / "hists.pkl").open("rb") as f, (runs / "varied" / "hists_variations.pkl").open("rb") as g:
+    assert (runs / "plain" / "scores.parquet").read_bytes() == (
+        runs / "varied" / "scores.parquet"
+    ).read_bytes()
+    with (
+        (runs / "plain" / "hists.pkl").open("rb") as f,
+        (runs / "varied" / "hists_variations.pkl").open("rb") as g,
+    ):
         plain, full = pickle.load(f), pickle.load(g)
     for name, h in plain.items():
         assert list(full[name].axes["variation"]) == ["nominal", "unity", "up", "drop", "w"]
         assert full[name][{"variation": "nominal"}] == h
-        np.testing.assert_array_equal(full[name][{"variation": "unity"}].values(flow=True), h.values(flow=True))
+        np.testing.assert_array_equal(
+            full[name][{"variation": "unity"}].values(flow=True), h.values(flow=True)
+        )
     # a weight variation on one sample: its yields double there, elsewhere they stay
     y = full["yields"]
     for process in y.axes["process"]:
-        ratio = y[{"variation": "w", "process": process}].values().sum() / y[{"variation": "nominal",
-                                                                                "process": process}].values().sum()
+        ratio = (
+            y[{"variation": "w", "process": process}].values().sum()
+            / y[{"variation": "nominal", "process": process}].values().sum()
+        )
         assert ratio == pytest.approx(1.0) or process == "ttbar"
 
 
@@ -63,18 +96,24 @@ def test_varied_pfcands_equal_direct_recomputation(runs: pathlib.Path) -> None:
     from hepnn_coffea import OnnxTagger
 
     table = _columns(runs / "varied" / "variations.parquet")
-    rows = {k: v[(table["variation"] == "up") & (table["sample"] == "ttbar_400toInf")] for k, v in table.items()}
+    rows = {
+        k: v[(table["variation"] == "up") & (table["sample"] == "ttbar_400toInf")] for k, v in table.items()
+    }
     path = str(SAMPLES / "nanosim_ttbar_400toInf.root")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        events = NanoEventsFactory.from_root({path: "Events"}, schemaclass=NanoAODSchema, mode="eager").events()
+        events = NanoEventsFactory.from_root(
+            {path: "Events"}, schemaclass=NanoAODSchema, mode="eager"
+        ).events()
         for field in ("pt", "mass"):
             value = events.PFCand[field]
             dtype = ak.to_numpy(ak.flatten(value)).dtype
             events["PFCand", field] = ak.values_astype(ak.values_astype(value, np.float64) * 1.03, dtype)
         scores = OnnxTagger(runs / "model.onnx").fatjets(events)
     position = {int(e): i for i, e in enumerate(ak.to_numpy(events.event))}
-    direct = np.array([scores.score_top[position[int(e)]][int(j)] for e, j in zip(rows["event"], rows["fatjet_index"])])
+    direct = np.array(
+        [scores.score_top[position[int(e)]][int(j)] for e, j in zip(rows["event"], rows["fatjet_index"])]
+    )
     assert len(direct) > 50
     np.testing.assert_allclose(rows["score_top"], direct, rtol=1e-5, atol=1e-6)
     nominal = _columns(runs / "varied" / "scores.parquet")

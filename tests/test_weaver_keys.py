@@ -19,9 +19,21 @@ from hepnn_coffea.nn.weaver_keys import from_weaver, to_weaver
 from tests.conftest import ROOT
 
 CKPT = ROOT.parent / "shared" / "pretrained" / "ParticleNet_JetClass_kin.pt"
-needs_checkpoint = pytest.mark.skipif(not CKPT.is_file(), reason="needs ../shared/pretrained beside the repository")
-JETCLASS = ["label_QCD", "label_Hbb", "label_Hcc", "label_Hgg", "label_H4q", "label_Hqql", "label_Zqq", "label_Wqq",
-            "label_Tbqq", "label_Tbl"]  # fmt: skip
+needs_checkpoint = pytest.mark.skipif(
+    not CKPT.is_file(), reason="needs ../shared/pretrained beside the repository"
+)
+JETCLASS = [
+    "label_QCD",
+    "label_Hbb",
+    "label_Hcc",
+    "label_Hgg",
+    "label_H4q",
+    "label_Hqql",
+    "label_Zqq",
+    "label_Wqq",
+    "label_Tbqq",
+    "label_Tbl",
+]
 
 
 def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -30,8 +42,11 @@ def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
     with torch.no_grad():
         for name, t in model.state_dict().items():
             if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5 if "running_var" in name else
-                        torch.randn(t.shape, generator=g) * 0.3)  # fmt: skip
+                t.copy_(
+                    torch.rand(t.shape, generator=g) + 0.5
+                    if "running_var" in name
+                    else torch.randn(t.shape, generator=g) * 0.3
+                )
     return model.eval()
 
 
@@ -44,11 +59,17 @@ def _zoo(name: str, n_classes: int = 3, **params: object) -> nn.Module:
 
 SMALL = {
     "particlenet": {"conv_params": [(4, (8, 8)), (4, (16, 16))], "fc_params": [(16, 0.1)]},
-    "part": {"embed_dims": (16, 16), "pair_embed_dims": (8,), "num_heads": 2, "num_layers": 2, "num_cls_layers": 1,
-             "fc_params": [(16, 0.1)]},
+    "part": {
+        "embed_dims": (16, 16),
+        "pair_embed_dims": (8,),
+        "num_heads": 2,
+        "num_layers": 2,
+        "num_cls_layers": 1,
+        "fc_params": [(16, 0.1)],
+    },
     "pfn": {"phi_sizes": (8, 8), "f_sizes": (8,)},
     "pcnn": {"conv_params": [(8,), (8, 8), (16, 16)], "fc_params": [(16, 0.1)]},
-}  # fmt: skip
+}
 
 
 # ------------------------------------------------------------------ round trips
@@ -60,7 +81,9 @@ def test_key_mapping_round_trip(arch: str) -> None:
     back = from_weaver(weaver, arch)
     assert list(back) == list(state)
     assert all(back[k] is state[k] for k in state)  # the same tensors, renamed only
-    assert from_weaver({k.removeprefix("mod."): v for k, v in weaver.items()}, arch) == back  # prefix optional
+    assert (
+        from_weaver({k.removeprefix("mod."): v for k, v in weaver.items()}, arch) == back
+    )  # prefix optional
     assert from_weaver(state, arch) == dict(state)  # our own layout passes through
     if arch != "pfn":
         assert set(weaver) != {f"mod.{k}" for k in state}, "the layouts differ, so the mapping did something"
@@ -68,10 +91,21 @@ def test_key_mapping_round_trip(arch: str) -> None:
 
 def test_part_names_follow_weaver() -> None:
     weaver = to_weaver(_zoo("part", **SMALL["part"]).state_dict(), "part")
-    for key in ("embed.input_bn.running_mean", "embed.embed.1.weight", "pair_embed.embed.0.running_var",
-                "blocks.0.attn.in_proj_weight", "blocks.1.attn.out_proj.bias", "blocks.0.c_attn", "blocks.0.w_resid",
-                "cls_blocks.0.attn.in_proj_bias", "cls_blocks.0.fc2.weight", "cls_token", "norm.weight", "fc.1.weight"):
-        assert f"mod.{key}" in weaver, key  # fmt: skip
+    for key in (
+        "embed.input_bn.running_mean",
+        "embed.embed.1.weight",
+        "pair_embed.embed.0.running_var",
+        "blocks.0.attn.in_proj_weight",
+        "blocks.1.attn.out_proj.bias",
+        "blocks.0.c_attn",
+        "blocks.0.w_resid",
+        "cls_blocks.0.attn.in_proj_bias",
+        "cls_blocks.0.fc2.weight",
+        "cls_token",
+        "norm.weight",
+        "fc.1.weight",
+    ):
+        assert f"mod.{key}" in weaver, key
     # newer weaver-core saves its own Attention's Linear as attn.in_proj.{weight,bias}
     newer = {"mod.blocks.3.attn.in_proj.weight": 1, "mod.cls_blocks.0.attn.in_proj.bias": 2}
     assert from_weaver(newer, "part") == {"blocks.3.qkv.weight": 1, "cls_blocks.0.qkv.bias": 2}
@@ -79,7 +113,12 @@ def test_part_names_follow_weaver() -> None:
 
 def test_particlenet_finetune_wrapper_head_is_our_last_fc() -> None:
     state = {"mod.fc.0.0.weight": 1, "mod.fc.0.0.bias": 2, "fc_out.weight": 3, "fc_out.bias": 4}
-    assert from_weaver(state, "particlenet") == {"fc.0.0.weight": 1, "fc.0.0.bias": 2, "fc.1.weight": 3, "fc.1.bias": 4}
+    assert from_weaver(state, "particlenet") == {
+        "fc.0.0.weight": 1,
+        "fc.0.0.bias": 2,
+        "fc.1.weight": 3,
+        "fc.1.bias": 4,
+    }
 
 
 def test_unknown_architecture_is_an_error() -> None:
@@ -94,7 +133,9 @@ class _RefUnit(nn.Module):
         super().__init__()
         self.conv1, self.bn1 = nn.Conv1d(cin, cout, 3, stride=stride, padding=1), nn.BatchNorm1d(cout)
         self.conv2, self.bn2 = nn.Conv1d(cout, cout, 3, padding=1), nn.BatchNorm1d(cout)
-        self.conv_sc = nn.Conv1d(cin, cout, 1, stride=stride, bias=False) if cin != cout or stride != 1 else None
+        self.conv_sc = (
+            nn.Conv1d(cin, cout, 1, stride=stride, bias=False) if cin != cout or stride != 1 else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
@@ -104,16 +145,20 @@ class _RefUnit(nn.Module):
 class _RefResNet(nn.Module):
     """example_PCNN.py's ResNet layout: fts_conv = [BN, Conv, BN, ReLU], resnet_units.resnet_unit_<s>.<u>."""
 
-    def __init__(self, dims: int, n_cls: int, conv_params: list[tuple[int, ...]], fc: list[tuple[int, float]]) -> None:
+    def __init__(
+        self, dims: int, n_cls: int, conv_params: list[tuple[int, ...]], fc: list[tuple[int, float]]
+    ) -> None:
         super().__init__()
         c0 = conv_params[0][0]
-        self.fts_conv = nn.Sequential(nn.BatchNorm1d(dims), nn.Conv1d(dims, c0, 3, padding=1), nn.BatchNorm1d(c0),
-                                      nn.ReLU())  # fmt: skip
+        self.fts_conv = nn.Sequential(
+            nn.BatchNorm1d(dims), nn.Conv1d(dims, c0, 3, padding=1), nn.BatchNorm1d(c0), nn.ReLU()
+        )
         self.resnet_units = nn.ModuleDict()
         for s, widths in enumerate(conv_params[1:]):
             ins = [conv_params[s][-1], *widths[:-1]]
             self.resnet_units[f"resnet_unit_{s}"] = nn.Sequential(
-                *(_RefUnit(i, o, 2 if u == 0 and s > 0 else 1) for u, (i, o) in enumerate(zip(ins, widths))))
+                *(_RefUnit(i, o, 2 if u == 0 and s > 0 else 1) for u, (i, o) in enumerate(zip(ins, widths)))
+            )
         layers: list[nn.Module] = []
         width = conv_params[-1][-1]
         for units, drop in fc:
@@ -134,10 +179,16 @@ class _RefPFN(nn.Module):
     def __init__(self, dims: int, n_cls: int, phi: list[int], f: list[int]) -> None:
         super().__init__()
         self.input_bn = nn.BatchNorm1d(dims)
-        self.phi = nn.Sequential(*(nn.Sequential(nn.Conv1d(i, o, 1), nn.BatchNorm1d(o), nn.ReLU())
-                                   for i, o in zip([dims, *phi[:-1]], phi)))  # fmt: skip
-        self.fc = nn.Sequential(*(nn.Sequential(nn.Linear(i, o), nn.ReLU()) for i, o in zip([phi[-1], *f[:-1]], f)),
-                                nn.Linear(f[-1], n_cls))  # fmt: skip
+        self.phi = nn.Sequential(
+            *(
+                nn.Sequential(nn.Conv1d(i, o, 1), nn.BatchNorm1d(o), nn.ReLU())
+                for i, o in zip([dims, *phi[:-1]], phi)
+            )
+        )
+        self.fc = nn.Sequential(
+            *(nn.Sequential(nn.Linear(i, o), nn.ReLU()) for i, o in zip([phi[-1], *f[:-1]], f)),
+            nn.Linear(f[-1], n_cls),
+        )
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.fc((self.phi(self.input_bn(features)) * mask).sum(dim=-1))
@@ -146,8 +197,11 @@ class _RefPFN(nn.Module):
 @pytest.mark.parametrize("arch", ["pcnn", "pfn"])
 def test_reference_checkpoint_loads_and_gives_the_same_outputs(arch: str) -> None:
     p = SMALL[arch]
-    ref = _RefResNet(7, 3, p["conv_params"], p["fc_params"]) if arch == "pcnn" else \
-        _RefPFN(7, 3, list(p["phi_sizes"]), list(p["f_sizes"]))  # fmt: skip
+    ref = (
+        _RefResNet(7, 3, p["conv_params"], p["fc_params"])
+        if arch == "pcnn"
+        else _RefPFN(7, 3, list(p["phi_sizes"]), list(p["f_sizes"]))
+    )
     _randomise(ref)
     checkpoint = {f"mod.{k}": v for k, v in ref.state_dict().items()}  # as the wrapper network saves it
     ours = _zoo(arch, **p).eval()
@@ -160,8 +214,9 @@ def test_reference_checkpoint_loads_and_gives_the_same_outputs(arch: str) -> Non
 
 
 # ------------------------------------------------------------------ ParticleNet: the published checkpoint
-def reference_particlenet(w: dict[str, torch.Tensor], points: torch.Tensor, features: torch.Tensor,
-                          mask: torch.Tensor, k: int = 16) -> torch.Tensor:  # fmt: skip
+def reference_particlenet(
+    w: dict[str, torch.Tensor], points: torch.Tensor, features: torch.Tensor, mask: torch.Tensor, k: int = 16
+) -> torch.Tensor:
     """weaver-core's ParticleNet (3 EdgeConv blocks, use_fts_bn, use_counts, no fusion, one hidden FC) in
     eval mode, computed from its state dict ``w`` (names without ``mod.``) in float64, channels last: kNN
     by distances from coordinate differences (self excluded, padded points at 1e9), edge features
@@ -179,7 +234,9 @@ def reference_particlenet(w: dict[str, torch.Tensor], points: torch.Tensor, feat
     fts = fts.view(len(features), -1, features.shape[1]).masked_fill(pad, 0.0)  # (N, P, C), channels last
     for b in range(3):
         coords = (points.transpose(1, 2) if b == 0 else fts).masked_fill(pad, 1e9)
-        dist = torch.cdist(coords, coords, compute_mode="donot_use_mm_for_euclid_dist")  # (N, P, P), differences
+        dist = torch.cdist(
+            coords, coords, compute_mode="donot_use_mm_for_euclid_dist"
+        )  # (N, P, P), differences
         idx = dist.topk(k + 1, dim=-1, largest=False).indices[..., 1:]  # (N, P, k)
         neighbours = fts[torch.arange(len(fts)).view(-1, 1, 1), idx]  # (N, P, k, C)
         centre = fts.unsqueeze(2).expand_as(neighbours)
@@ -215,16 +272,24 @@ def test_jetclass_particlenet_matches_the_reference_forward_pass(shards: pathlib
     ds = ShardDataset(shards, "test", groups)
     ds.keep_subset(200, 0)
     data = ds.gather(ds.rows)
-    net = build_network({"name": "particlenet", "inputs": dict(zip(("points", "features", "mask"), groups))},
-                        ds.input_shapes(), len(JETCLASS)).eval()  # fmt: skip
+    net = build_network(
+        {"name": "particlenet", "inputs": dict(zip(("points", "features", "mask"), groups))},
+        ds.input_shapes(),
+        len(JETCLASS),
+    ).eval()
     report = FineTuner(FinetuneConfig(init_from=str(CKPT)), net, "particlenet").report
     assert report["counts"]["loaded"] == 81 and not report["new"] and not report["dropped"]
     checkpoint = torch.load(CKPT, map_location="cpu", weights_only=True)
     weights = {k.removeprefix("mod."): v.double() for k, v in checkpoint.items()}
     order = np.argsort(data["pf_mask"].sum(axis=(1, 2)), kind="stable")  # chunks of similar multiplicity,
-    chunks = [order[i:i + 25] for i in range(0, len(order), 25)]      # each cut to its longest jet
-    inputs = [[torch.from_numpy(data[g][c][..., :max(17, int(data["pf_mask"][c].sum(axis=-1).max()))])
-               for g in groups] for c in chunks]  # fmt: skip
+    chunks = [order[i : i + 25] for i in range(0, len(order), 25)]  # each cut to its longest jet
+    inputs = [
+        [
+            torch.from_numpy(data[g][c][..., : max(17, int(data["pf_mask"][c].sum(axis=-1).max()))])
+            for g in groups
+        ]
+        for c in chunks
+    ]
 
     def run(model: object, dtype: torch.dtype) -> torch.Tensor:
         with torch.no_grad():
@@ -241,5 +306,7 @@ def test_jetclass_particlenet_matches_the_reference_forward_pass(shards: pathlib
     assert (per_jet > 1e-5).sum() <= 2 and per_jet.max() < 1e-2
     assert ref_p.std(dim=0).max() > 0.1  # not a constant output
     is_top = data["target"] == 0  # top_kin labels: [jet_isTop, jet_isQCD]
-    disc = discriminant(ref_p[:, JETCLASS.index("label_Tbqq")].numpy(), ref_p[:, JETCLASS.index("label_QCD")].numpy())
+    disc = discriminant(
+        ref_p[:, JETCLASS.index("label_Tbqq")].numpy(), ref_p[:, JETCLASS.index("label_QCD")].numpy()
+    )
     assert weighted_auc(disc, is_top, np.ones(len(disc))) > 0.95  # the checkpoint tags these tops zero-shot

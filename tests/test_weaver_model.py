@@ -45,7 +45,9 @@ def _auc(signal: np.ndarray, background: np.ndarray) -> float:
     scores = np.concatenate([signal, background])
     ranks = np.empty(len(scores))
     ranks[np.argsort(scores, kind="stable")] = np.arange(1, len(scores) + 1)
-    return float((ranks[: len(signal)].sum() - len(signal) * (len(signal) + 1) / 2) / (len(signal) * len(background)))
+    return float(
+        (ranks[: len(signal)].sum() - len(signal) * (len(signal) + 1) / 2) / (len(signal) * len(background))
+    )
 
 
 def test_fixture_is_a_plain_weaver_export() -> None:
@@ -57,7 +59,10 @@ def test_fixture_is_a_plain_weaver_export() -> None:
     assert [i.name for i in model.graph.input] == ["pf_features", "pf_mask"]  # weaver drops unused inputs
     assert [o.name for o in model.graph.output] == ["softmax"]
     raw = yaml.safe_load(YAML.read_text())
-    assert raw["preprocess"]["method"] == "auto" and raw["preprocess"]["params"]["part_pt_log"]["center"] != "auto"
+    assert (
+        raw["preprocess"]["method"] == "auto"
+        and raw["preprocess"]["params"]["part_pt_log"]["center"] != "auto"
+    )
 
 
 @pytest.mark.parametrize("config", [YAML, JSON], ids=["auto_yaml", "preprocess_json"])
@@ -95,7 +100,9 @@ def test_weaver_yaml_and_json_give_the_same_standardization() -> None:
         for va, vb in zip(a.vars, b.vars):
             assert (va.center is None) == (vb.center is None)
             if va.center is not None:
-                assert (va.center, va.scale, va.min, va.max) == pytest.approx((vb.center, vb.scale, vb.min, vb.max))
+                assert (va.center, va.scale, va.min, va.max) == pytest.approx(
+                    (vb.center, vb.scale, vb.min, vb.max)
+                )
 
 
 def test_missing_config_and_mismatched_inputs_are_clear_errors(tmp_path: pathlib.Path) -> None:
@@ -130,5 +137,6 @@ def test_missing_branch_names_the_branch() -> None:
     jets = _jets("top")[:10]
     with pytest.raises(TaggerError, match="part_energy"):
         tagger(jets[[f for f in jets.fields if f != "part_energy"]])
-    assert tagger.columns() == sorted(["jet_energy", "jet_eta", "jet_phi", "jet_pt",
-                                       "part_energy", "part_px", "part_py", "part_pz"])  # fmt: skip
+    assert tagger.columns() == sorted(
+        ["jet_energy", "jet_eta", "jet_phi", "jet_pt", "part_energy", "part_px", "part_py", "part_pz"]
+    )

@@ -91,10 +91,15 @@ def test_onnx_export_matches_torch_at_other_shapes(
     path = tmp_path / "part.onnx"
     names = ["pf_features", "pf_vectors", "pf_mask"]
     torch.onnx.export(
-        model, _jets(2, 32, seed=2), str(path), dynamo=False, opset_version=17,
-        input_names=names, output_names=["output"],
+        model,
+        _jets(2, 32, seed=2),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=names,
+        output_names=["output"],
         dynamic_axes={**{k: {0: "N", 2: "P"} for k in names}, "output": {0: "N"}},
-    )  # fmt: skip
+    )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for n, p, seed in ((5, 50, 3), (1, 20, 4)):
         inputs = _jets(n, p, seed=seed)
@@ -139,7 +144,7 @@ def test_triangle_pair_embedding_matches_the_full_grid(model: ParticleTransforme
     f, v, m = _jets(6, 30, n_real=[30, 17, 9, 2, 1, 24], seed=7)
     mask = m != 0
     w = torch.randn(6, 8, 30, 30, generator=torch.Generator().manual_seed(8))
-    grads = []
+    grads, ref = [], None
     for full in (False, True):
         pe.zero_grad()
         out = pe(v, mask, full_grid=full)
@@ -158,7 +163,10 @@ def test_triangle_pair_embedding_matches_the_full_grid(model: ParticleTransforme
 def test_pair_embedding_loads_conv2d_checkpoints() -> None:
     torch.manual_seed(3)
     pe = PairEmbed(4, [64, 64, 64, 8]).eval()
-    old = {k: (t.view(*t.shape, 1) if k.endswith(".weight") and t.ndim == 3 else t) for k, t in pe.state_dict().items()}
+    old = {
+        k: (t.view(*t.shape, 1) if k.endswith(".weight") and t.ndim == 3 else t)
+        for k, t in pe.state_dict().items()
+    }
     fresh = PairEmbed(4, [64, 64, 64, 8]).eval()
     fresh.load_state_dict(old)
     _, v, m = _jets(2, 12, seed=9)

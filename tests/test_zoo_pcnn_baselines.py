@@ -97,10 +97,15 @@ def test_pcnn_onnx_parity(tmp_path: pathlib.Path) -> None:
     feats, mask = _jets([4, 16], 16, seed=5)
     path = tmp_path / "pcnn.onnx"
     torch.onnx.export(
-        model, (feats, mask), str(path), input_names=["features", "mask"], output_names=["logits"],
+        model,
+        (feats, mask),
+        str(path),
+        input_names=["features", "mask"],
+        output_names=["logits"],
         dynamic_axes={"features": {0: "N", 2: "P"}, "mask": {0: "N", 2: "P"}, "logits": {0: "N"}},
-        opset_version=17, dynamo=False,
-    )  # fmt: skip
+        opset_version=17,
+        dynamo=False,
+    )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for n_real, length in (([1, 7, 50, 64, 33], 64), ([3, 100, 9], 101)):
         x, m = _jets(n_real, length, seed=length)
@@ -160,10 +165,15 @@ def test_baseline_auc(baseline_shards: pathlib.Path, kind: str, tmp_path: pathli
 def test_baseline_features() -> None:
     from hepnn_coffea.evaluation.baselines import JET_OBSERVABLES, baseline_features
 
-    cols = {"jet_mass": np.array([170.0, 30.0]), "jet_sdmass": np.array([160.0, 10.0]),
-            "jet_tau1": np.array([0.4, 0.2]), "jet_tau2": np.array([0.2, 0.0]),
-            "jet_tau3": np.array([0.1, 0.0]),
-            "observers/jet_nparticles": np.array([50, 0]), "jet_pt": np.array([600.0, 550.0])}  # fmt: skip
+    cols = {
+        "jet_mass": np.array([170.0, 30.0]),
+        "jet_sdmass": np.array([160.0, 10.0]),
+        "jet_tau1": np.array([0.4, 0.2]),
+        "jet_tau2": np.array([0.2, 0.0]),
+        "jet_tau3": np.array([0.1, 0.0]),
+        "observers/jet_nparticles": np.array([50, 0]),
+        "jet_pt": np.array([600.0, 550.0]),
+    }
     x = baseline_features(cols)
     assert x.shape == (2, len(JET_OBSERVABLES)) and x.dtype == np.float64
     np.testing.assert_allclose(x[0], [170.0, 160.0, 0.5, 0.5, 50.0, 12.0])

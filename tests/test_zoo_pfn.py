@@ -16,13 +16,15 @@ def test_pfn_padding_invariance_without_bn() -> None:
     feats = jets["pf_features"].clone()
     feats[jets["pf_mask"].expand_as(feats) == 0] = 1e3
     with torch.no_grad():
-        torch.testing.assert_close(net(feats, jets["pf_mask"]), net(jets["pf_features"], jets["pf_mask"]),
-                                   rtol=0, atol=1e-6)  # fmt: skip
+        torch.testing.assert_close(
+            net(feats, jets["pf_mask"]), net(jets["pf_features"], jets["pf_mask"]), rtol=0, atol=1e-6
+        )
         # extra padding slots appended at the end change nothing either
         wider_f = torch.cat([jets["pf_features"], torch.randn(4, 7, 9)], dim=-1)
         wider_m = torch.cat([jets["pf_mask"], torch.zeros(4, 1, 9)], dim=-1)
-        torch.testing.assert_close(net(wider_f, wider_m), net(jets["pf_features"], jets["pf_mask"]),
-                                   rtol=0, atol=1e-5)  # fmt: skip
+        torch.testing.assert_close(
+            net(wider_f, wider_m), net(jets["pf_features"], jets["pf_mask"]), rtol=0, atol=1e-5
+        )
 
 
 def _pfn_grid(net: ParticleFlowNetwork, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -35,8 +35,23 @@ from typing import Any
 
 from bench.common import MODELS, first_jets
 
-BRANCHES = ("part_px", "part_py", "part_pz", "part_energy", "part_charge", "part_pid", "jet_pt", "jet_eta", "jet_phi",
-            "jet_energy", "jet_mass", "jet_nparticles", "event_no", "label_Tbqq", "label_QCD")  # fmt: skip
+BRANCHES = (
+    "part_px",
+    "part_py",
+    "part_pz",
+    "part_energy",
+    "part_charge",
+    "part_pid",
+    "jet_pt",
+    "jet_eta",
+    "jet_phi",
+    "jet_energy",
+    "jet_mass",
+    "jet_nparticles",
+    "event_no",
+    "label_Tbqq",
+    "label_QCD",
+)
 
 
 def make_data(work: pathlib.Path, n: dict[str, int], pack: pathlib.Path | None = None) -> dict[str, float]:
@@ -62,12 +77,19 @@ def make_data(work: pathlib.Path, n: dict[str, int], pack: pathlib.Path | None =
 
     times = {}
     t = time.time()
-    calorimeter_view(first_jets(work, n, BRANCHES), work / "view", seed=1, executor="iterative", chunksize=1000)
+    calorimeter_view(
+        first_jets(work, n, BRANCHES), work / "view", seed=1, executor="iterative", chunksize=1000
+    )
     times["view_s"] = time.time() - t
     t = time.time()
     view_fs = {k: v for s in n for k, v in calo_fileset(work / "view", s).items()}
-    preprocess(view_fs, MODELS / "data" / "calo_clustering.yaml", work / "shards", executor="iterative",
-               chunksize=1000)  # fmt: skip
+    preprocess(
+        view_fs,
+        MODELS / "data" / "calo_clustering.yaml",
+        work / "shards",
+        executor="iterative",
+        chunksize=1000,
+    )
     times["preprocess_s"] = time.time() - t
     if pack is not None:
         pack.parent.mkdir(parents=True, exist_ok=True)
@@ -78,8 +100,14 @@ def make_data(work: pathlib.Path, n: dict[str, int], pack: pathlib.Path | None =
     return times
 
 
-def train_run(shards: pathlib.Path, run_dir: pathlib.Path, epochs: int, device: str, threads: int,
-              overrides: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def train_run(
+    shards: pathlib.Path,
+    run_dir: pathlib.Path,
+    epochs: int,
+    device: str,
+    threads: int,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train ``models/calo/clustering.yaml``.
 
     Parameters
@@ -158,8 +186,13 @@ def evaluate(work: pathlib.Path, run_dir: pathlib.Path) -> dict[str, Any]:
     import uproot
 
     from hepnn_coffea.calo.clustering_eval import (
-        BaselineParams, evaluate_jets, run_clustering_evaluation, summarize, view_hits, write_summary,
-    )  # fmt: skip
+        BaselineParams,
+        evaluate_jets,
+        run_clustering_evaluation,
+        summarize,
+        view_hits,
+        write_summary,
+    )
     from hepnn_coffea.calo.samples import calo_fileset
     from hepnn_coffea.export import export_onnx
     from hepnn_coffea.inference.tagger import OnnxTagger
@@ -167,7 +200,9 @@ def evaluate(work: pathlib.Path, run_dir: pathlib.Path) -> dict[str, Any]:
     times = {}
     export_onnx(run_dir, work / "clustering.onnx", parity_jets=64)
     t = time.time()
-    val = uproot.concatenate([f"{p}:tree" for ds in calo_fileset(work / "view", "val").values() for p in ds["files"]])
+    val = uproot.concatenate(
+        [f"{p}:tree" for ds in calo_fileset(work / "view", "val").values() for p in ds["files"]]
+    )
     val = val[ak.num(val.cell_E) > 0][:200]
     val_hits = view_hits(val)
     best, scan = None, {}
@@ -182,13 +217,21 @@ def evaluate(work: pathlib.Path, run_dir: pathlib.Path) -> dict[str, Any]:
     val_pred = tagger(val)
     other_scan = {}
     for other_eps in (0.0, 0.005, 0.01, 0.02, 0.04):  # learned: grouping radius of the other slot's hits
-        res = summarize(evaluate_jets(val_hits, val_pred, "val", n_slots, best, other_eps=other_eps))["all"]["learned"]
+        res = summarize(evaluate_jets(val_hits, val_pred, "val", n_slots, best, other_eps=other_eps))["all"][
+            "learned"
+        ]
         other_scan[other_eps] = res["efficiency"] * res["purity"]
     other_eps = max(other_scan, key=other_scan.get)
     times["val_scans_s"] = time.time() - t
     t = time.time()
-    out = run_clustering_evaluation(work / "view", work / "clustering.onnx", split="test", baseline=best, chunksize=250,
-                                    other_eps=other_eps)  # fmt: skip
+    out = run_clustering_evaluation(
+        work / "view",
+        work / "clustering.onnx",
+        split="test",
+        baseline=best,
+        chunksize=250,
+        other_eps=other_eps,
+    )
     times["evaluate_s"] = time.time() - t
     table = summarize(out)
     write_summary(table, work / "eval")
@@ -198,8 +241,14 @@ def evaluate(work: pathlib.Path, run_dir: pathlib.Path) -> dict[str, Any]:
         plot_clustering(out, work / "eval" / "plots")
     except ImportError:  # matplotlib missing
         pass
-    return {"table": table, "times": times, "baseline": best.__dict__, "eps_scan": scan, "other_eps": other_eps,
-            "other_eps_scan": other_scan}  # fmt: skip
+    return {
+        "table": table,
+        "times": times,
+        "baseline": best.__dict__,
+        "eps_scan": scan,
+        "other_eps": other_eps,
+        "other_eps_scan": other_scan,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -211,7 +260,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--stage", choices=("all", "data", "train", "eval"), default="all")
     ap.add_argument("--work", type=pathlib.Path, default=pathlib.Path("/tmp/calo_clustering"))
     ap.add_argument("--shards", type=pathlib.Path, help="shards to train on (default WORK/shards)")
-    ap.add_argument("--run-dir", type=pathlib.Path, help="training run (default WORK/run); eval of a run trained elsewhere")
+    ap.add_argument(
+        "--run-dir",
+        type=pathlib.Path,
+        help="training run (default WORK/run); eval of a run trained elsewhere",
+    )
     ap.add_argument("--pack", type=pathlib.Path, help="data stage: xz tarball of the train/val shards")
     ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--val", type=int, default=500)
@@ -240,7 +293,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         md = to_markdown(report["eval"]["table"])
         (work / "report.json").write_text(json.dumps(report, indent=2, default=float))
         print(md)
-        print(json.dumps({k: report["eval"][k] for k in ("times", "baseline", "eps_scan", "other_eps_scan")}, default=float))
+        print(
+            json.dumps(
+                {k: report["eval"][k] for k in ("times", "baseline", "eps_scan", "other_eps_scan")},
+                default=float,
+            )
+        )
     return report
 
 

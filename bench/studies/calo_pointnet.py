@@ -39,8 +39,10 @@ from typing import Any
 from bench.common import MODELS as CONFIGS
 from bench.common import first_jets, write_json
 
-MODELS = {"pointnet": CONFIGS / "calo" / "pointnet.yaml",
-          "pointnet_attention": CONFIGS / "calo" / "pointnet_attention.yaml"}  # fmt: skip
+MODELS = {
+    "pointnet": CONFIGS / "calo" / "pointnet.yaml",
+    "pointnet_attention": CONFIGS / "calo" / "pointnet_attention.yaml",
+}
 
 
 def model_configs(models: str) -> dict[str, pathlib.Path]:
@@ -56,7 +58,9 @@ def model_configs(models: str) -> dict[str, pathlib.Path]:
     dict
         Config path by run name.
     """
-    return {m if m in MODELS else pathlib.Path(m).stem: MODELS.get(m, pathlib.Path(m)) for m in models.split(",")}
+    return {
+        m if m in MODELS else pathlib.Path(m).stem: MODELS.get(m, pathlib.Path(m)) for m in models.split(",")
+    }
 
 
 def data_stage(args: argparse.Namespace, work: pathlib.Path, times: dict[str, float]) -> dict[str, Any]:
@@ -89,8 +93,13 @@ def data_stage(args: argparse.Namespace, work: pathlib.Path, times: dict[str, fl
     times["samples"] = time.perf_counter() - t0
     print("samples:", {k: v["samples"] for k, v in samples["splits"].items()})
     t0 = time.perf_counter()
-    shards = preprocess(samples["fileset"], CONFIGS / "data" / "calo_pointnet.yaml", args.shards,
-                        executor="iterative", chunksize=20_000)  # fmt: skip
+    shards = preprocess(
+        samples["fileset"],
+        CONFIGS / "data" / "calo_pointnet.yaml",
+        args.shards,
+        executor="iterative",
+        chunksize=20_000,
+    )
     times["preprocess"] = time.perf_counter() - t0
     print("auto length:", shards["auto_lengths"]["points"])
     return {"samples": samples["splits"], "auto_length": shards["auto_lengths"]["points"]}
@@ -178,7 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", help="override training.device (cpu, cuda)")
     ap.add_argument("--models", default="pointnet,pointnet_attention")
     ap.add_argument("--shards", type=pathlib.Path, help="shard folder (default WORKDIR/shards)")
-    ap.add_argument("--run-dir", type=pathlib.Path, help="folder of the runs, one per model (default WORKDIR/runs)")
+    ap.add_argument(
+        "--run-dir", type=pathlib.Path, help="folder of the runs, one per model (default WORKDIR/runs)"
+    )
     ap.add_argument("--json", type=pathlib.Path)
     args = ap.parse_args(argv)
     work = args.workdir

@@ -43,11 +43,28 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import DATA, MODELS, make_fileset, markdown_table, mean_std, plus_minus, topqcd_shards, write_json
+from bench.common import (
+    DATA,
+    MODELS,
+    make_fileset,
+    markdown_table,
+    mean_std,
+    plus_minus,
+    topqcd_shards,
+    write_json,
+)
 
-STARTS = {"finetuned": (MODELS / "particlenet_finetune.yaml", {}),
-          "scratch": (MODELS / "particlenet.yaml", {"lr": 1e-2})}  # fmt: skip
-COMMON = {"batch_size": 128, "optimizer": "ranger", "scheduler": "none", "val_samples": 256, "tensorboard": False}
+STARTS = {
+    "finetuned": (MODELS / "particlenet_finetune.yaml", {}),
+    "scratch": (MODELS / "particlenet.yaml", {"lr": 1e-2}),
+}
+COMMON = {
+    "batch_size": 128,
+    "optimizer": "ranger",
+    "scheduler": "none",
+    "val_samples": 256,
+    "tensorboard": False,
+}
 
 
 def subset_shards(shards: pathlib.Path, out: pathlib.Path, n_jets: int) -> pathlib.Path:
@@ -78,8 +95,9 @@ def subset_shards(shards: pathlib.Path, out: pathlib.Path, n_jets: int) -> pathl
         (out / path).parent.mkdir(parents=True, exist_ok=True)
         np.save(out / path, np.ascontiguousarray(rows), allow_pickle=False)
         counts = np.bincount(np.asarray(rows["label"]), minlength=len(manifest["labels"])).tolist()
-        entry["shards"] = [{**first, "path": path, "entries": len(rows), "entry_stop": len(rows),
-                            "label_counts": counts}]  # fmt: skip
+        entry["shards"] = [
+            {**first, "path": path, "entries": len(rows), "entry_stop": len(rows), "label_counts": counts}
+        ]
     for name in ("val", "test"):
         os.symlink(shards / name, out / name)
     for name in ("data_config.yaml", "standardization.json"):
@@ -137,7 +155,7 @@ def score(net: Any, ds: Any, rows: np.ndarray, batch: int = 256) -> np.ndarray:
     net.eval()
     with torch.no_grad():
         for i in range(0, len(order), batch):
-            part = order[i:i + batch]
+            part = order[i : i + batch]
             data = ds.gather(part)
             length = max(int(ds.lengths("pf_mask")[part].max()), net.core.min_length)
             inputs = [torch.from_numpy(data[g][..., :length]) for g in net.input_groups]
@@ -163,12 +181,24 @@ def metrics(disc: np.ndarray, is_signal: np.ndarray) -> dict[str, Any]:
     from hepnn_coffea.evaluation.classifier_metrics import table_metrics
 
     full = table_metrics(disc, is_signal, np.ones(len(disc)), efficiencies=(0.3, 0.5))
-    return {"n_signal": int(is_signal.sum()), "n_background": int((~is_signal).sum()), "auc": full["auc"],
-            "rejection_at_30": full["rejection_at_30"], "rejection_at_50": full["rejection_at_50"]}
+    return {
+        "n_signal": int(is_signal.sum()),
+        "n_background": int((~is_signal).sum()),
+        "auc": full["auc"],
+        "rejection_at_30": full["rejection_at_30"],
+        "rejection_at_50": full["rejection_at_50"],
+    }
 
 
-def run_one(start: str, budget: str, seed: int, shards: pathlib.Path, work: pathlib.Path, args: argparse.Namespace,
-            test: tuple[Any, np.ndarray]) -> dict[str, Any]:  # fmt: skip
+def run_one(
+    start: str,
+    budget: str,
+    seed: int,
+    shards: pathlib.Path,
+    work: pathlib.Path,
+    args: argparse.Namespace,
+    test: tuple[Any, np.ndarray],
+) -> dict[str, Any]:
     """Train one (start, budget, seed), score its final weights on the test subset.
 
     Parameters
@@ -212,10 +242,20 @@ def run_one(start: str, budget: str, seed: int, shards: pathlib.Path, work: path
     ds, rows = test
     probs = score(net, ds, rows)
     is_top = ds.gather(rows)["target"] == 0  # labels [jet_isTop, jet_isQCD]
-    row = {"start": start, "budget": budget, "seed": seed, "overrides": training, "train_s": t_train,
-           "test_s": time.perf_counter() - t0, **metrics(probs[:, 0], is_top)}  # fmt: skip
-    print(f"[{start} {budget} seed {seed}] train {t_train:.0f} s, test {row['test_s']:.0f} s: "
-          f"AUC {row['auc']['value']:.4f}, 1/eps_B@30% {row['rejection_at_30']['value']}", flush=True)
+    row = {
+        "start": start,
+        "budget": budget,
+        "seed": seed,
+        "overrides": training,
+        "train_s": t_train,
+        "test_s": time.perf_counter() - t0,
+        **metrics(probs[:, 0], is_top),
+    }
+    print(
+        f"[{start} {budget} seed {seed}] train {t_train:.0f} s, test {row['test_s']:.0f} s: "
+        f"AUC {row['auc']['value']:.4f}, 1/eps_B@30% {row['rejection_at_30']['value']}",
+        flush=True,
+    )
     return row
 
 
@@ -263,10 +303,19 @@ def zero_shot(work: pathlib.Path, data: pathlib.Path, test: tuple[Any, np.ndarra
     keys = {(bool(t), int(e)): i for i, (t, e) in enumerate(zip(is_top, table["event_no"]))}
     sub = ds.gather(rows)
     picked = [keys[(bool(t == 0), int(e))] for t, e in zip(sub["target"], sub["observers/event_no"])]
-    row = {"n_jets": info["n_jets"], "export_parity": export["max_abs_diff"], "prepare_export_s": t_export,
-           "infer_s": t_infer, "all": metrics(disc, is_top), "test_subset": metrics(disc[picked], is_top[picked])}
-    print(f"[zero-shot] {info['n_jets']} jets in {t_infer:.0f} s: AUC {row['all']['auc']['value']:.4f}, "
-          f"on the test subset {row['test_subset']['auc']['value']:.4f}", flush=True)
+    row = {
+        "n_jets": info["n_jets"],
+        "export_parity": export["max_abs_diff"],
+        "prepare_export_s": t_export,
+        "infer_s": t_infer,
+        "all": metrics(disc, is_top),
+        "test_subset": metrics(disc[picked], is_top[picked]),
+    }
+    print(
+        f"[zero-shot] {info['n_jets']} jets in {t_infer:.0f} s: AUC {row['all']['auc']['value']:.4f}, "
+        f"on the test subset {row['test_subset']['auc']['value']:.4f}",
+        flush=True,
+    )
     return row
 
 
@@ -296,26 +345,50 @@ def markdown(rows: list[dict[str, Any]], zero: dict[str, Any] | None, args: argp
     str
         A title line and the Markdown table.
     """
-    names = {"fresh": f"{args.steps} steps x 128 (1 epoch, {args.steps * 128:,} jets)",
-             "2epoch": f"2 epochs x {args.steps // 2} steps ({args.steps * 64:,} fixed jets)"}
+    names = {
+        "fresh": f"{args.steps} steps x 128 (1 epoch, {args.steps * 128:,} jets)",
+        "2epoch": f"2 epochs x {args.steps // 2} steps ({args.steps * 64:,} fixed jets)",
+    }
     keys = ("auc", "rejection_at_30", "rejection_at_50")
     cells = []
     for budget in dict.fromkeys(r["budget"] for r in rows):
         for start in STARTS:
             runs = [r for r in rows if r["budget"] == budget and r["start"] == start]
-            cells += [[names[budget], start, r["seed"], *(_fmt(r[k]) for k in keys), f"{r['train_s']:.0f}"]
-                      for r in runs]  # fmt: skip
+            cells += [
+                [names[budget], start, r["seed"], *(_fmt(r[k]) for k in keys), f"{r['train_s']:.0f}"]
+                for r in runs
+            ]
             if len(runs) > 1:
-                (m_auc, s_auc), (m_30, s_30), (m_50, s_50) = (mean_std(r[k]["value"] for r in runs) for k in keys)
-                cells.append([names[budget], f"**{start} mean (std)**", "-", f"**{m_auc:.4f} ({s_auc:.4f})**",
-                              f"**{m_30:.0f} ({s_30:.0f})**", f"**{m_50:.0f} ({s_50:.0f})**", ""])  # fmt: skip
+                (m_auc, s_auc), (m_30, s_30), (m_50, s_50) = (
+                    mean_std(r[k]["value"] for r in runs) for k in keys
+                )
+                cells.append(
+                    [
+                        names[budget],
+                        f"**{start} mean (std)**",
+                        "-",
+                        f"**{m_auc:.4f} ({s_auc:.4f})**",
+                        f"**{m_30:.0f} ({s_30:.0f})**",
+                        f"**{m_50:.0f} ({s_50:.0f})**",
+                        "",
+                    ]
+                )
     if zero is not None:
         for key, label in (("all", f"all {zero['n_jets']:,} test jets"), ("test_subset", "the test subset")):
-            cells.append(["zero-shot (no training)", f"JetClass checkpoint, Tbqq/(Tbqq+QCD), {label}", "-",
-                          *(_fmt(zero[key][k]) for k in keys), 0])  # fmt: skip
+            cells.append(
+                [
+                    "zero-shot (no training)",
+                    f"JetClass checkpoint, Tbqq/(Tbqq+QCD), {label}",
+                    "-",
+                    *(_fmt(zero[key][k]) for k in keys),
+                    0,
+                ]
+            )
     header = ["budget", "start", "seed", "AUC", "1/eps_B @ 30%", "1/eps_B @ 50%", "train s"]
-    return (f"Test subset: {args.test_jets} jets of the shared test split (fixed seed); final weights.\n\n"
-            + markdown_table(header, cells))
+    return (
+        f"Test subset: {args.test_jets} jets of the shared test split (fixed seed); final weights.\n\n"
+        + markdown_table(header, cells)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,7 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the trainings")
     parser.add_argument("--zero-shot-only", action="store_true")
     parser.add_argument("--skip-zero-shot", action="store_true")
-    parser.add_argument("--reuse-runs", action="store_true", help="score finished runs found in the workdir again")
+    parser.add_argument(
+        "--reuse-runs", action="store_true", help="score finished runs found in the workdir again"
+    )
     parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -344,7 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir
     shards = topqcd_shards(work, args.data, executor="iterative", chunksize=50_000)
     test = test_subset(shards, args.test_jets)
-    results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": [], "zero_shot": None}
+    results: dict[str, Any] = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "rows": [],
+        "zero_shot": None,
+    }
 
     def save() -> None:
         write_json(args.json, results)
@@ -355,14 +434,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.zero_shot_only:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         for budget in [b.strip() for b in args.budgets.split(",") if b.strip()]:
-            source = shards if budget == "fresh" else subset_shards(shards, work / "shards_subset", args.steps * 64)
+            source = (
+                shards
+                if budget == "fresh"
+                else subset_shards(shards, work / "shards_subset", args.steps * 64)
+            )
             for seed in seeds:
                 for start in STARTS:
                     results["rows"].append(run_one(start, budget, seed, source, work, args, test))
                     save()
     results["total_s"] = time.perf_counter() - t_start
     save()
-    print("\n" + markdown(results["rows"], results["zero_shot"], args) + f"\n\ntotal {results['total_s']:.0f} s")
+    print(
+        "\n" + markdown(results["rows"], results["zero_shot"], args) + f"\n\ntotal {results['total_s']:.0f} s"
+    )
     return 0
 
 

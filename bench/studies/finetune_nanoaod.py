@@ -52,15 +52,31 @@ def main(argv: list[str] | None = None) -> int:
         for start, config in STARTS.items():
             run = pathlib.Path(args.workdir) / f"ft_{config.removesuffix('.yaml')}_s{seed}"
             if not (run / "checkpoints" / "best.pt").is_file():
-                training = {"epochs": 1, "samples_per_epoch": 128 * args.steps, "batch_size": 128, "val_samples": 512,
-                            "tensorboard": False, "seed": seed}  # fmt: skip
-                train(MODELS / "nanoaod" / config, args.shards, run, overrides={"training": training},
-                      progress=False)  # fmt: skip
+                training = {
+                    "epochs": 1,
+                    "samples_per_epoch": 128 * args.steps,
+                    "batch_size": 128,
+                    "val_samples": 512,
+                    "tensorboard": False,
+                    "seed": seed,
+                }
+                train(
+                    MODELS / "nanoaod" / config,
+                    args.shards,
+                    run,
+                    overrides={"training": training},
+                    progress=False,
+                )
             net, _ = load_network(run)
             with torch.no_grad():
-                probs = np.concatenate([torch.softmax(net(*[torch.from_numpy(data[g][i : i + 256])
-                                                            for g in net.input_groups]), 1).numpy()
-                                        for i in range(0, len(label), 256)])  # fmt: skip
+                probs = np.concatenate(
+                    [
+                        torch.softmax(
+                            net(*[torch.from_numpy(data[g][i : i + 256]) for g in net.input_groups]), 1
+                        ).numpy()
+                        for i in range(0, len(label), 256)
+                    ]
+                )
             cells = []
             for index in (0, 1):  # top, W vs QCD (label 2)
                 sel = (label == index) | (label == 2)

@@ -38,16 +38,24 @@ import time
 from bench.common import MODELS, SHARED
 
 FILESET = SHARED / "data" / "nanosim" / "fileset.json"
-DATA = {"nominal": MODELS / "data" / "nanoaod_fatjet.yaml",
-        "flat": MODELS / "data" / "nanoaod_fatjet_flat.yaml",
-        "hybrid": MODELS / "data" / "nanoaod_fatjet_hybrid.yaml"}  # fmt: skip
+DATA = {
+    "nominal": MODELS / "data" / "nanoaod_fatjet.yaml",
+    "flat": MODELS / "data" / "nanoaod_fatjet_flat.yaml",
+    "hybrid": MODELS / "data" / "nanoaod_fatjet_hybrid.yaml",
+}
 VARIANTS = {  # name -> (model config, shard set)
-    "pfn": ("pfn.yaml", "nominal"), "pfn_flat": ("pfn_flat.yaml", "flat"), "pfn_disco": ("pfn_disco.yaml", "nominal"),
-    "particlenet_lite": ("particlenet_lite.yaml", "nominal"), "particlenet": ("particlenet.yaml", "nominal"),
-    "part": ("part.yaml", "nominal"), "pfn_hybrid": ("pfn_hybrid.yaml", "hybrid"),
-    "pfn_hybrid_flat": ("pfn_hybrid_flat.yaml", "flat"), "pfn_hybrid_disco": ("pfn_hybrid_disco.yaml", "hybrid"),
-    "particlenet_lite_hybrid": ("particlenet_lite_hybrid.yaml", "hybrid"), "part_hybrid": ("part_hybrid.yaml", "hybrid"),
-}  # fmt: skip
+    "pfn": ("pfn.yaml", "nominal"),
+    "pfn_flat": ("pfn_flat.yaml", "flat"),
+    "pfn_disco": ("pfn_disco.yaml", "nominal"),
+    "particlenet_lite": ("particlenet_lite.yaml", "nominal"),
+    "particlenet": ("particlenet.yaml", "nominal"),
+    "part": ("part.yaml", "nominal"),
+    "pfn_hybrid": ("pfn_hybrid.yaml", "hybrid"),
+    "pfn_hybrid_flat": ("pfn_hybrid_flat.yaml", "flat"),
+    "pfn_hybrid_disco": ("pfn_hybrid_disco.yaml", "hybrid"),
+    "particlenet_lite_hybrid": ("particlenet_lite_hybrid.yaml", "hybrid"),
+    "part_hybrid": ("part_hybrid.yaml", "hybrid"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--samples-per-epoch", type=int, default=None)
     p.add_argument("--executor", default="iterative")
-    p.add_argument("--skip-existing", action="store_true", help="reuse shards/runs/outputs already in WORKDIR")
+    p.add_argument(
+        "--skip-existing", action="store_true", help="reuse shards/runs/outputs already in WORKDIR"
+    )
     args = p.parse_args(argv)
 
     from hepnn_coffea.evaluation.stages import evaluate, infer
@@ -76,15 +86,28 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     for name in variants:
         config, data = VARIANTS[name]
-        shards, run, model, out = work / f"shards_{data}", work / f"run_{name}", work / f"{name}.onnx", work / f"out_{name}"
+        shards, run, model, out = (
+            work / f"shards_{data}",
+            work / f"run_{name}",
+            work / f"{name}.onnx",
+            work / f"out_{name}",
+        )
         if not (args.skip_existing and (shards / "manifest.json").is_file()):
             preprocess(args.fileset, DATA[data], shards, executor=args.executor, chunksize=10_000)
             print(f"[{time.time() - t0:7.0f}s] preprocessed {data} -> {shards}", flush=True)
         if not (args.skip_existing and (run / "checkpoints" / "best.pt").is_file()):
-            training = {"epochs": args.epochs, "batch_size": args.batch_size, "samples_per_epoch": args.samples_per_epoch}
-            result = train(MODELS / "nanoaod" / config, shards, run, overrides={"training": training},
-                           progress=False)  # fmt: skip
-            print(f"[{time.time() - t0:7.0f}s] trained {name}: best val AUC {result.best_metric:.4f}", flush=True)
+            training = {
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "samples_per_epoch": args.samples_per_epoch,
+            }
+            result = train(
+                MODELS / "nanoaod" / config, shards, run, overrides={"training": training}, progress=False
+            )
+            print(
+                f"[{time.time() - t0:7.0f}s] trained {name}: best val AUC {result.best_metric:.4f}",
+                flush=True,
+            )
         if not (args.skip_existing and (out / "scores.parquet").is_file()):
             export_onnx(run, model)
             infer(model, args.fileset, out, split="test", executor=args.executor, chunksize=20_000)

@@ -51,12 +51,23 @@ def fileset(data: pathlib.Path) -> dict[str, Any]:
     dict
         A coffea fileset ``top_{split}``.
     """
-    files = {"train": [f"train_top_{i}.root" for i in range(3)], "val": ["val_top_0.root"], "test": ["test_top_0.root"]}
-    return {f"top_{s}": {"files": {str(data / f): "tree" for f in names}, "metadata": {"sample": "top", "split": s}}
-            for s, names in files.items()}  # fmt: skip
+    files = {
+        "train": [f"train_top_{i}.root" for i in range(3)],
+        "val": ["val_top_0.root"],
+        "test": ["test_top_0.root"],
+    }
+    return {
+        f"top_{s}": {
+            "files": {str(data / f): "tree" for f in names},
+            "metadata": {"sample": "top", "split": s},
+        }
+        for s, names in files.items()
+    }
 
 
-def run_variant(name: str, shards: pathlib.Path, work: pathlib.Path, files: dict[str, Any], threads: int) -> dict[str, Any]:
+def run_variant(
+    name: str, shards: pathlib.Path, work: pathlib.Path, files: dict[str, Any], threads: int
+) -> dict[str, Any]:
     """Train (or reuse), export, infer on the test split with the naive estimator, evaluate one variant.
 
     Parameters
@@ -119,8 +130,10 @@ def common_binning(shards: pathlib.Path) -> dict[str, dict[str, Any]]:
 
     train = ShardDataset(shards, "train")
     targets = train.arrays(["target"])["target"]
-    return {t: target_binning(float(targets[:, i].mean()), float(targets[:, i].std()))
-            for i, t in enumerate(train.manifest["labels"])}  # fmt: skip
+    return {
+        t: target_binning(float(targets[:, i].mean()), float(targets[:, i].std()))
+        for i, t in enumerate(train.manifest["labels"])
+    }
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -138,15 +151,31 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     """
     from hepnn_coffea.evaluation.intervals import format_interval as f
 
-    header = ["variant", "estimator", "pT rel. resolution (68%/2)", "pT core sigma / true", "pT bias slope vs true",
-              "pT bias spread [GeV]", "eta resolution (68%/2 of the offset)"]  # fmt: skip
+    header = [
+        "variant",
+        "estimator",
+        "pT rel. resolution (68%/2)",
+        "pT core sigma / true",
+        "pT bias slope vs true",
+        "pT bias spread [GeV]",
+        "eta resolution (68%/2 of the offset)",
+    ]
     cells = []
     for name, res in results.items():
         rows = {(r["target"], r["estimator"]): r for r in res["rows"] if r["expert"] == "all"}
         for estimator in ("model", "naive"):
             pt, eta = rows[("truth_pt", estimator)], rows[("truth_deta", estimator)]
-            cells.append([name, estimator, f(pt["rel_iqr68"]), f(pt["rel_gauss_sigma"]), f(pt["bias_slope"]),
-                          f(pt["bias_spread"]), f(eta["iqr68"])])  # fmt: skip
+            cells.append(
+                [
+                    name,
+                    estimator,
+                    f(pt["rel_iqr68"]),
+                    f(pt["rel_gauss_sigma"]),
+                    f(pt["bias_slope"]),
+                    f(pt["bias_spread"]),
+                    f(eta["iqr68"]),
+                ]
+            )
     return markdown_table(header, cells)
 
 
@@ -155,7 +184,9 @@ def main(argv: list[str] | None = None) -> None:
 
     ``argv``: the command line (default ``sys.argv[1:]``).
     """
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workdir", default="/tmp/reg6")
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--variants", default="mlp,mlp_reweighted,pfn")
@@ -170,9 +201,15 @@ def main(argv: list[str] | None = None) -> None:
     if not (shards / "manifest.json").is_file():
         preprocess(files, MODELS / "data" / "top_regression.yaml", shards, executor="iterative")
     manifest = json.loads((shards / "manifest.json").read_text())
-    print({s: {k: e["top"].get(k) for k in ("entries_read", "filtered", "entries_out", "expert_counts")}
-           for s, e in manifest["splits"].items()})  # fmt: skip
-    results = {name: run_variant(name, shards, work, files, args.threads) for name in args.variants.split(",")}
+    print(
+        {
+            s: {k: e["top"].get(k) for k in ("entries_read", "filtered", "entries_out", "expert_counts")}
+            for s, e in manifest["splits"].items()
+        }
+    )
+    results = {
+        name: run_variant(name, shards, work, files, args.threads) for name in args.variants.split(",")
+    }
     print(table(results))
     write_json(args.json, results)
 

@@ -28,7 +28,9 @@ from bench.timing.shard_io import data_configs
 VARIANTS = ("PFN groups, float32", "PFN groups, float16")
 
 
-def test_scores(run_dir: pathlib.Path, shards: pathlib.Path, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def test_scores(
+    run_dir: pathlib.Path, shards: pathlib.Path, batch: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
     """Top probability of the run's best checkpoint on every test jet, and the truth."""
     import torch
 
@@ -57,21 +59,37 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for variant in VARIANTS:
         shards = args.work / f"shards_{variant.split(', ')[1]}"
         if not (shards / "manifest.json").is_file():
-            preprocess(make_fileset(args.data), configs[variant], shards, executor="iterative", chunksize=100_000)
+            preprocess(
+                make_fileset(args.data), configs[variant], shards, executor="iterative", chunksize=100_000
+            )
         size = sum(p.stat().st_size for p in shards.rglob("*.arrow"))
         for seed in args.seeds:
             run_dir = args.work / "runs" / f"{variant.split(', ')[1]}_s{seed}"
             shutil.rmtree(run_dir, ignore_errors=True)
             start = time.perf_counter()
-            train(MODELS / "pfn.yaml", shards, run_dir, progress=False,
-                  overrides={"training": {"epochs": args.epochs, "seed": seed, "num_threads": args.threads}})  # fmt: skip
+            train(
+                MODELS / "pfn.yaml",
+                shards,
+                run_dir,
+                progress=False,
+                overrides={"training": {"epochs": args.epochs, "seed": seed, "num_threads": args.threads}},
+            )
             seconds = time.perf_counter() - start
             disc, is_top = test_scores(run_dir, shards)
             m = table_metrics(disc, is_top, np.ones(len(disc)), efficiencies=(0.3, 0.5))
             wait = [float(r["train_data_wait_frac"]) for r in _metrics_rows(run_dir)]
-            rows.append({"variant": variant, "seed": seed, "shard_bytes": size, "train_s": seconds,
-                         "data_wait_frac_max": max(wait), "auc": m["auc"],
-                         "rejection_at_30": m["rejection_at_30"], "rejection_at_50": m["rejection_at_50"]})  # fmt: skip
+            rows.append(
+                {
+                    "variant": variant,
+                    "seed": seed,
+                    "shard_bytes": size,
+                    "train_s": seconds,
+                    "data_wait_frac_max": max(wait),
+                    "auc": m["auc"],
+                    "rejection_at_30": m["rejection_at_30"],
+                    "rejection_at_50": m["rejection_at_50"],
+                }
+            )
             print(f"[{variant} seed {seed}] {seconds:.0f} s: AUC {m['auc']['value']:.4f}", flush=True)
     return rows
 
@@ -89,15 +107,34 @@ def _interval(iv: dict[str, Any]) -> str:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """One row per run, then the mean +- std over seeds of each variant."""
-    table = [[r["variant"], r["seed"], f"{r['shard_bytes'] / 1e6:.0f}", plus_minus(r["auc"]),
-              _interval(r["rejection_at_30"]), _interval(r["rejection_at_50"]),
-              f"{100 * r['data_wait_frac_max']:.1f}%"] for r in rows]  # fmt: skip
+    table = [
+        [
+            r["variant"],
+            r["seed"],
+            f"{r['shard_bytes'] / 1e6:.0f}",
+            plus_minus(r["auc"]),
+            _interval(r["rejection_at_30"]),
+            _interval(r["rejection_at_50"]),
+            f"{100 * r['data_wait_frac_max']:.1f}%",
+        ]
+        for r in rows
+    ]
     for variant in VARIANTS:
         aucs = [r["auc"]["value"] for r in rows if r["variant"] == variant]
         mean, std = mean_std(aucs)
         table.append([f"{variant}: mean over seeds", len(aucs), "", f"{mean:.4f} +- {std:.4f}", "", "", ""])
-    return markdown_table(["shards", "seed", "MB (all splits)", "test AUC", "1/eps_B @30%", "1/eps_B @50%",
-                           "data wait (max epoch)"], table)  # fmt: skip
+    return markdown_table(
+        [
+            "shards",
+            "seed",
+            "MB (all splits)",
+            "test AUC",
+            "1/eps_B @30%",
+            "1/eps_B @50%",
+            "data wait (max epoch)",
+        ],
+        table,
+    )
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

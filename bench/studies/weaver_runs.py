@@ -29,9 +29,17 @@ from typing import Any
 import numpy as np
 
 from bench.anchor import (
-    BUDGETS, METRICS, NAMES, WEAVER, add_weaver_arguments, fresh_anchor_copy, run_logged, weaver_cli,
-    weaver_io_options, weaver_train_command,
-)  # fmt: skip
+    BUDGETS,
+    METRICS,
+    NAMES,
+    WEAVER,
+    add_weaver_arguments,
+    fresh_anchor_copy,
+    run_logged,
+    weaver_cli,
+    weaver_io_options,
+    weaver_train_command,
+)
 from bench.common import mean_std, write_json
 
 BATCH = 128
@@ -65,11 +73,23 @@ def train_and_predict(model: str, run: int, args: argparse.Namespace) -> dict[st
     from hepnn_coffea.evaluation.roc import roc_from_scores
 
     work = fresh_anchor_copy(args.anchor, args.workdir / f"{model}_run{run}")
-    train = weaver_train_command(args.weaver, args.data, work, model, BATCH, BUDGETS[model]["samples_per_epoch"])
-    predict = [str(args.weaver), "--predict", "--data-test", f"top:{args.data}/test_top_*.root",
-               f"qcd:{args.data}/test_qcd_*.root", "--model-prefix", str(work / "train" / "net_epoch-0_state.pt"),
-               "--num-workers", "0", "--predict-output", str(work / "predict" / "pred.root"),
-               *weaver_io_options(work, model, BATCH)]  # fmt: skip
+    train = weaver_train_command(
+        args.weaver, args.data, work, model, BATCH, BUDGETS[model]["samples_per_epoch"]
+    )
+    predict = [
+        str(args.weaver),
+        "--predict",
+        "--data-test",
+        f"top:{args.data}/test_top_*.root",
+        f"qcd:{args.data}/test_qcd_*.root",
+        "--model-prefix",
+        str(work / "train" / "net_epoch-0_state.pt"),
+        "--num-workers",
+        "0",
+        "--predict-output",
+        str(work / "predict" / "pred.root"),
+        *weaver_io_options(work, model, BATCH),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     seconds = {}
     for name, cmd in (("train", train), ("predict", predict)):
@@ -83,10 +103,17 @@ def train_and_predict(model: str, run: int, args: argparse.Namespace) -> dict[st
         truth.append(arrays[LABEL].astype(bool) if LABEL in arrays else arrays["_label_"] == 0)
     score, is_top = np.concatenate(scores), np.concatenate(truth)
     roc = roc_from_scores(score, is_top)
-    metrics = {"auc": roc.auc, "accuracy": float(np.mean((score > 0.5) == is_top)),
-               "rejection_at_30": roc.rejection_at(0.3), "rejection_at_50": roc.rejection_at(0.5)}  # fmt: skip
-    print(f"[weaver {model} run {run}] {len(score)} test jets, {metrics}, train {seconds['train']:.0f} s, "
-          f"predict {seconds['predict']:.0f} s", flush=True)  # fmt: skip
+    metrics = {
+        "auc": roc.auc,
+        "accuracy": float(np.mean((score > 0.5) == is_top)),
+        "rejection_at_30": roc.rejection_at(0.3),
+        "rejection_at_50": roc.rejection_at(0.5),
+    }
+    print(
+        f"[weaver {model} run {run}] {len(score)} test jets, {metrics}, train {seconds['train']:.0f} s, "
+        f"predict {seconds['predict']:.0f} s",
+        flush=True,
+    )
     return {"run": run, "n_test_jets": int(len(score)), "test": metrics, "seconds": seconds}
 
 
@@ -107,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [train_and_predict(args.model, i, args) for i in range(args.runs)]
     anchor = WEAVER[args.model]
     values = {k: [r["test"][k] for r in rows] + [anchor[k]] for k in METRICS}
-    print(f"\n{NAMES[args.model]}, weaver-core 0.5.3, {len(rows)} new runs + the anchor: AUC / accuracy / 1/eps_B@30% / @50%")
+    print(
+        f"\n{NAMES[args.model]}, weaver-core 0.5.3, {len(rows)} new runs + the anchor: AUC / accuracy / 1/eps_B@30% / @50%"
+    )
     for k in METRICS:
         mean, std = mean_std(values[k])
         print(f"  {k}: " + ", ".join(f"{v:.4g}" for v in values[k]) + f" -> mean {mean:.4g}, std {std:.2g}")

@@ -35,8 +35,14 @@ import uproot
 
 import hepnn_coffea
 from bench.common import (
-    DEFAULT_FILES, ORT_BATCH, build_pfn, fileset_of, interleaved_times, run_in_batches, write_json,
-)  # fmt: skip
+    DEFAULT_FILES,
+    ORT_BATCH,
+    build_pfn,
+    fileset_of,
+    interleaved_times,
+    run_in_batches,
+    write_json,
+)
 from hepnn_coffea.evaluation.stages import infer
 from hepnn_coffea.export import export_onnx
 from hepnn_coffea.features import compute_features
@@ -107,7 +113,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ``argv``: the command line (default ``sys.argv[1:]``). Returns jets, rates (jets/s), ratios, CPUs and load averages.
     """
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--files", nargs="+", type=pathlib.Path, default=DEFAULT_FILES)
     parser.add_argument("--run-dir", type=pathlib.Path, default=None, help="trained run (default: build one)")
     parser.add_argument("--repeat", type=int, default=3)
@@ -121,12 +129,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         export_onnx(run_dir, model)
         tagger = hepnn_coffea.OnnxTagger(model)
         config = tagger.config
-        events = [uproot.open(f)["tree"].arrays(config.required_branches("test_time_selection", inputs_only=True))
-                  for f in args.files]  # fmt: skip
+        events = [
+            uproot.open(f)["tree"].arrays(config.required_branches("test_time_selection", inputs_only=True))
+            for f in args.files
+        ]
         n_jets = sum(len(e) for e in events)
-        batches = [compute_features(e, config, selection="test_time_selection", with_labels=False) for e in events]
+        batches = [
+            compute_features(e, config, selection="test_time_selection", with_labels=False) for e in events
+        ]
         session = hepnn_coffea.inference.tagger._session(str(model), 1)
-        feeds = [{i.name: np.ascontiguousarray(b.inputs[i.name]) for i in session.get_inputs()} for b in batches]
+        feeds = [
+            {i.name: np.ascontiguousarray(b.inputs[i.name]) for i in session.get_inputs()} for b in batches
+        ]
 
         groups = torchscript(run_dir, batches[0].inputs, tmp / "model.pt")
         wrapper = ml_tools_wrapper(tmp / "model.pt", config, groups)
@@ -150,21 +164,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             return run
 
         load = {"before": os.getloadavg()}
-        rates = jets_per_s({
-            "a_bare_ort": lambda: run_in_batches(session, feeds, ORT_BATCH),
-            "b_tagger_on_read_events": lambda: [tagger(e) for e in events],
-            "b_infer_stage_iterative": run_infer,
-            f"c_ml_tools_torch_{threads}_threads": ml_tools(threads),
-            "c_ml_tools_torch_1_thread": ml_tools(1),
-        })  # fmt: skip
+        rates = jets_per_s(
+            {
+                "a_bare_ort": lambda: run_in_batches(session, feeds, ORT_BATCH),
+                "b_tagger_on_read_events": lambda: [tagger(e) for e in events],
+                "b_infer_stage_iterative": run_infer,
+                f"c_ml_tools_torch_{threads}_threads": ml_tools(threads),
+                "c_ml_tools_torch_1_thread": ml_tools(1),
+            }
+        )
         from distributed import LocalCluster
 
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c1, \
-                LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c2:
+        with (
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c1,
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c2,
+        ):
 
             def on(cluster: Any) -> Any:
-                return lambda: infer(model, fileset, out, executor="dask", scheduler=cluster.scheduler_address,
-                                     chunksize=args.chunksize)  # fmt: skip
+                return lambda: infer(
+                    model,
+                    fileset,
+                    out,
+                    executor="dask",
+                    scheduler=cluster.scheduler_address,
+                    chunksize=args.chunksize,
+                )
 
             rates.update(jets_per_s({"d_infer_dask_1_worker": on(c1), "d_infer_dask_2_worker": on(c2)}))
         load["after"] = os.getloadavg()
@@ -175,13 +199,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "b_infer_stage / c_ml_tools (best)": rates["b_infer_stage_iterative"] / c_best,
         "d_2_workers / d_1_worker": rates["d_infer_dask_2_worker"] / rates["d_infer_dask_1_worker"],
     }
-    print(f"hepnn_coffea {hepnn_coffea.__version__}; {n_jets} jets; best of {args.repeat} (interleaved); "
-          f"{os.cpu_count()} CPUs, load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} after")
+    print(
+        f"hepnn_coffea {hepnn_coffea.__version__}; {n_jets} jets; best of {args.repeat} (interleaved); "
+        f"{os.cpu_count()} CPUs, load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} after"
+    )
     for key, value in rates.items():
         print(f"{key:45s} {value:12,.0f} jets/s")
     for key, value in ratios.items():
         print(f"{key:45s} {value:12.3f}")
-    result = {"n_jets": n_jets, "jets_per_s": rates, "ratios": ratios, "cpus": os.cpu_count(), "load_average": load}
+    result = {
+        "n_jets": n_jets,
+        "jets_per_s": rates,
+        "ratios": ratios,
+        "cpus": os.cpu_count(),
+        "load_average": load,
+    }
     write_json(args.json, result, indent=2)
     return result
 

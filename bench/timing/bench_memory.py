@@ -70,12 +70,31 @@ def build_model(tmp: pathlib.Path) -> pathlib.Path:
     shards, run_dir, model = tmp / "shards", tmp / "run", tmp / "pfn.onnx"
     cli = [sys.executable, "-m", "hepnn_coffea.cli"]
     steps = [
-        [*cli, "preprocess", str(SAMPLES / "fileset.json"), "-c", str(DATA_CONFIG),
-         "-o", str(shards), "--executor", "iterative"],
-        [*cli, "train", str(MODELS / "pfn.yaml"), "--shards", str(shards), "-o", str(run_dir),
-         "--set", "training.epochs=1", "--no-progress"],
+        [
+            *cli,
+            "preprocess",
+            str(SAMPLES / "fileset.json"),
+            "-c",
+            str(DATA_CONFIG),
+            "-o",
+            str(shards),
+            "--executor",
+            "iterative",
+        ],
+        [
+            *cli,
+            "train",
+            str(MODELS / "pfn.yaml"),
+            "--shards",
+            str(shards),
+            "-o",
+            str(run_dir),
+            "--set",
+            "training.epochs=1",
+            "--no-progress",
+        ],
         [*cli, "export", str(run_dir), "-o", str(model)],
-    ]  # fmt: skip
+    ]
     for cmd in steps:
         start = time.perf_counter()
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -181,8 +200,17 @@ def _maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
-def run_once(model: pathlib.Path, n: int, files_dir: pathlib.Path, out_dir: pathlib.Path, *, workers: int,
-             chunksize: int, batch_size: int, interval: float) -> dict[str, Any]:  # fmt: skip
+def run_once(
+    model: pathlib.Path,
+    n: int,
+    files_dir: pathlib.Path,
+    out_dir: pathlib.Path,
+    *,
+    workers: int,
+    chunksize: int,
+    batch_size: int,
+    interval: float,
+) -> dict[str, Any]:
     """``infer`` over ``n`` linked files on a fresh LocalCluster; the memory of every worker.
 
     Parameters
@@ -225,8 +253,16 @@ def run_once(model: pathlib.Path, n: int, files_dir: pathlib.Path, out_dir: path
         sampler.start()
         start = time.perf_counter()
         address = cluster.scheduler_address
-        info = infer(model, fileset, out_dir, split="test", executor="dask", scheduler=address,
-                     chunksize=chunksize, batch_size=batch_size)
+        info = infer(
+            model,
+            fileset,
+            out_dir,
+            split="test",
+            executor="dask",
+            scheduler=address,
+            chunksize=chunksize,
+            batch_size=batch_size,
+        )
         stop = time.perf_counter()
         sampler.stop()
         maxrss = client.run(_maxrss_bytes)
@@ -236,14 +272,26 @@ def run_once(model: pathlib.Path, n: int, files_dir: pathlib.Path, out_dir: path
     per_worker = {}
     for addr, name in sorted(names.items(), key=lambda kv: kv[1]):
         per_worker[name] = {
-            "pid": pids[addr], "idle_rss": idle[name], "peak_sampled": sampler.peak(name),
-            "ru_maxrss": maxrss[addr], "end_rss": end_rss[addr],
+            "pid": pids[addr],
+            "idle_rss": idle[name],
+            "peak_sampled": sampler.peak(name),
+            "ru_maxrss": maxrss[addr],
+            "end_rss": end_rss[addr],
             "rss_at_25_50_75_100pct": sampler.at_fractions(name, start, stop, QUARTERS),
-        }  # fmt: skip
-    client_proc = {"idle_rss": idle["client"], "peak_sampled": sampler.peak("client", since=start),
-                   "rss_at_25_50_75_100pct": sampler.at_fractions("client", start, stop, QUARTERS)}
-    return {"files": n, "jets": info["n_jets"], "wall_s": stop - start, "workers": per_worker,
-            "client": client_proc, "samples": min(len(v) for v in sampler.samples.values())}  # fmt: skip
+        }
+    client_proc = {
+        "idle_rss": idle["client"],
+        "peak_sampled": sampler.peak("client", since=start),
+        "rss_at_25_50_75_100pct": sampler.at_fractions("client", start, stop, QUARTERS),
+    }
+    return {
+        "files": n,
+        "jets": info["n_jets"],
+        "wall_s": stop - start,
+        "workers": per_worker,
+        "client": client_proc,
+        "samples": min(len(v) for v in sampler.samples.values()),
+    }
 
 
 def mib(x: float) -> str:
@@ -273,13 +321,17 @@ def report(runs: list[dict[str, Any]]) -> dict[str, Any]:
         rate = r["jets"] / r["wall_s"]
         print(f"| {r['files']} | {r['chunks']} | {r['jets']:,} | {r['wall_s']:.1f} | {rate:,.0f} |")
     head = " / ".join(str(r["files"]) for r in runs)
-    print(f"\nRSS per worker process [MiB] for {head} files: idle = after start-up; peak sampled every "
-          f"0.1 s; ru_maxrss = kernel high-water mark; ratio = {last['files']} / {first['files']} files")
+    print(
+        f"\nRSS per worker process [MiB] for {head} files: idle = after start-up; peak sampled every "
+        f"0.1 s; ru_maxrss = kernel high-water mark; ratio = {last['files']} / {first['files']} files"
+    )
     print("\n| process | idle | peak (sampled) | peak (ru_maxrss) | ratio (sampled) | ratio (ru_maxrss) |")
     print("|---|---|---|---|---|---|")
     keys = ("peak_sampled", "ru_maxrss")
-    rows = {name: {k: [r["workers"][name][k] for r in runs] for k in ("idle_rss", *keys)}
-            for name in first["workers"]}  # fmt: skip
+    rows = {
+        name: {k: [r["workers"][name][k] for r in runs] for k in ("idle_rss", *keys)}
+        for name in first["workers"]
+    }
     rows["max over workers"] = {k: [max(w[k] for w in r["workers"].values()) for r in runs] for k in keys}
     ratios = {}
     for name, row in rows.items():
@@ -295,17 +347,23 @@ def report(runs: list[dict[str, Any]]) -> dict[str, Any]:
     print("\nRSS over each run [MiB] at 25% / 50% / 75% / 100% of its wall time, and after the run:")
     for r in runs:
         for name, w in r["workers"].items():
-            print(f"  {r['files']:>4} files, {name}: {' / '.join(map(mib, w['rss_at_25_50_75_100pct']))}; "
-                  f"after {mib(w['end_rss'])}")  # fmt: skip
+            print(
+                f"  {r['files']:>4} files, {name}: {' / '.join(map(mib, w['rss_at_25_50_75_100pct']))}; "
+                f"after {mib(w['end_rss'])}"
+            )
         client_row = " / ".join(map(mib, r["client"]["rss_at_25_50_75_100pct"]))
         print(f"  {r['files']:>4} files, client: {client_row}")
     worst = max(ratios["max over workers"].values())
     each = max(max(v.values()) for v in ratios.values())
     verdict = "OK" if worst <= 1.2 else "ABOVE GOAL"
-    print(f"\nratio of the largest worker peak {worst:.3f} (goal <= 1.2): {verdict}; "
-          f"largest per-worker ratio {each:.3f}")  # fmt: skip
-    print("(workers are numbered by address: worker i of one run is not the same process as worker i of "
-          "another and may have had a different share of the chunks)")  # fmt: skip
+    print(
+        f"\nratio of the largest worker peak {worst:.3f} (goal <= 1.2): {verdict}; "
+        f"largest per-worker ratio {each:.3f}"
+    )
+    print(
+        "(workers are numbered by address: worker i of one run is not the same process as worker i of "
+        "another and may have had a different share of the chunks)"
+    )
     return {"ratios": ratios, "worst_ratio": worst, "worst_per_worker_ratio": each, "loadavg": load}
 
 
@@ -335,15 +393,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         entries = uproot.open(SAMPLE_FILE)["tree"].num_entries
         runs = []
         for n in copies:
-            print(f"infer over {n} hard links of {SAMPLE_FILE.name} ({entries} entries each), "
-                  f"fresh LocalCluster with {args.workers} workers ...", flush=True)  # fmt: skip
-            r = run_once(model, n, tmp / "files", tmp / f"out_{n}", workers=args.workers,
-                         chunksize=args.chunksize, batch_size=args.batch_size, interval=args.interval)
+            print(
+                f"infer over {n} hard links of {SAMPLE_FILE.name} ({entries} entries each), "
+                f"fresh LocalCluster with {args.workers} workers ...",
+                flush=True,
+            )
+            r = run_once(
+                model,
+                n,
+                tmp / "files",
+                tmp / f"out_{n}",
+                workers=args.workers,
+                chunksize=args.chunksize,
+                batch_size=args.batch_size,
+                interval=args.interval,
+            )
             r["chunks"] = n * -(-entries // args.chunksize)
             print(f"  {r['jets']:,} jets in {r['wall_s']:.1f} s", flush=True)
             runs.append(r)
-    result = {"model": str(args.model) if args.model else "1-epoch PFN built by the script",
-              "copies": copies, "chunksize": args.chunksize, "runs": runs, **report(runs)}  # fmt: skip
+    result = {
+        "model": str(args.model) if args.model else "1-epoch PFN built by the script",
+        "copies": copies,
+        "chunksize": args.chunksize,
+        "runs": runs,
+        **report(runs),
+    }
     write_json(args.json, result)
     return result
 

@@ -48,8 +48,9 @@ def build_model(tmp: pathlib.Path) -> pathlib.Path:
     return tmp / "model.onnx"
 
 
-def bench_preprocess(files: list[pathlib.Path], config_path: pathlib.Path, tmp: pathlib.Path,
-                     repeat: int) -> dict[str, float]:  # fmt: skip
+def bench_preprocess(
+    files: list[pathlib.Path], config_path: pathlib.Path, tmp: pathlib.Path, repeat: int
+) -> dict[str, float]:
     """Jets/s of raw read, feature computation and the full preprocess stage."""
     config = DataConfig.from_yaml(config_path)
     branches = config.required_branches()
@@ -61,24 +62,43 @@ def bench_preprocess(files: list[pathlib.Path], config_path: pathlib.Path, tmp: 
 
     t_read = best_of(lambda: [uproot.open(f)["tree"].arrays(branches) for f in files], repeat)
     t_feat = best_of(lambda: [compute_features(a, config, ragged=True) for a in arrays], repeat)
-    t_iter = best_of(lambda: preprocess(fileset, config_path, out, mode="runner", executor="iterative",
-                                        chunksize=50_000), repeat, clear)  # fmt: skip
-    t_dask = best_of(lambda: preprocess(fileset, config_path, out, mode="runner", executor="dask", workers=2,
-                                        chunksize=50_000), repeat, clear)  # fmt: skip
+    t_iter = best_of(
+        lambda: preprocess(fileset, config_path, out, mode="runner", executor="iterative", chunksize=50_000),
+        repeat,
+        clear,
+    )
+    t_dask = best_of(
+        lambda: preprocess(
+            fileset, config_path, out, mode="runner", executor="dask", workers=2, chunksize=50_000
+        ),
+        repeat,
+        clear,
+    )
     # the same on an already running 2-worker cluster: the stage's cost without LocalCluster start-up
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         address = cluster.scheduler_address
-        t_warm = best_of(lambda: preprocess(fileset, config_path, out, mode="runner", executor="dask",
-                                            scheduler=address, chunksize=50_000), repeat, clear)  # fmt: skip
-    return {"n_jets": n_jets, "raw_read": n_jets / t_read, "compute_features": n_jets / t_feat,
-            "preprocess_iterative": n_jets / t_iter, "preprocess_dask2": n_jets / t_dask,
-            "preprocess_dask2_running_cluster": n_jets / t_warm}  # fmt: skip
+        t_warm = best_of(
+            lambda: preprocess(
+                fileset, config_path, out, mode="runner", executor="dask", scheduler=address, chunksize=50_000
+            ),
+            repeat,
+            clear,
+        )
+    return {
+        "n_jets": n_jets,
+        "raw_read": n_jets / t_read,
+        "compute_features": n_jets / t_feat,
+        "preprocess_iterative": n_jets / t_iter,
+        "preprocess_dask2": n_jets / t_dask,
+        "preprocess_dask2_running_cluster": n_jets / t_warm,
+    }
 
 
-def bench_inference(files: list[pathlib.Path], model: pathlib.Path, tmp: pathlib.Path,
-                    repeat: int) -> dict[str, float]:  # fmt: skip
+def bench_inference(
+    files: list[pathlib.Path], model: pathlib.Path, tmp: pathlib.Path, repeat: int
+) -> dict[str, float]:
     """Jets/s of bare onnxruntime, ``OnnxTagger`` on eager events and the ``infer`` stage."""
     import onnxruntime as ort
 
@@ -87,8 +107,9 @@ def bench_inference(files: list[pathlib.Path], model: pathlib.Path, tmp: pathlib
     events = [uproot.open(f)["tree"].arrays(config.required_branches()) for f in files]
     n_jets = sum(len(e) for e in events)
     # ready model inputs, built once outside the timing (the same features OnnxTagger computes)
-    batches = [compute_features(e, config, selection="test_time_selection", with_labels=False)
-               for e in events]  # fmt: skip
+    batches = [
+        compute_features(e, config, selection="test_time_selection", with_labels=False) for e in events
+    ]
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
@@ -99,10 +120,17 @@ def bench_inference(files: list[pathlib.Path], model: pathlib.Path, tmp: pathlib
     out = tmp / "infer_out"
     t_ort = best_of(lambda: run_in_batches(session, feeds), repeat)
     t_tagger = best_of(lambda: [tagger(e) for e in events], repeat)
-    t_infer = best_of(lambda: infer(model, fileset_of(files), out, executor="iterative"), repeat,
-                      lambda: shutil.rmtree(out, ignore_errors=True))  # fmt: skip
-    return {"n_jets": n_jets, "bare_ort": n_jets / t_ort, "onnx_tagger": n_jets / t_tagger,
-            "infer_iterative": n_jets / t_infer}  # fmt: skip
+    t_infer = best_of(
+        lambda: infer(model, fileset_of(files), out, executor="iterative"),
+        repeat,
+        lambda: shutil.rmtree(out, ignore_errors=True),
+    )
+    return {
+        "n_jets": n_jets,
+        "bare_ort": n_jets / t_ort,
+        "onnx_tagger": n_jets / t_tagger,
+        "infer_iterative": n_jets / t_infer,
+    }
 
 
 def report(pre: dict[str, float], inf: dict[str, float], meta: dict[str, Any]) -> dict[str, Any]:
@@ -110,8 +138,8 @@ def report(pre: dict[str, float], inf: dict[str, float], meta: dict[str, Any]) -
     ratios = {
         "preprocess_iterative / raw_read": pre["preprocess_iterative"] / pre["raw_read"],
         "preprocess_dask2 / raw_read": pre["preprocess_dask2"] / pre["raw_read"],
-        "preprocess_dask2_running_cluster / raw_read":
-            pre["preprocess_dask2_running_cluster"] / pre["raw_read"],
+        "preprocess_dask2_running_cluster / raw_read": pre["preprocess_dask2_running_cluster"]
+        / pre["raw_read"],
         "compute_features / raw_read": pre["compute_features"] / pre["raw_read"],
         "onnx_tagger / bare_ort": inf["onnx_tagger"] / inf["bare_ort"],
         "infer_iterative / bare_ort": inf["infer_iterative"] / inf["bare_ort"],
@@ -126,8 +154,10 @@ def report(pre: dict[str, float], inf: dict[str, float], meta: dict[str, Any]) -
         ("2b OnnxTagger(events)", inf["onnx_tagger"]),
         ("2c infer stage (iterative)", inf["infer_iterative"]),
     ]
-    print(f"\nhepnn_coffea {hepnn_coffea.__version__}; {pre['n_jets']} jets; best of {meta['repeat']}; "
-          f"model {meta['model']}")  # fmt: skip
+    print(
+        f"\nhepnn_coffea {hepnn_coffea.__version__}; {pre['n_jets']} jets; best of {meta['repeat']}; "
+        f"model {meta['model']}"
+    )
     print(f"{'measurement':<48}{'jets/s':>12}")
     print("-" * 60)
     for name, value in rows:
@@ -142,8 +172,13 @@ def report(pre: dict[str, float], inf: dict[str, float], meta: dict[str, Any]) -
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse the command line, run both benchmarks, print and optionally save the results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--files", nargs="+", type=pathlib.Path, default=DEFAULT_FILES,
-                        help="RNTuple/TTree files with a 'tree' (default: shared test_top_0 + test_qcd_0)")
+    parser.add_argument(
+        "--files",
+        nargs="+",
+        type=pathlib.Path,
+        default=DEFAULT_FILES,
+        help="RNTuple/TTree files with a 'tree' (default: shared test_top_0 + test_qcd_0)",
+    )
     parser.add_argument("--data-config", type=pathlib.Path, default=DATA_CONFIG)
     parser.add_argument("--model", type=pathlib.Path, help="ONNX model (default: train a 1-epoch PFN here)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up; best is kept")
@@ -156,9 +191,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = args.model.resolve() if args.model else build_model(tmp)
         pre = bench_preprocess(files, args.data_config.resolve(), tmp, args.repeat)
         inf = bench_inference(files, model, tmp, args.repeat)
-        meta = {"files": [str(f) for f in files], "data_config": str(args.data_config), "repeat": args.repeat,
-                "model": str(args.model) if args.model else "1-epoch pfn (built)",
-                "ort_batch": ORT_BATCH}  # fmt: skip
+        meta = {
+            "files": [str(f) for f in files],
+            "data_config": str(args.data_config),
+            "repeat": args.repeat,
+            "model": str(args.model) if args.model else "1-epoch pfn (built)",
+            "ort_batch": ORT_BATCH,
+        }
         results = report(pre, inf, meta)
         if not args.no_shards:
             print()

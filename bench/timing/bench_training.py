@@ -54,8 +54,14 @@ import time
 from typing import Any
 
 from bench.anchor import (
-    BUDGETS, NAMES, add_weaver_arguments, fresh_anchor_copy, run_logged, weaver_cli, weaver_train_command,
-)  # fmt: skip
+    BUDGETS,
+    NAMES,
+    add_weaver_arguments,
+    fresh_anchor_copy,
+    run_logged,
+    weaver_cli,
+    weaver_train_command,
+)
 from bench.common import MODELS, markdown_table, topqcd_shards, write_json
 
 BATCH = {"pfn": 512, "particlenet": 128, "part": 128}
@@ -64,7 +70,9 @@ SPEED_RE = re.compile(r"Processed (\d+) entries in total \(avg\. speed ([\d.]+) 
 TQDM_RE = re.compile(r"@@ (\d+) ([\d.]+)")
 
 
-def hepnn_run(model: str, shards: pathlib.Path, work: pathlib.Path, samples: int, threads: int) -> dict[str, Any]:
+def hepnn_run(
+    model: str, shards: pathlib.Path, work: pathlib.Path, samples: int, threads: int
+) -> dict[str, Any]:
     """One hepnn_coffea epoch of ``samples`` jets; the trainer's own per-epoch throughput row.
 
     Parameters
@@ -90,17 +98,31 @@ def hepnn_run(model: str, shards: pathlib.Path, work: pathlib.Path, samples: int
     run_dir = work / "hepnn" / model
     shutil.rmtree(run_dir, ignore_errors=True)
     budget = {k: v for k, v in BUDGETS[model].items() if k in ("lr", "weight_decay")}
-    overrides = {"training": {**budget, "epochs": 1, "batch_size": BATCH[model], "samples_per_epoch": samples,
-                              "optimizer": "ranger", "scheduler": "none", "num_threads": threads,
-                              "tensorboard": False, "val_samples": 512}}  # fmt: skip  (the val pass is not timed)
+    overrides = {
+        "training": {
+            **budget,
+            "epochs": 1,
+            "batch_size": BATCH[model],
+            "samples_per_epoch": samples,
+            "optimizer": "ranger",
+            "scheduler": "none",
+            "num_threads": threads,
+            "tensorboard": False,
+            "val_samples": 512,
+        }
+    }  # the val pass is not timed
     t0 = time.perf_counter()
     train(MODELS / f"{model}.yaml", shards, run_dir, overrides=overrides, progress=False)
     wall = time.perf_counter() - t0
     with (run_dir / "metrics.csv").open() as f:
         row = list(csv.DictReader(f))[-1]
     params = json.loads((run_dir / "provenance.json").read_text())["parameters"]
-    return {"jets_per_s": float(row["train_jets_per_s"]), "data_wait_frac": float(row["train_data_wait_frac"]),
-            "params": params, "wall_s_incl_val": wall}  # fmt: skip
+    return {
+        "jets_per_s": float(row["train_jets_per_s"]),
+        "data_wait_frac": float(row["train_data_wait_frac"]),
+        "params": params,
+        "wall_s_incl_val": wall,
+    }
 
 
 def weaver_run(model: str, args: argparse.Namespace, work: pathlib.Path, samples: int) -> dict[str, Any]:
@@ -135,27 +157,39 @@ def weaver_run(model: str, args: argparse.Namespace, work: pathlib.Path, samples
     cmd += ["--data-val", f"{args.data}/val_*.root", "--samples-per-epoch-val", "10000"]
     if model == "pfn":  # the anchor's weaver PFN defaults to use_bn=False; hepnn_coffea's zoo PFN has it on
         cmd += ["--network-option", "use_bn", "True"]
-    env = {**os.environ, "TQDM_BAR_FORMAT": "@@ {n} {elapsed_s:.4f}\n", "TQDM_MININTERVAL": "0",
-           "OMP_NUM_THREADS": str(args.threads)}  # fmt: skip
+    env = {
+        **os.environ,
+        "TQDM_BAR_FORMAT": "@@ {n} {elapsed_s:.4f}\n",
+        "TQDM_MININTERVAL": "0",
+        "OMP_NUM_THREADS": str(args.threads),
+    }
     proc, wall = run_logged(cmd, cfg_dir, env, cfg_dir / "weaver.log")
     log = proc.stdout + "\n" + proc.stderr
     speed = SPEED_RE.search(log)
     if proc.returncode != 0 or speed is None:
-        raise RuntimeError(f"weaver failed (rc {proc.returncode}), see {cfg_dir / 'weaver.log'}:\n{log[-3000:]}")
+        raise RuntimeError(
+            f"weaver failed (rc {proc.returncode}), see {cfg_dir / 'weaver.log'}:\n{log[-3000:]}"
+        )
     # "@@ k t": tqdm prints n=k when batch k+1 is requested (t = end of step k), and again after
     # step k+1 (set_postfix refresh); the last line is printed after the last step. So the first
     # timestamp of k=1 is the end of step 1 (data loading included) and the last one the end of
     # step N: the steady rate spans steps 2..N.
-    ticks = [(int(n), float(t)) for n, t in TQDM_RE.findall(log[log.find("Epoch #0 training"):])]
+    ticks = [(int(n), float(t)) for n, t in TQDM_RE.findall(log[log.find("Epoch #0 training") :])]
     t1, t_end = next(t for n, t in ticks if n == 1), ticks[-1][1]
     n_steps = int(speed.group(1)) // BATCH[model]
     steady = (n_steps - 1) * BATCH[model] / (t_end - t1) if n_steps > 1 and t_end > t1 else float("nan")
     state = torch.load(cfg_dir / "train" / "net_epoch-0_state.pt", map_location="cpu", weights_only=True)
     buffers = ("running_mean", "running_var", "num_batches_tracked")
     params = sum(v.numel() for k, v in state.items() if not k.endswith(buffers))
-    return {"params": params, "jets_per_s_loop": float(speed.group(2)), "jets_per_s_steady": steady,
-            "jets": int(speed.group(1)),
-            "first_batch_s": t1, "steady_steps": n_steps - 1, "wall_s": wall}  # fmt: skip
+    return {
+        "params": params,
+        "jets_per_s_loop": float(speed.group(2)),
+        "jets_per_s_steady": steady,
+        "jets": int(speed.group(1)),
+        "first_batch_s": t1,
+        "steady_steps": n_steps - 1,
+        "wall_s": wall,
+    }
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -171,16 +205,35 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     str
         Markdown table.
     """
-    header = ["model", "params hepnn / weaver", "batch", "jets/epoch", "hepnn jets/s", "weaver jets/s (steady)",
-              "ratio hepnn/weaver", "weaver jets/s incl. in-memory load", "hepnn data-wait fraction",
-              "weaver first batch s"]  # fmt: skip
+    header = [
+        "model",
+        "params hepnn / weaver",
+        "batch",
+        "jets/epoch",
+        "hepnn jets/s",
+        "weaver jets/s (steady)",
+        "ratio hepnn/weaver",
+        "weaver jets/s incl. in-memory load",
+        "hepnn data-wait fraction",
+        "weaver first batch s",
+    ]
     cells = []
     for r in rows:
         h, w = r["hepnn"], r["weaver"]
-        cells.append([NAMES[r["model"]], f"{h['params']:,} / {w['params']:,}", r["batch"], r["samples"],
-                      f"{h['jets_per_s']:.1f}", f"{w['jets_per_s_steady']:.1f}",
-                      f"{h['jets_per_s'] / w['jets_per_s_steady']:.2f}", f"{w['jets_per_s_loop']:.1f}",
-                      f"{h['data_wait_frac']:.3f}", f"{w['first_batch_s']:.1f}"])  # fmt: skip
+        cells.append(
+            [
+                NAMES[r["model"]],
+                f"{h['params']:,} / {w['params']:,}",
+                r["batch"],
+                r["samples"],
+                f"{h['jets_per_s']:.1f}",
+                f"{w['jets_per_s_steady']:.1f}",
+                f"{h['jets_per_s'] / w['jets_per_s_steady']:.2f}",
+                f"{w['jets_per_s_loop']:.1f}",
+                f"{h['data_wait_frac']:.3f}",
+                f"{w['first_batch_s']:.1f}",
+            ]
+        )
     return markdown_table(header, cells)
 
 
@@ -222,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{model}] hepnn_coffea: {h}", flush=True)
         w = weaver_run(model, args, work, samples[model])
         print(f"[{model}] weaver-core: {w}", flush=True)
-        rows.append({"model": model, "batch": BATCH[model], "samples": samples[model], "hepnn": h, "weaver": w})
+        rows.append(
+            {"model": model, "batch": BATCH[model], "samples": samples[model], "hepnn": h, "weaver": w}
+        )
     total = time.perf_counter() - t_start
     print("\n" + markdown(rows) + f"\n\ntotal {total:.0f} s")
     write_json(args.json, {"rows": rows, "total_s": total, "threads": args.threads})

@@ -54,14 +54,27 @@ from bench.common import DATA, MODELS, make_fileset, markdown_table, mean_std, t
 
 BASELINES = {  # the anchor's non-NN rows, for context
     "logistic regression": {"auc": 0.9629, "accuracy": 0.9055, "rejection_at_30": 142, "rejection_at_50": 56},
-    "HistGradientBoosting": {"auc": 0.9849, "accuracy": 0.9387, "rejection_at_30": 1250, "rejection_at_50": 300},
+    "HistGradientBoosting": {
+        "auc": 0.9849,
+        "accuracy": 0.9387,
+        "rejection_at_30": 1250,
+        "rejection_at_50": 300,
+    },
 }
 COMMON = {"optimizer": "ranger", "num_threads": 2, "tensorboard": False}
 
 
-def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: pathlib.Path, threads: int,
-              reuse: bool, infer_batch: int = 256, seed: int | None = None, val_samples: int | None = None,
-              ) -> dict[str, Any]:  # fmt: skip
+def run_model(
+    model: str,
+    shards: pathlib.Path,
+    fileset: dict[str, Any],
+    work: pathlib.Path,
+    threads: int,
+    reuse: bool,
+    infer_batch: int = 256,
+    seed: int | None = None,
+    val_samples: int | None = None,
+) -> dict[str, Any]:
     """Train, export, infer on the test split and evaluate one model.
 
     Parameters
@@ -104,7 +117,9 @@ def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: p
     shutil.rmtree(out_dir, ignore_errors=True)
     t0 = time.perf_counter()
     if reuse and (run_dir / "checkpoints" / "last.pt").is_file():  # finished run of an earlier call
-        result = train(None, None, run_dir, resume=True, progress=False)  # no epochs left: returns its history
+        result = train(
+            None, None, run_dir, resume=True, progress=False
+        )  # no epochs left: returns its history
         t_train = None
         print(f"[{model}] reusing the finished run in {run_dir}", flush=True)
     else:
@@ -116,23 +131,40 @@ def run_model(model: str, shards: pathlib.Path, fileset: dict[str, Any], work: p
     export_onnx(run_dir, onnx_path)
     t_export = time.perf_counter() - t0
     t0 = time.perf_counter()
-    info = infer(onnx_path, fileset, out_dir, split="test", executor="futures", workers=2, batch_size=infer_batch)
+    info = infer(
+        onnx_path, fileset, out_dir, split="test", executor="futures", workers=2, batch_size=infer_batch
+    )
     t_infer = time.perf_counter() - t0
     summary = evaluate(out_dir, plots=False)
     last = result.history[-1]
     row = {
-        "model": model, "seed": seed, "params": params, "overrides": overrides["training"],
+        "model": model,
+        "seed": seed,
+        "params": params,
+        "overrides": overrides["training"],
         "epochs_run": len(result.history),
-        "best_epoch": result.best_epoch, "best_val_auc": result.best_metric,
-        "train_jets_per_s": last["train_jets_per_s"], "train_data_wait_frac": last["train_data_wait_frac"],
-        "n_test_jets": info["n_jets"], "test": {k: float(summary["from_table"][k]["value"]) for k in METRICS},
-        "test_from_hists": {k: float(summary["from_hists"][k]["value"]) for k in METRICS},  # intervals: summary.json
-        "seconds": {"train": t_train, "export": t_export, "infer": t_infer,
-                    "infer_jets_per_s": info["n_jets"] / t_infer},
-    }  # fmt: skip
-    print(f"[{name}] params {params:,}, best epoch {result.best_epoch} (val AUC {result.best_metric:.4f}), "
-          f"train {'(reused)' if t_train is None else f'{t_train:.0f}'} s, export {t_export:.0f} s, infer {t_infer:.0f} s "
-          f"({info['n_jets'] / t_infer:.0f} jets/s), test {row['test']}", flush=True)  # fmt: skip
+        "best_epoch": result.best_epoch,
+        "best_val_auc": result.best_metric,
+        "train_jets_per_s": last["train_jets_per_s"],
+        "train_data_wait_frac": last["train_data_wait_frac"],
+        "n_test_jets": info["n_jets"],
+        "test": {k: float(summary["from_table"][k]["value"]) for k in METRICS},
+        "test_from_hists": {
+            k: float(summary["from_hists"][k]["value"]) for k in METRICS
+        },  # intervals: summary.json
+        "seconds": {
+            "train": t_train,
+            "export": t_export,
+            "infer": t_infer,
+            "infer_jets_per_s": info["n_jets"] / t_infer,
+        },
+    }
+    print(
+        f"[{name}] params {params:,}, best epoch {result.best_epoch} (val AUC {result.best_metric:.4f}), "
+        f"train {'(reused)' if t_train is None else f'{t_train:.0f}'} s, export {t_export:.0f} s, infer {t_infer:.0f} s "
+        f"({info['n_jets'] / t_infer:.0f} jets/s), test {row['test']}",
+        flush=True,
+    )
     return row
 
 
@@ -157,11 +189,16 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     """
 
     def fmt(m: dict[str, float]) -> str:
-        return f"{m['auc']:.4f} / {m['accuracy']:.4f} / {m['rejection_at_30']:.0f} / {m['rejection_at_50']:.0f}"
+        return (
+            f"{m['auc']:.4f} / {m['accuracy']:.4f} / {m['rejection_at_30']:.0f} / {m['rejection_at_50']:.0f}"
+        )
 
     def cells(label: str, r: dict[str, Any], h: dict[str, float]) -> list[str]:
         w = WEAVER[r["model"]]
-        ok = ["yes" if h[k] >= w[k] else f"no ({h[k] - w[k]:+.4g})" for k in ("auc", "accuracy", "rejection_at_30")]
+        ok = [
+            "yes" if h[k] >= w[k] else f"no ({h[k] - w[k]:+.4g})"
+            for k in ("auc", "accuracy", "rejection_at_30")
+        ]
         return [label, f"{r['params']:,} / {w['params']:,}", w["budget"], fmt(h), fmt(w), *ok]
 
     physics = []
@@ -171,19 +208,57 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         if len(runs) > 1:  # the mean over seeds, and the seed-to-seed spread
             stats = {k: mean_std(r["test"][k] for r in runs) for k in METRICS}
             mean, std = {k: v[0] for k, v in stats.items()}, {k: v[1] for k, v in stats.items()}
-            physics.append(cells(f"{NAMES[model]} mean of {len(runs)} (std {std['auc']:.4f} / {std['accuracy']:.4f} / "
-                                 f"{std['rejection_at_30']:.0f} / {std['rejection_at_50']:.0f})", runs[0], mean))
+            physics.append(
+                cells(
+                    f"{NAMES[model]} mean of {len(runs)} (std {std['auc']:.4f} / {std['accuracy']:.4f} / "
+                    f"{std['rejection_at_30']:.0f} / {std['rejection_at_50']:.0f})",
+                    runs[0],
+                    mean,
+                )
+            )
     physics += [[f"{name} (anchor)", "-", "-", "-", fmt(b), "", "", ""] for name, b in BASELINES.items()]
-    timing = [[_label(r), "reused" if r["seconds"]["train"] is None else f"{r['seconds']['train']:.0f}",
-               f"{r['seconds']['export']:.1f}", f"{r['seconds']['infer']:.0f}", f"{r['seconds']['infer_jets_per_s']:.0f}",
-               f"{r['train_jets_per_s']:.0f}", f"{r['train_data_wait_frac']:.3f}"] for r in rows]  # fmt: skip
-    return "\n\n".join([
-        "Test split (15k jets): AUC / accuracy / 1/eps_B @ eps_S=30% / 50%",
-        markdown_table(["model", "params (hepnn / weaver)", "budget", "hepnn_coffea", "weaver-core 0.5.3 (anchor)",
-                        "AUC >=", "acc >=", "1/eps_B@30% >="], physics),
-        markdown_table(["model", "train s", "export s", "infer s (15k jets)", "infer jets/s", "train jets/s",
-                        "data-wait frac"], timing),
-    ])  # fmt: skip
+    timing = [
+        [
+            _label(r),
+            "reused" if r["seconds"]["train"] is None else f"{r['seconds']['train']:.0f}",
+            f"{r['seconds']['export']:.1f}",
+            f"{r['seconds']['infer']:.0f}",
+            f"{r['seconds']['infer_jets_per_s']:.0f}",
+            f"{r['train_jets_per_s']:.0f}",
+            f"{r['train_data_wait_frac']:.3f}",
+        ]
+        for r in rows
+    ]
+    return "\n\n".join(
+        [
+            "Test split (15k jets): AUC / accuracy / 1/eps_B @ eps_S=30% / 50%",
+            markdown_table(
+                [
+                    "model",
+                    "params (hepnn / weaver)",
+                    "budget",
+                    "hepnn_coffea",
+                    "weaver-core 0.5.3 (anchor)",
+                    "AUC >=",
+                    "acc >=",
+                    "1/eps_B@30% >=",
+                ],
+                physics,
+            ),
+            markdown_table(
+                [
+                    "model",
+                    "train s",
+                    "export s",
+                    "infer s (15k jets)",
+                    "infer jets/s",
+                    "train jets/s",
+                    "data-wait frac",
+                ],
+                timing,
+            ),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,15 +267,21 @@ def main(argv: list[str] | None = None) -> int:
     ``argv``: the command line (default ``sys.argv[1:]``). Returns the exit status.
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="pfn,particlenet,part", help="comma list of pfn, particlenet, part")
+    parser.add_argument(
+        "--models", default="pfn,particlenet,part", help="comma list of pfn, particlenet, part"
+    )
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("/tmp/cmp"))
     parser.add_argument("--data", type=pathlib.Path, default=DATA)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the results here")
     parser.add_argument("--infer-batch", type=int, default=256, help="jets per onnxruntime call in infer")
     parser.add_argument("--reuse-runs", action="store_true", help="reuse finished runs found in the workdir")
-    parser.add_argument("--seeds", default=None, help="comma list of training seeds (one run each; default: the config's)")
-    parser.add_argument("--val-samples", type=int, default=None, help="val jets scored per epoch (default: all)")
+    parser.add_argument(
+        "--seeds", default=None, help="comma list of training seeds (one run each; default: the config's)"
+    )
+    parser.add_argument(
+        "--val-samples", type=int, default=None, help="val jets scored per epoch (default: all)"
+    )
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(BUDGETS))
@@ -215,13 +296,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"preprocess: {t_pre:.0f} s", flush=True)
 
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
-    rows = [run_model(m, shards, fileset, work, args.threads, args.reuse_runs, args.infer_batch, seed, args.val_samples)
-            for m in models for seed in seeds]  # fmt: skip
+    rows = [
+        run_model(
+            m, shards, fileset, work, args.threads, args.reuse_runs, args.infer_batch, seed, args.val_samples
+        )
+        for m in models
+        for seed in seeds
+    ]
     table = markdown(rows)
     total = time.perf_counter() - t_start
     print("\n" + table + f"\n\npreprocess {t_pre:.0f} s; total {total:.0f} s")
-    write_json(args.json, {"rows": rows, "weaver_anchor": WEAVER, "baselines": BASELINES, "preprocess_s": t_pre,
-                           "total_s": total})  # fmt: skip
+    write_json(
+        args.json,
+        {
+            "rows": rows,
+            "weaver_anchor": WEAVER,
+            "baselines": BASELINES,
+            "preprocess_s": t_pre,
+            "total_s": total,
+        },
+    )
     return 0
 
 

@@ -50,11 +50,19 @@ def run(model: str, shards: str, work: pathlib.Path, **training: Any) -> dict[st
     dict
         ``best_val_auc``, ``jets_per_s`` and ``data_wait`` (fraction).
     """
-    result = train(MODELS / f"{model}.yaml", shards, work / f"{model}-{len(list(work.iterdir()))}", progress=False,
-                   overrides={"training": {"batch_size": BATCH[model], "tensorboard": False, **training}})  # fmt: skip
+    result = train(
+        MODELS / f"{model}.yaml",
+        shards,
+        work / f"{model}-{len(list(work.iterdir()))}",
+        progress=False,
+        overrides={"training": {"batch_size": BATCH[model], "tensorboard": False, **training}},
+    )
     last = result.history[-1]
-    return {"best_val_auc": result.best_metric, "jets_per_s": round(last["train_jets_per_s"]),
-            "data_wait": round(last["train_data_wait_frac"], 3)}  # fmt: skip
+    return {
+        "best_val_auc": result.best_metric,
+        "jets_per_s": round(last["train_jets_per_s"]),
+        "data_wait": round(last["train_data_wait_frac"], 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,13 +70,18 @@ def main(argv: list[str] | None = None) -> None:
 
     ``argv``: the command line (default ``sys.argv[1:]``).
     """
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shards", required=True)
     parser.add_argument("--models", default="pfn,particlenet,part,pcnn")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     device = select_device()
-    out: dict[str, object] = {"device": str(device), "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None}
+    out: dict[str, object] = {
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+    }
     print(out, flush=True)
     work = pathlib.Path(tempfile.mkdtemp(prefix="hepnn-gpu-"))
     try:
@@ -78,8 +91,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(model, f"amp={amp}", out[f"{model}/amp={amp}"], flush=True)
             for prefetch in (0, 2, 4):
                 n = 30000 if model == "pfn" else 8000
-                out[f"{model}/prefetch={prefetch}"] = run(model, args.shards, work, epochs=2, amp="bf16",
-                                                          samples_per_epoch=n, prefetch=prefetch)  # fmt: skip
+                out[f"{model}/prefetch={prefetch}"] = run(
+                    model, args.shards, work, epochs=2, amp="bf16", samples_per_epoch=n, prefetch=prefetch
+                )
                 print(model, f"prefetch={prefetch}", out[f"{model}/prefetch={prefetch}"], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

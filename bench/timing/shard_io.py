@@ -48,8 +48,11 @@ def data_configs(work: pathlib.Path) -> dict[str, pathlib.Path]:
     """``top_kin.yaml`` and variants: float16 groups, and the PFN's groups only."""
     raw = yaml.safe_load(DATA_CONFIG.read_text())
     variants = {}
-    for name, groups, dtype in (("all groups, float16", None, "float16"), ("PFN groups, float32", PFN_GROUPS, None),
-                                ("PFN groups, float16", PFN_GROUPS, "float16")):  # fmt: skip
+    for name, groups, dtype in (
+        ("all groups, float16", None, "float16"),
+        ("PFN groups, float32", PFN_GROUPS, None),
+        ("PFN groups, float16", PFN_GROUPS, "float16"),
+    ):
         cfg = json.loads(json.dumps(raw))
         if groups:
             cfg["inputs"] = {g: v for g, v in cfg["inputs"].items() if g in groups}
@@ -75,7 +78,9 @@ def write_padded_copy(shards: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
     for samples in manifest["splits"].values():
         for entry in samples.values():
             for s in entry["shards"]:
-                np.save(out / s["path"].replace(".arrow", ".npy"), open_shard(shards / s["path"]).to_records())
+                np.save(
+                    out / s["path"].replace(".arrow", ".npy"), open_shard(shards / s["path"]).to_records()
+                )
                 s["path"] = s["path"].replace(".arrow", ".npy")
     manifest["format"] = "hepnn_coffea.shards/1"
     (out / "manifest.json").write_text(json.dumps(manifest))
@@ -97,24 +102,42 @@ def measure_sizes(work: pathlib.Path, data: pathlib.Path) -> tuple[dict[str, Any
         seconds = time.perf_counter() - start
         n_jets = sum(e["entries_out"] for samples in manifest["splits"].values() for e in samples.values())
         size = sum(p.stat().st_size for p in shard_files(out))
-        rows[name] = {"jets": n_jets, "bytes": size, "bytes_per_jet": size / n_jets, "ratio_to_source": size / source,
-                      "preprocess_jets_per_s": n_jets / seconds}  # fmt: skip
+        rows[name] = {
+            "jets": n_jets,
+            "bytes": size,
+            "bytes_per_jet": size / n_jets,
+            "ratio_to_source": size / source,
+            "preprocess_jets_per_s": n_jets / seconds,
+        }
     padded = write_padded_copy(f32, work / "shards_padded")
     size = sum(p.stat().st_size for p in shard_files(padded, ".npy"))
     n_jets = rows["all groups, float32"]["jets"]
-    rows["padded .npy (before), all groups"] = {"jets": n_jets, "bytes": size, "bytes_per_jet": size / n_jets,
-                                                "ratio_to_source": size / source}  # fmt: skip
-    rows["source files"] = {"jets": n_jets, "bytes": source, "bytes_per_jet": source / n_jets, "ratio_to_source": 1.0}
+    rows["padded .npy (before), all groups"] = {
+        "jets": n_jets,
+        "bytes": size,
+        "bytes_per_jet": size / n_jets,
+        "ratio_to_source": size / source,
+    }
+    rows["source files"] = {
+        "jets": n_jets,
+        "bytes": source,
+        "bytes_per_jet": source / n_jets,
+        "ratio_to_source": 1.0,
+    }
     return rows, f32
 
 
-def measure_loader(ragged: pathlib.Path, padded: pathlib.Path, repeat: int, batch_size: int = 512) -> dict[str, float]:
+def measure_loader(
+    ragged: pathlib.Path, padded: pathlib.Path, repeat: int, batch_size: int = 512
+) -> dict[str, float]:
     """Jets/s of one shuffled pass over the train split per way of reading it."""
     from hepnn_coffea.training.dataset import ShardDataset
 
-    sets = {"padded .npy": ShardDataset(padded, "train", list(PFN_GROUPS)),
-            "ragged, padded to 128": ShardDataset(ragged, "train", list(PFN_GROUPS)),
-            "ragged, cut to the batch's longest jet": ShardDataset(ragged, "train", list(PFN_GROUPS))}  # fmt: skip
+    sets = {
+        "padded .npy": ShardDataset(padded, "train", list(PFN_GROUPS)),
+        "ragged, padded to 128": ShardDataset(ragged, "train", list(PFN_GROUPS)),
+        "ragged, cut to the batch's longest jet": ShardDataset(ragged, "train", list(PFN_GROUPS)),
+    }
     sets["ragged, cut to the batch's longest jet"].trim_at_gather(PFN_GROUPS, "pf_mask", 32)
     n = len(sets["padded .npy"]) // batch_size * batch_size
 
@@ -130,11 +153,21 @@ def projection(sizes: dict[str, Any], loader: dict[str, float]) -> tuple[list[li
     """Rows of the JetClass-scale tables: shard size and preprocessing CPU hours; loader processes per GPU."""
     rows = []
     rate = loader["ragged, cut to the batch's longest jet"]
-    for name in ("all groups, float32", "all groups, float16", "PFN groups, float16", "padded .npy (before), all groups"):
+    for name in (
+        "all groups, float32",
+        "all groups, float16",
+        "PFN groups, float16",
+        "padded .npy (before), all groups",
+    ):
         row = sizes[name]
         pre = sizes["all groups, float32"]["preprocess_jets_per_s"]
-        rows.append([name, f"{row['bytes_per_jet'] * JETCLASS_JETS / 1e9:,.0f} GB",
-                     f"{JETCLASS_JETS / pre / 3600:,.1f}"])  # fmt: skip
+        rows.append(
+            [
+                name,
+                f"{row['bytes_per_jet'] * JETCLASS_JETS / 1e9:,.0f} GB",
+                f"{JETCLASS_JETS / pre / 3600:,.1f}",
+            ]
+        )
     gpu = [[model, f"{jets:,}", f"{math.ceil(jets / rate)}"] for model, jets in GPU_JETS_PER_S.items()]
     return rows, gpu
 
@@ -152,16 +185,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         work.mkdir(parents=True, exist_ok=True)
         sizes, f32 = measure_sizes(work, args.data)
         loader = measure_loader(f32, work / "shards_padded", args.repeat)
-    print(markdown_table(["shards (train+val)", "jets", "MB", "bytes/jet", "x source", "preprocess jets/s"],
-                         [[k, f"{v['jets']:,}", f"{v['bytes'] / 1e6:.1f}", f"{v['bytes_per_jet']:,.0f}",
-                           f"{v['ratio_to_source']:.2f}", f"{v.get('preprocess_jets_per_s', 0):,.0f}" if
-                           "preprocess_jets_per_s" in v else ""] for k, v in sizes.items()]))  # fmt: skip
+    print(
+        markdown_table(
+            ["shards (train+val)", "jets", "MB", "bytes/jet", "x source", "preprocess jets/s"],
+            [
+                [
+                    k,
+                    f"{v['jets']:,}",
+                    f"{v['bytes'] / 1e6:.1f}",
+                    f"{v['bytes_per_jet']:,.0f}",
+                    f"{v['ratio_to_source']:.2f}",
+                    f"{v.get('preprocess_jets_per_s', 0):,.0f}" if "preprocess_jets_per_s" in v else "",
+                ]
+                for k, v in sizes.items()
+            ],
+        )
+    )
     base = loader["padded .npy"]
-    print(markdown_table(["loader (PFN groups, batch 512, 1 process)", "jets/s", "x padded"],
-                         [[k, f"{v:,.0f}", f"{v / base:.2f}"] for k, v in loader.items()]))  # fmt: skip
+    print(
+        markdown_table(
+            ["loader (PFN groups, batch 512, 1 process)", "jets/s", "x padded"],
+            [[k, f"{v:,.0f}", f"{v / base:.2f}"] for k, v in loader.items()],
+        )
+    )
     sizes_rows, gpu_rows = projection(sizes, loader)
-    print(markdown_table(["JetClass scale: 100M jets", "shards", "CPU hours to preprocess (1 core)"], sizes_rows))
-    print(markdown_table(["GPU training rate (H100, bf16)", "jets/s", "loader processes to feed it"], gpu_rows))
+    print(
+        markdown_table(
+            ["JetClass scale: 100M jets", "shards", "CPU hours to preprocess (1 core)"], sizes_rows
+        )
+    )
+    print(
+        markdown_table(["GPU training rate (H100, bf16)", "jets/s", "loader processes to feed it"], gpu_rows)
+    )
     result = {"sizes": sizes, "loader_jets_per_s": loader, "gpu_jets_per_s": GPU_JETS_PER_S}
     write_json(args.json, result)
     return result

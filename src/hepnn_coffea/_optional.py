@@ -63,5 +63,7 @@ def missing_extra(err: ModuleNotFoundError, extra: str) -> ImportError:
     missing = err.name or ""
     if extra_of(missing) != extra:
         return err
-    return ImportError(f"hepnn_coffea: '{missing}' is not installed; training and ONNX export need the "
-                       f"'{extra}' extra: {install_hint(missing)}")  # fmt: skip
+    return ImportError(
+        f"hepnn_coffea: '{missing}' is not installed; training and ONNX export need the "
+        f"'{extra}' extra: {install_hint(missing)}"
+    )

@@ -1,11 +1,11 @@
 """``hepnn`` command line: one thin verb per stage.
 
-    hepnn preprocess FILESET.json -c DATA_CONFIG.yaml -o SHARDS/
-    hepnn train models/pfn.yaml --shards SHARDS/ -o runs/pfn
-    hepnn export runs/pfn -o model.onnx
-    hepnn infer model.onnx --fileset FILESET.json -o OUT/ [--variations VARIATIONS.yaml]
-    hepnn evaluate OUT/
-    hepnn working-points OUT/scores.parquet --background-efficiency 0.01 0.05 -o wp.json
+hepnn preprocess FILESET.json -c DATA_CONFIG.yaml -o SHARDS/
+hepnn train models/pfn.yaml --shards SHARDS/ -o runs/pfn
+hepnn export runs/pfn -o model.onnx
+hepnn infer model.onnx --fileset FILESET.json -o OUT/ [--variations VARIATIONS.yaml]
+hepnn evaluate OUT/
+hepnn working-points OUT/scores.parquet --background-efficiency 0.01 0.05 -o wp.json
 """
 
 from __future__ import annotations
@@ -20,28 +20,58 @@ import yaml
 
 
 def _add_execution(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=("runner", "dask"), default="runner",
-                   help="coffea processor.Runner (virtual arrays) or dask-awkward apply_to_fileset")  # fmt: skip
-    p.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask",
-                   help="Runner executor (default: dask on a distributed LocalCluster)")  # fmt: skip
+    p.add_argument(
+        "--mode",
+        choices=("runner", "dask"),
+        default="runner",
+        help="coffea processor.Runner (virtual arrays) or dask-awkward apply_to_fileset",
+    )
+    p.add_argument(
+        "--executor",
+        choices=("dask", "futures", "iterative"),
+        default="dask",
+        help="Runner executor (default: dask on a distributed LocalCluster)",
+    )
     p.add_argument("--workers", type=int, default=2, help="LocalCluster / futures worker processes")
-    p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler, e.g. tcp://host:8786")
+    p.add_argument(
+        "--scheduler", default=None, help="address of an existing dask scheduler, e.g. tcp://host:8786"
+    )
     p.add_argument("--chunksize", type=int, default=50_000, help="entries per chunk (and per shard)")
 
 
 def _add_bad_files(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--skip-bad-files", action="store_true",
-                   help="finish without files/chunks that cannot be read; list them (entries lost) in the output")
-    p.add_argument("--retries", type=_count, default=0, metavar="N",
-                   help="retry a chunk N times after a transient (OSError) read error")  # fmt: skip
+    p.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="finish without files/chunks that cannot be read; list them (entries lost) in the output",
+    )
+    p.add_argument(
+        "--retries",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="retry a chunk N times after a transient (OSError) read error",
+    )
 
 
 def _add_wp_options(p: argparse.ArgumentParser, required: bool) -> None:
     """Working points (background efficiencies) and pT bins of ``working-points`` and ``variations``."""
-    p.add_argument("--background-efficiency", type=float, nargs="+", required=required, metavar="EFF",
-                   help="target background efficiencies, e.g. 0.01 0.05" + ("" if required else " (default 0.01 0.05)"))
-    p.add_argument("--pt-edges", type=float, nargs="+", default=None, metavar="GEV",
-                   help="pT bin edges (default: background-pT quantiles)")  # fmt: skip
+    p.add_argument(
+        "--background-efficiency",
+        type=float,
+        nargs="+",
+        required=required,
+        metavar="EFF",
+        help="target background efficiencies, e.g. 0.01 0.05" + ("" if required else " (default 0.01 0.05)"),
+    )
+    p.add_argument(
+        "--pt-edges",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="GEV",
+        help="pT bin edges (default: background-pT quantiles)",
+    )
     p.add_argument("--pt-column", default=None, help="pT column of the table (default: FatJet_pt or jet_pt)")
 
 
@@ -61,9 +91,15 @@ def _print_skipped(output: dict[str, Any]) -> None:
         print(f"skipped: {where(record)}")
     totals = output.get("entries")
     if totals and output.get("skipped"):
-        unknown = f" (+ unknown entries of {len(totals['unknown_files'])} file(s))" if totals["unknown_files"] else ""
-        print(f"entries: {totals['entries_read']} read + {totals['entries_lost']} lost = "
-              f"{totals['entries_in_files']} in the files{unknown}")  # fmt: skip
+        unknown = (
+            f" (+ unknown entries of {len(totals['unknown_files'])} file(s))"
+            if totals["unknown_files"]
+            else ""
+        )
+        print(
+            f"entries: {totals['entries_read']} read + {totals['entries_lost']} lost = "
+            f"{totals['entries_in_files']} in the files{unknown}"
+        )
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
@@ -82,7 +118,9 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hepnn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="hepnn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -95,18 +133,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bad_files(p)
 
     p = sub.add_parser("train", help="train a model config on shards")
-    p.add_argument("model_config", nargs="?", help="model config YAML (e.g. models/pfn.yaml); omit with --resume")
+    p.add_argument(
+        "model_config", nargs="?", help="model config YAML (e.g. models/pfn.yaml); omit with --resume"
+    )
     p.add_argument("--shards", help="output folder of 'hepnn preprocess'")
     p.add_argument("-o", "--run-dir", help="run directory to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    p.add_argument("--expert", default=None,
-                   help="apply the config's expert_<NAME> overrides (and, with data-config 'experts', train that expert)")
-    p.add_argument("--experts", action="store_true",
-                   help="train every expert of the data config's 'experts' split into RUN_DIR/expert_<name>/")  # fmt: skip
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set training.epochs=3")  # fmt: skip
-    p.add_argument("--init-from", metavar="PATH", default=None,
-                   help="start from this checkpoint (weaver .pt, hepnn checkpoint or run dir): sets finetune.init_from")
+    p.add_argument(
+        "--expert",
+        default=None,
+        help="apply the config's expert_<NAME> overrides (and, with data-config 'experts', train that expert)",
+    )
+    p.add_argument(
+        "--experts",
+        action="store_true",
+        help="train every expert of the data config's 'experts' split into RUN_DIR/expert_<name>/",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.epochs=3",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="PATH",
+        default=None,
+        help="start from this checkpoint (weaver .pt, hepnn checkpoint or run dir): sets finetune.init_from",
+    )
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("export", help="export a run to ONNX (with parity check)")
@@ -121,23 +176,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--split", default=None, help="only datasets with this split in their metadata")
     p.add_argument("--batch-size", type=int, default=512, help="jets per onnxruntime call (bounds memory)")
-    p.add_argument("--naive", action="append", default=[], metavar="TARGET=EXPRESSION",
-                   help="regression: a simple estimate to compare with, e.g. --naive truth_pt=jet_pt")  # fmt: skip
-    p.add_argument("--variations", default=None, metavar="YAML",
-                   help="systematic variations evaluated in the same pass (a YAML file with a 'variations:' section)")
-    p.add_argument("--variation", action="append", default=[], metavar="NAME:TYPE[:KEY=VALUE,...]",
-                   help="one more variation, e.g. charged_up:scale:factor=1.01,particles=charged or "
-                        "drop5:drop:fraction=0.05 (list values with |, e.g. samples=qcd|top)")  # fmt: skip
-    p.add_argument("--variation-seed", type=int, default=None, help="seed of the random variations (default 0)")
+    p.add_argument(
+        "--naive",
+        action="append",
+        default=[],
+        metavar="TARGET=EXPRESSION",
+        help="regression: a simple estimate to compare with, e.g. --naive truth_pt=jet_pt",
+    )
+    p.add_argument(
+        "--variations",
+        default=None,
+        metavar="YAML",
+        help="systematic variations evaluated in the same pass (a YAML file with a 'variations:' section)",
+    )
+    p.add_argument(
+        "--variation",
+        action="append",
+        default=[],
+        metavar="NAME:TYPE[:KEY=VALUE,...]",
+        help="one more variation, e.g. charged_up:scale:factor=1.01,particles=charged or "
+        "drop5:drop:fraction=0.05 (list values with |, e.g. samples=qcd|top)",
+    )
+    p.add_argument(
+        "--variation-seed", type=int, default=None, help="seed of the random variations (default 0)"
+    )
     _add_execution(p)
     _add_bad_files(p)
 
-    p = sub.add_parser("variations", help="the variations table and plot of an infer folder, with other settings")
+    p = sub.add_parser(
+        "variations", help="the variations table and plot of an infer folder, with other settings"
+    )
     p.add_argument("output", help="an infer folder run with --variations/--variation")
     _add_wp_options(p, required=False)
     p.add_argument("--no-plots", action="store_true")
 
-    p = sub.add_parser("working-points", help="thresholds at fixed background efficiency -> correctionlib JSON")
+    p = sub.add_parser(
+        "working-points", help="thresholds at fixed background efficiency -> correctionlib JSON"
+    )
     p.add_argument("table", help="scores.parquet of 'hepnn infer' (or its folder)")
     _add_wp_options(p, required=True)
     p.add_argument("-o", "--output", required=True, help="the correctionlib JSON to write")
@@ -146,20 +221,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--compare", nargs="*", default=[], metavar="OUT", help="other infer folders to overlay")
-    p.add_argument("--baselines", nargs="*", default=[], choices=("logistic", "gbt"),
-                   help="classical jet-observable baselines to add (need --shards)")  # fmt: skip
+    p.add_argument(
+        "--baselines",
+        nargs="*",
+        default=[],
+        choices=("logistic", "gbt"),
+        help="classical jet-observable baselines to add (need --shards)",
+    )
     p.add_argument("--shards", default=None, help="shard folder the baselines train on")
-    p.add_argument("--reference", default=None, metavar="NAME",
-                   help="row the others are compared to (paired AUC difference, rejection ratios, the ROC's ratio "
-                        "panel): the model's file stem, a --compare name, logistic or gbt (default: the model)")
-    p.add_argument("--style", default="none", choices=("CMS", "ATLAS", "LHCb", "ALICE", "none"),
-                   help="mplhep style and experiment label of the classifier plots, flat-jet and event-level "
-                        "(none: no experiment name)")  # fmt: skip
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="NAME",
+        help="row the others are compared to (paired AUC difference, rejection ratios, the ROC's ratio "
+        "panel): the model's file stem, a --compare name, logistic or gbt (default: the model)",
+    )
+    p.add_argument(
+        "--style",
+        default="none",
+        choices=("CMS", "ATLAS", "LHCb", "ALICE", "none"),
+        help="mplhep style and experiment label of the classifier plots, flat-jet and event-level "
+        "(none: no experiment name)",
+    )
     p.add_argument("--label", default="Simulation", help="label text after the experiment name")
-    p.add_argument("--com", type=float, default=None, metavar="TEV", help="sqrt(s) written on the plots, in TeV")
-    p.add_argument("--lumi", type=float, default=None, metavar="FB", help="luminosity written on the plots, in fb^-1")
-    p.add_argument("--bootstrap", type=int, default=100, metavar="N",
-                   help="bootstrap replicas of the AUC intervals and of the regression metrics' intervals")
+    p.add_argument(
+        "--com", type=float, default=None, metavar="TEV", help="sqrt(s) written on the plots, in TeV"
+    )
+    p.add_argument(
+        "--lumi", type=float, default=None, metavar="FB", help="luminosity written on the plots, in fb^-1"
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=100,
+        metavar="N",
+        help="bootstrap replicas of the AUC intervals and of the regression metrics' intervals",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap replicas")
     return parser
 
@@ -177,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     keys = ("mode", "executor", "workers", "scheduler", "chunksize", "skip_bad_files", "retries")
     execution = {k: getattr(args, k) for k in keys if hasattr(args, k)}
     if args.command == "preprocess":
@@ -185,12 +284,16 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         manifest = preprocess(args.fileset, args.data_config, args.output, seed=args.seed, **execution)
         for name, flow in manifest.get("cutflow", {}).items():  # event-level inputs
-            print(f"{name:16s} events {flow['events']:8d}  jets {flow['jets']:8d}  selected {flow['jets_selected']:8d}  "
-                  f"matched {flow['matched']}  unmatched {flow['unmatched']}  written {flow['written']}")  # fmt: skip
+            print(
+                f"{name:16s} events {flow['events']:8d}  jets {flow['jets']:8d}  selected {flow['jets_selected']:8d}  "
+                f"matched {flow['matched']}  unmatched {flow['unmatched']}  written {flow['written']}"
+            )
         for split, samples in ({} if "cutflow" in manifest else manifest["splits"]).items():
             for sample, e in samples.items():
-                print(f"{split:5s} {sample:12s} read {e['entries_read']:8d}  selected {e['entries_selected']:8d}  "
-                      f"written {e['entries_out']:8d}  shards {len(e['shards'])}")  # fmt: skip
+                print(
+                    f"{split:5s} {sample:12s} read {e['entries_read']:8d}  selected {e['entries_selected']:8d}  "
+                    f"written {e['entries_out']:8d}  shards {len(e['shards'])}"
+                )
         _print_skipped(manifest)
         print(f"manifest: {args.output}/manifest.json")
     elif args.command == "train":
@@ -198,42 +301,76 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         if args.init_from:  # same as --set finetune.init_from=PATH, relative to the working directory
             if args.resume:
-                raise SystemExit("hepnn train: --init-from starts a new run; it cannot be combined with --resume")
-            args.set.append(f"finetune.init_from={json.dumps(str(__import__('pathlib').Path(args.init_from).resolve()))}")
+                raise SystemExit(
+                    "hepnn train: --init-from starts a new run; it cannot be combined with --resume"
+                )
+            args.set.append(
+                f"finetune.init_from={json.dumps(str(__import__('pathlib').Path(args.init_from).resolve()))}"
+            )
         if args.experts:
             from hepnn_coffea.training.experts import train_experts
 
             if not (args.model_config and args.shards and args.run_dir):
                 raise SystemExit("hepnn train --experts: give MODEL_CONFIG --shards SHARDS -o RUN_DIR")
-            results = train_experts(args.model_config, args.shards, args.run_dir, overrides=_overrides(args.set),
-                                    progress=not args.no_progress)  # fmt: skip
+            results = train_experts(
+                args.model_config,
+                args.shards,
+                args.run_dir,
+                overrides=_overrides(args.set),
+                progress=not args.no_progress,
+            )
             for name, r in results.items():
-                print(f"expert {name}: best epoch {r.best_epoch}: {r.best_metric:.5f}; run directory {r.run_dir}")
+                print(
+                    f"expert {name}: best epoch {r.best_epoch}: {r.best_metric:.5f}; run directory {r.run_dir}"
+                )
             return 0
         if args.resume:
-            result = train(None, None, args.resume, resume=True, overrides=_overrides(args.set),
-                           progress=not args.no_progress)  # fmt: skip
+            result = train(
+                None,
+                None,
+                args.resume,
+                resume=True,
+                overrides=_overrides(args.set),
+                progress=not args.no_progress,
+            )
         else:
             if not (args.model_config and args.shards and args.run_dir):
-                raise SystemExit("hepnn train: give MODEL_CONFIG --shards SHARDS -o RUN_DIR (or --resume RUN_DIR)")
-            result = train(args.model_config, args.shards, args.run_dir, overrides=_overrides(args.set),
-                           expert=args.expert, progress=not args.no_progress)  # fmt: skip
+                raise SystemExit(
+                    "hepnn train: give MODEL_CONFIG --shards SHARDS -o RUN_DIR (or --resume RUN_DIR)"
+                )
+            result = train(
+                args.model_config,
+                args.shards,
+                args.run_dir,
+                overrides=_overrides(args.set),
+                expert=args.expert,
+                progress=not args.no_progress,
+            )
         print(f"best epoch {result.best_epoch}: {result.best_metric:.5f}; run directory {result.run_dir}")
     elif args.command == "export":
         from hepnn_coffea.export import export_onnx
 
         info = export_onnx(args.run_dir, args.output, checkpoint=args.checkpoint, opset=args.opset)
-        print(f"wrote {info['path']} (inputs {info['inputs']}; parity max |diff| {info['max_abs_diff']:.2e} "
-              f"on {info['n_jets']} jets)")  # fmt: skip
+        print(
+            f"wrote {info['path']} (inputs {info['inputs']}; parity max |diff| {info['max_abs_diff']:.2e} "
+            f"on {info['n_jets']} jets)"
+        )
     elif args.command == "infer":
-        from hepnn_coffea.evaluation.stages import infer
-
         from hepnn_coffea.config.variations_config import variations_from_options
+        from hepnn_coffea.evaluation.stages import infer
 
         options = {"naive": dict(pair.split("=", 1) for pair in args.naive)} if args.naive else {}
         variations = variations_from_options(args.variations, args.variation, args.variation_seed)
-        info = infer(args.model, args.fileset, args.output, split=args.split, batch_size=args.batch_size, **execution,
-                     variations=variations, **options)  # fmt: skip
+        info = infer(
+            args.model,
+            args.fileset,
+            args.output,
+            split=args.split,
+            batch_size=args.batch_size,
+            **execution,
+            variations=variations,
+            **options,
+        )
         print(json.dumps(info["counts"], indent=1))
         _print_skipped(info)
         print(f"{info['n_jets']} jets scored; hists and scores.parquet in {args.output}")
@@ -243,28 +380,44 @@ def _dispatch(args: argparse.Namespace) -> int:
         from hepnn_coffea.config.variations_config import ReportSettings
         from hepnn_coffea.evaluation.variation_report import write_variation_report
 
-        settings = ReportSettings(**({"background_efficiencies": args.background_efficiency}
-                                     if args.background_efficiency else {}), pt_edges=args.pt_edges)  # fmt: skip
-        files = write_variation_report(args.output, settings, plots=not args.no_plots, pt_column=args.pt_column)
+        settings = ReportSettings(
+            **({"background_efficiencies": args.background_efficiency} if args.background_efficiency else {}),
+            pt_edges=args.pt_edges,
+        )
+        files = write_variation_report(
+            args.output, settings, plots=not args.no_plots, pt_column=args.pt_column
+        )
         print(__import__("pathlib").Path(files["md"]).read_text())
         for plot in files["plots"]:
             print(f"plot: {plot}")
     elif args.command == "working-points":
         from hepnn_coffea.evaluation.working_points import working_points_markdown, write_working_points
 
-        points = write_working_points(args.table, args.output, args.background_efficiency, pt_edges=args.pt_edges,
-                                      pt_column=args.pt_column)  # fmt: skip
+        points = write_working_points(
+            args.table,
+            args.output,
+            args.background_efficiency,
+            pt_edges=args.pt_edges,
+            pt_column=args.pt_column,
+        )
         print(working_points_markdown(points))
         print(f"correctionlib JSON (validated, reproduces the table's efficiencies): {args.output}")
     elif args.command == "evaluate":
         from hepnn_coffea.evaluation.stages import evaluate, summary_markdown
-
         from hepnn_coffea.plotting.style import PlotStyle
 
         style = PlotStyle(args.style, args.label, args.com, args.lumi)
-        summary = evaluate(args.output, plots=not args.no_plots, compare=args.compare, baselines=args.baselines,
-                           shards=args.shards, reference=args.reference, style=style, n_bootstrap=args.bootstrap,
-                           seed=args.seed)  # fmt: skip
+        summary = evaluate(
+            args.output,
+            plots=not args.no_plots,
+            compare=args.compare,
+            baselines=args.baselines,
+            shards=args.shards,
+            reference=args.reference,
+            style=style,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
+        )
         print(summary_markdown(summary))  # summary.md, the same for every flow
         for plot in summary.get("plots", []):
             print(f"plot: {plot}")

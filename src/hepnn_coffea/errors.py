@@ -10,8 +10,25 @@ from hepnn_coffea.processing.bad_files import BadInputError
 from hepnn_coffea.processing.fileset import FilesetError
 from hepnn_coffea.processing.preprocess import ReconciliationError
 
-USER_ERRORS = (BadInputError, ConfigError, ExportError, FeatureError, FilesetError, ReconciliationError, TaggerError,
-               FileNotFoundError, FileExistsError)  # fmt: skip
+USER_ERRORS = (
+    BadInputError,
+    ConfigError,
+    ExportError,
+    FeatureError,
+    FilesetError,
+    ReconciliationError,
+    TaggerError,
+    FileNotFoundError,
+    FileExistsError,
+)
 
-__all__ = ["USER_ERRORS", "BadInputError", "ConfigError", "ExportError", "FeatureError", "FilesetError",
-           "ReconciliationError", "TaggerError"]  # fmt: skip
+__all__ = [
+    "USER_ERRORS",
+    "BadInputError",
+    "ConfigError",
+    "ExportError",
+    "FeatureError",
+    "FilesetError",
+    "ReconciliationError",
+    "TaggerError",
+]

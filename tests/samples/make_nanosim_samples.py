@@ -28,9 +28,14 @@ HERE = pathlib.Path(__file__).resolve().parent
 NANOSIM = HERE.parents[2] / "shared" / "data" / "nanosim"
 #: dataset -> events cut from the start of its ``_0`` file (more boosted tops and Ws, fewer QCD events)
 N_EVENTS = {
-    "ttbar_250to400": 250, "ttbar_400toInf": 400, "wqq": 350,
-    "qcd_250to400": 200, "qcd_400to600": 200, "qcd_600to800": 200, "qcd_800toInf": 200,
-}  # fmt: skip
+    "ttbar_250to400": 250,
+    "ttbar_400toInf": 400,
+    "wqq": 350,
+    "qcd_250to400": 200,
+    "qcd_400to600": 200,
+    "qcd_600to800": 200,
+    "qcd_800toInf": 200,
+}
 MIN_MATCHED = 150
 MIN_PT = 300.0
 MAX_TOTAL_BYTES = 2_500_000
@@ -54,9 +59,12 @@ def cut_dataset(source: pathlib.Path, target: pathlib.Path, n_events: int) -> in
             flat[name] = array
     columns = {**{outer: ak.zip(fields) for outer, fields in collections.items()}, **flat}
     with uproot.recreate(target, compression=uproot.LZMA(6)) as f:
-        out = f.mktree("Events", {name: column.type.content for name, column in columns.items()},
-                       counter_name=lambda counted: "n" + counted,
-                       field_name=lambda outer, inner: f"{outer}_{inner}" if outer else inner)  # fmt: skip
+        out = f.mktree(
+            "Events",
+            {name: column.type.content for name, column in columns.items()},
+            counter_name=lambda counted: "n" + counted,
+            field_name=lambda outer, inner: f"{outer}_{inner}" if outer else inner,
+        )
         out.extend(columns)
     return len(flat["event"])
 
@@ -80,8 +88,13 @@ def check_sample(path: pathlib.Path, source: pathlib.Path) -> dict[str, int]:
     n_children = ak.num(events.GenPart.children, axis=2)  # each particle with a mother is one child
     assert ak.sum(n_children) == ak.sum(events.GenPart.genPartIdxMother >= 0)
     matched = ak.flatten(match_fatjets(events.FatJet, events.GenPart))[ak.flatten(events.FatJet.pt > MIN_PT)]
-    return {"events": len(events), "jets": len(matched), "top": int(ak.sum(matched.top)),
-            "W": int(ak.sum(matched.W)), "unmatched": int(ak.sum(matched.reason != 0))}  # fmt: skip
+    return {
+        "events": len(events),
+        "jets": len(matched),
+        "top": int(ak.sum(matched.top)),
+        "W": int(ak.sum(matched.W)),
+        "unmatched": int(ak.sum(matched.reason != 0)),
+    }
 
 
 def main() -> None:
@@ -99,8 +112,10 @@ def main() -> None:
         totals["top"] += counts["top"]
         totals["W"] += counts["W"]
         totals["bytes"] += size
-        print(f"{source.name}[:{n_written}] -> {target.relative_to(HERE.parents[1])} ({size / 1e3:.0f} kB): "
-              f"pT > {MIN_PT:.0f}: {counts}")  # fmt: skip
+        print(
+            f"{source.name}[:{n_written}] -> {target.relative_to(HERE.parents[1])} ({size / 1e3:.0f} kB): "
+            f"pT > {MIN_PT:.0f}: {counts}"
+        )
     (HERE / "nanosim_fileset.json").write_text(json.dumps(fileset, indent=1) + "\n")
     print(f"total: {totals}")
     assert totals["top"] >= MIN_MATCHED and totals["W"] >= MIN_MATCHED, totals

@@ -30,7 +30,7 @@ def main() -> None:
                 arrays = f["tree"].arrays(entry_stop=n_jets)
             jagged = [k for k in arrays.fields if k.startswith("part_")]
             flat = {k: arrays[k] for k in arrays.fields if k not in jagged}
-            part = ak.zip({k[len("part_"):]: arrays[k] for k in jagged})
+            part = ak.zip({k[len("part_") :]: arrays[k] for k in jagged})
             out = HERE / f"topqcd_{split}_{sample}.root"
             with uproot.recreate(out) as f:
                 tree = f.mktree(

@@ -44,15 +44,34 @@ import numpy as np
 from hepnn_coffea.calo.geometry import PID_CLASSES
 from hepnn_coffea.calo.samples import calo_fileset, delta_phi
 from hepnn_coffea.evaluation import protocol
-from hepnn_coffea.evaluation.protocol import (METHOD_AXIS, SAMPLE_AXIS, Block, EvaluationProcessor, EvaluationSummary,
-                                             Table, method_axis, render_markdown, sample_axis)  # fmt: skip
+from hepnn_coffea.evaluation.protocol import (
+    METHOD_AXIS,
+    SAMPLE_AXIS,
+    Block,
+    EvaluationProcessor,
+    EvaluationSummary,
+    Table,
+    method_axis,
+    render_markdown,
+    sample_axis,
+)
 from hepnn_coffea.processing.processor import ChunkInfo
 
 __all__ = [
-    "BaselineParams", "HitClusteringProcessor", "ari_energy_weighted", "baseline_clusters", "cluster_energy_matches",
-    "clustering_report", "clustering_sums", "learned_clusters", "run_clustering_evaluation", "summarize", "to_markdown",
-    "view_hits", "write_summary",
-]  # fmt: skip
+    "BaselineParams",
+    "HitClusteringProcessor",
+    "ari_energy_weighted",
+    "baseline_clusters",
+    "cluster_energy_matches",
+    "clustering_report",
+    "clustering_sums",
+    "learned_clusters",
+    "run_clustering_evaluation",
+    "summarize",
+    "to_markdown",
+    "view_hits",
+    "write_summary",
+]
 
 METHODS = ("learned", "baseline")
 MIN_CLUSTER_ENERGY = 1.0
@@ -75,19 +94,27 @@ def view_hits(events: Any, cell_threshold: float = 0.3) -> ak.Array:
     eta = ak.concatenate([trk["calo_eta"], cell["eta"]], axis=1)
     phi = ak.concatenate([trk["calo_phi"], cell["phi"]], axis=1)
     particle = ak.concatenate([trk["particle"], cell["main_particle"]], axis=1)
-    return ak.zip({
-        "deta": (eta - events["jet_eta"]) * sign,
-        "dphi": delta_phi(phi, events["jet_phi"]),
-        "energy": ak.concatenate([ak.zeros_like(trk["calo_eta"]), cell["E"]], axis=1),
-        "is_track": ak.concatenate([ak.ones_like(trk["particle"]), ak.zeros_like(cell["main_particle"])], axis=1),
-        "is_em": ak.concatenate([ak.zeros_like(trk["particle"]), ak.values_astype(cell["layer"] == 0, np.int64)], axis=1),
-        "particle": particle,
-        "type": events["part_type"][particle],
-    })  # fmt: skip
+    return ak.zip(
+        {
+            "deta": (eta - events["jet_eta"]) * sign,
+            "dphi": delta_phi(phi, events["jet_phi"]),
+            "energy": ak.concatenate([ak.zeros_like(trk["calo_eta"]), cell["E"]], axis=1),
+            "is_track": ak.concatenate(
+                [ak.ones_like(trk["particle"]), ak.zeros_like(cell["main_particle"])], axis=1
+            ),
+            "is_em": ak.concatenate(
+                [ak.zeros_like(trk["particle"]), ak.values_astype(cell["layer"] == 0, np.int64)], axis=1
+            ),
+            "particle": particle,
+            "type": events["part_type"][particle],
+        }
+    )
 
 
 # ------------------------------------------------------------------ metrics
-def _contingency(true: np.ndarray, pred: np.ndarray, energy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _contingency(
+    true: np.ndarray, pred: np.ndarray, energy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shared energy matrix (true x pred) and the label values of its rows/columns."""
     t_vals, t_idx = np.unique(true, return_inverse=True)
     p_vals, p_idx = np.unique(pred, return_inverse=True)
@@ -117,17 +144,31 @@ def clustering_sums(true: np.ndarray, pred: np.ndarray, energy: np.ndarray) -> d
 
     true, pred, energy = np.asarray(true), np.asarray(pred), np.asarray(energy, dtype=np.float64)
     if len(true) == 0:
-        return {"eff_num": 0.0, "pur_num": 0.0, "energy": 0.0, "ari": float("nan"), "ari_weighted": float("nan")}
+        return {
+            "eff_num": 0.0,
+            "pur_num": 0.0,
+            "energy": 0.0,
+            "ari": float("nan"),
+            "ari_weighted": float("nan"),
+        }
     shared, _, _ = _contingency(true, pred, energy)
-    return {"eff_num": float(shared.max(1).sum()), "pur_num": float(shared.max(0).sum()), "energy": float(energy.sum()),
-            "ari": float(adjusted_rand_score(true, pred)), "ari_weighted": ari_energy_weighted(true, pred, energy)}  # fmt: skip
+    return {
+        "eff_num": float(shared.max(1).sum()),
+        "pur_num": float(shared.max(0).sum()),
+        "energy": float(energy.sum()),
+        "ari": float(adjusted_rand_score(true, pred)),
+        "ari_weighted": ari_energy_weighted(true, pred, energy),
+    }
 
 
-def cluster_energy_matches(true: np.ndarray, pred: np.ndarray, energy: np.ndarray,
-                           min_energy: float = MIN_CLUSTER_ENERGY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def cluster_energy_matches(
+    true: np.ndarray, pred: np.ndarray, energy: np.ndarray, min_energy: float = MIN_CLUSTER_ENERGY
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per true cluster above ``min_energy``: its label, its energy and the energy of its best predicted
     cluster (the one sharing most energy), and the label of that predicted cluster."""
-    shared, t_vals, p_vals = _contingency(np.asarray(true), np.asarray(pred), np.asarray(energy, dtype=np.float64))
+    shared, t_vals, p_vals = _contingency(
+        np.asarray(true), np.asarray(pred), np.asarray(energy, dtype=np.float64)
+    )
     e_true, e_pred = shared.sum(1), shared.sum(0)
     best = shared.argmax(1)
     keep = e_true > min_energy
@@ -135,8 +176,13 @@ def cluster_energy_matches(true: np.ndarray, pred: np.ndarray, energy: np.ndarra
 
 
 # ----------------------------------------------------------------- methods
-def learned_clusters(pred: dict[str, np.ndarray], n_slots: int, hits: dict[str, np.ndarray],
-                     track_weight: float = 1.0, other_eps: float = 0.0) -> tuple[np.ndarray, dict[int, int]]:  # fmt: skip
+def learned_clusters(
+    pred: dict[str, np.ndarray],
+    n_slots: int,
+    hits: dict[str, np.ndarray],
+    track_weight: float = 1.0,
+    other_eps: float = 0.0,
+) -> tuple[np.ndarray, dict[int, int]]:
     """One jet's predicted cluster label per hit and predicted type per cluster from the model's per-hit
     outputs (``pred``: ``pred_<label>`` arrays over the jet's hits, possibly fewer than the hits when
     the jet was truncated: the missing hits become singletons).
@@ -170,7 +216,11 @@ def learned_clusters(pred: dict[str, np.ndarray], n_slots: int, hits: dict[str, 
         sel = label[:m] == lab
         types[int(lab)] = int((prob[sel] * weight[sel, None]).sum(0).argmax())
     for lab in label[m:]:
-        types[int(lab)] = PID_CLASSES.index("photon") if hits["is_em"][lab - n_slots] else PID_CLASSES.index("neutral_hadron")
+        types[int(lab)] = (
+            PID_CLASSES.index("photon")
+            if hits["is_em"][lab - n_slots]
+            else PID_CLASSES.index("neutral_hadron")
+        )
     return label, types
 
 
@@ -192,7 +242,9 @@ class BaselineParams:
     em_fraction_egamma: float = 0.9
 
 
-def baseline_clusters(hits: dict[str, np.ndarray], params: BaselineParams = BaselineParams()) -> tuple[np.ndarray, dict[int, int]]:
+def baseline_clusters(
+    hits: dict[str, np.ndarray], params: BaselineParams = BaselineParams()
+) -> tuple[np.ndarray, dict[int, int]]:
     """One jet's baseline cluster label per hit (tracks: the cluster they are associated with, or
     their own label) and type per cluster."""
     from sklearn.cluster import DBSCAN
@@ -204,7 +256,9 @@ def baseline_clusters(hits: dict[str, np.ndarray], params: BaselineParams = Base
     xy = np.stack([hits["deta"], hits["dphi"]], axis=1)
     if len(cells):
         # min_samples must be an int: weights in units of min_energy, so a core needs >= min_energy around it
-        db = DBSCAN(eps=params.eps, min_samples=1).fit(xy[cells], sample_weight=hits["energy"][cells] / params.min_energy)
+        db = DBSCAN(eps=params.eps, min_samples=1).fit(
+            xy[cells], sample_weight=hits["energy"][cells] / params.min_energy
+        )
         inside = db.labels_ >= 0
         label[cells[inside]] = db.labels_[inside]
     has_track = set()
@@ -236,22 +290,41 @@ def _hists() -> dict[str, Any]:
     sample, method = sample_axis(), method_axis(METHODS)
     unit = {"name": "value"}
     return {
-        "efficiency": hist.Hist(sample, method, hist.axis.Regular(50, 0, 1, label="jet efficiency (energy-weighted)", **unit)),
-        "purity": hist.Hist(sample, method, hist.axis.Regular(50, 0, 1, label="jet purity (energy-weighted)", **unit)),
-        "ari": hist.Hist(sample, method, hist.axis.Regular(50, -0.2, 1, label="jet adjusted Rand index", **unit)),
-        "energy_ratio": hist.Hist(sample, method, hist.axis.Variable(RATIO_EDGES, label="E(matched) / E(true cluster)", **unit)),
-        "pid": hist.Hist(sample, method, hist.axis.Integer(0, len(PID_CLASSES), name="true", label="true type"),
-                         hist.axis.Integer(0, len(PID_CLASSES), name="pred", label="predicted type")),
-    }  # fmt: skip
+        "efficiency": hist.Hist(
+            sample, method, hist.axis.Regular(50, 0, 1, label="jet efficiency (energy-weighted)", **unit)
+        ),
+        "purity": hist.Hist(
+            sample, method, hist.axis.Regular(50, 0, 1, label="jet purity (energy-weighted)", **unit)
+        ),
+        "ari": hist.Hist(
+            sample, method, hist.axis.Regular(50, -0.2, 1, label="jet adjusted Rand index", **unit)
+        ),
+        "energy_ratio": hist.Hist(
+            sample, method, hist.axis.Variable(RATIO_EDGES, label="E(matched) / E(true cluster)", **unit)
+        ),
+        "pid": hist.Hist(
+            sample,
+            method,
+            hist.axis.Integer(0, len(PID_CLASSES), name="true", label="true type"),
+            hist.axis.Integer(0, len(PID_CLASSES), name="pred", label="predicted type"),
+        ),
+    }
 
 
 def _new_sums() -> dict[str, float]:
     return {"eff_num": 0.0, "pur_num": 0.0, "energy": 0.0, "ari": 0.0, "ari_weighted": 0.0, "jets": 0.0}
 
 
-def evaluate_jets(hits: ak.Array, preds: ak.Array | None, sample: str, n_slots: int,
-                  baseline: BaselineParams = BaselineParams(), out: dict[str, Any] | None = None,
-                  min_cluster_energy: float = MIN_CLUSTER_ENERGY, other_eps: float = 0.0) -> dict[str, Any]:  # fmt: skip
+def evaluate_jets(
+    hits: ak.Array,
+    preds: ak.Array | None,
+    sample: str,
+    n_slots: int,
+    baseline: BaselineParams = BaselineParams(),
+    out: dict[str, Any] | None = None,
+    min_cluster_energy: float = MIN_CLUSTER_ENERGY,
+    other_eps: float = 0.0,
+) -> dict[str, Any]:
     """Fill hists and sums for a chunk of jets (``preds``: the tagger's jagged outputs; ``None``
     evaluates the baseline only; ``other_eps``: see :func:`learned_clusters`)."""
     out = out if out is not None else {"hists": _hists(), "sums": {}}
@@ -265,8 +338,9 @@ def evaluate_jets(hits: ak.Array, preds: ak.Array | None, sample: str, n_slots: 
             continue
         for method in methods:
             if method == "learned":
-                label, types = learned_clusters({f: np.asarray(v[j]) for f, v in pred_np.items()}, n_slots, jet,
-                                                other_eps=other_eps)  # fmt: skip
+                label, types = learned_clusters(
+                    {f: np.asarray(v[j]) for f, v in pred_np.items()}, n_slots, jet, other_eps=other_eps
+                )
             else:
                 label, types = baseline_clusters(jet, baseline)
             cells = jet["is_track"] == 0
@@ -280,21 +354,38 @@ def evaluate_jets(hits: ak.Array, preds: ak.Array | None, sample: str, n_slots: 
             h["efficiency"].fill(process=sample, estimator=method, value=s["eff_num"] / s["energy"])
             h["purity"].fill(process=sample, estimator=method, value=s["pur_num"] / s["energy"])
             h["ari"].fill(process=sample, estimator=method, value=s["ari"])
-            t_lab, energies, p_lab = cluster_energy_matches(jet["particle"][cells], label[cells], jet["energy"][cells],
-                                                            min_cluster_energy)  # fmt: skip
+            t_lab, energies, p_lab = cluster_energy_matches(
+                jet["particle"][cells], label[cells], jet["energy"][cells], min_cluster_energy
+            )
             if len(t_lab):
                 ratio = np.minimum(energies[1] / energies[0], 1.999)
                 h["energy_ratio"].fill(process=sample, estimator=method, value=ratio)
                 true_type = np.asarray([jet["type"][np.flatnonzero(jet["particle"] == t)[0]] for t in t_lab])
                 ok = true_type < len(PID_CLASSES)
-                h["pid"].fill(process=sample, estimator=method, true=true_type[ok],
-                              pred=np.asarray([types[int(p)] for p in p_lab])[ok])  # fmt: skip
+                h["pid"].fill(
+                    process=sample,
+                    estimator=method,
+                    true=true_type[ok],
+                    pred=np.asarray([types[int(p)] for p in p_lab])[ok],
+                )
     return out
 
 
 #: Branches of a calorimeter view that :func:`view_hits` reads.
-HIT_BRANCHES = ("cell_E", "cell_eta", "cell_phi", "cell_layer", "cell_main_particle", "track_reaches_calo",
-                "track_calo_eta", "track_calo_phi", "track_particle", "jet_eta", "jet_phi", "part_type")  # fmt: skip
+HIT_BRANCHES = (
+    "cell_E",
+    "cell_eta",
+    "cell_phi",
+    "cell_layer",
+    "cell_main_particle",
+    "track_reaches_calo",
+    "track_calo_eta",
+    "track_calo_phi",
+    "track_particle",
+    "jet_eta",
+    "jet_phi",
+    "part_type",
+)
 
 
 class HitClusteringProcessor(EvaluationProcessor):
@@ -305,12 +396,20 @@ class HitClusteringProcessor(EvaluationProcessor):
 
     kind = "clustering"
 
-    def __init__(self, model: str | pathlib.Path | None, baseline: BaselineParams = BaselineParams(),
-                 cell_threshold: float = 0.3, batch_size: int = 64, other_eps: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: str | pathlib.Path | None,
+        baseline: BaselineParams = BaselineParams(),
+        cell_threshold: float = 0.3,
+        batch_size: int = 64,
+        other_eps: float = 0.0,
+    ) -> None:
         from hepnn_coffea.inference.tagger import OnnxTagger
 
         self.tagger = OnnxTagger(model, batch_size=batch_size) if model is not None else None
-        self.n_slots = sum(f.startswith("pred_slot_") for f in self.tagger.output_fields) if self.tagger else 0
+        self.n_slots = (
+            sum(f.startswith("pred_slot_") for f in self.tagger.output_fields) if self.tagger else 0
+        )
         self.baseline = baseline
         self.cell_threshold = cell_threshold
         self.other_eps = float(other_eps)
@@ -327,14 +426,24 @@ class HitClusteringProcessor(EvaluationProcessor):
         return {**out, "counts": {sample: {"jets": len(events), "jets_with_cells": len(jets)}}}
 
 
-def run_clustering_evaluation(view_dir: str | pathlib.Path, model: str | pathlib.Path | None, *, split: str = "test",
-                              baseline: BaselineParams = BaselineParams(), executor: str = "iterative",
-                              workers: int = 1, chunksize: int = 1000, other_eps: float = 0.0) -> dict[str, Any]:  # fmt: skip
+def run_clustering_evaluation(
+    view_dir: str | pathlib.Path,
+    model: str | pathlib.Path | None,
+    *,
+    split: str = "test",
+    baseline: BaselineParams = BaselineParams(),
+    executor: str = "iterative",
+    workers: int = 1,
+    chunksize: int = 1000,
+    other_eps: float = 0.0,
+) -> dict[str, Any]:
     """Run :class:`HitClusteringProcessor` over a calorimeter view's split through ``processor.Runner``."""
     from hepnn_coffea.processing.runner import run_processor
 
     proc = HitClusteringProcessor(model, baseline, other_eps=other_eps)
-    return run_processor(calo_fileset(view_dir, split), proc, executor=executor, workers=workers, chunksize=chunksize)
+    return run_processor(
+        calo_fileset(view_dir, split), proc, executor=executor, workers=workers, chunksize=chunksize
+    )
 
 
 # ---------------------------------------------------------------- summary
@@ -361,28 +470,51 @@ def summarize(result: dict[str, Any]) -> EvaluationSummary:
                 continue
             tot = {k: sum(r[k] for r in rows) for k in rows[0]}
             sel = {METHOD_AXIS: method} if sample == "all" else {SAMPLE_AXIS: sample, METHOD_AXIS: method}
-            ratio = h["energy_ratio"][sel] if sample != "all" else h["energy_ratio"][{METHOD_AXIS: method}][sum, :]
-            pid = h["pid"][sel].values() if sample != "all" else h["pid"][{METHOD_AXIS: method}][sum, :, :].values()
+            ratio = (
+                h["energy_ratio"][sel]
+                if sample != "all"
+                else h["energy_ratio"][{METHOD_AXIS: method}][sum, :]
+            )
+            pid = (
+                h["pid"][sel].values()
+                if sample != "all"
+                else h["pid"][{METHOD_AXIS: method}][sum, :, :].values()
+            )
             q16, q50, q84 = (_quantile(ratio, q) for q in (0.16, 0.5, 0.84))
             table.setdefault(sample, {})[method] = {
                 "jets": int(tot["jets"]),
-                "efficiency": tot["eff_num"] / tot["energy"], "purity": tot["pur_num"] / tot["energy"],
-                "ari": tot["ari"] / tot["jets"], "ari_weighted": tot["ari_weighted"] / tot["jets"],
-                "energy_bias": q50 - 1, "energy_resolution": (q84 - q16) / 2,
+                "efficiency": tot["eff_num"] / tot["energy"],
+                "purity": tot["pur_num"] / tot["energy"],
+                "ari": tot["ari"] / tot["jets"],
+                "ari_weighted": tot["ari_weighted"] / tot["jets"],
+                "energy_bias": q50 - 1,
+                "energy_resolution": (q84 - q16) / 2,
                 "pid_accuracy": float(np.trace(pid) / max(pid.sum(), 1)),
                 "pid_confusion": pid.astype(int).tolist(),
-            }  # fmt: skip
+            }
     return EvaluationSummary(table, kind="clustering", report=clustering_report)
 
 
 #: Metrics of the clustering table, in order.
-REPORT_COLUMNS = ("efficiency", "purity", "ari", "ari_weighted", "energy_bias", "energy_resolution", "pid_accuracy")
+REPORT_COLUMNS = (
+    "efficiency",
+    "purity",
+    "ari",
+    "ari_weighted",
+    "energy_bias",
+    "energy_resolution",
+    "pid_accuracy",
+)
 
 
 def clustering_report(table: Mapping[str, Any]) -> list[Block]:
     """The report of ``summary.md``: one row per sample and method (the ``plots`` entry left out)."""
-    rows = [[sample, method, row["jets"], *(row[c] for c in REPORT_COLUMNS)]
-            for sample, methods in table.items() if sample != "plots" for method, row in methods.items()]  # fmt: skip
+    rows = [
+        [sample, method, row["jets"], *(row[c] for c in REPORT_COLUMNS)]
+        for sample, methods in table.items()
+        if sample != "plots"
+        for method, row in methods.items()
+    ]
     return [Table(["sample", "method", "jets", *REPORT_COLUMNS], rows, float_format=".3f")]
 
 

@@ -101,7 +101,9 @@ class _Block(nn.Module):
         super().__init__()
         self.norm_q, self.norm_kv, self.norm_ff = nn.LayerNorm(dims), nn.LayerNorm(dims), nn.LayerNorm(dims)
         self.attn = _Attention(dims, heads, dropout)
-        self.ff = nn.Sequential(nn.Linear(dims, ff_dims), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dims, dims))
+        self.ff = nn.Sequential(
+            nn.Linear(dims, ff_dims), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dims, dims)
+        )
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor | None, bias: torch.Tensor) -> torch.Tensor:
         q = self.norm_q(x)
@@ -114,7 +116,10 @@ class _Locality(nn.Module):
 
     def __init__(self, heads: int, radii: Sequence[float]) -> None:
         super().__init__()
-        start = [1.0 / float(radii[i % len(radii)]) ** 2 if radii[i % len(radii)] > 0 else 0.0 for i in range(heads)]
+        start = [
+            1.0 / float(radii[i % len(radii)]) ** 2 if radii[i % len(radii)] > 0 else 0.0
+            for i in range(heads)
+        ]
         self.raw = nn.Parameter(torch.tensor([_inv_softplus(a) for a in start]))
 
     def forward(self, xq: torch.Tensor, xk: torch.Tensor) -> torch.Tensor:
@@ -188,43 +193,76 @@ class HitClusteringTransformer(nn.Module):
     losses have the same terms, and the model keeps no state between a forward and its loss.
     """
 
-    def __init__(self, input_dims: int, num_outputs: int, embed_dim: int = 64, num_layers: int = 3,
-                 num_heads: int = 4, ff_dim: int = 128, slot_layers: int = 2, dropout: float = 0.0,
-                 coord_channels: Sequence[int] = (0, 1), radii: Sequence[float] = (0.15, 0.4, 1.0, 0.0),
-                 assign_weight: float = 1.0, pid_weight: float = 0.5, energy_weight: float = 0.5,
-                 direction_weight: float = 0.5, seed_weight: float = 1.0, energy_weighting: float = 0.5,
-                 seed_pos_weight: float = 5.0, other_weight: float = 0.2) -> None:  # fmt: skip
+    def __init__(
+        self,
+        input_dims: int,
+        num_outputs: int,
+        embed_dim: int = 64,
+        num_layers: int = 3,
+        num_heads: int = 4,
+        ff_dim: int = 128,
+        slot_layers: int = 2,
+        dropout: float = 0.0,
+        coord_channels: Sequence[int] = (0, 1),
+        radii: Sequence[float] = (0.15, 0.4, 1.0, 0.0),
+        assign_weight: float = 1.0,
+        pid_weight: float = 0.5,
+        energy_weight: float = 0.5,
+        direction_weight: float = 0.5,
+        seed_weight: float = 1.0,
+        energy_weighting: float = 0.5,
+        seed_pos_weight: float = 5.0,
+        other_weight: float = 0.2,
+    ) -> None:
         super().__init__()
         self.n_slots = int(num_outputs) - N_EXTRA
         if self.n_slots < 2:
             raise TypeError(f"num_outputs must be K + {N_EXTRA} with K >= 2 slots, got {num_outputs}")
         if len(coord_channels) != 2 or max(coord_channels) >= input_dims:
-            raise TypeError(f"coord_channels must name 2 of the {input_dims} feature channels, got {coord_channels}")
+            raise TypeError(
+                f"coord_channels must name 2 of the {input_dims} feature channels, got {coord_channels}"
+            )
         self.coords = [int(c) for c in coord_channels]
-        self.weights = {"assign": float(assign_weight), "pid": float(pid_weight), "energy": float(energy_weight),
-                        "direction": float(direction_weight), "seed": float(seed_weight)}  # fmt: skip
+        self.weights = {
+            "assign": float(assign_weight),
+            "pid": float(pid_weight),
+            "energy": float(energy_weight),
+            "direction": float(direction_weight),
+            "seed": float(seed_weight),
+        }
         self.energy_weighting, self.seed_pos_weight = float(energy_weighting), float(seed_pos_weight)
         self.other_weight = float(other_weight)
-        self.embed = nn.Sequential(nn.Linear(input_dims, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
+        self.embed = nn.Sequential(
+            nn.Linear(input_dims, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim)
+        )
         self.encoder = nn.ModuleList(_Block(embed_dim, num_heads, ff_dim, dropout) for _ in range(num_layers))
         self.locality = _Locality(num_heads, radii)
         self.norm = nn.LayerNorm(embed_dim)
         self.seed_head = nn.Linear(embed_dim, 1)
         self.other_query = nn.Parameter(torch.randn(1, embed_dim) / math.sqrt(embed_dim))
         self.seed_proj = nn.Linear(embed_dim, embed_dim)
-        self.slot_self = nn.ModuleList(_Block(embed_dim, num_heads, ff_dim, dropout) for _ in range(slot_layers))
-        self.slot_cross = nn.ModuleList(_Block(embed_dim, num_heads, ff_dim, dropout) for _ in range(slot_layers))
+        self.slot_self = nn.ModuleList(
+            _Block(embed_dim, num_heads, ff_dim, dropout) for _ in range(slot_layers)
+        )
+        self.slot_cross = nn.ModuleList(
+            _Block(embed_dim, num_heads, ff_dim, dropout) for _ in range(slot_layers)
+        )
         self.hit_proj, self.slot_proj = nn.Linear(embed_dim, embed_dim), nn.Linear(embed_dim, embed_dim)
         # bounded assignment bonus b * exp(-dR^2 / r^2) towards the slot's seed (b, r learnt)
-        self.assign_bonus = nn.Parameter(torch.tensor([_inv_softplus(2.0), _inv_softplus(float(radii[0]) or 0.15)]))
-        self.head = nn.Sequential(nn.Linear(2 * embed_dim, ff_dim), nn.GELU(), nn.Linear(ff_dim, N_CLASSES + 3))
+        self.assign_bonus = nn.Parameter(
+            torch.tensor([_inv_softplus(2.0), _inv_softplus(float(radii[0]) or 0.15)])
+        )
+        self.head = nn.Sequential(
+            nn.Linear(2 * embed_dim, ff_dim), nn.GELU(), nn.Linear(ff_dim, N_CLASSES + 3)
+        )
 
     def forward(self, features: torch.Tensor, energy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per-hit outputs ``(N, K + 9, P)`` (what the exported model returns)."""
         return self.forward_with_aux(features, energy, mask)[0]
 
-    def forward_with_aux(self, features: torch.Tensor, energy: torch.Tensor,
-                         mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    def forward_with_aux(
+        self, features: torch.Tensor, energy: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Outputs and the auxiliary ``{"seed_logit": (N, P)}`` the loss needs."""
         full = features.shape[-1]
         if not exporting():  # hits are padded at the end: cut to the longest jet of the batch
@@ -238,7 +276,9 @@ class HitClusteringTransformer(nn.Module):
             out = F.pad(out, (0, full - out.shape[-1])) if out.shape[-1] < full else out[..., :full]
         return out, {"seed_logit": seed_logit[:, :full]}
 
-    def _forward(self, features: torch.Tensor, energy: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(
+        self, features: torch.Tensor, energy: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         real = (mask != 0).to(features.dtype)  # (N, 1, P)
         pad = real[:, 0, :] == 0
         first = torch.arange(pad.shape[1], device=pad.device)[None, :] == 0
@@ -266,7 +306,9 @@ class HitClusteringTransformer(nn.Module):
         for self_block, cross_block in zip(self.slot_self, self.slot_cross):
             slots = self_block(slots, None, no_bias)
             slots = cross_block(slots, h, cross_bias)
-        logits = torch.einsum("npd,nkd->nkp", self.hit_proj(h), self.slot_proj(slots)) / math.sqrt(h.shape[-1])
+        logits = torch.einsum("npd,nkd->nkp", self.hit_proj(h), self.slot_proj(slots)) / math.sqrt(
+            h.shape[-1]
+        )
         d2 = (slot_x[:, :, None, :] - x[:, None, :, :]).pow(2).sum(-1)  # (N, K, P)
         b, r = F.softplus(self.assign_bonus[0]), F.softplus(self.assign_bonus[1])
         logits = logits + b * torch.exp(-d2 / r.pow(2)) * is_seed[None, :, None]
@@ -278,8 +320,13 @@ class HitClusteringTransformer(nn.Module):
     def split(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named channel blocks of an output or target tensor."""
         k = self.n_slots
-        return {"slots": tensor[:, :k], "pid": tensor[:, k : k + N_CLASSES], "log_energy": tensor[:, k + N_CLASSES],
-                "direction": tensor[:, k + N_CLASSES + 1 : k + N_CLASSES + 3], "energy": tensor[:, -1]}  # fmt: skip
+        return {
+            "slots": tensor[:, :k],
+            "pid": tensor[:, k : k + N_CLASSES],
+            "log_energy": tensor[:, k + N_CLASSES],
+            "direction": tensor[:, k + N_CLASSES + 1 : k + N_CLASSES + 3],
+            "energy": tensor[:, -1],
+        }
 
     def hit_weights(self, target: torch.Tensor) -> torch.Tensor:
         """Per-hit weight ``(N, P)``, each jet's weights summing to 1 (0 on padding)."""
@@ -304,14 +351,17 @@ class HitClusteringTransformer(nn.Module):
         matched[:, m] = true[:, m]
         return matched
 
-    def loss_terms(self, pred: torch.Tensor, target: torch.Tensor,
-                   aux: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    def loss_terms(
+        self, pred: torch.Tensor, target: torch.Tensor, aux: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Per-jet loss terms ``(N,)``: assignment, pid, energy, direction, and seed (given ``aux``)."""
         w = self.hit_weights(target)
         p, t = self.split(pred), self.split(target)
         matched = self.match(pred, target)
         assign = -(matched * F.log_softmax(p["slots"].float(), dim=1)).sum(1)
-        assign = assign * (1 - (1 - self.other_weight) * matched[:, -1])  # the no-object weight (DETR eos_coef)
+        assign = assign * (
+            1 - (1 - self.other_weight) * matched[:, -1]
+        )  # the no-object weight (DETR eos_coef)
         pid_t = t["pid"].clamp(min=0)
         has_pid = (pid_t.sum(1) > 0).to(w.dtype)
         pid = -(pid_t * F.log_softmax(p["pid"].float(), dim=1)).sum(1)
@@ -335,7 +385,9 @@ class HitClusteringTransformer(nn.Module):
             terms["seed"] = bce.sum(1) / valid.sum(1).clamp(min=1)
         return terms
 
-    def loss(self, pred: torch.Tensor, target: torch.Tensor, aux: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def loss(
+        self, pred: torch.Tensor, target: torch.Tensor, aux: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Weighted sum of :meth:`loss_terms`, per jet ``(N,)``."""
         terms = self.loss_terms(pred, target, aux)
         return sum(self.weights[k] * v for k, v in terms.items())

@@ -31,14 +31,24 @@ import numpy as np
 from scipy.special import ndtr
 
 from hepnn_coffea.calo.geometry import (
-    CHARGED_HADRON, ELECTRON, EM_LAYER, HAD_LAYER, MUON, NEUTRAL_HADRON, PHOTON, CaloGeometry,
-)  # fmt: skip
+    CHARGED_HADRON,
+    ELECTRON,
+    EM_LAYER,
+    HAD_LAYER,
+    MUON,
+    NEUTRAL_HADRON,
+    PHOTON,
+    CaloGeometry,
+)
 
 LAYERS = (EM_LAYER, HAD_LAYER)
 
 
 def layer_energies(
-    types: np.ndarray, energy: np.ndarray, active: np.ndarray, geometry: CaloGeometry,
+    types: np.ndarray,
+    energy: np.ndarray,
+    active: np.ndarray,
+    geometry: CaloGeometry,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Expected and fluctuated deposits per particle and layer, both ``(n_particles, 2)``.
@@ -135,9 +145,14 @@ class CellDeposits:
 
 
 def aggregate_cells(
-    jet: np.ndarray, eta: np.ndarray, phi: np.ndarray, deposited: np.ndarray, n_jets: int,
-    geometry: CaloGeometry, rng: np.random.Generator,
-) -> CellDeposits:  # fmt: skip
+    jet: np.ndarray,
+    eta: np.ndarray,
+    phi: np.ndarray,
+    deposited: np.ndarray,
+    n_jets: int,
+    geometry: CaloGeometry,
+    rng: np.random.Generator,
+) -> CellDeposits:
     """Spread each particle's per-layer deposit over cells, sum per cell, add noise, apply threshold.
 
     Parameters
@@ -197,16 +212,25 @@ def aggregate_cells(
     new_index = np.cumsum(kept) - 1
     k_cell, k_part, k_e = new_index[cell_of[kept_c]], c_part[kept_c], c_e[kept_c]
     return CellDeposits(
-        jet=cell_jet[kept], layer=cell_layer[kept], ieta=cell_ieta[kept], iphi=cell_iphi[kept],
-        energy=measured[kept], noise=noise[kept], main_particle=main_particle,
-        contrib_cell=k_cell, contrib_particle=k_part, contrib_energy=k_e, below_threshold=below,
+        jet=cell_jet[kept],
+        layer=cell_layer[kept],
+        ieta=cell_ieta[kept],
+        iphi=cell_iphi[kept],
+        energy=measured[kept],
+        noise=noise[kept],
+        main_particle=main_particle,
+        contrib_cell=k_cell,
+        contrib_particle=k_part,
+        contrib_energy=k_e,
+        below_threshold=below,
         cells_per_jet=np.bincount(cell_jet[kept], minlength=n_jets),
         contribs_per_jet=np.bincount(jet[k_part], minlength=n_jets),
-    )  # fmt: skip
+    )
 
 
-def cell_positions(layer: np.ndarray, ieta: np.ndarray, iphi: np.ndarray, geometry: CaloGeometry
-                   ) -> tuple[np.ndarray, ...]:  # fmt: skip
+def cell_positions(
+    layer: np.ndarray, ieta: np.ndarray, iphi: np.ndarray, geometry: CaloGeometry
+) -> tuple[np.ndarray, ...]:
     """Centre (eta, phi, x, y, z) of cells on their layer's cylinder."""
     em = np.asarray(layer) == EM_LAYER
     deta = np.where(em, geometry.cell_eta(EM_LAYER), geometry.cell_eta(HAD_LAYER))

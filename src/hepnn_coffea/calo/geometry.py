@@ -186,10 +186,21 @@ class CaloGeometry:
 
 
 _MAY_BE_ZERO = {
-    "b_field", "track_pt_min", "em_constant", "had_constant", "em_noise", "had_noise", "noise_threshold",
-    "egamma_em_fraction", "hadron_em_fraction_mean", "hadron_em_fraction_sigma", "muon_em_deposit",
-    "muon_had_deposit", "em_sampling", "had_sampling",
-}  # fmt: skip
+    "b_field",
+    "track_pt_min",
+    "em_constant",
+    "had_constant",
+    "em_noise",
+    "had_noise",
+    "noise_threshold",
+    "egamma_em_fraction",
+    "hadron_em_fraction_mean",
+    "hadron_em_fraction_sigma",
+    "muon_em_deposit",
+    "muon_had_deposit",
+    "em_sampling",
+    "had_sampling",
+}
 
 
 def load_geometry(source: str | pathlib.Path | dict[str, Any] | CaloGeometry | None = None) -> CaloGeometry:

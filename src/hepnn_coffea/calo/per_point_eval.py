@@ -41,8 +41,16 @@ import numpy as np
 
 from hepnn_coffea.calo.samples import calo_fileset
 from hepnn_coffea.evaluation.intervals import format_interval
-from hepnn_coffea.evaluation.protocol import (Block, EvaluationProcessor, EvaluationSummary, Table, method_axis,
-                                             render_markdown, sample_axis, write_summary)  # fmt: skip
+from hepnn_coffea.evaluation.protocol import (
+    Block,
+    EvaluationProcessor,
+    EvaluationSummary,
+    Table,
+    method_axis,
+    render_markdown,
+    sample_axis,
+    write_summary,
+)
 from hepnn_coffea.processing.processor import ChunkInfo
 
 #: default track-pT bin edges [GeV]
@@ -50,13 +58,28 @@ PT_EDGES = (1.0, 5.0, 10.0, 20.0, 50.0, 1000.0)
 #: baselines, in table order
 BASELINES = ("cone", "subtraction", "response")
 #: per-sample branches the evaluation reads besides the models' inputs
-SAMPLE_BRANCHES = ("focus_pt", "focus_eta", "focus_p", "focus_type", "label_sum", "cone_energy", "event_no",
-                   "point_type", "point_label", "point_e")  # fmt: skip
+SAMPLE_BRANCHES = (
+    "focus_pt",
+    "focus_eta",
+    "focus_p",
+    "focus_type",
+    "label_sum",
+    "cone_energy",
+    "event_no",
+    "point_type",
+    "point_label",
+    "point_e",
+)
 
 
 # ------------------------------------------------------------------------------------------- baselines
-def response_calibration(focus_pt: np.ndarray, focus_p: np.ndarray, true: np.ndarray,
-                         pt_edges: Sequence[float] = PT_EDGES, min_entries: int = 5) -> dict[str, Any]:  # fmt: skip
+def response_calibration(
+    focus_pt: np.ndarray,
+    focus_p: np.ndarray,
+    true: np.ndarray,
+    pt_edges: Sequence[float] = PT_EDGES,
+    min_entries: int = 5,
+) -> dict[str, Any]:
     """Median calorimeter response ``true / p`` in bins of track pT (training samples).
 
     Bins with fewer than ``min_entries`` samples take the overall median. Returns
@@ -76,7 +99,9 @@ def response_calibration(focus_pt: np.ndarray, focus_p: np.ndarray, true: np.nda
     return {"pt_edges": edges.tolist(), "response": response, "overall": overall, "entries": entries}
 
 
-def response_baseline(focus_pt: np.ndarray, focus_p: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
+def response_baseline(
+    focus_pt: np.ndarray, focus_p: np.ndarray, calibration: Mapping[str, Any]
+) -> np.ndarray:
     """``focus_p * R(pT)`` with the binned response of :func:`response_calibration` (edge bins extend)."""
     edges = np.asarray(calibration["pt_edges"], dtype=np.float64)
     which = np.clip(np.digitize(np.asarray(focus_pt, dtype=np.float64), edges) - 1, 0, len(edges) - 2)
@@ -88,9 +113,13 @@ def cone_baseline(cone_energy: np.ndarray) -> np.ndarray:
     return np.asarray(cone_energy, dtype=np.float64)
 
 
-def subtraction_baseline(cone_energy: np.ndarray, point_e: Any, point_type: Any, response: float) -> np.ndarray:
+def subtraction_baseline(
+    cone_energy: np.ndarray, point_e: Any, point_type: Any, response: float
+) -> np.ndarray:
     """``max(cone_energy - response * sum |p|`` of the other tracks in the cone (``point_type == 2``)``, 0)``."""
-    other_p = np.asarray(ak.to_numpy(ak.sum(ak.where(point_type == 2, point_e, 0.0), axis=1)), dtype=np.float64)
+    other_p = np.asarray(
+        ak.to_numpy(ak.sum(ak.where(point_type == 2, point_e, 0.0), axis=1)), dtype=np.float64
+    )
     return np.maximum(np.asarray(cone_energy, dtype=np.float64) - float(response) * other_p, 0.0)
 
 
@@ -121,9 +150,15 @@ def metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     return {"n": int(len(true)), **relative_metrics(pred, true)}
 
 
-def per_point_summary(table: Mapping[str, np.ndarray], estimators: Sequence[str],
-                      pt_edges: Sequence[float] = PT_EDGES, min_true: float = 0.5, *, n_bootstrap: int = 100,
-                      seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+def per_point_summary(
+    table: Mapping[str, np.ndarray],
+    estimators: Sequence[str],
+    pt_edges: Sequence[float] = PT_EDGES,
+    min_true: float = 0.5,
+    *,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Rows ``{"pt_bin", "pt_low", "pt_high", "n", "<estimator>_mape", ..._resolution, ..._bias}``,
     one per track-pT bin and a last one for all tracks (``pt_bin: "all"``), on ``true >= min_true``.
 
@@ -138,14 +173,21 @@ def per_point_summary(table: Mapping[str, np.ndarray], estimators: Sequence[str]
     ok = true >= min_true
     edges = list(pt_edges)
     rows = []
-    bins = [(f"{lo:g}-{hi:g}", lo, hi) for lo, hi in zip(edges[:-1], edges[1:])] + [("all", edges[0], edges[-1])]
+    bins = [(f"{lo:g}-{hi:g}", lo, hi) for lo, hi in zip(edges[:-1], edges[1:])] + [
+        ("all", edges[0], edges[-1])
+    ]
     for name, lo, hi in bins:
         sel = ok & (pt >= lo) & (pt < hi) if name != "all" else ok
         row: dict[str, Any] = {"pt_bin": name, "pt_low": lo, "pt_high": hi, "n": int(sel.sum())}
         for est in estimators:
             pred = np.asarray(table[f"pred_{est}"], dtype=np.float64)[sel]
-            m = bootstrap_interval(relative_metrics, (pred, true[sel]), n=n_bootstrap, seed=seed,
-                                   floor={"mape": 0.0, "resolution": 0.0})  # fmt: skip
+            m = bootstrap_interval(
+                relative_metrics,
+                (pred, true[sel]),
+                n=n_bootstrap,
+                seed=seed,
+                floor={"mape": 0.0, "resolution": 0.0},
+            )
             row.update({f"{est}_{k}": m[k] for k in ("mape", "resolution", "bias")})
         rows.append(row)
     return rows
@@ -153,9 +195,20 @@ def per_point_summary(table: Mapping[str, np.ndarray], estimators: Sequence[str]
 
 def per_point_table(rows: Sequence[Mapping[str, Any]], estimators: Sequence[str]) -> Table:
     """One row per pT bin: tracks, then MAPE / resolution per estimator (``value +high -low``)."""
-    return Table(["track pT [GeV]", "tracks", *(f"{e} MAPE / res." for e in estimators)],
-                 [[r["pt_bin"], r["n"], *(f"{format_interval(r[f'{e}_mape'])} / {format_interval(r[f'{e}_resolution'])}"
-                                          for e in estimators)] for r in rows])  # fmt: skip
+    return Table(
+        ["track pT [GeV]", "tracks", *(f"{e} MAPE / res." for e in estimators)],
+        [
+            [
+                r["pt_bin"],
+                r["n"],
+                *(
+                    f"{format_interval(r[f'{e}_mape'])} / {format_interval(r[f'{e}_resolution'])}"
+                    for e in estimators
+                ),
+            ]
+            for r in rows
+        ],
+    )
 
 
 def per_point_report(summary: Mapping[str, Any]) -> list[Block]:
@@ -174,14 +227,20 @@ def make_per_point_hists(pt_edges: Sequence[float] = PT_EDGES) -> dict[str, hist
     process, estimator = sample_axis(), method_axis()
     return {
         "relative_residual": hist.Hist(
-            process, estimator, hist.axis.Variable(list(pt_edges), name="pt", label="Track $p_T$ [GeV]"),
+            process,
+            estimator,
+            hist.axis.Variable(list(pt_edges), name="pt", label="Track $p_T$ [GeV]"),
             hist.axis.Regular(160, -2.0, 6.0, name="rel", label="(pred - true) / true"),
-            storage=hist.storage.Weight()),
+            storage=hist.storage.Weight(),
+        ),
         "pred_vs_true": hist.Hist(
-            process, estimator, hist.axis.Regular(60, 0.0, 120.0, name="true", label="True deposited energy [GeV]"),
+            process,
+            estimator,
+            hist.axis.Regular(60, 0.0, 120.0, name="true", label="True deposited energy [GeV]"),
             hist.axis.Regular(60, 0.0, 120.0, name="pred", label="Predicted energy [GeV]"),
-            storage=hist.storage.Weight()),
-    }  # fmt: skip
+            storage=hist.storage.Weight(),
+        ),
+    }
 
 
 class PerPointEvaluationProcessor(EvaluationProcessor):
@@ -205,8 +264,14 @@ class PerPointEvaluationProcessor(EvaluationProcessor):
 
     kind = "per_point"
 
-    def __init__(self, taggers: Mapping[str, Any], calibration: Mapping[str, Any], *,
-                 pt_edges: Sequence[float] = PT_EDGES, min_true: float = 0.5) -> None:  # fmt: skip
+    def __init__(
+        self,
+        taggers: Mapping[str, Any],
+        calibration: Mapping[str, Any],
+        *,
+        pt_edges: Sequence[float] = PT_EDGES,
+        min_true: float = 0.5,
+    ) -> None:
         self.taggers = dict(taggers)
         for name, tagger in self.taggers.items():
             if not tagger.per_point:
@@ -228,12 +293,15 @@ class PerPointEvaluationProcessor(EvaluationProcessor):
         sample = self.sample(chunk)
         split = chunk.metadata.get("split", "test")
         n = len(events)
-        col = {b: np.asarray(ak.to_numpy(events[b]), dtype=np.float64)
-               for b in ("focus_pt", "focus_eta", "focus_p", "label_sum", "cone_energy")}  # fmt: skip
+        col = {
+            b: np.asarray(ak.to_numpy(events[b]), dtype=np.float64)
+            for b in ("focus_pt", "focus_eta", "focus_p", "label_sum", "cone_energy")
+        }
         preds = {
             "cone": cone_baseline(col["cone_energy"]),
-            "subtraction": subtraction_baseline(col["cone_energy"], events["point_e"], events["point_type"],
-                                                self.calibration["overall"]),
+            "subtraction": subtraction_baseline(
+                col["cone_energy"], events["point_e"], events["point_type"], self.calibration["overall"]
+            ),
             "response": response_baseline(col["focus_pt"], col["focus_p"], self.calibration),
         }
         for name, tagger in self.taggers.items():
@@ -245,16 +313,21 @@ class PerPointEvaluationProcessor(EvaluationProcessor):
         hists = make_per_point_hists(self.pt_edges)
         for est in self.estimators:
             pred = preds[est]
-            hists["relative_residual"].fill(process=sample, estimator=est, pt=col["focus_pt"][fill],
-                                            rel=((pred - true) / true)[fill])  # fmt: skip
+            hists["relative_residual"].fill(
+                process=sample, estimator=est, pt=col["focus_pt"][fill], rel=((pred - true) / true)[fill]
+            )
             hists["pred_vs_true"].fill(process=sample, estimator=est, true=true, pred=pred)
         table: dict[str, list[np.ndarray]] = {
-            "sample": [np.full(n, sample, dtype=object)], "split": [np.full(n, split, dtype=object)],
+            "sample": [np.full(n, sample, dtype=object)],
+            "split": [np.full(n, split, dtype=object)],
             "event_no": [np.asarray(ak.to_numpy(events["event_no"]), dtype=np.int64)],
-            "focus_pt": [col["focus_pt"]], "focus_eta": [col["focus_eta"]], "focus_p": [col["focus_p"]],
-            "focus_type": [np.asarray(ak.to_numpy(events["focus_type"]), dtype=np.int64)], "true": [true],
+            "focus_pt": [col["focus_pt"]],
+            "focus_eta": [col["focus_eta"]],
+            "focus_p": [col["focus_p"]],
+            "focus_type": [np.asarray(ak.to_numpy(events["focus_type"]), dtype=np.int64)],
+            "true": [true],
             **{f"pred_{e}": [preds[e]] for e in self.estimators},
-        }  # fmt: skip
+        }
         return {"hists": hists, "table": table, "counts": {sample: {"samples": n, "filled": int(fill.sum())}}}
 
 
@@ -264,20 +337,32 @@ def concat_table(table: Mapping[str, list[np.ndarray]]) -> dict[str, np.ndarray]
 
 
 # ---------------------------------------------------------------------------------------------- stage
-def calibrate_from_files(samples: Any, split: str = "train", pt_edges: Sequence[float] = PT_EDGES) -> dict[str, Any]:
+def calibrate_from_files(
+    samples: Any, split: str = "train", pt_edges: Sequence[float] = PT_EDGES
+) -> dict[str, Any]:
     """:func:`response_calibration` on the ``split`` sample files of a samples folder or fileset."""
     import uproot
 
     files = [f for entry in calo_fileset(samples, split).values() for f in entry["files"]]
     if not files:
         raise ValueError(f"no '{split}' sample files to calibrate the response baseline on")
-    arrays = uproot.concatenate([f"{f}:tree" for f in files], ["focus_pt", "focus_p", "label_sum"], library="np")
+    arrays = uproot.concatenate(
+        [f"{f}:tree" for f in files], ["focus_pt", "focus_p", "label_sum"], library="np"
+    )
     return response_calibration(arrays["focus_pt"], arrays["focus_p"], arrays["label_sum"], pt_edges)
 
 
-def summarize_per_point(result: Mapping[str, Any], estimators: Sequence[str], calibration: Mapping[str, Any], *,
-                        split: str = "test", pt_edges: Sequence[float] = PT_EDGES, min_true: float = 0.5,
-                        n_bootstrap: int = 100, seed: int = 0) -> EvaluationSummary:  # fmt: skip
+def summarize_per_point(
+    result: Mapping[str, Any],
+    estimators: Sequence[str],
+    calibration: Mapping[str, Any],
+    *,
+    split: str = "test",
+    pt_edges: Sequence[float] = PT_EDGES,
+    min_true: float = 0.5,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+) -> EvaluationSummary:
     """The summary of a :class:`PerPointEvaluationProcessor` output: calibration, rows, counts.
 
     ``rows``: :func:`per_point_summary` of the accumulated table (every metric with its 68%
@@ -285,11 +370,19 @@ def summarize_per_point(result: Mapping[str, Any], estimators: Sequence[str], ca
     """
     table = concat_table(result["table"])
     rows = per_point_summary(table, estimators, pt_edges, min_true, n_bootstrap=n_bootstrap, seed=seed)
-    return EvaluationSummary({
-        "split": split, "min_true": min_true, "estimators": list(estimators), "calibration": dict(calibration),
-        "intervals": f"68.27%: value +- std of {n_bootstrap} bootstrap replicas over the tracks (seed {seed})",
-        "rows": rows, "counts": result["counts"],
-    }, kind="per_point", report=per_point_report)  # fmt: skip
+    return EvaluationSummary(
+        {
+            "split": split,
+            "min_true": min_true,
+            "estimators": list(estimators),
+            "calibration": dict(calibration),
+            "intervals": f"68.27%: value +- std of {n_bootstrap} bootstrap replicas over the tracks (seed {seed})",
+            "rows": rows,
+            "counts": result["counts"],
+        },
+        kind="per_point",
+        report=per_point_report,
+    )
 
 
 def evaluate_per_point(
@@ -344,8 +437,16 @@ def evaluate_per_point(
     proc = PerPointEvaluationProcessor(taggers, calibration, pt_edges=pt_edges, min_true=min_true)
     files = calo_fileset(samples, split)
     result = run_processor(files, proc, executor=executor, workers=workers, chunksize=chunksize)
-    summary = summarize_per_point(result, proc.estimators, calibration, split=split, pt_edges=pt_edges,
-                                  min_true=min_true, n_bootstrap=n_bootstrap, seed=seed)  # fmt: skip
+    summary = summarize_per_point(
+        result,
+        proc.estimators,
+        calibration,
+        split=split,
+        pt_edges=pt_edges,
+        min_true=min_true,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
     atomic_write_bytes(out / "hists.pkl", lambda f: pickle.dump(result["hists"], f))
     table = concat_table(result["table"])
     np.savez(out / "table.npz", **{k: (v.astype(str) if v.dtype == object else v) for k, v in table.items()})

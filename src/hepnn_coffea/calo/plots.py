@@ -29,8 +29,9 @@ def plot_relative_residuals(h: Any, estimators: Sequence[str], path: pathlib.Pat
     return _save(fig, path)
 
 
-def plot_metric_vs_pt(rows: Sequence[Mapping[str, Any]], estimators: Sequence[str], metric: str,
-                      path: pathlib.Path) -> pathlib.Path:  # fmt: skip
+def plot_metric_vs_pt(
+    rows: Sequence[Mapping[str, Any]], estimators: Sequence[str], metric: str, path: pathlib.Path
+) -> pathlib.Path:
     """``<estimator>_<metric>`` per track-pT bin (the ``all`` row left out), with its 68% interval."""
     from hepnn_coffea.plotting.common import interval_values, log_ticks
 
@@ -39,8 +40,9 @@ def plot_metric_vs_pt(rows: Sequence[Mapping[str, Any]], estimators: Sequence[st
     binned = [r for r in rows if r["pt_bin"] != "all"]
     centres = np.array([np.sqrt(r["pt_low"] * r["pt_high"]) for r in binned])
     for est in estimators:
-        value, down, up, _ = (np.array(x, dtype=float) for x in zip(*(interval_values(r[f"{est}_{metric}"])
-                                                                      for r in binned)))  # fmt: skip
+        value, down, up, _ = (
+            np.array(x, dtype=float) for x in zip(*(interval_values(r[f"{est}_{metric}"]) for r in binned))
+        )
         ax.errorbar(centres, value, yerr=[down, up], marker="o", capsize=3, label=est)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -52,8 +54,9 @@ def plot_metric_vs_pt(rows: Sequence[Mapping[str, Any]], estimators: Sequence[st
     return _save(fig, path)
 
 
-def plot_per_point(hists: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], estimators: Sequence[str],
-                   out: pathlib.Path) -> list[pathlib.Path]:  # fmt: skip
+def plot_per_point(
+    hists: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], estimators: Sequence[str], out: pathlib.Path
+) -> list[pathlib.Path]:
     """Residuals, MAPE vs pT and resolution vs pT under ``out``."""
     out = pathlib.Path(out)
     return [
@@ -63,8 +66,9 @@ def plot_per_point(hists: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], 
     ]
 
 
-def plot_event_display(points: Mapping[str, np.ndarray], pred: np.ndarray, path: pathlib.Path,
-                       title: str = "") -> pathlib.Path:  # fmt: skip
+def plot_event_display(
+    points: Mapping[str, np.ndarray], pred: np.ndarray, path: pathlib.Path, title: str = ""
+) -> pathlib.Path:
     """One sample in (Delta eta, Delta phi) around the focused track: two panels, cells coloured by
     the predicted and by the true fraction of their energy from the focused particle (marker size
     ~ cell energy; squares EM, circles HAD); the focused track a star, other tracks crosses.
@@ -81,12 +85,28 @@ def plot_event_display(points: Mapping[str, np.ndarray], pred: np.ndarray, path:
     for ax, frac, name in zip(axes, (frac_pred, frac_true), ("predicted", "true")):
         for layer, marker in ((0, "s"), (1, "o")):
             sel = points["layer"][cell] == layer
-            sc = ax.scatter(points["deta"][cell][sel], points["dphi"][cell][sel], c=frac[sel], s=size[sel],
-                            marker=marker, cmap="viridis", vmin=0, vmax=1, alpha=0.8, edgecolors="none")  # fmt: skip
+            sc = ax.scatter(
+                points["deta"][cell][sel],
+                points["dphi"][cell][sel],
+                c=frac[sel],
+                s=size[sel],
+                marker=marker,
+                cmap="viridis",
+                vmin=0,
+                vmax=1,
+                alpha=0.8,
+                edgecolors="none",
+            )
         for kind, marker, colour in ((1, "*", "red"), (2, "x", "black")):
             sel = points["type"] == kind
-            ax.scatter(points["deta"][sel], points["dphi"][sel], marker=marker, s=250, c=colour,
-                       label="focused track" if kind == 1 else "other tracks")  # fmt: skip
+            ax.scatter(
+                points["deta"][sel],
+                points["dphi"][sel],
+                marker=marker,
+                s=250,
+                c=colour,
+                label="focused track" if kind == 1 else "other tracks",
+            )
         ax.set_xlabel(r"$\Delta\eta$ to the focused track")
         ax.set_title(f"{name} fraction", fontsize=18)
         ax.set_xlim(-0.21, 0.21)
@@ -99,8 +119,9 @@ def plot_event_display(points: Mapping[str, np.ndarray], pred: np.ndarray, path:
     return _save(fig, path)
 
 
-def plot_event_displays(tagger: Any, file: str, out: pathlib.Path, *, n: int = 4, model: str = "model",
-                        min_cells: int = 20) -> list[pathlib.Path]:  # fmt: skip
+def plot_event_displays(
+    tagger: Any, file: str, out: pathlib.Path, *, n: int = 4, model: str = "model", min_cells: int = 20
+) -> list[pathlib.Path]:
     """Event displays of the first ``n`` samples of ``file`` with at least ``min_cells`` cells."""
     import uproot
 
@@ -112,11 +133,15 @@ def plot_event_displays(tagger: Any, file: str, out: pathlib.Path, *, n: int = 4
     paths = []
     for i in range(len(events)):
         p = np.asarray(ak.to_numpy(pred[i]), dtype=np.float64)
-        pts = {k: np.asarray(ak.to_numpy(events[f"point_{k}"][i]))[: len(p)]
-               for k in ("deta", "dphi", "e", "layer", "type", "label")}  # fmt: skip
+        pts = {
+            k: np.asarray(ak.to_numpy(events[f"point_{k}"][i]))[: len(p)]
+            for k in ("deta", "dphi", "e", "layer", "type", "label")
+        }
         ev = events[i]
         cells = pts["type"] == 0
-        title = (f"{model}: track $p_T$ {ev.focus_pt:.1f} GeV, true {ev.label_sum:.1f} GeV, "
-                 f"predicted {p[cells].sum():.1f} GeV, cone {ev.cone_energy:.1f} GeV")  # fmt: skip
+        title = (
+            f"{model}: track $p_T$ {ev.focus_pt:.1f} GeV, true {ev.label_sum:.1f} GeV, "
+            f"predicted {p[cells].sum():.1f} GeV, cone {ev.cone_energy:.1f} GeV"
+        )
         paths.append(plot_event_display(pts, p, pathlib.Path(out) / f"event_display_{i}.png", title))
     return paths

@@ -13,8 +13,13 @@ from typing import Any
 
 from hepnn_coffea.calo.geometry import CaloGeometry, load_geometry
 from hepnn_coffea.calo.view import (
-    JET_BRANCHES, PARTICLE_BRANCHES, build_view, chunk_rng, view_counts, write_view,
-)  # fmt: skip
+    JET_BRANCHES,
+    PARTICLE_BRANCHES,
+    build_view,
+    chunk_rng,
+    view_counts,
+    write_view,
+)
 from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
 from hepnn_coffea.processing.shards import shard_name
 
@@ -37,8 +42,9 @@ class CalorimeterViewProcessor(ChunkProcessor):
         Global seed; the chunk generator is :func:`~hepnn_coffea.calo.view.chunk_rng`.
     """
 
-    def __init__(self, out_dir: str | pathlib.Path, geometry: CaloGeometry | str | dict | None = None,
-                 seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self, out_dir: str | pathlib.Path, geometry: CaloGeometry | str | dict | None = None, seed: int = 0
+    ) -> None:
         self.out_dir = str(out_dir)
         self.geometry = load_geometry(geometry)
         self.seed = int(seed)
@@ -53,7 +59,13 @@ class CalorimeterViewProcessor(ChunkProcessor):
         name = view_file_name(split, sample, chunk.file, chunk.start, chunk.stop)
         write_view(pathlib.Path(self.out_dir) / name, view)
         record = {
-            "dataset": chunk.dataset, "sample": sample, "split": split, "file": chunk.file,
-            "entry_start": chunk.start, "entry_stop": chunk.stop, "output": name, **view_counts(view),
-        }  # fmt: skip
+            "dataset": chunk.dataset,
+            "sample": sample,
+            "split": split,
+            "file": chunk.file,
+            "entry_start": chunk.start,
+            "entry_stop": chunk.stop,
+            "output": name,
+            **view_counts(view),
+        }
         return {"chunks": [record]}

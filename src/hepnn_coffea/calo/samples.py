@@ -49,21 +49,72 @@ from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
 #: point types
 CELL, FOCUS, OTHER = 0, 1, 2
 #: view branches the sample builder reads
-TRACK_INPUTS = ("px", "py", "pz", "pt", "eta", "phi", "charge", "particle", "calo_eta", "calo_phi", "calo_x",
-                "calo_y", "calo_z", "reaches_calo")  # fmt: skip
+TRACK_INPUTS = (
+    "px",
+    "py",
+    "pz",
+    "pt",
+    "eta",
+    "phi",
+    "charge",
+    "particle",
+    "calo_eta",
+    "calo_phi",
+    "calo_x",
+    "calo_y",
+    "calo_z",
+    "reaches_calo",
+)
 CELL_INPUTS = ("eta", "phi", "layer", "x", "y", "z", "E")
 VIEW_BRANCHES = (
-    *(f"track_{f}" for f in TRACK_INPUTS), *(f"cell_{f}" for f in CELL_INPUTS),
-    "contrib_cell", "contrib_particle", "contrib_energy",
-    "part_deposited_energy", "part_expected_energy", "part_type", "event_no", "jet_pt",
-)  # fmt: skip
+    *(f"track_{f}" for f in TRACK_INPUTS),
+    *(f"cell_{f}" for f in CELL_INPUTS),
+    "contrib_cell",
+    "contrib_particle",
+    "contrib_energy",
+    "part_deposited_energy",
+    "part_expected_energy",
+    "part_type",
+    "event_no",
+    "jet_pt",
+)
 POINT_FIELDS = ("x", "y", "z", "dist", "deta", "dphi", "e", "layer", "type", "label", "index")
-SAMPLE_FIELDS = ("focus_pt", "focus_eta", "focus_phi", "focus_p", "focus_charge", "focus_calo_eta",
-                 "focus_calo_phi", "focus_particle", "focus_track", "focus_type", "focus_deposited_energy",
-                 "focus_expected_energy", "label_sum", "cone_energy", "n_points", "n_cells", "n_other_tracks",
-                 "event_no", "jet_entry", "jet_pt")  # fmt: skip
-_INT_FIELDS = {"layer", "type", "index", "focus_charge", "focus_particle", "focus_track", "focus_type", "n_points",
-               "n_cells", "n_other_tracks", "event_no", "jet_entry"}  # fmt: skip
+SAMPLE_FIELDS = (
+    "focus_pt",
+    "focus_eta",
+    "focus_phi",
+    "focus_p",
+    "focus_charge",
+    "focus_calo_eta",
+    "focus_calo_phi",
+    "focus_particle",
+    "focus_track",
+    "focus_type",
+    "focus_deposited_energy",
+    "focus_expected_energy",
+    "label_sum",
+    "cone_energy",
+    "n_points",
+    "n_cells",
+    "n_other_tracks",
+    "event_no",
+    "jet_entry",
+    "jet_pt",
+)
+_INT_FIELDS = {
+    "layer",
+    "type",
+    "index",
+    "focus_charge",
+    "focus_particle",
+    "focus_track",
+    "focus_type",
+    "n_points",
+    "n_cells",
+    "n_other_tracks",
+    "event_no",
+    "jet_entry",
+}
 
 
 def delta_phi(a: Any, b: Any) -> Any:
@@ -80,8 +131,9 @@ def focus_mask(tracks_pt: Any, reaches_calo: Any, calo_eta: Any, pt_min: float) 
     return (tracks_pt > pt_min) & (reaches_calo != 0) & np.isfinite(calo_eta)
 
 
-def build_samples(view: Any, *, pt_min: float = 1.0, radius: float = 0.2, min_cells: int = 1,
-                  entry_start: int = 0) -> dict[str, Any]:  # fmt: skip
+def build_samples(
+    view: Any, *, pt_min: float = 1.0, radius: float = 0.2, min_cells: int = 1, entry_start: int = 0
+) -> dict[str, Any]:
     """Focused-track samples of a chunk of calorimeter-view jets.
 
     Parameters
@@ -109,7 +161,10 @@ def build_samples(view: Any, *, pt_min: float = 1.0, radius: float = 0.2, min_ce
     tracks = ak.with_field(tracks, ak.local_index(view["track_pt"], axis=1), "index")
     tracks = ak.with_field(tracks, np.sqrt(tracks.px**2 + tracks.py**2 + tracks.pz**2), "p")
     cells = ak.zip({f: view[f"cell_{f}"] for f in CELL_INPUTS})
-    cell_offsets, part_offsets = _offsets(ak.num(view["cell_E"], axis=1)), _offsets(ak.num(view["part_type"], axis=1))
+    cell_offsets, part_offsets = (
+        _offsets(ak.num(view["cell_E"], axis=1)),
+        _offsets(ak.num(view["part_type"], axis=1)),
+    )
     n_parts = int(ak.sum(ak.num(view["part_type"], axis=1)))
     cells = ak.with_field(cells, ak.local_index(view["cell_E"], axis=1), "index")
     cells = ak.with_field(cells, cells.index + cell_offsets, "gid")
@@ -135,15 +190,19 @@ def build_samples(view: Any, *, pt_min: float = 1.0, radius: float = 0.2, min_ce
 
     # labels: the focused particle's contribution to each cone cell
     contrib_jet_cell = view["contrib_cell"] + cell_offsets
-    contrib_keys = np.asarray(ak.to_numpy(ak.flatten(contrib_jet_cell * n_parts + view["contrib_particle"]
-                                                     + part_offsets)), dtype=np.int64)  # fmt: skip
+    contrib_keys = np.asarray(
+        ak.to_numpy(ak.flatten(contrib_jet_cell * n_parts + view["contrib_particle"] + part_offsets)),
+        dtype=np.int64,
+    )
     contrib_energy = np.asarray(ak.to_numpy(ak.flatten(view["contrib_energy"])), dtype=np.float64)
     order = np.argsort(contrib_keys, kind="stable")  # already sorted by the view; cheap insurance
     contrib_keys, contrib_energy = contrib_keys[order], contrib_energy[order]
     flat_keys = np.asarray(ak.to_numpy(ak.flatten(keys)), dtype=np.int64)
     pos = np.clip(np.searchsorted(contrib_keys, flat_keys), 0, max(len(contrib_keys) - 1, 0))
     found = (contrib_keys[pos] == flat_keys) if len(contrib_keys) else np.zeros(len(flat_keys), dtype=bool)
-    label = ak.unflatten(np.where(found, contrib_energy[pos] if len(contrib_keys) else 0.0, 0.0), ak.num(keys))
+    label = ak.unflatten(
+        np.where(found, contrib_energy[pos] if len(contrib_keys) else 0.0, 0.0), ak.num(keys)
+    )
 
     # other tracks in the cone (reaching the calorimeter; NaN impacts never pass the cut)
     pt_ = ak.cartesian({"f": focus, "t": tracks}, axis=1, nested=True)
@@ -159,16 +218,37 @@ def build_samples(view: Any, *, pt_min: float = 1.0, radius: float = 0.2, min_ce
     one = ak.unflatten(np.ones(n_samples, dtype=np.float64), np.ones(n_samples, dtype=np.int64))
 
     def track_points(t: Any, d: Any, de: Any, dp: Any, kind: int) -> dict[str, Any]:
-        return {"x": t.calo_x, "y": t.calo_y, "z": t.calo_z, "dist": d, "deta": de, "dphi": dp, "e": t.p,
-                "layer": ak.values_astype(d * 0 - 1, np.int64), "type": ak.values_astype(d * 0 + kind, np.int64),
-                "label": d * 0 - 1.0, "index": t.index}  # fmt: skip
+        return {
+            "x": t.calo_x,
+            "y": t.calo_y,
+            "z": t.calo_z,
+            "dist": d,
+            "deta": de,
+            "dphi": dp,
+            "e": t.p,
+            "layer": ak.values_astype(d * 0 - 1, np.int64),
+            "type": ak.values_astype(d * 0 + kind, np.int64),
+            "label": d * 0 - 1.0,
+            "index": t.index,
+        }
 
-    focus_pts = track_points(ak.unflatten(f, np.ones(n_samples, dtype=np.int64)), one * 0, one * 0, one * 0, FOCUS)
+    focus_pts = track_points(
+        ak.unflatten(f, np.ones(n_samples, dtype=np.int64)), one * 0, one * 0, one * 0, FOCUS
+    )
     other_pts = track_points(others, t_dist, t_deta, t_dphi, OTHER)
-    cell_pts = {"x": cone_cells.x, "y": cone_cells.y, "z": cone_cells.z, "dist": cell_dist, "deta": cell_deta,
-                "dphi": cell_dphi, "e": cone_cells.E, "layer": cone_cells.layer,
-                "type": ak.values_astype(cell_dist * 0 + CELL, np.int64), "label": label,
-                "index": cone_cells.index}  # fmt: skip
+    cell_pts = {
+        "x": cone_cells.x,
+        "y": cone_cells.y,
+        "z": cone_cells.z,
+        "dist": cell_dist,
+        "deta": cell_deta,
+        "dphi": cell_dphi,
+        "e": cone_cells.E,
+        "layer": cone_cells.layer,
+        "type": ak.values_astype(cell_dist * 0 + CELL, np.int64),
+        "label": label,
+        "index": cone_cells.index,
+    }
     points = {k: ak.concatenate([focus_pts[k], other_pts[k], cell_pts[k]], axis=1) for k in POINT_FIELDS}
     by_distance = ak.argsort(points["dist"], axis=1, stable=True)
     points = {k: v[by_distance] for k, v in points.items()}
@@ -176,25 +256,42 @@ def build_samples(view: Any, *, pt_min: float = 1.0, radius: float = 0.2, min_ce
     n_cells = np.asarray(ak.to_numpy(ak.num(cone_cells.E, axis=1)), dtype=np.int64)
     keep = n_cells >= int(min_cells)
     samples = {
-        "focus_pt": f.pt, "focus_eta": f.eta, "focus_phi": f.phi, "focus_p": f.p, "focus_charge": f.charge,
-        "focus_calo_eta": f.calo_eta, "focus_calo_phi": f.calo_phi, "focus_particle": f.particle,
-        "focus_track": f.index, "focus_type": ak.flatten(ptype), "focus_deposited_energy": ak.flatten(deposited),
-        "focus_expected_energy": ak.flatten(expected), "label_sum": ak.sum(label, axis=1),
-        "cone_energy": ak.sum(cone_cells.E, axis=1), "n_points": ak.num(points["e"], axis=1), "n_cells": n_cells,
-        "n_other_tracks": ak.num(others.pt, axis=1), "event_no": ak.flatten(event_no),
-        "jet_entry": ak.flatten(jet_entry), "jet_pt": ak.flatten(jet_pt),
-    }  # fmt: skip
+        "focus_pt": f.pt,
+        "focus_eta": f.eta,
+        "focus_phi": f.phi,
+        "focus_p": f.p,
+        "focus_charge": f.charge,
+        "focus_calo_eta": f.calo_eta,
+        "focus_calo_phi": f.calo_phi,
+        "focus_particle": f.particle,
+        "focus_track": f.index,
+        "focus_type": ak.flatten(ptype),
+        "focus_deposited_energy": ak.flatten(deposited),
+        "focus_expected_energy": ak.flatten(expected),
+        "label_sum": ak.sum(label, axis=1),
+        "cone_energy": ak.sum(cone_cells.E, axis=1),
+        "n_points": ak.num(points["e"], axis=1),
+        "n_cells": n_cells,
+        "n_other_tracks": ak.num(others.pt, axis=1),
+        "event_no": ak.flatten(event_no),
+        "jet_entry": ak.flatten(jet_entry),
+        "jet_pt": ak.flatten(jet_pt),
+    }
     out: dict[str, Any] = {
         k: np.asarray(ak.to_numpy(v), dtype=np.int64 if k in _INT_FIELDS else np.float64)[keep]
         for k, v in samples.items()
     }
-    out["point"] = {k: ak.values_astype(v[keep], np.int64 if k in _INT_FIELDS else np.float64)
-                    for k, v in points.items()}  # fmt: skip
+    out["point"] = {
+        k: ak.values_astype(v[keep], np.int64 if k in _INT_FIELDS else np.float64) for k, v in points.items()
+    }
     out["counts"] = {
-        "tracks": int(ak.sum(ak.num(tracks.pt, axis=1))), "focused_tracks": int(n_samples),
-        "samples": int(keep.sum()), "dropped_few_cells": int((~keep).sum()),
-        "points": int(out["n_points"].sum()), "cells_in_cones": int(out["n_cells"].sum()),
-    }  # fmt: skip
+        "tracks": int(ak.sum(ak.num(tracks.pt, axis=1))),
+        "focused_tracks": int(n_samples),
+        "samples": int(keep.sum()),
+        "dropped_few_cells": int((~keep).sum()),
+        "points": int(out["n_points"].sum()),
+        "cells_in_cones": int(out["n_cells"].sum()),
+    }
     return out
 
 
@@ -213,7 +310,9 @@ def write_samples(path: Any, samples: dict[str, Any], dtype: Any = np.float32) -
     branches: dict[str, Any] = {"point": point}
     for k in SAMPLE_FIELDS:
         v = samples[k]
-        branches[k] = v if k == "event_no" else (v.astype(dtype) if v.dtype.kind == "f" else v.astype(np.int32))
+        branches[k] = (
+            v if k == "event_no" else (v.astype(dtype) if v.dtype.kind == "f" else v.astype(np.int32))
+        )
     return write_tree(path, branches, "focused-track samples")
 
 
@@ -240,20 +339,37 @@ class FocusedTrackSampleProcessor(ChunkProcessor):
         from hepnn_coffea.calo.processor import view_file_name
 
         view = {b: events[b] for b in VIEW_BRANCHES}
-        samples = build_samples(view, pt_min=self.pt_min, radius=self.radius, min_cells=self.min_cells,
-                                entry_start=chunk.start)  # fmt: skip
+        samples = build_samples(
+            view, pt_min=self.pt_min, radius=self.radius, min_cells=self.min_cells, entry_start=chunk.start
+        )
         split = chunk.metadata.get("split", "train")
         sample = chunk.metadata.get("sample", chunk.dataset)
         name = view_file_name(split, sample, chunk.file, chunk.start, chunk.stop)
         write_samples(pathlib.Path(self.out_dir) / name, samples)
-        record = {"dataset": chunk.dataset, "sample": sample, "split": split, "file": chunk.file,
-                  "entry_start": chunk.start, "entry_stop": chunk.stop, "output": name, "jets": len(view["event_no"]),
-                  **samples["counts"]}  # fmt: skip
+        record = {
+            "dataset": chunk.dataset,
+            "sample": sample,
+            "split": split,
+            "file": chunk.file,
+            "entry_start": chunk.start,
+            "entry_stop": chunk.stop,
+            "output": name,
+            "jets": len(view["event_no"]),
+            **samples["counts"],
+        }
         return {"chunks": [record]}
 
 
 #: counts summed over chunks in the manifest
-SAMPLE_COUNT_KEYS = ("jets", "tracks", "focused_tracks", "samples", "dropped_few_cells", "points", "cells_in_cones")
+SAMPLE_COUNT_KEYS = (
+    "jets",
+    "tracks",
+    "focused_tracks",
+    "samples",
+    "dropped_few_cells",
+    "points",
+    "cells_in_cones",
+)
 
 
 def calo_fileset(source: Any, split: str | None = None, treename: str = "tree") -> dict[str, Any]:
@@ -282,7 +398,9 @@ def calo_fileset(source: Any, split: str | None = None, treename: str = "tree") 
             fileset = {}
             for record in manifest["chunks"]:
                 meta = {"sample": record["sample"], "split": record["split"]}
-                entry = fileset.setdefault(f"{record['sample']}_{record['split']}", {"files": {}, "metadata": meta})
+                entry = fileset.setdefault(
+                    f"{record['sample']}_{record['split']}", {"files": {}, "metadata": meta}
+                )
                 entry["files"][str((folder / record["output"]).resolve())] = treename
     else:
         fileset = json.loads(pathlib.Path(source).read_text())
@@ -338,7 +456,9 @@ def focused_track_samples(
     from hepnn_coffea.processing.runner import run_processor
     from hepnn_coffea.processing.shards import write_json
 
-    source = pathlib.Path(view_dir_or_fileset) if isinstance(view_dir_or_fileset, (str, pathlib.Path)) else None
+    source = (
+        pathlib.Path(view_dir_or_fileset) if isinstance(view_dir_or_fileset, (str, pathlib.Path)) else None
+    )
     if source is not None and source.is_dir():
         files = load_fileset(calo_fileset(source, treename=treename), treename=treename)
     else:
@@ -346,28 +466,39 @@ def focused_track_samples(
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     proc = FocusedTrackSampleProcessor(out, pt_min=pt_min, radius=radius, min_cells=min_cells)
-    result = run_processor(files, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler,
-                           chunksize=chunksize)  # fmt: skip
-    chunks = sorted(result.get("chunks", []), key=lambda r: (r["split"], r["sample"], r["file"], r["entry_start"]))
+    result = run_processor(
+        files, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize
+    )
+    chunks = sorted(
+        result.get("chunks", []), key=lambda r: (r["split"], r["sample"], r["file"], r["entry_start"])
+    )
 
     def total(records: list[dict[str, Any]]) -> dict[str, int]:
         return {k: int(sum(r[k] for r in records)) for k in SAMPLE_COUNT_KEYS}
 
     fileset: dict[str, Any] = {}
     for r in chunks:
-        entry = fileset.setdefault(f"{r['sample']}_{r['split']}", {"files": {}, "metadata": {
-            "sample": r["sample"], "split": r["split"]}})  # fmt: skip
+        entry = fileset.setdefault(
+            f"{r['sample']}_{r['split']}",
+            {"files": {}, "metadata": {"sample": r["sample"], "split": r["split"]}},
+        )
         entry["files"][str((out / r["output"]).resolve())] = "tree"
     manifest = {
-        "parameters": {"pt_min": float(pt_min), "radius": float(radius), "min_cells": int(min_cells),
-                       "chunksize": int(chunksize)},
+        "parameters": {
+            "pt_min": float(pt_min),
+            "radius": float(radius),
+            "min_cells": int(min_cells),
+            "chunksize": int(chunksize),
+        },
         "ordering": "points sorted by Delta R to the focused track (focused track first); truncation to the "
-                    "data-derived length keeps the nearest points",
+        "data-derived length keeps the nearest points",
         "counts": total(chunks),
-        "splits": {s: total([r for r in chunks if r["split"] == s]) for s in sorted({r["split"] for r in chunks})},
+        "splits": {
+            s: total([r for r in chunks if r["split"] == s]) for s in sorted({r["split"] for r in chunks})
+        },
         "branches": {"point": [f"point_{f}" for f in POINT_FIELDS], "sample": list(SAMPLE_FIELDS)},
         "fileset": fileset,
         "chunks": chunks,
-    }  # fmt: skip
+    }
     write_json(out / "manifest.json", manifest)
     return manifest

@@ -28,9 +28,21 @@ from hepnn_coffea.processing.runner import run_processor
 from hepnn_coffea.processing.shards import write_json
 
 #: counts that are summed over chunks in the manifest
-COUNT_KEYS = ("jets", "particles", "tracks", "tracks_reaching_calo", "cells", "contributions", "energy_in",
-              "energy_expected", "energy_deposited", "energy_kept", "energy_below_threshold", "energy_noise",
-              "energy_measured")  # fmt: skip
+COUNT_KEYS = (
+    "jets",
+    "particles",
+    "tracks",
+    "tracks_reaching_calo",
+    "cells",
+    "contributions",
+    "energy_in",
+    "energy_expected",
+    "energy_deposited",
+    "energy_kept",
+    "energy_below_threshold",
+    "energy_noise",
+    "energy_measured",
+)
 
 
 def sum_counts(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -77,10 +89,12 @@ def calorimeter_view(
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     proc = CalorimeterViewProcessor(out, geo, seed)
-    result = run_processor(files, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler,
-                           chunksize=chunksize)  # fmt: skip
-    chunks = sorted(result.get("chunks", []),
-                    key=lambda r: (r["split"], r["sample"], r["file"], r["entry_start"]))  # fmt: skip
+    result = run_processor(
+        files, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize
+    )
+    chunks = sorted(
+        result.get("chunks", []), key=lambda r: (r["split"], r["sample"], r["file"], r["entry_start"])
+    )
     splits = sorted({r["split"] for r in chunks})
     manifest = {
         "seed": int(seed),

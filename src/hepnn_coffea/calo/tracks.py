@@ -25,8 +25,14 @@ from __future__ import annotations
 import numpy as np
 
 from hepnn_coffea.calo.geometry import (
-    CHARGED_HADRON, ELECTRON, INVISIBLE, MUON, NEUTRAL_HADRON, PHOTON, CaloGeometry,
-)  # fmt: skip
+    CHARGED_HADRON,
+    ELECTRON,
+    INVISIBLE,
+    MUON,
+    NEUTRAL_HADRON,
+    PHOTON,
+    CaloGeometry,
+)
 
 _NEUTRINOS = (12, 14, 16)
 
@@ -82,8 +88,9 @@ def extrapolate(
     return np.where(reaches, eta, nan), np.where(reaches, phi, nan), np.where(reaches, z, nan), reaches
 
 
-def track_mask(px: np.ndarray, py: np.ndarray, pz: np.ndarray, charge: np.ndarray, geometry: CaloGeometry
-               ) -> np.ndarray:  # fmt: skip
+def track_mask(
+    px: np.ndarray, py: np.ndarray, pz: np.ndarray, charge: np.ndarray, geometry: CaloGeometry
+) -> np.ndarray:
     """Which particles become tracks: charged, ``pT > track_pt_min`` and ``|eta| < tracker_eta_max``."""
     pt = np.hypot(px, py)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -23,16 +23,53 @@ from hepnn_coffea.calo.tracks import extrapolate, particle_types, track_mask
 #: particle inputs read from the jets
 PARTICLE_BRANCHES = ("part_px", "part_py", "part_pz", "part_energy", "part_charge", "part_pid")
 #: jet-level branches copied to the output when present
-JET_BRANCHES = ("jet_pt", "jet_eta", "jet_phi", "jet_energy", "jet_mass", "jet_nparticles", "event_no",
-                "label_Tbqq", "label_QCD")  # fmt: skip
+JET_BRANCHES = (
+    "jet_pt",
+    "jet_eta",
+    "jet_phi",
+    "jet_energy",
+    "jet_mass",
+    "jet_nparticles",
+    "event_no",
+    "label_Tbqq",
+    "label_QCD",
+)
 #: fields of the output collections (branch ``<collection>_<field>``, counter ``n<collection>``)
-TRACK_FIELDS = ("px", "py", "pz", "pt", "eta", "phi", "charge", "particle", "calo_eta", "calo_phi",
-                "calo_x", "calo_y", "calo_z", "reaches_calo")  # fmt: skip
+TRACK_FIELDS = (
+    "px",
+    "py",
+    "pz",
+    "pt",
+    "eta",
+    "phi",
+    "charge",
+    "particle",
+    "calo_eta",
+    "calo_phi",
+    "calo_x",
+    "calo_y",
+    "calo_z",
+    "reaches_calo",
+)
 CELL_FIELDS = ("eta", "phi", "layer", "x", "y", "z", "E", "noise", "main_particle")
 CONTRIB_FIELDS = ("cell", "particle", "energy")
-PART_FIELDS = ("px", "py", "pz", "energy", "charge", "pid", "type", "track", "reaches_calo", "calo_eta",
-               "calo_phi", "expected_energy", "deposited_energy", "deposited_em_energy",
-               "below_threshold_energy")  # fmt: skip
+PART_FIELDS = (
+    "px",
+    "py",
+    "pz",
+    "energy",
+    "charge",
+    "pid",
+    "type",
+    "track",
+    "reaches_calo",
+    "calo_eta",
+    "calo_phi",
+    "expected_energy",
+    "deposited_energy",
+    "deposited_em_energy",
+    "below_threshold_energy",
+)
 COLLECTIONS = {"track": TRACK_FIELDS, "cell": CELL_FIELDS, "contrib": CONTRIB_FIELDS, "part": PART_FIELDS}
 
 
@@ -86,24 +123,45 @@ def build_view(events: Any, geometry: CaloGeometry, rng: np.random.Generator) ->
     track_offsets = np.r_[0, np.cumsum(tracks_per_jet)]
     part_track = np.full(len(px), -1, dtype=np.int64)
     part_track[track_index] = np.arange(len(track_index)) - track_offsets[jet[track_index]]
-    t_eta, t_phi, t_z, _ = extrapolate(px[track_index], py[track_index], pz[track_index], charge[track_index],
-                                       geometry.em_radius, geometry.b_field)  # fmt: skip
+    t_eta, t_phi, t_z, _ = extrapolate(
+        px[track_index],
+        py[track_index],
+        pz[track_index],
+        charge[track_index],
+        geometry.em_radius,
+        geometry.b_field,
+    )
     t_pt = np.hypot(px[track_index], py[track_index])
     track = {
-        "px": px[track_index], "py": py[track_index], "pz": pz[track_index], "pt": t_pt,
-        "eta": np.arcsinh(pz[track_index] / t_pt), "phi": np.arctan2(py[track_index], px[track_index]),
-        "charge": charge[track_index].astype(np.int32), "particle": track_index - offsets[jet[track_index]],
-        "calo_eta": t_eta, "calo_phi": t_phi, "calo_x": geometry.em_radius * np.cos(t_phi),
-        "calo_y": geometry.em_radius * np.sin(t_phi), "calo_z": t_z, "reaches_calo": reaches[track_index],
-    }  # fmt: skip
+        "px": px[track_index],
+        "py": py[track_index],
+        "pz": pz[track_index],
+        "pt": t_pt,
+        "eta": np.arcsinh(pz[track_index] / t_pt),
+        "phi": np.arctan2(py[track_index], px[track_index]),
+        "charge": charge[track_index].astype(np.int32),
+        "particle": track_index - offsets[jet[track_index]],
+        "calo_eta": t_eta,
+        "calo_phi": t_phi,
+        "calo_x": geometry.em_radius * np.cos(t_phi),
+        "calo_y": geometry.em_radius * np.sin(t_phi),
+        "calo_z": t_z,
+        "reaches_calo": reaches[track_index],
+    }
 
     c_eta, c_phi, c_x, c_y, c_z = cell_positions(cells.layer, cells.ieta, cells.iphi, geometry)
     cell_offsets = np.r_[0, np.cumsum(cells.cells_per_jet)]
     cell = {
-        "eta": c_eta, "phi": c_phi, "layer": cells.layer.astype(np.int32), "x": c_x, "y": c_y, "z": c_z,
-        "E": cells.energy, "noise": cells.noise,
+        "eta": c_eta,
+        "phi": c_phi,
+        "layer": cells.layer.astype(np.int32),
+        "x": c_x,
+        "y": c_y,
+        "z": c_z,
+        "E": cells.energy,
+        "noise": cells.noise,
         "main_particle": cells.main_particle - offsets[cells.jet],
-    }  # fmt: skip
+    }
     contrib_jet = jet[cells.contrib_particle]
     contrib = {
         "cell": cells.contrib_cell - cell_offsets[contrib_jet],
@@ -111,12 +169,22 @@ def build_view(events: Any, geometry: CaloGeometry, rng: np.random.Generator) ->
         "energy": cells.contrib_energy,
     }
     part = {
-        "px": px, "py": py, "pz": pz, "energy": energy, "charge": charge.astype(np.int32),
-        "pid": pid.astype(np.int32), "type": types, "track": part_track, "reaches_calo": reaches,
-        "calo_eta": calo_eta, "calo_phi": calo_phi, "expected_energy": expected.sum(axis=1),
-        "deposited_energy": deposited.sum(axis=1), "deposited_em_energy": deposited[:, 0],
+        "px": px,
+        "py": py,
+        "pz": pz,
+        "energy": energy,
+        "charge": charge.astype(np.int32),
+        "pid": pid.astype(np.int32),
+        "type": types,
+        "track": part_track,
+        "reaches_calo": reaches,
+        "calo_eta": calo_eta,
+        "calo_phi": calo_phi,
+        "expected_energy": expected.sum(axis=1),
+        "deposited_energy": deposited.sum(axis=1),
+        "deposited_em_energy": deposited[:, 0],
         "below_threshold_energy": cells.below_threshold,
-    }  # fmt: skip
+    }
     fields = set(events.fields) if hasattr(events, "fields") else set(events)
     jets = {b: ak.to_numpy(events[b]) for b in JET_BRANCHES if b in fields}
     return {
@@ -160,8 +228,9 @@ def write_view(path: str | pathlib.Path, view: dict[str, Any], dtype: Any = np.f
     def cast(a: Any) -> Any:
         return ak.values_astype(a, dtype) if "float" in str(ak.type(a)) else a
 
-    branches: dict[str, Any] = {name: ak.zip({k: cast(v) for k, v in view[name].items()})
-                                for name in COLLECTIONS}  # fmt: skip
+    branches: dict[str, Any] = {
+        name: ak.zip({k: cast(v) for k, v in view[name].items()}) for name in COLLECTIONS
+    }
     branches.update({k: (v.astype(dtype) if v.dtype.kind == "f" else v) for k, v in view["jet"].items()})
     return write_tree(path, branches, "calorimeter view")
 

@@ -22,19 +22,31 @@ from typing import Any
 
 import yaml
 
-from hepnn_coffea.features.expressions import Expression, ExpressionError
 from hepnn_coffea.config.input_groups import AUTO, ConfigError, InputGroup, VarSpec, _parse_inputs
 from hepnn_coffea.config.rows_config import RowsConfig, RowsConfigError
-from hepnn_coffea.features.filters import ExpertSplit, Filter, FilterError, parse_filters
 from hepnn_coffea.config.weights_config import WeightsConfig, WeightsConfigError
+from hepnn_coffea.features.expressions import Expression, ExpressionError
+from hepnn_coffea.features.filters import ExpertSplit, Filter, FilterError, parse_filters
 
 __all__ = ["AUTO", "ConfigError", "DataConfig", "InputGroup", "VarSpec"]
 
 _TOP_LEVEL_KEYS = {
-    "treename", "branch_magic", "file_magic", "selection", "test_time_selection",
-    "new_variables", "preprocess", "inputs", "labels", "observers", "monitor_variables",
-    "weights", "filters", "experts", "rows",
-}  # fmt: skip
+    "treename",
+    "branch_magic",
+    "file_magic",
+    "selection",
+    "test_time_selection",
+    "new_variables",
+    "preprocess",
+    "inputs",
+    "labels",
+    "observers",
+    "monitor_variables",
+    "weights",
+    "filters",
+    "experts",
+    "rows",
+}
 
 
 @dataclass
@@ -87,7 +99,9 @@ class DataConfig:
             raise ConfigError(f"{source}: preprocess.data_fraction must be in (0, 1], got {data_fraction}")
         length_quantile = float(preprocess.get("length_quantile", 0.99))
         if not 0 < length_quantile <= 1:
-            raise ConfigError(f"{source}: preprocess.length_quantile must be in (0, 1], got {length_quantile}")
+            raise ConfigError(
+                f"{source}: preprocess.length_quantile must be in (0, 1], got {length_quantile}"
+            )
         cfg = cls(
             inputs=_parse_inputs(raw.get("inputs"), method == "auto", source),
             label_type="simple",
@@ -108,7 +122,9 @@ class DataConfig:
         cfg.label_pad_to = labels.get("pad_to")
         cfg.label_pad_value = float(labels.get("pad_value", -1.0))
         if cfg.label_pad_to is not None and cfg.label_pad_to not in cfg.inputs:
-            raise ConfigError(f"{source}: labels.pad_to names '{cfg.label_pad_to}', not an input group {list(cfg.inputs)}")
+            raise ConfigError(
+                f"{source}: labels.pad_to names '{cfg.label_pad_to}', not an input group {list(cfg.inputs)}"
+            )
         if cfg.label_pad_to is not None and cfg.inputs[cfg.label_pad_to].length is None:
             raise ConfigError(f"{source}: labels.pad_to '{cfg.label_pad_to}' must be a group with a length")
         try:
@@ -163,7 +179,9 @@ class DataConfig:
     @property
     def needs_auto_standardization(self) -> bool:
         """Some center/scale or group length must be computed from the training split."""
-        return any(v.center == AUTO for g in self.inputs.values() for v in g.vars) or bool(self.auto_length_groups)
+        return any(v.center == AUTO for g in self.inputs.values() for v in g.vars) or bool(
+            self.auto_length_groups
+        )
 
     @property
     def auto_length_groups(self) -> list[str]:
@@ -250,10 +268,18 @@ class DataConfig:
     def standardization(self) -> dict[str, dict[str, Any]]:
         """Per-variable transformation parameters (as weaver's ``*.auto.yaml`` holds)."""
         return {
-            v.name: {"center": v.center, "scale": v.scale, "min": v.min, "max": v.max,
-                     "pad_value": v.pad_value, "length": g.length, "pad_mode": g.pad_mode}
-            for g in self.inputs.values() for v in g.vars
-        }  # fmt: skip
+            v.name: {
+                "center": v.center,
+                "scale": v.scale,
+                "min": v.min,
+                "max": v.max,
+                "pad_value": v.pad_value,
+                "length": g.length,
+                "pad_mode": g.pad_mode,
+            }
+            for g in self.inputs.values()
+            for v in g.vars
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The weaver-format mapping (inverse of :meth:`from_dict`)."""
@@ -262,18 +288,32 @@ class DataConfig:
             "selection": self.selection,
             "test_time_selection": self.test_time_selection,
             "new_variables": dict(self.new_variables),
-            "preprocess": {"method": self.preprocess_method, "data_fraction": self.data_fraction,
-                           **({"length_quantile": self.length_quantile} if self.length_quantile != 0.99 else {})},
+            "preprocess": {
+                "method": self.preprocess_method,
+                "data_fraction": self.data_fraction,
+                **({"length_quantile": self.length_quantile} if self.length_quantile != 0.99 else {}),
+            },
             "inputs": {
-                g.name: {"length": g.length, "pad_mode": g.pad_mode, "vars": [v.as_list() for v in g.vars],
-                         **({"dtype": g.dtype} if g.dtype != "float32" else {})}
+                g.name: {
+                    "length": g.length,
+                    "pad_mode": g.pad_mode,
+                    "vars": [v.as_list() for v in g.vars],
+                    **({"dtype": g.dtype} if g.dtype != "float32" else {}),
+                }
                 for g in self.inputs.values()
             },
             "labels": (
                 {"type": "simple", "value": list(self.label_names)}
                 if self.label_type == "simple"
-                else {"type": "custom", "value": dict(self.label_expressions),
-                      **({"pad_to": self.label_pad_to, "pad_value": self.label_pad_value} if self.label_pad_to else {})}
+                else {
+                    "type": "custom",
+                    "value": dict(self.label_expressions),
+                    **(
+                        {"pad_to": self.label_pad_to, "pad_value": self.label_pad_value}
+                        if self.label_pad_to
+                        else {}
+                    ),
+                }
             ),
             "observers": list(self.observers),
         }

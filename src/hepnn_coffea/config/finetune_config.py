@@ -109,8 +109,12 @@ class FinetuneConfig:
         return config
 
     def _check(self, where: str) -> None:
-        lists = {"include": self.include or [], "exclude": self.exclude, "freeze": self.freeze,
-                 "lr_mult": list(self.lr_mult)}  # fmt: skip
+        lists = {
+            "include": self.include or [],
+            "exclude": self.exclude,
+            "freeze": self.freeze,
+            "lr_mult": list(self.lr_mult),
+        }
         lists.update({f"stages[{i}].train": s.train for i, s in enumerate(self.stages)})
         for key, patterns in lists.items():
             for j, pattern in enumerate(patterns):
@@ -122,7 +126,9 @@ class FinetuneConfig:
             raise ConfigError(f"{where}: include/exclude select checkpoint tensors but init_from is not set")
         for i, stage in enumerate(self.stages):
             if stage.epochs is None and i < len(self.stages) - 1:
-                raise ConfigError(f"{where}.stages[{i}].epochs: missing (only the last stage may run to the end)")
+                raise ConfigError(
+                    f"{where}.stages[{i}].epochs: missing (only the last stage may run to the end)"
+                )
             if stage.epochs is not None and stage.epochs < 1:
                 raise ConfigError(f"{where}.stages[{i}].epochs: must be >= 1, got {stage.epochs}")
             if not stage.train:
@@ -144,8 +150,9 @@ class FinetuneConfig:
 
 def _compile(pattern: Any, label: str) -> re.Pattern[str]:
     if not isinstance(pattern, str):
-        raise ConfigError(f"{label}: expected a regular expression (a string), "
-                          f"got {type(pattern).__name__} {pattern!r}")  # fmt: skip
+        raise ConfigError(
+            f"{label}: expected a regular expression (a string), got {type(pattern).__name__} {pattern!r}"
+        )
     try:
         return re.compile(pattern)
     except re.error as err:

@@ -69,7 +69,11 @@ def _parse_inputs(raw: Any, auto: bool, source: str) -> dict[str, InputGroup]:
         if dtype not in STORAGE_DTYPES:
             raise ConfigError(f"{where}.dtype must be one of {list(STORAGE_DTYPES)}, got {dtype!r}")
         length = g.get("length")
-        if length is not None and length != AUTO and (not isinstance(length, int) or isinstance(length, bool) or length <= 0):
+        if (
+            length is not None
+            and length != AUTO
+            and (not isinstance(length, int) or isinstance(length, bool) or length <= 0)
+        ):
             raise ConfigError(f"{where}.length must be a positive integer or 'auto', got {length!r}")
         pad_mode = str(g.get("pad_mode", "constant")).lower()
         if pad_mode not in ("constant", "wrap"):

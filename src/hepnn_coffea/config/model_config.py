@@ -26,7 +26,9 @@ def load_model_config(path: str | pathlib.Path) -> dict[str, Any]:
             raw["data_config"] = str((file.parent / raw["data_config"]).resolve())
         finetune = raw.get("finetune")
         if isinstance(finetune, dict) and isinstance(finetune.get("init_from"), str):
-            finetune["init_from"] = str((file.parent / pathlib.Path(finetune["init_from"]).expanduser()).resolve())
+            finetune["init_from"] = str(
+                (file.parent / pathlib.Path(finetune["init_from"]).expanduser()).resolve()
+            )
 
     return load_with_extends(path, "model config", ConfigError, absolute_data_config)
 

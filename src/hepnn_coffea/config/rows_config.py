@@ -122,9 +122,9 @@ class RowsConfig:
             elif name in self.event_fields:
                 out["event"].append(name)
             elif name.startswith(self.jet_prefix) and len(name) > len(self.jet_prefix):
-                out["jet"].append(name[len(self.jet_prefix):])
+                out["jet"].append(name[len(self.jet_prefix) :])
             elif name.startswith(CANDIDATE_PREFIX) and len(name) > len(CANDIDATE_PREFIX):
-                out["candidate"].append(name[len(CANDIDATE_PREFIX):])
+                out["candidate"].append(name[len(CANDIDATE_PREFIX) :])
             else:
                 raise RowsConfigError(
                     f"'{name}' is not a row field: use {self.jet_prefix}<field>, {CANDIDATE_PREFIX}<field>, "
@@ -145,8 +145,10 @@ class RowsConfig:
         if "xsec_weight" in kinds["generated"]:
             branches.append("genWeight")
         if self.gen_match is not None and set(kinds["generated"]) & {*GEN_CLASSES, "match_reason"}:
-            branches += ["nGenPart"] + [f"GenPart_{f}" for f in
-                                        ("pt", "eta", "phi", "mass", "pdgId", "status", "statusFlags", "genPartIdxMother")]  # fmt: skip
+            branches += ["nGenPart"] + [
+                f"GenPart_{f}"
+                for f in ("pt", "eta", "phi", "mass", "pdgId", "status", "statusFlags", "genPartIdxMother")
+            ]
             branches += [f"{self.jet_prefix}{f}" for f in ("pt", "eta", "phi", "mass")]
         return list(dict.fromkeys(branches))
 
@@ -170,7 +172,9 @@ class RowsConfig:
             raise RowsConfigError(f"{where}.split must map train/val/test to fractions")
         _unknown(split, set(SPLIT_NAMES), f"{where}.split")
         fractions = {k: _number(v, f"{where}.split.{k}") for k, v in split.items()}
-        if any(v < 0 for v in fractions.values()) or not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-9):
+        if any(v < 0 for v in fractions.values()) or not math.isclose(
+            sum(fractions.values()), 1.0, abs_tol=1e-9
+        ):
             raise RowsConfigError(f"{where}.split fractions must be >= 0 and sum to 1, got {fractions}")
         seed = raw.get("split_seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -189,14 +193,21 @@ class RowsConfig:
                 raise RowsConfigError(f"{where}.gen_match.dr must be > 0, got {dr}")
             background = gen.get("background_processes", ["qcd"])
             if not isinstance(background, list) or not all(isinstance(p, str) for p in background):
-                raise RowsConfigError(f"{where}.gen_match.background_processes must be a list of process names")
+                raise RowsConfigError(
+                    f"{where}.gen_match.background_processes must be a list of process names"
+                )
             gen_match = GenMatchConfig(dr, tuple(background))
         return cls(collection, layout, event_fields, fractions, seed, lumi, gen_match)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"collection": self.collection, "layout": self.layout,
-                               "event_fields": list(self.event_fields), "split": dict(self.split),
-                               "split_seed": self.split_seed, "lumi": self.lumi}  # fmt: skip
+        out: dict[str, Any] = {
+            "collection": self.collection,
+            "layout": self.layout,
+            "event_fields": list(self.event_fields),
+            "split": dict(self.split),
+            "split_seed": self.split_seed,
+            "lumi": self.lumi,
+        }
         if self.gen_match is not None:
             out["gen_match"] = self.gen_match.to_dict()
         return out

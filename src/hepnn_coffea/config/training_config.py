@@ -38,8 +38,18 @@ from typing import Any, Union
 from hepnn_coffea.config.data_config import ConfigError
 from hepnn_coffea.config.finetune_config import FinetuneConfig
 
-__all__ = ["AMP_MODES", "EXPERT_PREFIX", "OPTIMIZERS", "SCHEDULERS", "TASKS", "WEIGHT_SAMPLING", "ModelConfig",
-           "ModelSection", "TrainingConfig", "suggest"]  # fmt: skip
+__all__ = [
+    "AMP_MODES",
+    "EXPERT_PREFIX",
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "TASKS",
+    "WEIGHT_SAMPLING",
+    "ModelConfig",
+    "ModelSection",
+    "TrainingConfig",
+    "suggest",
+]
 
 #: what a model can be trained for (``task``)
 TASKS = ("classification", "regression", "per_point_regression", "model_loss")
@@ -192,10 +202,19 @@ class ModelConfig:
     experts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     #: top-level keys that are sections (also allowed inside an ``expert_<name>`` block)
-    SECTIONS: typing.ClassVar[tuple[str, ...]] = ("task", "loss", "model", "training", "data_config", "finetune")
+    SECTIONS: typing.ClassVar[tuple[str, ...]] = (
+        "task",
+        "loss",
+        "model",
+        "training",
+        "data_config",
+        "finetune",
+    )
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], source: str = "<dict>", *, complete: bool = True) -> ModelConfig:
+    def from_dict(
+        cls, raw: Mapping[str, Any], source: str = "<dict>", *, complete: bool = True
+    ) -> ModelConfig:
         """Check a model config; every error names ``source`` and the key.
 
         Parameters
@@ -213,7 +232,9 @@ class ModelConfig:
         plain = {k: v for k, v in raw.items() if not str(k).startswith(EXPERT_PREFIX)}
         _check_keys(plain, _TOP_LEVEL, f"{source}: ", hint=f"or an {EXPERT_PREFIX}<name> block")
         if complete and ("model" not in plain or "training" not in plain):
-            raise ConfigError(f"{source}: a model config needs 'model' and 'training' sections (extend models/base.yaml)")
+            raise ConfigError(
+                f"{source}: a model config needs 'model' and 'training' sections (extend models/base.yaml)"
+            )
         values = _typed_fields(cls, {k: v for k, v in plain.items() if k not in _NESTED}, f"{source}: ")
         if plain.get("finetune") is not None:
             values["finetune"] = FinetuneConfig.from_dict(plain["finetune"], f"{source}: finetune")
@@ -266,8 +287,10 @@ def _check_keys(raw: Mapping[str, Any], allowed: list[str], prefix: str, hint: s
     """Every key of ``raw`` is in ``allowed``; the error names ``prefix + key`` and the closest one."""
     for key in raw:
         if key not in allowed:
-            raise ConfigError(f"{prefix}{key}: unknown key{suggest(str(key), allowed)} "
-                              f"(allowed: {', '.join(allowed)}{' ' + hint if hint else ''})")  # fmt: skip
+            raise ConfigError(
+                f"{prefix}{key}: unknown key{suggest(str(key), allowed)} "
+                f"(allowed: {', '.join(allowed)}{' ' + hint if hint else ''})"
+            )
 
 
 def _typed_fields(cls: type, raw: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -283,8 +306,10 @@ def _typed_fields(cls: type, raw: Mapping[str, Any], prefix: str) -> dict[str, A
         if choices and out[key] is not None:
             given = out[key] if fields[key].metadata.get("case_sensitive", True) else out[key].lower()
             if given not in choices:
-                raise ConfigError(f"{label}: {value!r} is not one of {list(choices)}"
-                                  f"{' (or null)' if _allows_none(hints[key]) else ''}{suggest(given, choices)}")  # fmt: skip
+                raise ConfigError(
+                    f"{label}: {value!r} is not one of {list(choices)}"
+                    f"{' (or null)' if _allows_none(hints[key]) else ''}{suggest(given, choices)}"
+                )
     return out
 
 
@@ -337,8 +362,17 @@ def _match(value: Any, hint: Any) -> tuple[bool, Any]:
 
 def _describe(hint: Any) -> str:
     origin = typing.get_origin(hint) or hint
-    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", type(None): "null",
-             list: "a list", tuple: "a list", dict: "a mapping", Mapping: "a mapping"}  # fmt: skip
+    names = {
+        bool: "true/false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        type(None): "null",
+        list: "a list",
+        tuple: "a list",
+        dict: "a mapping",
+        Mapping: "a mapping",
+    }
     args = typing.get_args(hint)
     if origin in (dict, Mapping) and args and args[1] is not Any:
         return f"a mapping ({_describe(args[0])} -> {_describe(args[1])})"

@@ -38,8 +38,19 @@ from typing import Any
 
 from hepnn_coffea.config.data_config import ConfigError
 
-__all__ = ["KINEMATICS", "NOMINAL", "PARTICLES", "TYPES", "ConstituentLayout", "ReportSettings", "Variation",
-           "VariationsConfig", "detect_layout", "load_variations", "parse_variation_option"]  # fmt: skip
+__all__ = [
+    "KINEMATICS",
+    "NOMINAL",
+    "PARTICLES",
+    "TYPES",
+    "ConstituentLayout",
+    "ReportSettings",
+    "Variation",
+    "VariationsConfig",
+    "detect_layout",
+    "load_variations",
+    "parse_variation_option",
+]
 
 NOMINAL = "nominal"
 TYPES = ("scale", "smear", "drop", "weight")
@@ -144,14 +155,19 @@ class VariationsConfig:
         layout = None
         if constituents is not None:
             label = f"{where}.constituents"
-            layout = ConstituentLayout(**_typed_fields(ConstituentLayout, _mapping(constituents, label), f"{label}."))
+            layout = ConstituentLayout(
+                **_typed_fields(ConstituentLayout, _mapping(constituents, label), f"{label}.")
+            )
             if layout.kinematics not in KINEMATICS:
-                raise ConfigError(f"{where}.constituents.kinematics: {layout.kinematics!r} is not one of "
-                                  f"{list(KINEMATICS)}")  # fmt: skip
+                raise ConfigError(
+                    f"{where}.constituents.kinematics: {layout.kinematics!r} is not one of {list(KINEMATICS)}"
+                )
         label = f"{where}.report"
         settings = ReportSettings(**_typed_fields(ReportSettings, _mapping(report, label), f"{label}."))
         _check_report(settings, f"{where}.report")
-        variations = tuple(_variation(str(name), spec, f"{where}.define.{name}") for name, spec in define.items())
+        variations = tuple(
+            _variation(str(name), spec, f"{where}.define.{name}") for name, spec in define.items()
+        )
         return cls(define=variations, constituents=layout, report=settings, **values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,15 +194,19 @@ def detect_layout(branches: Iterable[str]) -> ConstituentLayout:
         if set(layout.momentum) <= names:
             return layout
     tried = ", ".join(str(list(ConstituentLayout(k, p).momentum)) for k, p in _DETECT)
-    raise ConfigError(f"variations: no constituent branches found among the model's branches (tried {tried}); "
-                      "declare variations.constituents: {kinematics, prefix, charge}")  # fmt: skip
+    raise ConfigError(
+        f"variations: no constituent branches found among the model's branches (tried {tried}); "
+        "declare variations.constituents: {kinematics, prefix, charge}"
+    )
 
 
 def _variation(name: str, spec: Any, where: str) -> Variation:
     from hepnn_coffea.config.training_config import _mapping, _typed_fields, suggest
 
     if not _NAME.match(name) or name == NOMINAL:
-        raise ConfigError(f"{where}: a variation name is letters, digits and _.+- and not '{NOMINAL}', got {name!r}")
+        raise ConfigError(
+            f"{where}: a variation name is letters, digits and _.+- and not '{NOMINAL}', got {name!r}"
+        )
     spec = dict(_mapping(spec, where))
     if isinstance(spec.get("samples"), str):
         spec["samples"] = [spec["samples"]]
@@ -199,15 +219,19 @@ def _variation(name: str, spec: Any, where: str) -> Variation:
     wanted = _PARAMETER[kind]
     for other in set(_PARAMETER.values()) - {wanted}:
         if values.get(other) is not None:
-            raise ConfigError(f"{where}.{other}: not a parameter of a '{kind}' variation (it takes '{wanted}')")
+            raise ConfigError(
+                f"{where}.{other}: not a parameter of a '{kind}' variation (it takes '{wanted}')"
+            )
     if values.get(wanted) is None:
         raise ConfigError(f"{where}.{wanted}: missing (a '{kind}' variation needs it)")
     if values.get("samples") is not None:
         values["samples"] = [str(s) for s in values["samples"]]
     variation = Variation(name=name, **values)
     if variation.particles not in PARTICLES:
-        raise ConfigError(f"{where}.particles: {variation.particles!r} is not one of {list(PARTICLES)}"
-                          f"{suggest(variation.particles, PARTICLES)}")  # fmt: skip
+        raise ConfigError(
+            f"{where}.particles: {variation.particles!r} is not one of {list(PARTICLES)}"
+            f"{suggest(variation.particles, PARTICLES)}"
+        )
     if kind == "weight" and variation.particles != "all":
         raise ConfigError(f"{where}.particles: a weight variation changes jets, not constituents")
     _check_value(variation, where)
@@ -271,17 +295,20 @@ def parse_variation_option(text: str) -> tuple[str, dict[str, Any]]:
     if len(parts) < 2 or not parts[0] or not parts[1]:
         raise ConfigError(f"--variation {text!r}: expected NAME:TYPE[:key=value,...]")
     spec: dict[str, Any] = {"type": parts[1]}
-    for pair in (parts[2].split(",") if len(parts) == 3 and parts[2] else []):
+    for pair in parts[2].split(",") if len(parts) == 3 and parts[2] else []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--variation {text!r}: {pair!r} is not key=value")
         key = key.strip()
-        spec[key] = value.split("|") if key == "samples" else value if key == "expression" else yaml.safe_load(value)
+        spec[key] = (
+            value.split("|") if key == "samples" else value if key == "expression" else yaml.safe_load(value)
+        )
     return parts[0], spec
 
 
-def variations_from_options(path: str | None, options: Iterable[str] = (), seed: int | None = None,
-                            ) -> VariationsConfig | None:  # fmt: skip
+def variations_from_options(
+    path: str | None, options: Iterable[str] = (), seed: int | None = None
+) -> VariationsConfig | None:
     """The command line's variations: ``--variations FILE``, ``--variation NAME:TYPE:...``, ``--variation-seed``."""
     import yaml
 

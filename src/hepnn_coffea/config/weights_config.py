@@ -38,10 +38,17 @@ METHODS = ("flat", "ref")
 #: name of the new variable holding a ``reweight_basewgt`` expression (weaver's ``_basewgt_``)
 BASEWGT_NAME = "_basewgt_"
 _KEYS = {
-    "use_precomputed_weights", "weight_branches", "reweight_method", "reweight_vars", "reweight_classes",
-    "class_weights", "reweight_threshold", "reweight_discard_under_overflow", "reweight_basewgt",
+    "use_precomputed_weights",
+    "weight_branches",
+    "reweight_method",
+    "reweight_vars",
+    "reweight_classes",
+    "class_weights",
+    "reweight_threshold",
+    "reweight_discard_under_overflow",
+    "reweight_basewgt",
     "reweight_hists",
-}  # fmt: skip
+}
 
 
 class WeightsConfigError(ValueError):
@@ -88,7 +95,9 @@ class WeightsConfig:
     reweight_hists: dict[str, tuple[tuple[float, ...], ...]] | None = None
 
     @classmethod
-    def from_dict(cls, raw: Any, source: str = "<dict>", label_names: list[str] | None = None) -> WeightsConfig | None:
+    def from_dict(
+        cls, raw: Any, source: str = "<dict>", label_names: list[str] | None = None
+    ) -> WeightsConfig | None:
         """Validate a ``weights`` mapping; ``None`` for an empty section.
 
         Parameters
@@ -114,46 +123,69 @@ class WeightsConfig:
             raise WeightsConfigError(f"{where}: must be a mapping, got {type(raw).__name__}")
         unknown = set(raw) - _KEYS
         if unknown:
-            raise WeightsConfigError(f"{where}: unknown key(s) {sorted(map(str, unknown))}; allowed {sorted(_KEYS)}")
+            raise WeightsConfigError(
+                f"{where}: unknown key(s) {sorted(map(str, unknown))}; allowed {sorted(_KEYS)}"
+            )
         precomputed = _bool(raw, "use_precomputed_weights", False, where)
         branches = _str_list(raw, "weight_branches", where)
         if precomputed:
             if not branches:
-                raise WeightsConfigError(f"{where}.weight_branches: needs at least one branch with "
-                                         "use_precomputed_weights: true")  # fmt: skip
+                raise WeightsConfigError(
+                    f"{where}.weight_branches: needs at least one branch with use_precomputed_weights: true"
+                )
             return cls(use_precomputed_weights=True, weight_branches=tuple(branches))
         method = raw.get("reweight_method")
         if method not in METHODS:
-            raise WeightsConfigError(f"{where}.reweight_method: must be one of {list(METHODS)} when "
-                                     f"use_precomputed_weights is false, got {method!r}")  # fmt: skip
+            raise WeightsConfigError(
+                f"{where}.reweight_method: must be one of {list(METHODS)} when "
+                f"use_precomputed_weights is false, got {method!r}"
+            )
         if label_names is None:
-            raise WeightsConfigError(f"{where}.reweight_method: histogram reweighting needs class labels (labels.type simple)")
+            raise WeightsConfigError(
+                f"{where}.reweight_method: histogram reweighting needs class labels (labels.type simple)"
+            )
         variables = _reweight_vars(raw.get("reweight_vars"), f"{where}.reweight_vars")
         classes = _str_list(raw, "reweight_classes", where)
         if not classes:
             raise WeightsConfigError(f"{where}.reweight_classes: needs a non-empty list of label names")
         for name in classes:
             if name not in label_names:
-                raise WeightsConfigError(f"{where}.reweight_classes: '{name}' is not one of the labels {label_names}")
+                raise WeightsConfigError(
+                    f"{where}.reweight_classes: '{name}' is not one of the labels {label_names}"
+                )
         if len(set(classes)) != len(classes):
             raise WeightsConfigError(f"{where}.reweight_classes: repeated class in {classes}")
         class_weights = _class_weights(raw.get("class_weights"), len(classes), f"{where}.class_weights")
         threshold = _number(raw.get("reweight_threshold", 10), f"{where}.reweight_threshold")
         if not 0 <= threshold <= 100:
-            raise WeightsConfigError(f"{where}.reweight_threshold: must be a percentile in [0, 100], got {threshold}")
+            raise WeightsConfigError(
+                f"{where}.reweight_threshold: must be a percentile in [0, 100], got {threshold}"
+            )
         discard = _bool(raw, "reweight_discard_under_overflow", True, where)
         basewgt = raw.get("reweight_basewgt") or None
         if basewgt is not None:
             if not isinstance(basewgt, str):
-                raise WeightsConfigError(f"{where}.reweight_basewgt: expected an expression string, got {basewgt!r}")
+                raise WeightsConfigError(
+                    f"{where}.reweight_basewgt: expected an expression string, got {basewgt!r}"
+                )
             try:
                 Expression(basewgt)
             except ExpressionError as err:
                 raise WeightsConfigError(f"{where}.reweight_basewgt: {err}") from err
         shape = tuple(len(edges) - 1 for _, edges in variables)
         hists = _hists(raw.get("reweight_hists"), classes, shape, f"{where}.reweight_hists")
-        return cls(False, tuple(branches), str(method), variables, tuple(classes), class_weights, threshold, discard,
-                   basewgt, hists)  # fmt: skip
+        return cls(
+            False,
+            tuple(branches),
+            str(method),
+            variables,
+            tuple(classes),
+            class_weights,
+            threshold,
+            discard,
+            basewgt,
+            hists,
+        )
 
     # ---------------------------------------------------------------- properties
     @property
@@ -237,7 +269,9 @@ def _reweight_vars(raw: Any, where: str) -> tuple[tuple[str, tuple[float, ...]],
             raise WeightsConfigError(f"{where}.{name}: needs a list of at least two bin edges, got {edges!r}")
         values = tuple(_number(e, f"{where}.{name}") for e in edges)
         if not all(math.isfinite(v) for v in values) or any(b <= a for a, b in zip(values, values[1:])):
-            raise WeightsConfigError(f"{where}.{name}: bin edges must be finite and strictly increasing, got {list(edges)}")
+            raise WeightsConfigError(
+                f"{where}.{name}: bin edges must be finite and strictly increasing, got {list(edges)}"
+            )
         out.append((name, values))
     return tuple(out)
 
@@ -253,12 +287,16 @@ def _class_weights(raw: Any, n: int, where: str) -> tuple[float, ...]:
     return values
 
 
-def _hists(raw: Any, classes: list[str], shape: tuple[int, ...], where: str) -> dict[str, tuple[tuple[float, ...], ...]] | None:
+def _hists(
+    raw: Any, classes: list[str], shape: tuple[int, ...], where: str
+) -> dict[str, tuple[tuple[float, ...], ...]] | None:
     if raw is None:
         return None
     if not isinstance(raw, dict) or set(raw) != set(classes):
         keys = sorted(map(str, raw)) if isinstance(raw, dict) else raw
-        raise WeightsConfigError(f"{where}: must map every reweight class {classes} to a 2D histogram, got {keys}")
+        raise WeightsConfigError(
+            f"{where}: must map every reweight class {classes} to a 2D histogram, got {keys}"
+        )
     out = {}
     for name in classes:
         try:
@@ -266,7 +304,9 @@ def _hists(raw: Any, classes: list[str], shape: tuple[int, ...], where: str) -> 
         except (TypeError, ValueError):
             raise WeightsConfigError(f"{where}.{name}: expected a 2D list of numbers") from None
         if array.shape != shape or not np.all(np.isfinite(array)) or np.any(array < 0):
-            raise WeightsConfigError(f"{where}.{name}: expected {shape[0]}x{shape[1]} finite non-negative "
-                                     f"factors (the reweight_vars bins), got shape {array.shape}")  # fmt: skip
+            raise WeightsConfigError(
+                f"{where}.{name}: expected {shape[0]}x{shape[1]} finite non-negative "
+                f"factors (the reweight_vars bins), got shape {array.shape}"
+            )
         out[name] = tuple(tuple(float(x) for x in row) for row in array)
     return out

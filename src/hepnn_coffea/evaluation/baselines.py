@@ -25,10 +25,20 @@ import numpy as np
 from hepnn_coffea.evaluation.roc import roc_from_scores
 
 __all__ = [
-    "JET_OBSERVABLES", "OBSERVABLES", "REQUIRED_OBSERVERS", "KINDS", "WORKING_POINTS",
-    "required_observers", "baseline_features", "load_observers", "make_baseline",
-    "train_baseline", "score_baseline", "save_baseline", "load_baseline",
-]  # fmt: skip
+    "JET_OBSERVABLES",
+    "OBSERVABLES",
+    "REQUIRED_OBSERVERS",
+    "KINDS",
+    "WORKING_POINTS",
+    "required_observers",
+    "baseline_features",
+    "load_observers",
+    "make_baseline",
+    "train_baseline",
+    "score_baseline",
+    "save_baseline",
+    "load_baseline",
+]
 
 #: Signal efficiencies of the ``rejection_at_*`` metrics (as ``classifier_metrics.WORKING_POINTS``).
 WORKING_POINTS = (0.3, 0.5)
@@ -73,8 +83,10 @@ REQUIRED_OBSERVERS: tuple[str, ...] = tuple(required_observers())
 
 
 def _missing_message(missing: Sequence[str], where: str) -> str:
-    return (f"{where}: missing observer(s) {list(missing)} needed by the jet-observable baselines; "
-            "add them to the data config's 'observers' and re-run preprocessing")  # fmt: skip
+    return (
+        f"{where}: missing observer(s) {list(missing)} needed by the jet-observable baselines; "
+        "add them to the data config's 'observers' and re-run preprocessing"
+    )
 
 
 def baseline_features(
@@ -103,8 +115,10 @@ def baseline_features(
     missing = [n for n in required_observers(observables) if n not in cols]
     if missing:
         raise ValueError(_missing_message(missing, "observer columns"))
-    feats = [np.asarray(OBSERVABLES[o][1](*(cols[n] for n in OBSERVABLES[o][0])), dtype=np.float64)
-             for o in observables]  # fmt: skip
+    feats = [
+        np.asarray(OBSERVABLES[o][1](*(cols[n] for n in OBSERVABLES[o][0])), dtype=np.float64)
+        for o in observables
+    ]
     return np.stack(feats, axis=1) if feats else np.zeros((0, 0))
 
 
@@ -228,10 +242,15 @@ def score_baseline(
     roc = roc_from_scores(score, is_signal, w)
     predicted = np.asarray(classes)[probs.argmax(axis=1)]
     out: dict[str, Any] = {
-        "score": score, "is_signal": is_signal, "weight": w, "roc": roc,
-        "n_jets": int(len(score)), "n_signal": int(is_signal.sum()),
-        "auc": roc.auc, "accuracy": float(np.average(predicted == y, weights=w)),
-    }  # fmt: skip
+        "score": score,
+        "is_signal": is_signal,
+        "weight": w,
+        "roc": roc,
+        "n_jets": int(len(score)),
+        "n_signal": int(is_signal.sum()),
+        "auc": roc.auc,
+        "accuracy": float(np.average(predicted == y, weights=w)),
+    }
     out.update({f"rejection_at_{int(e * 100)}": roc.rejection_at(e) for e in WORKING_POINTS})
     return out
 

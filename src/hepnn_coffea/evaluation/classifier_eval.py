@@ -50,17 +50,30 @@ def _row(table: dict[str, np.ndarray], classes: Sequence[str], where: str) -> di
         raise ValueError(f"{where}: scores.parquet lacks the column(s) {missing} (classes {list(classes)})")
     probs = np.stack([table[f"score_{c}"] for c in classes], axis=1)
     truth = np.argmax(np.stack([table[c] for c in classes], axis=1), axis=1)
-    return {"score": probs[:, 0].astype(np.float64), "is_signal": truth == 0,
-            "weight": table["weight"].astype(np.float64), "correct": probs.argmax(axis=1) == truth}  # fmt: skip
+    return {
+        "score": probs[:, 0].astype(np.float64),
+        "is_signal": truth == 0,
+        "weight": table["weight"].astype(np.float64),
+        "correct": probs.argmax(axis=1) == truth,
+    }
 
 
-def _taggers(out: pathlib.Path, info: dict[str, Any], table: dict[str, np.ndarray], compare: Sequence[Any],
-             baselines: Sequence[str], shards: Any, baseline_split: str,
-             name: str | None) -> dict[str, dict[str, Any]]:  # fmt: skip
+def _taggers(
+    out: pathlib.Path,
+    info: dict[str, Any],
+    table: dict[str, np.ndarray],
+    compare: Sequence[Any],
+    baselines: Sequence[str],
+    shards: Any,
+    baseline_split: str,
+    name: str | None,
+) -> dict[str, dict[str, Any]]:
     """name -> ``score``, ``is_signal``, ``weight``, ``correct``, ``paired`` (rows = the model's table rows)."""
     from hepnn_coffea.evaluation.events_eval import _named_folders
 
-    rows = {name or pathlib.Path(info["model"]).stem: {**_row(table, info["classes"], str(out)), "paired": True}}
+    rows = {
+        name or pathlib.Path(info["model"]).stem: {**_row(table, info["classes"], str(out)), "paired": True}
+    }
     keys = [k for k in MATCH_KEYS if k in table]
     for name, folder in _named_folders(compare):
         o_info = json.loads((folder / "counts.json").read_text())
@@ -85,18 +98,34 @@ def _taggers(out: pathlib.Path, info: dict[str, Any], table: dict[str, np.ndarra
             if on_table:  # the same jets as the model: paired comparison
                 probs = fitted.predict_proba(bl.baseline_features(table))
                 score = probs[:, list(fitted.classes_).index(0)]
-                rows[kind] = {"score": score, "is_signal": model["is_signal"], "weight": model["weight"],
-                              "correct": (score >= 0.5) == model["is_signal"], "paired": True}  # fmt: skip
+                rows[kind] = {
+                    "score": score,
+                    "is_signal": model["is_signal"],
+                    "weight": model["weight"],
+                    "correct": (score >= 0.5) == model["is_signal"],
+                    "paired": True,
+                }
             else:  # the table lacks the observables: the shards' split instead (not paired)
                 scored = bl.score_baseline(fitted, shards, baseline_split)
                 w = scored["weight"] if scored["weight"] is not None else np.ones(scored["n_jets"])
-                rows[kind] = {"score": scored["score"], "is_signal": scored["is_signal"], "weight": w,
-                              "correct": (scored["score"] >= 0.5) == scored["is_signal"], "paired": False}  # fmt: skip
+                rows[kind] = {
+                    "score": scored["score"],
+                    "is_signal": scored["is_signal"],
+                    "weight": w,
+                    "correct": (scored["score"] >= 0.5) == scored["is_signal"],
+                    "paired": False,
+                }
     return rows
 
 
-def _relative(rows: dict[str, dict[str, Any]], metrics: dict[str, dict[str, Any]], reference: str, *,
-              n_bootstrap: int, seed: int) -> dict[str, Any]:  # fmt: skip
+def _relative(
+    rows: dict[str, dict[str, Any]],
+    metrics: dict[str, dict[str, Any]],
+    reference: str,
+    *,
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, Any]:
     """Every row against ``reference``: paired bootstrap when both are on the same jets, else in quadrature."""
     ref = rows[reference]
     out = {}
@@ -104,22 +133,45 @@ def _relative(rows: dict[str, dict[str, Any]], metrics: dict[str, dict[str, Any]
         if name == reference:
             continue
         if row["paired"] and ref["paired"]:
-            out[name] = {**cm.paired_comparison(row["score"], ref["score"], row["is_signal"], row["weight"],
-                                                n_bootstrap=n_bootstrap, seed=seed), "paired": True}  # fmt: skip
+            out[name] = {
+                **cm.paired_comparison(
+                    row["score"],
+                    ref["score"],
+                    row["is_signal"],
+                    row["weight"],
+                    n_bootstrap=n_bootstrap,
+                    seed=seed,
+                ),
+                "paired": True,
+            }
             continue
         a, b = metrics[name]["auc"], metrics[reference]["auc"]
         error = float(np.hypot(a["high"] - a["value"], b["high"] - b["value"]))
         diff = a["value"] - b["value"]
-        out[name] = {"auc_difference": {"value": diff, "low": diff - error, "high": diff + error},
-                     "auc_significance": diff / error if error > 0 else None, "paired": False}  # fmt: skip
+        out[name] = {
+            "auc_difference": {"value": diff, "low": diff - error, "high": diff + error},
+            "auc_significance": diff / error if error > 0 else None,
+            "paired": False,
+        }
     return out
 
 
-def evaluate_classifier(out_dir: str | pathlib.Path, hists: dict[str, Any], info: dict[str, Any], *,
-                        plots: bool = True, compare: Sequence[Any] = (), baselines: Sequence[str] = (),
-                        shards: str | pathlib.Path | None = None, baseline_split: str = "test",
-                        reference: str | None = None, style: Any = None, n_bootstrap: int = 100,
-                        seed: int = 0, name: str | None = None) -> EvaluationSummary:  # fmt: skip
+def evaluate_classifier(
+    out_dir: str | pathlib.Path,
+    hists: dict[str, Any],
+    info: dict[str, Any],
+    *,
+    plots: bool = True,
+    compare: Sequence[Any] = (),
+    baselines: Sequence[str] = (),
+    shards: str | pathlib.Path | None = None,
+    baseline_split: str = "test",
+    reference: str | None = None,
+    style: Any = None,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+    name: str | None = None,
+) -> EvaluationSummary:
     """Metrics with intervals, comparisons and figures of a flat-jet classifier's infer folder.
 
     Parameters
@@ -156,42 +208,88 @@ def evaluate_classifier(out_dir: str | pathlib.Path, hists: dict[str, Any], info
     if reference not in rows:
         raise ValueError(f"reference {reference!r} is not one of the evaluated models {list(rows)}")
     kw = {"n_bootstrap": n_bootstrap, "seed": seed}
-    metrics = {name: cm.table_metrics(r["score"], r["is_signal"], r["weight"], r["correct"], **kw)
-               for name, r in rows.items()}  # fmt: skip
+    metrics = {
+        name: cm.table_metrics(r["score"], r["is_signal"], r["weight"], r["correct"], **kw)
+        for name, r in rows.items()
+    }
     m = rows[model]
     summary: dict[str, Any] = {
-        "signal": classes[0], "background": classes[1:], "n_jets": len(m["score"]),
+        "signal": classes[0],
+        "background": classes[1:],
+        "n_jets": len(m["score"]),
         "n_signal": int(m["is_signal"].sum()),
         "intervals": f"68.27%: AUC value +- std of {n_bootstrap} Poisson-bootstrap replicas over jets (seed {seed}); "
-                     "efficiencies, accuracy and rejections Clopper-Pearson with Kish n_eff",
-        "from_table": metrics[model], "from_hists": cm.hist_metrics(hists["score"], classes, **kw),
+        "efficiencies, accuracy and rejections Clopper-Pearson with Kish n_eff",
+        "from_table": metrics[model],
+        "from_hists": cm.hist_metrics(hists["score"], classes, **kw),
         "working_points": working_points(hists["score"], classes[0]),
         "reference": reference,
         "relative_to_reference": _relative(rows, metrics, reference, **kw),
-    }  # fmt: skip
+    }
     if len(rows) > 1:
         summary["others"] = {name: metrics[name] for name in rows if name != model}
-    variables = {"pt": hists["score_vs_pt"].axes["pt"].label, "mass": hists["score_vs_mass"].axes["mass"].label}
+    variables = {
+        "pt": hists["score_vs_pt"].axes["pt"].label,
+        "mass": hists["score_vs_mass"].axes["mass"].label,
+    }
     variables = {k: v for k, v in variables.items() if v in table}
-    perf = {v: tc.performance_vs(m["score"], m["is_signal"], m["weight"], table[v].astype(np.float64),
-                                 tc.nice_edges(table[v]), CURVE_EFFICIENCY) for v in variables.values()}  # fmt: skip
+    perf = {
+        v: tc.performance_vs(
+            m["score"],
+            m["is_signal"],
+            m["weight"],
+            table[v].astype(np.float64),
+            tc.nice_edges(table[v]),
+            CURVE_EFFICIENCY,
+        )
+        for v in variables.values()
+    }
     summary["performance_vs"] = {v: _compact(p) for v, p in perf.items()}
     summary = EvaluationSummary(jsonable(summary), kind="classifier", report=classifier_report)
 
     def figures() -> list[pathlib.Path]:
         from hepnn_coffea.plotting.tagger_plots import plot_tagger
 
-        curves = {name: {**sc.rejection_curve(r["score"][r["is_signal"]], r["weight"][r["is_signal"]],
-                                              r["score"][~r["is_signal"]], r["weight"][~r["is_signal"]], ROC_GRID),
-                         "eff_signal": ROC_GRID, "auc": metrics[name]["auc"]} for name, r in rows.items()}  # fmt: skip
+        curves = {
+            name: {
+                **sc.rejection_curve(
+                    r["score"][r["is_signal"]],
+                    r["weight"][r["is_signal"]],
+                    r["score"][~r["is_signal"]],
+                    r["weight"][~r["is_signal"]],
+                    ROC_GRID,
+                ),
+                "eff_signal": ROC_GRID,
+                "auc": metrics[name]["auc"],
+            }
+            for name, r in rows.items()
+        }
         mass = variables.get("mass")
         with np.errstate(invalid="ignore", divide="ignore"):  # JSD replicas of nearly empty passing shapes
-            cuts = None if mass is None else tc.mass_after_cuts(
-                m["score"], m["is_signal"], m["weight"], table[mass].astype(np.float64),
-                hists["score_vs_mass"].axes["mass"].edges[::2], seed=seed)  # fmt: skip
-        return plot_tagger(out / "plots", hists=hists, signal=classes[0], background=classes[1:], curves=curves,
-                           reference=reference, performance=perf, mass_cuts=cuts, mass_variable=mass,
-                           style=style)  # fmt: skip
+            cuts = (
+                None
+                if mass is None
+                else tc.mass_after_cuts(
+                    m["score"],
+                    m["is_signal"],
+                    m["weight"],
+                    table[mass].astype(np.float64),
+                    hists["score_vs_mass"].axes["mass"].edges[::2],
+                    seed=seed,
+                )
+            )
+        return plot_tagger(
+            out / "plots",
+            hists=hists,
+            signal=classes[0],
+            background=classes[1:],
+            curves=curves,
+            reference=reference,
+            performance=perf,
+            mass_cuts=cuts,
+            mass_variable=mass,
+            style=style,
+        )
 
     return write_summary(summary, out, plots=figures if plots else None)
 
@@ -201,8 +299,10 @@ def _compact(perf: dict[str, Any]) -> dict[str, Any]:
     keep = ("value", "low", "high")
     out: dict[str, Any] = {"edges": perf["edges"], "eff_signal": perf["eff_signal"]}
     for kind in ("global", "per_bin"):
-        out[kind] = {"rejection": {k: perf[kind]["rejection"][k] for k in keep},
-                     "eff_signal": {k: perf[kind]["signal"][k] for k in keep}}  # fmt: skip
+        out[kind] = {
+            "rejection": {k: perf[kind]["rejection"][k] for k in keep},
+            "eff_signal": {k: perf[kind]["signal"][k] for k in keep},
+        }
     return out
 
 
@@ -210,24 +310,56 @@ def classifier_report(summary: Mapping[str, Any]) -> list[Block]:
     """The report of ``summary.md``: metrics as ``value +high -low`` per source and model, then the comparisons."""
     effs = [f"rejection_at_{round(e * 100)}" for e in WORKING_POINTS]
     background = summary.get("background") or ["rest"]
-    blocks: list[Block] = [f"Signal: {summary['signal']} ({summary['n_signal']} of {summary['n_jets']} jets), "
-                           f"background: {', '.join(background) if isinstance(background, list) else background}"]
+    blocks: list[Block] = [
+        f"Signal: {summary['signal']} ({summary['n_signal']} of {summary['n_jets']} jets), "
+        f"background: {', '.join(background) if isinstance(background, list) else background}"
+    ]
     if summary.get("intervals"):
         blocks.append(f"Intervals: {summary['intervals']}.")
-    rows = {"from table": summary["from_table"], "from hists": summary["from_hists"], **summary.get("others", {})}
-    blocks.append(Table(["source", "AUC", "accuracy", *(f"1/eps_B @ eps_S={k.rsplit('_', 1)[1]}%" for k in effs)],
-                        [[name, row.get("auc"), row.get("accuracy"), *(row.get(k) for k in effs)]
-                         for name, row in rows.items()]))  # fmt: skip
+    rows = {
+        "from table": summary["from_table"],
+        "from hists": summary["from_hists"],
+        **summary.get("others", {}),
+    }
+    blocks.append(
+        Table(
+            ["source", "AUC", "accuracy", *(f"1/eps_B @ eps_S={k.rsplit('_', 1)[1]}%" for k in effs)],
+            [
+                [name, row.get("auc"), row.get("accuracy"), *(row.get(k) for k in effs)]
+                for name, row in rows.items()
+            ],
+        )
+    )
     relative = summary.get("relative_to_reference") or {}
     if relative:
-        blocks.append(f"Relative to {summary['reference']} (paired: bootstrap replicas shared by both, on the same "
-                      "jets; else the two intervals in quadrature):")  # fmt: skip
+        blocks.append(
+            f"Relative to {summary['reference']} (paired: bootstrap replicas shared by both, on the same "
+            "jets; else the two intervals in quadrature):"
+        )
         ratios = [k.replace("rejection_", "rejection_ratio_") for k in effs]
-        sigma = {name: None if r.get("auc_significance") is None else f"{r['auc_significance']:+.1f} sigma"
-                 for name, r in relative.items()}  # fmt: skip
-        blocks.append(Table(
-            ["model", "AUC difference", "significance", "paired",
-             *(f"rejection ratio @ {k.rsplit('_', 1)[1]}%" for k in effs)],
-            [[name, r["auc_difference"], sigma[name], "yes" if r.get("paired") else "no", *(r.get(k) for k in ratios)]
-             for name, r in relative.items()]))  # fmt: skip
+        sigma = {
+            name: None if r.get("auc_significance") is None else f"{r['auc_significance']:+.1f} sigma"
+            for name, r in relative.items()
+        }
+        blocks.append(
+            Table(
+                [
+                    "model",
+                    "AUC difference",
+                    "significance",
+                    "paired",
+                    *(f"rejection ratio @ {k.rsplit('_', 1)[1]}%" for k in effs),
+                ],
+                [
+                    [
+                        name,
+                        r["auc_difference"],
+                        sigma[name],
+                        "yes" if r.get("paired") else "no",
+                        *(r.get(k) for k in ratios),
+                    ]
+                    for name, r in relative.items()
+                ],
+            )
+        )
     return blocks

@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from hepnn_coffea.evaluation import sculpting as sc
-from hepnn_coffea.evaluation.intervals import Interval, efficiency_interval, interval, kish_n_eff, rejection_interval
+from hepnn_coffea.evaluation.intervals import (
+    Interval,
+    efficiency_interval,
+    interval,
+    kish_n_eff,
+    rejection_interval,
+)
 
 #: Signal efficiencies of the quoted ``rejection_at_<pct>`` metrics.
 WORKING_POINTS = (0.3, 0.5)
@@ -34,9 +40,16 @@ def _pct(efficiency: float) -> int:
     return round(efficiency * 100)
 
 
-def table_metrics(score: np.ndarray, is_signal: np.ndarray, weight: np.ndarray, correct: np.ndarray | None = None, *,
-                  efficiencies: Sequence[float] = WORKING_POINTS, n_bootstrap: int = 100,
-                  seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def table_metrics(
+    score: np.ndarray,
+    is_signal: np.ndarray,
+    weight: np.ndarray,
+    correct: np.ndarray | None = None,
+    *,
+    efficiencies: Sequence[float] = WORKING_POINTS,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+) -> dict[str, Any]:
     """AUC, accuracy and background rejection of per-jet scores, each with its 68% interval.
 
     Parameters
@@ -59,10 +72,14 @@ def table_metrics(score: np.ndarray, is_signal: np.ndarray, weight: np.ndarray, 
     weight = np.asarray(weight, dtype=np.float64)
     out: dict[str, Any] = {
         "auc": sc.auc_interval(score, is_signal, weight, n_bootstrap=n_bootstrap, seed=seed),
-        "accuracy": None if correct is None else efficiency_interval(
-            float(weight[np.asarray(correct, dtype=bool)].sum()), float(weight.sum()), kish_n_eff(weight)),
-        "n_eff_signal": kish_n_eff(weight[is_signal]), "n_eff_background": kish_n_eff(weight[~is_signal]),
-    }  # fmt: skip
+        "accuracy": None
+        if correct is None
+        else efficiency_interval(
+            float(weight[np.asarray(correct, dtype=bool)].sum()), float(weight.sum()), kish_n_eff(weight)
+        ),
+        "n_eff_signal": kish_n_eff(weight[is_signal]),
+        "n_eff_background": kish_n_eff(weight[~is_signal]),
+    }
     for eff in efficiencies:
         wp = sc.working_point(score[is_signal], weight[is_signal], score[~is_signal], weight[~is_signal], eff)
         out[f"rejection_at_{_pct(eff)}"] = wp["rejection"]
@@ -120,8 +137,14 @@ def binned_auc_interval(counts: dict[str, np.ndarray], *, n_bootstrap: int = 100
     return interval(value, max(value - spread, 0.0), min(value + spread, 1.0))
 
 
-def hist_metrics(h: Any, classes: Sequence[str], *, efficiencies: Sequence[float] = WORKING_POINTS,
-                 n_bootstrap: int = 100, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def hist_metrics(
+    h: Any,
+    classes: Sequence[str],
+    *,
+    efficiencies: Sequence[float] = WORKING_POINTS,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+) -> dict[str, Any]:
     """The :func:`table_metrics` of the ``score`` hist (signal = ``classes[0]``).
 
     The rejection at a signal efficiency interpolates the binned ROC linearly inside the
@@ -141,8 +164,9 @@ def hist_metrics(h: Any, classes: Sequence[str], *, efficiencies: Sequence[float
     out: dict[str, Any] = {
         "auc": binned_auc_interval(c, n_bootstrap=n_bootstrap, seed=seed),
         "accuracy": efficiency_interval(correct, total, total**2 / total_w2 if total_w2 > 0 else 0.0),
-        "n_eff_signal": float(n_eff_s), "n_eff_background": float(n_eff_b),
-    }  # fmt: skip
+        "n_eff_signal": float(n_eff_s),
+        "n_eff_background": float(n_eff_b),
+    }
     # np.interp needs increasing x: walk the ROC from the highest threshold (eff 0) down
     roc_s, roc_b = np.concatenate([eff_s[::-1], [1.0]]), np.concatenate([eff_b[::-1], [1.0]])
     roc_s, roc_b = np.concatenate([[0.0], roc_s]), np.concatenate([[0.0], roc_b])
@@ -158,9 +182,16 @@ def hist_metrics(h: Any, classes: Sequence[str], *, efficiencies: Sequence[float
 # --- comparing two models on the same jets ------------------------------------------------------------
 
 
-def paired_comparison(score: np.ndarray, score_reference: np.ndarray, is_signal: np.ndarray, weight: np.ndarray, *,
-                      efficiencies: Sequence[float] = WORKING_POINTS, n_bootstrap: int = 100,
-                      seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def paired_comparison(
+    score: np.ndarray,
+    score_reference: np.ndarray,
+    is_signal: np.ndarray,
+    weight: np.ndarray,
+    *,
+    efficiencies: Sequence[float] = WORKING_POINTS,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+) -> dict[str, Any]:
     """AUC difference and rejection ratios of a model to a reference scored on the same jets.
 
     Both models see the same Poisson-bootstrap replica weights, so the interval is that of the
@@ -178,7 +209,9 @@ def paired_comparison(score: np.ndarray, score_reference: np.ndarray, is_signal:
     s = np.asarray(is_signal, dtype=bool)
     w = np.asarray(weight, dtype=np.float64)
     if score.shape != score_reference.shape or score.shape != s.shape:
-        raise ValueError(f"paired comparison needs the same jets: {score.shape} vs {score_reference.shape} scores")
+        raise ValueError(
+            f"paired comparison needs the same jets: {score.shape} vs {score_reference.shape} scores"
+        )
 
     def metrics(wr: np.ndarray) -> np.ndarray:
         auc = sc.weighted_auc(score, s, wr) - sc.weighted_auc(score_reference, s, wr)
@@ -194,19 +227,31 @@ def paired_comparison(score: np.ndarray, score_reference: np.ndarray, is_signal:
 
     value = metrics(w)
     rng = np.random.default_rng(seed)
-    reps = np.array([metrics(w * rng.poisson(1.0, len(w))) for _ in range(n_bootstrap)]) if n_bootstrap >= 2 else None
+    reps = (
+        np.array([metrics(w * rng.poisson(1.0, len(w))) for _ in range(n_bootstrap)])
+        if n_bootstrap >= 2
+        else None
+    )
     with np.errstate(invalid="ignore"):
-        spread = np.nanstd(np.where(np.isfinite(reps), reps, np.nan), axis=0, ddof=1) if reps is not None else 0 * value
-    out: dict[str, Any] = {"auc_difference": interval(value[0], value[0] - spread[0], value[0] + spread[0]),
-                           "auc_significance": float(value[0] / spread[0]) if spread[0] > 0 else None}  # fmt: skip
+        spread = (
+            np.nanstd(np.where(np.isfinite(reps), reps, np.nan), axis=0, ddof=1)
+            if reps is not None
+            else 0 * value
+        )
+    out: dict[str, Any] = {
+        "auc_difference": interval(value[0], value[0] - spread[0], value[0] + spread[0]),
+        "auc_significance": float(value[0] / spread[0]) if spread[0] > 0 else None,
+    }
     for i, eff in enumerate(efficiencies, start=1):
-        out[f"rejection_ratio_at_{_pct(eff)}"] = interval(value[i], max(value[i] - spread[i], 0.0),
-                                                          value[i] + spread[i])  # fmt: skip
+        out[f"rejection_ratio_at_{_pct(eff)}"] = interval(
+            value[i], max(value[i] - spread[i], 0.0), value[i] + spread[i]
+        )
     return out
 
 
-def align_rows(reference: dict[str, np.ndarray], other: dict[str, np.ndarray],
-               keys: Sequence[str]) -> np.ndarray | None:  # fmt: skip
+def align_rows(
+    reference: dict[str, np.ndarray], other: dict[str, np.ndarray], keys: Sequence[str]
+) -> np.ndarray | None:
     """Indices ordering ``other``'s rows as ``reference``'s, matched on the columns ``keys``.
 
     Returns None when a key is missing, the key tuples are not unique, or the two tables do

@@ -27,9 +27,17 @@ import numpy as np
 
 from hepnn_coffea.evaluation import sculpting as sc
 from hepnn_coffea.evaluation.observable_gbt import _columns, score_observable_gbt, train_observable_gbt
-from hepnn_coffea.evaluation.protocol import (Block, EvaluationSummary, Table, jsonable, render_markdown, sample_axis,
-                                             write_summary)  # fmt: skip
+from hepnn_coffea.evaluation.protocol import (
+    Block,
+    EvaluationSummary,
+    Table,
+    jsonable,
+    render_markdown,
+    sample_axis,
+    write_summary,
+)
 from hepnn_coffea.evaluation.sculpting import BACKGROUND, PT_EDGES, UNMATCHED, tagger_metrics
+
 
 def signal_classes(classes: Sequence[str]) -> list[str]:
     """The classes tagged against :data:`BACKGROUND` (all others, in order)."""
@@ -65,8 +73,13 @@ def make_event_hists(classes: Sequence[str]) -> dict[str, Any]:
 
     def msd() -> Any:
         edges = sc.MSD_EDGES
-        return hist.axis.Regular(len(edges) - 1, edges[0], edges[-1], name="FatJet_msoftdrop",
-                                 label="Soft-drop mass $m_{SD}$ [GeV]")  # fmt: skip
+        return hist.axis.Regular(
+            len(edges) - 1,
+            edges[0],
+            edges[-1],
+            name="FatJet_msoftdrop",
+            label="Soft-drop mass $m_{SD}$ [GeV]",
+        )
 
     weight = hist.storage.Weight()
     hists = {"yields": hist.Hist(*cats(), storage=weight)}
@@ -94,16 +107,22 @@ def fill_event_hists(hists: dict[str, Any], columns: Mapping[str, Any]) -> dict[
         signal = h.axes[2].name[len("disc_") :]
         disc = sc.discriminant(columns[f"score_{signal}"], columns[f"score_{BACKGROUND}"])
         last = h.axes[3].name
-        h.fill(process=process, label=label, **{f"disc_{signal}": np.minimum(disc, np.nextafter(1.0, 0.0))},
-               **{last: np.asarray(columns[last], dtype=np.float64)}, weight=weight)  # fmt: skip
+        h.fill(
+            process=process,
+            label=label,
+            **{f"disc_{signal}": np.minimum(disc, np.nextafter(1.0, 0.0))},
+            **{last: np.asarray(columns[last], dtype=np.float64)},
+            weight=weight,
+        )
     return hists
 
 
 # --- the observable GBT baseline --------------------------------------------------------------------
 
 
-def efficiency_curves(columns: Mapping[str, np.ndarray], signal: str,
-                      efficiency: float = 0.5) -> dict[str, Any]:  # fmt: skip
+def efficiency_curves(
+    columns: Mapping[str, np.ndarray], signal: str, efficiency: float = 0.5
+) -> dict[str, Any]:
     """Signal and QCD efficiency vs ``FatJet_pt`` and ``FatJet_msoftdrop`` at one global working point."""
     d = sc.signal_vs_background(columns, signal)
     threshold = float(sc.thresholds_at_efficiency(d["s_disc"], d["s_w"], efficiency))
@@ -126,8 +145,11 @@ def weighted_yields(columns: Mapping[str, np.ndarray]) -> dict[str, dict[str, di
     for p in np.unique(process):
         for lab in np.unique(label[process == p]):
             sel = (process == p) & (label == lab)
-            out.setdefault(str(p), {})[str(lab)] = {"n": int(sel.sum()), "sum_w": float(w[sel].sum()),
-                                                    "sum_w2": float((w[sel] ** 2).sum())}  # fmt: skip
+            out.setdefault(str(p), {})[str(lab)] = {
+                "n": int(sel.sum()),
+                "sum_w": float(w[sel].sum()),
+                "sum_w2": float((w[sel] ** 2).sum()),
+            }
     return out
 
 
@@ -230,15 +252,21 @@ def evaluate_events(
         taggers[name] = o_columns
     efficiencies = {s: efficiency_curves(columns, s) for s in signals}
     summary: dict[str, Any] = {
-        "workflow": "events", "model": info["model"], "classes": classes, "signals": signals,
-        "background": BACKGROUND, "n_jets": len(columns["weight"]),
+        "workflow": "events",
+        "model": info["model"],
+        "classes": classes,
+        "signals": signals,
+        "background": BACKGROUND,
+        "n_jets": len(columns["weight"]),
         "intervals": "68.27%: efficiencies/rejections Clopper-Pearson with Kish n_eff; AUC and JSD "
-                     f"value +- std of {n_bootstrap} Poisson-bootstrap replicas (seed {seed})",
+        f"value +- std of {n_bootstrap} Poisson-bootstrap replicas (seed {seed})",
         "yields": weighted_yields(columns),
-        "taggers": {name: {s: tagger_metrics(cols, s, n_bootstrap=n_bootstrap, seed=seed) for s in signals}
-                    for name, cols in taggers.items()},
+        "taggers": {
+            name: {s: tagger_metrics(cols, s, n_bootstrap=n_bootstrap, seed=seed) for s in signals}
+            for name, cols in taggers.items()
+        },
         "efficiency_at_50": efficiencies,
-    }  # fmt: skip
+    }
     if reference is not None:
         summary["reference"] = reference
         summary["relative_to_reference"] = _relative(summary["taggers"], reference)
@@ -248,15 +276,28 @@ def evaluate_events(
         from hepnn_coffea.plotting.events_plots import plot_events
 
         return plot_events(
-            out / "plots", signals, hists=hists,
-            rocs={s: {name: {**roc_band(cols, s), "auc": summary["taggers"][name][s]["auc"]}
-                      for name, cols in taggers.items()} for s in signals},
+            out / "plots",
+            signals,
+            hists=hists,
+            rocs={
+                s: {
+                    name: {**roc_band(cols, s), "auc": summary["taggers"][name][s]["auc"]}
+                    for name, cols in taggers.items()
+                }
+                for s in signals
+            },
             efficiencies=efficiencies,
             mass_cuts={s: sc.mass_after_cuts(columns, s) for s in signals},
-            points={s: {name: (row[s]["rejection_at_50"], row[s]["inv_jsd_at_50"])
-                        for name, row in summary["taggers"].items()} for s in signals},
-            reference=reference, plot_style=style,
-        )  # fmt: skip
+            points={
+                s: {
+                    name: (row[s]["rejection_at_50"], row[s]["inv_jsd_at_50"])
+                    for name, row in summary["taggers"].items()
+                }
+                for s in signals
+            },
+            reference=reference,
+            plot_style=style,
+        )
 
     return write_summary(summary, out, plots=figures if plots else None)
 
@@ -268,8 +309,14 @@ def _relative(rows: dict[str, dict[str, Any]], reference: str) -> dict[str, Any]
     def ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
         return a["value"] / b["value"] if a["value"] is not None and b["value"] else None
 
-    return {name: {s: {k: ratio(m[k], rows[reference][s][k]) for k in ("rejection_at_50", "inv_jsd_at_50")}
-                   for s, m in row.items()} for name, row in rows.items() if name != reference}  # fmt: skip
+    return {
+        name: {
+            s: {k: ratio(m[k], rows[reference][s][k]) for k in ("rejection_at_50", "inv_jsd_at_50")}
+            for s, m in row.items()
+        }
+        for name, row in rows.items()
+        if name != reference
+    }
 
 
 def _random_floor(metrics: dict[str, Any]) -> str:
@@ -284,18 +331,30 @@ def events_report(summary: Mapping[str, Any]) -> list[Block]:
     blocks: list[Block] = [
         f"# {', '.join(signals)} vs {summary['background']} ({summary['n_jets']} jets)",
         f"Intervals: {summary['intervals']}.",
-        Table(["tagger", *(f"{s} {k}" for s in signals for k in ("AUC", "1/eps_B @ 50%", "1/JSD @ 50%"))],
-              [[name, *(row[s][k] for s in signals for k in keys)] for name, row in summary["taggers"].items()]),
-    ]  # fmt: skip
+        Table(
+            ["tagger", *(f"{s} {k}" for s in signals for k in ("AUC", "1/eps_B @ 50%", "1/JSD @ 50%"))],
+            [[name, *(row[s][k] for s in signals for k in keys)] for name, row in summary["taggers"].items()],
+        ),
+    ]
     for name, row in (summary.get("relative_to_reference") or {}).items():
-        text = ", ".join(f"{s}: rejection x{r['rejection_at_50']:.3g}, 1/JSD x{r['inv_jsd_at_50']:.3g}"
-                         for s, r in row.items() if None not in r.values())  # fmt: skip
+        text = ", ".join(
+            f"{s}: rejection x{r['rejection_at_50']:.3g}, 1/JSD x{r['inv_jsd_at_50']:.3g}"
+            for s, r in row.items()
+            if None not in r.values()
+        )
         blocks.append(f"{name} relative to {summary['reference']}: {text}")
-    floors = [f"{name} {s} {_random_floor(row[s])}" for name, row in summary["taggers"].items() for s in signals]
-    blocks.append("1/JSD that random cuts with the same QCD pass fraction give on these jets (the statistical "
-                  "limit of a perfectly decorrelated tagger) at 50%: " + "; ".join(floors))
-    yields = [[process, label, y["n"], f"{y['sum_w']:.4g} +- {np.sqrt(y['sum_w2']):.2g}"]
-              for process, labels in summary["yields"].items() for label, y in labels.items()]
+    floors = [
+        f"{name} {s} {_random_floor(row[s])}" for name, row in summary["taggers"].items() for s in signals
+    ]
+    blocks.append(
+        "1/JSD that random cuts with the same QCD pass fraction give on these jets (the statistical "
+        "limit of a perfectly decorrelated tagger) at 50%: " + "; ".join(floors)
+    )
+    yields = [
+        [process, label, y["n"], f"{y['sum_w']:.4g} +- {np.sqrt(y['sum_w2']):.2g}"]
+        for process, labels in summary["yields"].items()
+        for label, y in labels.items()
+    ]
     blocks.append(Table(["process", "label", "jets", "weighted yield"], yields))
     return blocks
 

@@ -19,9 +19,9 @@ import numpy as np
 
 from hepnn_coffea.config.rows_config import SPLIT_NAMES
 from hepnn_coffea.config.variations_config import VariationsConfig
+from hepnn_coffea.evaluation.protocol import EvaluationProcessor
 from hepnn_coffea.features.compute import compute_features
 from hepnn_coffea.inference.tagger import OnnxTagger, report_fixups
-from hepnn_coffea.evaluation.protocol import EvaluationProcessor
 from hepnn_coffea.processing.processor import ChunkInfo
 
 #: jet observables copied into the per-jet table (when the config's rows provide them)
@@ -51,11 +51,19 @@ class EventTaggerProcessor(EvaluationProcessor):
 
     kind = "events"
 
-    def __init__(self, tagger: OnnxTagger, *, split: str | None = None, with_truth: bool = True,
-                 variations: VariationsConfig | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        tagger: OnnxTagger,
+        *,
+        split: str | None = None,
+        with_truth: bool = True,
+        variations: VariationsConfig | None = None,
+    ) -> None:
         config = tagger.config
         if config.rows is None or not config.is_classification:
-            raise ValueError(f"{tagger.path}: EventTaggerProcessor needs a classifier with a 'rows' data config")
+            raise ValueError(
+                f"{tagger.path}: EventTaggerProcessor needs a classifier with a 'rows' data config"
+            )
         if split is not None and split not in SPLIT_NAMES:
             raise ValueError(f"split must be one of {SPLIT_NAMES}, got {split!r}")
         self.tagger = tagger
@@ -88,23 +96,32 @@ class EventTaggerProcessor(EvaluationProcessor):
 
     def _evaluate(self, source: Any, rows: Any, where: str) -> dict[str, Any]:
         """Features and scores of the rows of ``source`` (``rows`` or a varied copy) passing the selection."""
-        batch = compute_features(source, self.tagger.config, selection="test_time_selection", with_labels=False,
-                                 where=where)  # fmt: skip
+        batch = compute_features(
+            source, self.tagger.config, selection="test_time_selection", with_labels=False, where=where
+        )
         report_fixups(batch.counts, where)
         kept = rows[batch.selected]
-        return {"batch": batch, "scores": self.tagger.predict(batch.inputs), "kept": kept,
-                "weight": np.asarray(kept["xsec_weight"], dtype=np.float64)}  # fmt: skip
+        return {
+            "batch": batch,
+            "scores": self.tagger.predict(batch.inputs),
+            "kept": kept,
+            "weight": np.asarray(kept["xsec_weight"], dtype=np.float64),
+        }
 
     def _table(self, r: dict[str, Any], sample: str, process: str) -> dict[str, np.ndarray]:
         config, kept = self.tagger.config, r["kept"]
         n = len(kept)
         table: dict[str, np.ndarray] = {
-            "sample": np.full(n, sample, dtype=object), "process": np.full(n, process, dtype=object),
-            "run": np.asarray(kept["run"]), "luminosityBlock": np.asarray(kept["luminosityBlock"]),
-            "event": np.asarray(kept["event"]), config.rows.index_field: np.asarray(kept[config.rows.index_field]),
+            "sample": np.full(n, sample, dtype=object),
+            "process": np.full(n, process, dtype=object),
+            "run": np.asarray(kept["run"]),
+            "luminosityBlock": np.asarray(kept["luminosityBlock"]),
+            "event": np.asarray(kept["event"]),
+            config.rows.index_field: np.asarray(kept[config.rows.index_field]),
             "split": np.asarray(SPLIT_NAMES, dtype=object)[np.asarray(kept["split"])],
-            "label": self._labels(kept, n), "weight": r["weight"],
-        }  # fmt: skip
+            "label": self._labels(kept, n),
+            "weight": r["weight"],
+        }
         for name in self.observables:
             table[name] = np.asarray(kept[name])
         for i, cls in enumerate(self.tagger.classes):
@@ -126,9 +143,15 @@ class EventTaggerProcessor(EvaluationProcessor):
         process = str(chunk.metadata.get("process", sample))
         table = self._table(nominal, sample, process)
         hists = fill_event_hists(make_event_hists(classes), table)
-        counts = {sample: {"events": n_events, "jets": n_jets, "jets_in_split": len(rows),
-                           "jets_scored": len(table["weight"]),
-                           **{k: v for k, v in batch.counts.items() if k.startswith("nonfinite_")}}}  # fmt: skip
+        counts = {
+            sample: {
+                "events": n_events,
+                "jets": n_jets,
+                "jets_in_split": len(rows),
+                "jets_scored": len(table["weight"]),
+                **{k: v for k, v in batch.counts.items() if k.startswith("nonfinite_")},
+            }
+        }
         out = {"hists": hists, "table": {k: [v] for k, v in table.items()}, "counts": counts}
         if self.vary is not None:
             from hepnn_coffea.evaluation.variation_hists import stack_variations
@@ -136,10 +159,15 @@ class EventTaggerProcessor(EvaluationProcessor):
             parts, varied = {"nominal": hists}, {}
             fields = {name: rows[name] for name in rows.fields}
             evaluate = lambda f, w: self._evaluate(f, rows, w)  # noqa: E731
-            for name, r in self.vary.run(fields, chunk, sample, nominal, evaluate=evaluate, selected=batch.selected):
+            for name, r in self.vary.run(
+                fields, chunk, sample, nominal, evaluate=evaluate, selected=batch.selected
+            ):
                 rows_v = self._table(r, sample, process)
                 parts[name] = fill_event_hists(make_event_hists(classes), rows_v)
-                for key, values in {"variation": np.full(len(rows_v["weight"]), name, dtype=object), **rows_v}.items():
+                for key, values in {
+                    "variation": np.full(len(rows_v["weight"]), name, dtype=object),
+                    **rows_v,
+                }.items():
                     varied.setdefault(key, []).append(values)
             out["hists"], out["variation_table"] = stack_variations(parts), varied
         return out

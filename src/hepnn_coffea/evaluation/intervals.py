@@ -81,8 +81,9 @@ def rejection_interval(eff_background: Interval) -> Interval:
     def inverse(x: float | None) -> float:
         return 1.0 / x if x else np.inf
 
-    return interval(inverse(eff_background["value"]), inverse(eff_background["high"]),
-                    inverse(eff_background["low"]))  # fmt: skip
+    return interval(
+        inverse(eff_background["value"]), inverse(eff_background["high"]), inverse(eff_background["low"])
+    )
 
 
 def format_interval(iv: dict[str, Any]) -> str:
@@ -102,9 +103,14 @@ def format_interval(iv: dict[str, Any]) -> str:
     return f"{value:.{digits}f} {up_text} -{down:.{digits}f}"
 
 
-def bootstrap_interval(stat_fn: Callable[..., Any], arrays: Sequence[np.ndarray], weights: np.ndarray | None = None,
-                       n: int = 100, seed: int = 0, floor: float | Mapping[str, float] | None = None,
-                       ) -> Interval | dict[str, Interval]:  # fmt: skip
+def bootstrap_interval(
+    stat_fn: Callable[..., Any],
+    arrays: Sequence[np.ndarray],
+    weights: np.ndarray | None = None,
+    n: int = 100,
+    seed: int = 0,
+    floor: float | Mapping[str, float] | None = None,
+) -> Interval | dict[str, Interval]:
     """A statistic of entries with the 68% interval of its seeded bootstrap replicas.
 
     Every replica draws as many entries as there are, with replacement (the same rows of every
@@ -137,7 +143,9 @@ def bootstrap_interval(stat_fn: Callable[..., Any], arrays: Sequence[np.ndarray]
     extra = [] if weights is None else [np.asarray(weights, dtype=np.float64)]
     size = len(arrays[0]) if arrays else 0
     if any(len(a) != size for a in arrays + extra):
-        raise ValueError(f"bootstrap_interval: arrays of different lengths {[len(a) for a in arrays + extra]}")
+        raise ValueError(
+            f"bootstrap_interval: arrays of different lengths {[len(a) for a in arrays + extra]}"
+        )
 
     def as_dict(result: Any) -> dict[str, float]:
         items = result.items() if isinstance(result, Mapping) else [(None, result)]

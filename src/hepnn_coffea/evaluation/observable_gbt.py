@@ -16,8 +16,15 @@ import numpy as np
 
 #: The baseline's features (columns of :func:`observable_features`) and the jet columns they need.
 GBT_FEATURES = ("pt", "msoftdrop", "mass", "tau21", "tau32", "nConstituents")
-JET_COLUMNS = ("FatJet_pt", "FatJet_msoftdrop", "FatJet_mass", "FatJet_tau1", "FatJet_tau2", "FatJet_tau3",
-               "FatJet_nConstituents")  # fmt: skip
+JET_COLUMNS = (
+    "FatJet_pt",
+    "FatJet_msoftdrop",
+    "FatJet_mass",
+    "FatJet_tau1",
+    "FatJet_tau2",
+    "FatJet_tau3",
+    "FatJet_nConstituents",
+)
 
 
 def observable_features(columns: Mapping[str, Any], prefix: str = "") -> np.ndarray:
@@ -30,8 +37,17 @@ def observable_features(columns: Mapping[str, Any], prefix: str = "") -> np.ndar
     col = {c: np.asarray(columns[prefix + c], dtype=np.float64) for c in JET_COLUMNS}
     tau21 = _ratio(col["FatJet_tau2"], col["FatJet_tau1"])
     tau32 = _ratio(col["FatJet_tau3"], col["FatJet_tau2"])
-    return np.stack([col["FatJet_pt"], col["FatJet_msoftdrop"], col["FatJet_mass"], tau21, tau32,
-                     col["FatJet_nConstituents"]], axis=1)  # fmt: skip
+    return np.stack(
+        [
+            col["FatJet_pt"],
+            col["FatJet_msoftdrop"],
+            col["FatJet_mass"],
+            tau21,
+            tau32,
+            col["FatJet_nConstituents"],
+        ],
+        axis=1,
+    )
 
 
 def class_balanced_weights(label: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
@@ -46,8 +62,14 @@ def class_balanced_weights(label: np.ndarray, weight: np.ndarray | None) -> np.n
     return w
 
 
-def train_observable_gbt(shards_dir: str | pathlib.Path, *, split: str = "train", seed: int = 0,
-                         weight_field: str | None = None, n_threads: int | None = 1) -> Any:  # fmt: skip
+def train_observable_gbt(
+    shards_dir: str | pathlib.Path,
+    *,
+    split: str = "train",
+    seed: int = 0,
+    weight_field: str | None = None,
+    n_threads: int | None = 1,
+) -> Any:
     """Fit a multi-class ``HistGradientBoostingClassifier`` on the shards' jet observables.
 
     Parameters
@@ -76,8 +98,10 @@ def train_observable_gbt(shards_dir: str | pathlib.Path, *, split: str = "train"
     fields, present = [f"observers/{c}" for c in JET_COLUMNS], ds.fields
     missing = [f for f in fields if f not in present]
     if missing or ds.target_field != "label":
-        raise ValueError(f"{shards_dir} (split '{split}'): the observable GBT needs class labels and "
-                         f"the observers {missing}")
+        raise ValueError(
+            f"{shards_dir} (split '{split}'): the observable GBT needs class labels and "
+            f"the observers {missing}"
+        )
     if weight_field is None:
         weight_field = next((f for f in ("weight", "observers/xsec_weight") if f in present), None)
     cols = ds.arrays(fields + ["label"] + ([weight_field] if weight_field else []))

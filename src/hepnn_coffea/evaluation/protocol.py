@@ -31,9 +31,19 @@ import numpy as np
 from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
 
 __all__ = [
-    "METHOD_AXIS", "SAMPLE_AXIS", "Block", "EvaluationProcessor", "EvaluationSummary", "Table", "cell", "jsonable",
-    "method_axis", "render_markdown", "sample_axis", "write_summary",
-]  # fmt: skip
+    "METHOD_AXIS",
+    "SAMPLE_AXIS",
+    "Block",
+    "EvaluationProcessor",
+    "EvaluationSummary",
+    "Table",
+    "cell",
+    "jsonable",
+    "method_axis",
+    "render_markdown",
+    "sample_axis",
+    "write_summary",
+]
 
 #: Name of the category axis of the input sample (dataset or physics process) in every evaluation hist.
 SAMPLE_AXIS = "process"
@@ -119,7 +129,9 @@ def render_markdown(blocks: Iterable[Block]) -> str:
     for block in blocks:
         if isinstance(block, Table):
             lines = ["| " + " | ".join(block.columns) + " |", "|" + "---|" * len(block.columns)]
-            lines += ["| " + " | ".join(cell(v, block.float_format) for v in row) + " |" for row in block.rows]
+            lines += [
+                "| " + " | ".join(cell(v, block.float_format) for v in row) + " |" for row in block.rows
+            ]
             parts.append("\n".join(lines))
         else:
             parts.append(block)
@@ -176,8 +188,12 @@ def jsonable(obj: Any) -> Any:
     return obj.item() if isinstance(obj, np.generic) else obj
 
 
-def write_summary(summary: EvaluationSummary, out_dir: str | pathlib.Path, *,
-                  plots: Callable[[], Iterable[Any]] | None = None) -> EvaluationSummary:  # fmt: skip
+def write_summary(
+    summary: EvaluationSummary,
+    out_dir: str | pathlib.Path,
+    *,
+    plots: Callable[[], Iterable[Any]] | None = None,
+) -> EvaluationSummary:
     """Write ``summary.json`` and ``summary.md`` into ``out_dir`` (each atomically); returns ``summary``.
 
     With ``plots`` (a callable making the figures and returning their paths), the summary is

@@ -33,7 +33,13 @@ if TYPE_CHECKING:
 RESIDUAL_BINS = 400
 TRUE_BINS = 20
 #: Summary metrics that cannot be negative (their intervals stop at 0).
-NON_NEGATIVE = {"iqr68": 0.0, "gauss_sigma": 0.0, "rel_iqr68": 0.0, "rel_gauss_sigma": 0.0, "bias_spread": 0.0}
+NON_NEGATIVE = {
+    "iqr68": 0.0,
+    "gauss_sigma": 0.0,
+    "rel_iqr68": 0.0,
+    "rel_gauss_sigma": 0.0,
+    "bias_spread": 0.0,
+}
 
 
 def _sinh_edges(half_range: float, n: int = RESIDUAL_BINS, stretch: float = 7.0) -> np.ndarray:
@@ -53,35 +59,67 @@ def make_regression_hists(binning: dict[str, dict[str, Any]]) -> dict[str, hist.
     out = {}
     for target, b in binning.items():
         low, high = b["true"]
-        cats = [sample_axis(), method_axis(), hist.axis.StrCategory([], growth=True, name="expert", label="Expert")]
+        cats = [
+            sample_axis(),
+            method_axis(),
+            hist.axis.StrCategory([], growth=True, name="expert", label="Expert"),
+        ]
         true = hist.axis.Regular(TRUE_BINS, low, high, name="true", label=f"true {target}")
         out[f"residual_{target}"] = hist.Hist(
-            *cats, true, hist.axis.Variable(_sinh_edges(b["residual"]), name="residual", label=f"{target}: pred - true"),
-            storage=hist.storage.Weight())  # fmt: skip
+            *cats,
+            true,
+            hist.axis.Variable(_sinh_edges(b["residual"]), name="residual", label=f"{target}: pred - true"),
+            storage=hist.storage.Weight(),
+        )
         if b["relative"]:
             out[f"relres_{target}"] = hist.Hist(
-                *cats, true, hist.axis.Variable(_sinh_edges(1.0), name="residual", label=f"{target}: (pred - true) / true"),
-                storage=hist.storage.Weight())  # fmt: skip
+                *cats,
+                true,
+                hist.axis.Variable(
+                    _sinh_edges(1.0), name="residual", label=f"{target}: (pred - true) / true"
+                ),
+                storage=hist.storage.Weight(),
+            )
         out[f"pred_vs_true_{target}"] = hist.Hist(
-            *cats[:2], hist.axis.Regular(50, low, high, name="true", label=f"true {target}"),
-            hist.axis.Regular(50, low, high, name="pred", label=f"predicted {target}"), storage=hist.storage.Weight())  # fmt: skip
+            *cats[:2],
+            hist.axis.Regular(50, low, high, name="true", label=f"true {target}"),
+            hist.axis.Regular(50, low, high, name="pred", label=f"predicted {target}"),
+            storage=hist.storage.Weight(),
+        )
     return out
 
 
-def fill_regression(hists: dict[str, hist.Hist], target: str, *, process: str, estimator: str, true: np.ndarray,
-                    pred: np.ndarray, weight: np.ndarray, expert: np.ndarray | None = None) -> None:  # fmt: skip
+def fill_regression(
+    hists: dict[str, hist.Hist],
+    target: str,
+    *,
+    process: str,
+    estimator: str,
+    true: np.ndarray,
+    pred: np.ndarray,
+    weight: np.ndarray,
+    expert: np.ndarray | None = None,
+) -> None:
     """Fill one target's hists for one estimator; ``expert`` (names per entry) also fills ``all``."""
     residual = pred - true
     groups = [("all", slice(None))]
     if expert is not None:
         groups += [(str(e), expert == e) for e in np.unique(expert)]
     for name, rows in groups:
-        common = {"process": process, "estimator": estimator, "expert": name, "true": true[rows], "weight": weight[rows]}
+        common = {
+            "process": process,
+            "estimator": estimator,
+            "expert": name,
+            "true": true[rows],
+            "weight": weight[rows],
+        }
         hists[f"residual_{target}"].fill(**common, residual=residual[rows])
         if f"relres_{target}" in hists:
             with np.errstate(divide="ignore", invalid="ignore"):
                 hists[f"relres_{target}"].fill(**common, residual=(residual / true)[rows])
-    hists[f"pred_vs_true_{target}"].fill(process=process, estimator=estimator, true=true, pred=pred, weight=weight)
+    hists[f"pred_vs_true_{target}"].fill(
+        process=process, estimator=estimator, true=true, pred=pred, weight=weight
+    )
 
 
 def quantiles(counts: np.ndarray, edges: np.ndarray, qs: list[float], flow: bool = False) -> np.ndarray:
@@ -118,8 +156,9 @@ def _gauss_sigma(counts: np.ndarray, edges: np.ndarray, median: float, width: fl
     try:
         with warnings.catch_warnings():  # the parameters' covariance is not used
             warnings.simplefilter("ignore", OptimizeWarning)
-            (_, mu, sigma), _ = curve_fit(gauss, centers[core], density, p0=(density.max(), median, width),
-                                          maxfev=5000)  # fmt: skip
+            (_, mu, sigma), _ = curve_fit(
+                gauss, centers[core], density, p0=(density.max(), median, width), maxfev=5000
+            )
     except (RuntimeError, ValueError):
         return float("nan"), float("nan")
     return float(mu), float(abs(sigma))
@@ -138,8 +177,13 @@ def resolution_from_counts(counts: np.ndarray, edges: np.ndarray) -> dict[str, f
     q16, q50, q84 = quantiles(counts, edges, [0.16, 0.5, 0.84], flow=True)
     width = 0.5 * (q84 - q16)
     mu, sigma = _gauss_sigma(counts[1:-1], edges, q50, width)
-    return {"median": float(q50), "iqr68": float(width), "gauss_mean": mu, "gauss_sigma": sigma,
-            "n": float(counts.sum())}  # fmt: skip
+    return {
+        "median": float(q50),
+        "iqr68": float(width),
+        "gauss_mean": mu,
+        "gauss_sigma": sigma,
+        "n": float(counts.sum()),
+    }
 
 
 def bias_vs_true(h: hist.Hist, min_entries: float = 20) -> dict[str, Any]:
@@ -148,18 +192,26 @@ def bias_vs_true(h: hist.Hist, min_entries: float = 20) -> dict[str, Any]:
     return bias_from_counts(counts, h.axes["residual"].edges, h.axes["true"].centers, min_entries)
 
 
-def bias_from_counts(counts: np.ndarray, edges: np.ndarray, centers: np.ndarray,
-                     min_entries: float = 20) -> dict[str, Any]:  # fmt: skip
+def bias_from_counts(
+    counts: np.ndarray, edges: np.ndarray, centers: np.ndarray, min_entries: float = 20
+) -> dict[str, Any]:
     """:func:`bias_vs_true` of sums of weights (true bins x residual bins with flow)."""
     n = counts.sum(axis=1)
     medians = np.array([quantiles(c, edges, [0.5], flow=True)[0] for c in counts])
     ok = n >= min_entries
-    out = {"true": centers.tolist(), "median": medians.tolist(), "n": n.tolist(), "slope": float("nan"),
-           "spread": float("nan")}  # fmt: skip
+    out = {
+        "true": centers.tolist(),
+        "median": medians.tolist(),
+        "n": n.tolist(),
+        "slope": float("nan"),
+        "spread": float("nan"),
+    }
     if ok.sum() >= 2:
         slope, _ = np.polyfit(centers[ok], medians[ok], 1, w=np.sqrt(n[ok]))
         mean = np.average(medians[ok], weights=n[ok])
-        out.update(slope=float(slope), spread=float(np.sqrt(np.average((medians[ok] - mean) ** 2, weights=n[ok]))))
+        out.update(
+            slope=float(slope), spread=float(np.sqrt(np.average((medians[ok] - mean) ** 2, weights=n[ok])))
+        )
     return out
 
 
@@ -170,9 +222,15 @@ def flow_counts(values: Sequence[np.ndarray], edges: Sequence[np.ndarray], weigh
     return np.bincount(index, weights=weight, minlength=int(np.prod(shape))).reshape(shape)
 
 
-def entry_metrics(true: np.ndarray, pred: np.ndarray, weight: np.ndarray, *, true_edges: np.ndarray,
-                  residual_edges: np.ndarray, relative_edges: np.ndarray | None = None,
-                  ) -> dict[str, float]:  # fmt: skip
+def entry_metrics(
+    true: np.ndarray,
+    pred: np.ndarray,
+    weight: np.ndarray,
+    *,
+    true_edges: np.ndarray,
+    residual_edges: np.ndarray,
+    relative_edges: np.ndarray | None = None,
+) -> dict[str, float]:
     """The metrics of one summary row from its entries, binned as the residual hists are.
 
     Returns ``median``, ``iqr68``, ``gauss_mean``, ``gauss_sigma`` (of pred - true),
@@ -188,13 +246,21 @@ def entry_metrics(true: np.ndarray, pred: np.ndarray, weight: np.ndarray, *, tru
     out.update(bias_slope=bias["slope"], bias_spread=bias["spread"])
     if relative_edges is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
-            rel = resolution_from_counts(flow_counts([residual / true], [relative_edges], weight), relative_edges)
+            rel = resolution_from_counts(
+                flow_counts([residual / true], [relative_edges], weight), relative_edges
+            )
         out.update(rel_median=rel["median"], rel_iqr68=rel["iqr68"], rel_gauss_sigma=rel["gauss_sigma"])
     return out
 
 
-def regression_summary(hists: dict[str, hist.Hist], targets: list[str], table: Mapping[str, np.ndarray], *,
-                       n_bootstrap: int = 100, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+def regression_summary(
+    hists: dict[str, hist.Hist],
+    targets: list[str],
+    table: Mapping[str, np.ndarray],
+    *,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """One row per target, estimator and expert: resolution, relative resolution, bias slope/spread.
 
     Every metric is an interval ``{"value", "low", "high"}``: :func:`entry_metrics` of the
@@ -210,29 +276,61 @@ def regression_summary(hists: dict[str, hist.Hist], targets: list[str], table: M
     rows = []
     for target in targets:
         h, rel = hists[f"residual_{target}"], hists.get(f"relres_{target}")
-        stat = partial(entry_metrics, true_edges=h.axes["true"].edges, residual_edges=h.axes["residual"].edges,
-                       relative_edges=None if rel is None else rel.axes["residual"].edges)  # fmt: skip
+        stat = partial(
+            entry_metrics,
+            true_edges=h.axes["true"].edges,
+            residual_edges=h.axes["residual"].edges,
+            relative_edges=None if rel is None else rel.axes["residual"].edges,
+        )
         true = np.asarray(table[f"true_{target}"], dtype=np.float64)
         for estimator in h.axes["estimator"]:
-            pred = np.asarray(table[f"{'pred' if estimator == 'model' else estimator}_{target}"], dtype=np.float64)
+            pred = np.asarray(
+                table[f"{'pred' if estimator == 'model' else estimator}_{target}"], dtype=np.float64
+            )
             for name in h.axes["expert"]:
                 sel = np.ones(len(true), dtype=bool) if name == "all" else expert == name
-                row = {"target": target, "estimator": estimator, "expert": name, "n": float(weight[sel].sum())}
-                row.update(bootstrap_interval(stat, (true[sel], pred[sel]), weight[sel], n=n_bootstrap, seed=seed,
-                                              floor=NON_NEGATIVE))  # fmt: skip
+                row = {
+                    "target": target,
+                    "estimator": estimator,
+                    "expert": name,
+                    "n": float(weight[sel].sum()),
+                }
+                row.update(
+                    bootstrap_interval(
+                        stat,
+                        (true[sel], pred[sel]),
+                        weight[sel],
+                        n=n_bootstrap,
+                        seed=seed,
+                        floor=NON_NEGATIVE,
+                    )
+                )
                 rows.append(row)
     return rows
 
 
 #: Columns of the regression table: summary row key -> header.
-REPORT_COLUMNS = {"target": "target", "estimator": "estimator", "expert": "expert", "n": "entries",
-                  "median": "bias (median)", "iqr68": "resolution (68%/2)", "gauss_sigma": "core sigma",
-                  "rel_median": "rel. bias", "rel_iqr68": "rel. resolution", "bias_slope": "bias slope vs true",
-                  "bias_spread": "bias spread vs true"}  # fmt: skip
+REPORT_COLUMNS = {
+    "target": "target",
+    "estimator": "estimator",
+    "expert": "expert",
+    "n": "entries",
+    "median": "bias (median)",
+    "iqr68": "resolution (68%/2)",
+    "gauss_sigma": "core sigma",
+    "rel_median": "rel. bias",
+    "rel_iqr68": "rel. resolution",
+    "bias_slope": "bias slope vs true",
+    "bias_spread": "bias spread vs true",
+}
 
 
 def regression_report(summary: Mapping[str, Any]) -> list[Block]:
     """The report of ``summary.md``: one table row per :func:`regression_summary` row (``value +high -low``)."""
     from hepnn_coffea.evaluation.protocol import Table
 
-    return [Table(list(REPORT_COLUMNS.values()), [[row.get(k) for k in REPORT_COLUMNS] for row in summary["rows"]])]
+    return [
+        Table(
+            list(REPORT_COLUMNS.values()), [[row.get(k) for k in REPORT_COLUMNS] for row in summary["rows"]]
+        )
+    ]

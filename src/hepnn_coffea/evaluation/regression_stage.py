@@ -12,8 +12,14 @@ from hepnn_coffea.evaluation.protocol import EvaluationSummary, write_summary
 from hepnn_coffea.evaluation.regression import regression_report, regression_summary
 
 
-def summarize_regression(hists: dict[str, Any], info: Mapping[str, Any], table: Mapping[str, np.ndarray], *,
-                         n_bootstrap: int = 100, seed: int = 0) -> EvaluationSummary:  # fmt: skip
+def summarize_regression(
+    hists: dict[str, Any],
+    info: Mapping[str, Any],
+    table: Mapping[str, np.ndarray],
+    *,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+) -> EvaluationSummary:
     """The summary of a regression ``infer`` output: one row per target, estimator and expert.
 
     Every metric is ``{"value", "low", "high"}``: the value from the entries of ``table``
@@ -22,15 +28,28 @@ def summarize_regression(hists: dict[str, Any], info: Mapping[str, Any], table: 
     """
     targets = list(info["classes"])
     rows = regression_summary(hists, targets, table, n_bootstrap=n_bootstrap, seed=seed)
-    return EvaluationSummary({
-        "task": "regression", "targets": targets, "n_jets": info["n_jets"],
-        "intervals": f"68.27%: value +- std of {n_bootstrap} bootstrap replicas over the entries (seed {seed})",
-        "rows": rows,
-    }, kind="regression", report=regression_report)  # fmt: skip
+    return EvaluationSummary(
+        {
+            "task": "regression",
+            "targets": targets,
+            "n_jets": info["n_jets"],
+            "intervals": f"68.27%: value +- std of {n_bootstrap} bootstrap replicas over the entries (seed {seed})",
+            "rows": rows,
+        },
+        kind="regression",
+        report=regression_report,
+    )
 
 
-def evaluate_regression(out: pathlib.Path, hists: dict[str, Any], info: dict[str, Any], *, plots: bool = True,
-                        n_bootstrap: int = 100, seed: int = 0) -> EvaluationSummary:  # fmt: skip
+def evaluate_regression(
+    out: pathlib.Path,
+    hists: dict[str, Any],
+    info: dict[str, Any],
+    *,
+    plots: bool = True,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+) -> EvaluationSummary:
     """Write ``summary.json`` / ``summary.md`` (:func:`summarize_regression`) and plots of an infer folder."""
     import pyarrow.parquet as pq
 

@@ -78,8 +78,12 @@ def accuracy_from_hist(h: hist.Hist, classes: list[str]) -> float:
     return float(correct / total) if total else float("nan")
 
 
-def working_points(h: hist.Hist, signal: str, background_efficiencies: tuple[float, ...] = (0.01, 0.02, 0.05),
-                   samples: list[str] | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
+def working_points(
+    h: hist.Hist,
+    signal: str,
+    background_efficiencies: tuple[float, ...] = (0.01, 0.02, 0.05),
+    samples: list[str] | None = None,
+) -> dict[str, dict[str, float]]:
     """Score thresholds giving (at most) the requested background efficiencies, from the ``score`` hist.
 
     Returns ``{"eff_b_1%": {"threshold", "eff_background", "eff_signal"}, ...}``: the lowest bin
@@ -104,8 +108,11 @@ def working_points(h: hist.Hist, signal: str, background_efficiencies: tuple[flo
     out = {}
     for target in background_efficiencies:
         i = int(np.argmax(eff_b <= target))
-        out[f"eff_b_{target * 100:g}%"] = {"threshold": float(edges[i]), "eff_background": float(eff_b[i]),
-                                          "eff_signal": float(eff_s[i])}  # fmt: skip
+        out[f"eff_b_{target * 100:g}%"] = {
+            "threshold": float(edges[i]),
+            "eff_background": float(eff_b[i]),
+            "eff_signal": float(eff_s[i]),
+        }
     return out
 
 
@@ -113,5 +120,9 @@ def apply_working_points(scores: Any, points: dict[str, dict[str, float]]) -> An
     """Boolean columns ``pass_<name>`` (``score >= threshold``) for every working point."""
     import awkward as ak
 
-    return ak.zip({f"pass_{name.replace('%', 'pct').replace('.', 'p')}": scores >= wp["threshold"]
-                   for name, wp in points.items()})  # fmt: skip
+    return ak.zip(
+        {
+            f"pass_{name.replace('%', 'pct').replace('.', 'p')}": scores >= wp["threshold"]
+            for name, wp in points.items()
+        }
+    )

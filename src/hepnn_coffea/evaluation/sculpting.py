@@ -25,6 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from hepnn_coffea.evaluation.intervals import (
+    Interval,
+    clopper_pearson,
+    efficiency_interval,
+    interval,
+    kish_n_eff,
+    rejection_interval,
+)
+
 #: Soft-drop mass binning of the sculpting metric (GeV): 40 bins from 0 to 300.
 MSD_EDGES = np.linspace(0.0, 300.0, 41)
 #: Background class of every discriminant (the jets labelled so); label of jets matched to no class.
@@ -39,8 +48,6 @@ PT_EDGES = np.array([200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 1000, 120
 #: Soft-drop mass bins of the efficiency curves (GeV).
 MSD_EFF_EDGES = np.linspace(0.0, 300.0, 16)
 
-from hepnn_coffea.evaluation.intervals import (Interval, clopper_pearson, efficiency_interval, interval, kish_n_eff,
-                                               rejection_interval)
 
 def discriminant(score_signal: np.ndarray, score_background: np.ndarray) -> np.ndarray:
     """``s_S / (s_S + s_B)`` from per-class softmax scores (0 where both are 0)."""
@@ -77,8 +84,15 @@ def weighted_auc(score: np.ndarray, is_signal: np.ndarray, weight: np.ndarray) -
     return float(_auc_from_groups(np.where(s, w, 0.0), np.where(s, 0.0, w), starts))
 
 
-def auc_interval(score: np.ndarray, is_signal: np.ndarray, weight: np.ndarray, *, n_bootstrap: int = 100,
-                 seed: int = 0, batch: int = 10) -> Interval:  # fmt: skip
+def auc_interval(
+    score: np.ndarray,
+    is_signal: np.ndarray,
+    weight: np.ndarray,
+    *,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+    batch: int = 10,
+) -> Interval:
     """Weighted AUC +- the spread of ``n_bootstrap`` seeded Poisson-bootstrap replicas (clipped to [0, 1])."""
     value = weighted_auc(score, is_signal, weight)
     if n_bootstrap < 2:
@@ -118,8 +132,13 @@ def weight_above(score: np.ndarray, weight: np.ndarray, thresholds: Any) -> np.n
     return prefix[-1] - prefix[index]
 
 
-def working_point(disc_signal: np.ndarray, w_signal: np.ndarray, disc_background: np.ndarray,
-                  w_background: np.ndarray, efficiency: float) -> dict[str, Any]:  # fmt: skip
+def working_point(
+    disc_signal: np.ndarray,
+    w_signal: np.ndarray,
+    disc_background: np.ndarray,
+    w_background: np.ndarray,
+    efficiency: float,
+) -> dict[str, Any]:
     """Threshold at a signal efficiency and the background efficiency and rejection there.
 
     Returns
@@ -132,12 +151,21 @@ def working_point(disc_signal: np.ndarray, w_signal: np.ndarray, disc_background
     eff_s = float(weight_above(disc_signal, w_signal, threshold)) / float(np.sum(w_signal))
     passed = float(weight_above(disc_background, w_background, threshold))
     eff_b = efficiency_interval(passed, float(np.sum(w_background)), kish_n_eff(w_background))
-    return {"threshold": threshold, "eff_signal": eff_s, "eff_background": eff_b,
-            "rejection": rejection_interval(eff_b)}  # fmt: skip
+    return {
+        "threshold": threshold,
+        "eff_signal": eff_s,
+        "eff_background": eff_b,
+        "rejection": rejection_interval(eff_b),
+    }
 
 
-def rejection_curve(disc_signal: np.ndarray, w_signal: np.ndarray, disc_background: np.ndarray,
-                    w_background: np.ndarray, efficiencies: Any = None) -> dict[str, np.ndarray]:  # fmt: skip
+def rejection_curve(
+    disc_signal: np.ndarray,
+    w_signal: np.ndarray,
+    disc_background: np.ndarray,
+    w_background: np.ndarray,
+    efficiencies: Any = None,
+) -> dict[str, np.ndarray]:
     """Background rejection with its 68% band on a grid of signal efficiencies (for ROC plots).
 
     Returns
@@ -171,9 +199,16 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return 0.5 * kl(p) + 0.5 * kl(q)
 
 
-def mass_sculpting(disc_background: np.ndarray, mass_background: np.ndarray, w_background: np.ndarray,
-                   threshold: float, *, edges: np.ndarray = MSD_EDGES, n_bootstrap: int = 100,
-                   seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def mass_sculpting(
+    disc_background: np.ndarray,
+    mass_background: np.ndarray,
+    w_background: np.ndarray,
+    threshold: float,
+    *,
+    edges: np.ndarray = MSD_EDGES,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Background mass shapes passing/failing ``disc >= threshold`` and their JSD (log base 2).
 
     Jets outside ``edges`` are ignored. The JSD interval is the value +- the spread of seeded
@@ -201,8 +236,11 @@ def mass_sculpting(disc_background: np.ndarray, mass_background: np.ndarray, w_b
 
     def shapes_random(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         bins = np.searchsorted(edges, mass[inside], side="right") - 1
-        return (np.bincount(bins[chosen], weights=w[chosen], minlength=nbins),
-                np.bincount(bins[~chosen], weights=w[~chosen], minlength=nbins))  # fmt: skip
+        return (
+            np.bincount(bins[chosen], weights=w[chosen], minlength=nbins),
+            np.bincount(bins[~chosen], weights=w[~chosen], minlength=nbins),
+        )
+
     if fail.sum() <= 0 or pass_.sum() <= 0:
         nan = interval(np.nan, np.nan, np.nan)
         return {"jsd": nan, "inv_jsd": nan, "edges": edges, "hist_pass": pass_, "hist_fail": fail}
@@ -220,13 +258,22 @@ def mass_sculpting(disc_background: np.ndarray, mass_background: np.ndarray, w_b
     # tagger with these statistics (finite samples bias the JSD up, so 1/JSD cannot exceed it much)
     rng = np.random.default_rng([seed, 1])
     fraction = pass_.sum() / (pass_.sum() + fail.sum())
-    floor = [jensen_shannon(*shapes_random(rng.random(len(w)) < fraction)) for _ in range(max(n_bootstrap // 5, 5))]
-    return {"jsd": interval(value, low, high), "inv_jsd": inv, "edges": edges, "hist_pass": pass_,
-            "hist_fail": fail, "inv_jsd_random_cut": float(1.0 / np.mean(floor))}  # fmt: skip
+    floor = [
+        jensen_shannon(*shapes_random(rng.random(len(w)) < fraction)) for _ in range(max(n_bootstrap // 5, 5))
+    ]
+    return {
+        "jsd": interval(value, low, high),
+        "inv_jsd": inv,
+        "edges": edges,
+        "hist_pass": pass_,
+        "hist_fail": fail,
+        "inv_jsd_random_cut": float(1.0 / np.mean(floor)),
+    }
 
 
-def binned_efficiency(passed: np.ndarray, variable: np.ndarray, weight: np.ndarray,
-                      edges: np.ndarray) -> dict[str, np.ndarray]:  # fmt: skip
+def binned_efficiency(
+    passed: np.ndarray, variable: np.ndarray, weight: np.ndarray, edges: np.ndarray
+) -> dict[str, np.ndarray]:
     """Weighted efficiency per bin of ``variable`` with Clopper-Pearson/Kish intervals (NaN if empty).
 
     Returns
@@ -246,8 +293,13 @@ def binned_efficiency(passed: np.ndarray, variable: np.ndarray, weight: np.ndarr
     n_eff = np.divide(total**2, sum_w2, out=np.zeros(nbins), where=sum_w2 > 0)
     value = np.divide(passing, total, out=np.full(nbins, np.nan), where=total > 0)
     low, high = clopper_pearson(np.nan_to_num(value) * n_eff, n_eff)
-    return {"edges": np.asarray(edges, dtype=np.float64), "value": value, "low": low, "high": high,
-            "n_eff": n_eff}  # fmt: skip
+    return {
+        "edges": np.asarray(edges, dtype=np.float64),
+        "value": value,
+        "low": low,
+        "high": high,
+        "n_eff": n_eff,
+    }
 
 
 # --- metrics of a per-jet table ------------------------------------------------------------------
@@ -267,8 +319,9 @@ def signal_vs_background(columns: Mapping[str, np.ndarray], signal: str) -> dict
     return out
 
 
-def tagger_metrics(columns: Mapping[str, np.ndarray], signal: str, *, n_bootstrap: int = 100,
-                   seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def tagger_metrics(
+    columns: Mapping[str, np.ndarray], signal: str, *, n_bootstrap: int = 100, seed: int = 0
+) -> dict[str, Any]:
     """AUC, QCD rejection and mass sculpting (1/JSD) of ``signal`` vs QCD at :data:`WORKING_POINTS`.
 
     Returns
@@ -283,18 +336,24 @@ def tagger_metrics(columns: Mapping[str, np.ndarray], signal: str, *, n_bootstra
     disc = np.concatenate([d["s_disc"], d["b_disc"]])
     is_signal = np.concatenate([np.ones(len(d["s_disc"]), bool), np.zeros(len(d["b_disc"]), bool)])
     out: dict[str, Any] = {
-        "n_signal": len(d["s_w"]), "n_background": len(d["b_w"]),
-        "n_eff_signal": kish_n_eff(d["s_w"]), "n_eff_background": kish_n_eff(d["b_w"]),
-        "auc": auc_interval(disc, is_signal, np.concatenate([d["s_w"], d["b_w"]]), n_bootstrap=n_bootstrap,
-                               seed=seed),
+        "n_signal": len(d["s_w"]),
+        "n_background": len(d["b_w"]),
+        "n_eff_signal": kish_n_eff(d["s_w"]),
+        "n_eff_background": kish_n_eff(d["b_w"]),
+        "auc": auc_interval(
+            disc, is_signal, np.concatenate([d["s_w"], d["b_w"]]), n_bootstrap=n_bootstrap, seed=seed
+        ),
         "working_points": {},
-    }  # fmt: skip
+    }
     for eff in WORKING_POINTS:
         pct = round(eff * 100)
         wp = working_point(d["s_disc"], d["s_w"], d["b_disc"], d["b_w"], eff)
-        shape = mass_sculpting(d["b_disc"], d["b_msd"], d["b_w"], wp["threshold"], n_bootstrap=n_bootstrap,
-                                  seed=seed)  # fmt: skip
-        wp.update(jsd=shape["jsd"], inv_jsd=shape["inv_jsd"], inv_jsd_random_cut=shape.get("inv_jsd_random_cut"))
+        shape = mass_sculpting(
+            d["b_disc"], d["b_msd"], d["b_w"], wp["threshold"], n_bootstrap=n_bootstrap, seed=seed
+        )
+        wp.update(
+            jsd=shape["jsd"], inv_jsd=shape["inv_jsd"], inv_jsd_random_cut=shape.get("inv_jsd_random_cut")
+        )
         out["working_points"][f"eff_s_{pct}%"] = wp
         out[f"rejection_at_{pct}"] = wp["rejection"]
         out[f"inv_jsd_at_{pct}"] = wp["inv_jsd"]
@@ -330,6 +389,16 @@ def mass_after_cuts(
             wp = working_point(d["s_disc"], d["s_w"], d["b_disc"], d["b_w"], eff)
             shape = mass_sculpting(d["b_disc"], d["b_msd"], d["b_w"], threshold, n_bootstrap=20)
             intervals = {"rejection": wp["rejection"], "inv_jsd_interval": shape["inv_jsd"]}
-        out.append({"eff_signal": eff, "threshold": threshold, "eff_background": eff_b, "inv_jsd": inv_jsd,
-                    "edges": MSD_EDGES, "values": values, "variances": variances, **intervals})  # fmt: skip
+        out.append(
+            {
+                "eff_signal": eff,
+                "threshold": threshold,
+                "eff_background": eff_b,
+                "inv_jsd": inv_jsd,
+                "edges": MSD_EDGES,
+                "values": values,
+                "variances": variances,
+                **intervals,
+            }
+        )
     return out

@@ -86,11 +86,20 @@ def infer(
             raise ValueError(f"no dataset with split {split!r} in the fileset")
         if variations is not None:
             processor_options["variations"] = variations
-        proc = (RegressionEvaluationProcessor if regression else TaggerEvaluationProcessor)(tagger, **processor_options)
+        proc = (RegressionEvaluationProcessor if regression else TaggerEvaluationProcessor)(
+            tagger, **processor_options
+        )
         checked = _validate(files, proc.columns(), policy, f"they are read by the model {model}")
     proc.bad_files = policy
-    result = run_processor(checked.fileset, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler,
-                           chunksize=chunksize)  # fmt: skip
+    result = run_processor(
+        checked.fileset,
+        proc,
+        mode=mode,
+        executor=executor,
+        workers=workers,
+        scheduler=scheduler,
+        chunksize=chunksize,
+    )
     skipped = checked.skipped + bad_files.settle(result.get(bad_files.SKIPPED_KEY, []), policy, "infer")
     if "table" not in result:
         raise bad_files.BadInputError("no chunk could be read: " + "; ".join(map(bad_files.where, skipped)))
@@ -110,9 +119,15 @@ def infer(
     if variations is not None:
         varied = _arrow_table(result.get("variation_table") or {"variation": [np.zeros(0, dtype=object)]})
         atomic_write_bytes(out / "variations.parquet", lambda f: pq.write_table(varied, f))
-    info = {"model": str(pathlib.Path(model).resolve()), "task": "regression" if regression else "classification",
-            "classes": tagger.classes, "counts": result["counts"], "n_jets": table.num_rows, "skipped": skipped,
-            "entries": bad_files.summary(skipped, sum(checked.entries.values()), read)}  # fmt: skip
+    info = {
+        "model": str(pathlib.Path(model).resolve()),
+        "task": "regression" if regression else "classification",
+        "classes": tagger.classes,
+        "counts": result["counts"],
+        "n_jets": table.num_rows,
+        "skipped": skipped,
+        "entries": bad_files.summary(skipped, sum(checked.entries.values()), read),
+    }
     if events:
         info.update(workflow="events", split=split, with_truth=proc.with_truth)
     if variations is not None:
@@ -136,17 +151,25 @@ def _arrow_table(parts: dict[str, list[np.ndarray]]) -> Any:
     return pa.table(columns)
 
 
-def _validate(files: dict[str, Any], needed: list[str], policy: bad_files.BadFilePolicy,
-              why: str) -> bad_files.CheckedFileset:  # fmt: skip
+def _validate(
+    files: dict[str, Any], needed: list[str], policy: bad_files.BadFilePolicy, why: str
+) -> bad_files.CheckedFileset:
     """Open every file and check ``needed`` (:func:`~hepnn_coffea.processing.bad_files.validate_files`)."""
     checked = bad_files.validate_files(files, needed, skip=policy.skip, retries=policy.retries, needed_by=why)
     if not checked.fileset:
-        raise bad_files.BadInputError("no readable file left: " + "; ".join(map(bad_files.where, checked.skipped)))
+        raise bad_files.BadInputError(
+            "no readable file left: " + "; ".join(map(bad_files.where, checked.skipped))
+        )
     return checked
 
 
-def _event_processor(tagger: OnnxTagger, fileset: Any, split: str | None, policy: bad_files.BadFilePolicy,
-                     variations: Any = None) -> tuple[bad_files.CheckedFileset, Any]:  # fmt: skip
+def _event_processor(
+    tagger: OnnxTagger,
+    fileset: Any,
+    split: str | None,
+    policy: bad_files.BadFilePolicy,
+    variations: Any = None,
+) -> tuple[bad_files.CheckedFileset, Any]:
     """The checked event-level fileset (weights filled in, bad files dropped or reported) and its processor."""
     from hepnn_coffea.evaluation.events_processor import EventTaggerProcessor
     from hepnn_coffea.processing.events_stage import add_event_weights
@@ -155,11 +178,17 @@ def _event_processor(tagger: OnnxTagger, fileset: Any, split: str | None, policy
     files = load_fileset(fileset, config.treename, event_level=True)
     # the truth branches are optional
     needed = EventTaggerProcessor(tagger, split=split, with_truth=False, variations=variations).columns()
-    checked = _validate(files, needed, policy, f"they are read for the rows of collection '{config.rows.collection}' "
-                                               f"by the model {tagger.path}")  # fmt: skip
+    checked = _validate(
+        files,
+        needed,
+        policy,
+        f"they are read for the rows of collection '{config.rows.collection}' by the model {tagger.path}",
+    )
     files = checked.fileset
     add_event_weights(files, config)
-    truth_branches = set(config.rows.file_branches(list(config.label_names))) if config.rows.gen_match else set()
+    truth_branches = (
+        set(config.rows.file_branches(list(config.label_names))) if config.rows.gen_match else set()
+    )
     with_truth = bool(truth_branches) and all(
         truth_branches <= checked.branches[f] for d in files.values() for f in d["files"]
     )
@@ -176,7 +205,9 @@ def _write_root(path: pathlib.Path, hists: dict[str, Any]) -> None:
     tmp = path.with_suffix(".root.tmp")
     with uproot.recreate(tmp) as f:
         for name, h in hists.items():
-            cats = [ax.name for ax in h.axes if isinstance(ax, (hist.axis.StrCategory, hist.axis.IntCategory))]
+            cats = [
+                ax.name for ax in h.axes if isinstance(ax, (hist.axis.StrCategory, hist.axis.IntCategory))
+            ]
             for values in itertools.product(*(list(h.axes[c]) for c in cats)):
                 sub = h[dict(zip(cats, values))]
                 if getattr(sub, "ndim", 0) in (1, 2):  # a hist of only category axes reduces to a number
@@ -239,17 +270,37 @@ def evaluate(
     if info.get("workflow") == "events":
         from hepnn_coffea.evaluation.events_eval import evaluate_events
 
-        return evaluate_events(out, plots=plots, shards=shards, compare=compare, reference=reference, seed=seed,
-                               n_bootstrap=n_bootstrap, style=style)  # fmt: skip
+        return evaluate_events(
+            out,
+            plots=plots,
+            shards=shards,
+            compare=compare,
+            reference=reference,
+            seed=seed,
+            n_bootstrap=n_bootstrap,
+            style=style,
+        )
     if info.get("task") == "regression":
         from hepnn_coffea.evaluation.regression_stage import evaluate_regression
 
         return evaluate_regression(out, hists, info, plots=plots, n_bootstrap=n_bootstrap, seed=seed)
     from hepnn_coffea.evaluation.classifier_eval import evaluate_classifier
 
-    return evaluate_classifier(out, hists, info, plots=plots, compare=compare, baselines=baselines, shards=shards,
-                               baseline_split=baseline_split, reference=reference, style=style,
-                               n_bootstrap=n_bootstrap, seed=seed, name=name)  # fmt: skip
+    return evaluate_classifier(
+        out,
+        hists,
+        info,
+        plots=plots,
+        compare=compare,
+        baselines=baselines,
+        shards=shards,
+        baseline_split=baseline_split,
+        reference=reference,
+        style=style,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        name=name,
+    )
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:

@@ -49,12 +49,17 @@ def nice_edges(x: np.ndarray, n_bins: int = 8, quantiles: tuple[float, float] = 
 def _rejection(eff: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Rejection (value, low, high) from a binned efficiency; inf where the efficiency is 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return {"value": 1.0 / eff["value"], "low": 1.0 / eff["high"], "high": 1.0 / eff["low"],
-                "n_eff": eff["n_eff"]}  # fmt: skip
+        return {
+            "value": 1.0 / eff["value"],
+            "low": 1.0 / eff["high"],
+            "high": 1.0 / eff["low"],
+            "n_eff": eff["n_eff"],
+        }
 
 
-def bin_thresholds(score: np.ndarray, weight: np.ndarray, variable: np.ndarray, edges: np.ndarray,
-                   efficiency: float) -> np.ndarray:  # fmt: skip
+def bin_thresholds(
+    score: np.ndarray, weight: np.ndarray, variable: np.ndarray, edges: np.ndarray, efficiency: float
+) -> np.ndarray:
     """Per-bin thresholds giving ``efficiency`` of the (signal) weight in every bin (NaN if empty)."""
     index = np.searchsorted(edges, np.asarray(variable, dtype=np.float64), side="right") - 1
     out = np.full(len(edges) - 1, np.nan)
@@ -65,15 +70,26 @@ def bin_thresholds(score: np.ndarray, weight: np.ndarray, variable: np.ndarray, 
     return out
 
 
-def _passes_per_bin(score: np.ndarray, variable: np.ndarray, edges: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    index = np.clip(np.searchsorted(edges, np.asarray(variable, dtype=np.float64), side="right") - 1,
-                    0, len(thresholds) - 1)  # fmt: skip
+def _passes_per_bin(
+    score: np.ndarray, variable: np.ndarray, edges: np.ndarray, thresholds: np.ndarray
+) -> np.ndarray:
+    index = np.clip(
+        np.searchsorted(edges, np.asarray(variable, dtype=np.float64), side="right") - 1,
+        0,
+        len(thresholds) - 1,
+    )
     t = thresholds[index]
     return np.isfinite(t) & (score >= np.where(np.isfinite(t), t, np.inf))
 
 
-def performance_vs(score: np.ndarray, is_signal: np.ndarray, weight: np.ndarray, variable: np.ndarray,
-                   edges: np.ndarray, efficiency: float = 0.5) -> dict[str, Any]:  # fmt: skip
+def performance_vs(
+    score: np.ndarray,
+    is_signal: np.ndarray,
+    weight: np.ndarray,
+    variable: np.ndarray,
+    edges: np.ndarray,
+    efficiency: float = 0.5,
+) -> dict[str, Any]:
     """Efficiencies and background rejection per bin of ``variable`` at a signal efficiency.
 
     Returns
@@ -94,7 +110,10 @@ def performance_vs(score: np.ndarray, is_signal: np.ndarray, weight: np.ndarray,
     threshold = float(sc.thresholds_at_efficiency(score[s], w[s], efficiency))
     out: dict[str, Any] = {"edges": edges, "eff_signal": efficiency, "threshold": threshold}
     thresholds = bin_thresholds(score[s], w[s], x[s], edges, efficiency)
-    for kind, passed in (("global", score >= threshold), ("per_bin", _passes_per_bin(score, x, edges, thresholds))):
+    for kind, passed in (
+        ("global", score >= threshold),
+        ("per_bin", _passes_per_bin(score, x, edges, thresholds)),
+    ):
         sig = sc.binned_efficiency(passed[s], x[s], w[s], edges)
         bkg = sc.binned_efficiency(passed[~s], x[~s], w[~s], edges)
         out[kind] = {"signal": sig, "background": bkg, "rejection": _rejection(bkg)}
@@ -102,9 +121,17 @@ def performance_vs(score: np.ndarray, is_signal: np.ndarray, weight: np.ndarray,
     return out
 
 
-def mass_after_cuts(score: np.ndarray, is_signal: np.ndarray, weight: np.ndarray, mass: np.ndarray,
-                    edges: np.ndarray, efficiencies: Sequence[float | None] = MASS_CUTS, *,
-                    n_bootstrap: int = 20, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+def mass_after_cuts(
+    score: np.ndarray,
+    is_signal: np.ndarray,
+    weight: np.ndarray,
+    mass: np.ndarray,
+    edges: np.ndarray,
+    efficiencies: Sequence[float | None] = MASS_CUTS,
+    *,
+    n_bootstrap: int = 20,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Background ``mass`` hist (sum w, sum w^2) without and with cuts at signal efficiencies.
 
     Returns
@@ -127,12 +154,23 @@ def mass_after_cuts(score: np.ndarray, is_signal: np.ndarray, weight: np.ndarray
         sel = ~s & (score >= threshold)
         values, _ = np.histogram(m[sel], edges, weights=w[sel])
         variances, _ = np.histogram(m[sel], edges, weights=w[sel] ** 2)
-        cut: dict[str, Any] = {"eff_signal": eff, "threshold": threshold, "edges": edges, "values": values,
-                               "variances": variances, "eff_background": float(w[sel].sum() / w[~s].sum())}  # fmt: skip
+        cut: dict[str, Any] = {
+            "eff_signal": eff,
+            "threshold": threshold,
+            "edges": edges,
+            "values": values,
+            "variances": variances,
+            "eff_background": float(w[sel].sum() / w[~s].sum()),
+        }
         if eff is not None:
             wp = sc.working_point(score[s], w[s], score[~s], w[~s], eff)
-            shape = sc.mass_sculpting(score[~s], m[~s], w[~s], threshold, edges=edges, n_bootstrap=n_bootstrap,
-                                      seed=seed)  # fmt: skip
-            cut.update(rejection=wp["rejection"], inv_jsd_interval=shape["inv_jsd"], inv_jsd=shape["inv_jsd"]["value"])
+            shape = sc.mass_sculpting(
+                score[~s], m[~s], w[~s], threshold, edges=edges, n_bootstrap=n_bootstrap, seed=seed
+            )
+            cut.update(
+                rejection=wp["rejection"],
+                inv_jsd_interval=shape["inv_jsd"],
+                inv_jsd=shape["inv_jsd"]["value"],
+            )
         out.append(cut)
     return out

@@ -17,9 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from hepnn_coffea.evaluation.intervals import efficiency_interval, format_interval, kish_n_eff, rejection_interval
-from hepnn_coffea.evaluation.working_points import (Discriminant, default_pt_edges, discriminants, pt_column_of,
-                                                    threshold_at_background_efficiency, wp_name)  # fmt: skip
+from hepnn_coffea.evaluation.intervals import (
+    efficiency_interval,
+    format_interval,
+    kish_n_eff,
+    rejection_interval,
+)
+from hepnn_coffea.evaluation.working_points import (
+    Discriminant,
+    default_pt_edges,
+    discriminants,
+    pt_column_of,
+    threshold_at_background_efficiency,
+    wp_name,
+)
 
 
 def _rates(d: Discriminant, threshold: float, rows: np.ndarray) -> dict[str, Any]:
@@ -46,9 +57,15 @@ def _bins(pt: np.ndarray, edges: Sequence[float]) -> list[tuple[str, float | Non
     return out
 
 
-def variation_shifts(nominal: Mapping[str, np.ndarray], varied: Mapping[str, np.ndarray], classes: Sequence[str], *,
-                     background_efficiencies: Sequence[float] = (0.01, 0.05), pt_edges: Sequence[float] | None = None,
-                     pt_column: str | None = None) -> dict[str, Any]:  # fmt: skip
+def variation_shifts(
+    nominal: Mapping[str, np.ndarray],
+    varied: Mapping[str, np.ndarray],
+    classes: Sequence[str],
+    *,
+    background_efficiencies: Sequence[float] = (0.01, 0.05),
+    pt_edges: Sequence[float] | None = None,
+    pt_column: str | None = None,
+) -> dict[str, Any]:
     """The shift table of every variation in ``varied`` (a table with a ``variation`` column).
 
     Returns
@@ -61,18 +78,32 @@ def variation_shifts(nominal: Mapping[str, np.ndarray], varied: Mapping[str, np.
     """
     nom = discriminants(nominal, classes, pt_column)
     first = next(iter(nom.values()))
-    edges = [float(e) for e in pt_edges] if pt_edges is not None else default_pt_edges(first.pt[first.is_background])
-    labels = np.asarray(varied["variation"]).astype(str) if len(varied.get("variation", [])) else np.zeros(0, str)
+    edges = (
+        [float(e) for e in pt_edges]
+        if pt_edges is not None
+        else default_pt_edges(first.pt[first.is_background])
+    )
+    labels = (
+        np.asarray(varied["variation"]).astype(str) if len(varied.get("variation", [])) else np.zeros(0, str)
+    )
     names = list(dict.fromkeys(labels.tolist()))
-    per_var = {v: discriminants({k: np.asarray(c)[labels == v] for k, c in varied.items()}, classes, pt_column)
-               for v in names}  # fmt: skip
-    report: dict[str, Any] = {"pt_column": pt_column_of(nominal, pt_column), "pt_edges": edges, "variations": names,
-                              "discriminants": {}}  # fmt: skip
+    per_var = {
+        v: discriminants({k: np.asarray(c)[labels == v] for k, c in varied.items()}, classes, pt_column)
+        for v in names
+    }
+    report: dict[str, Any] = {
+        "pt_column": pt_column_of(nominal, pt_column),
+        "pt_edges": edges,
+        "variations": names,
+        "discriminants": {},
+    }
     for name, d in nom.items():
         wps: dict[str, Any] = {}
         var_rows = {v: [b[3] for b in _bins(per_var[v][name].pt, edges)] for v in names}
         for target in background_efficiencies:
-            threshold = threshold_at_background_efficiency(d.score[d.is_background], d.weight[d.is_background], target)
+            threshold = threshold_at_background_efficiency(
+                d.score[d.is_background], d.weight[d.is_background], target
+            )
             bins = []
             for i, (label, lo, hi, rows) in enumerate(_bins(d.pt, edges)):
                 ref = _rates(d, threshold, rows)
@@ -81,9 +112,13 @@ def variation_shifts(nominal: Mapping[str, np.ndarray], varied: Mapping[str, np.
                     got = _rates(per_var[v][name], threshold, var_rows[v][i])
                     s, s0 = got["eff_signal"]["value"], ref["eff_signal"]["value"]
                     r, r0 = got["rejection"]["value"], ref["rejection"]["value"]
-                    shifts[v] = {"eff_signal": s, "rejection": r, "rel_eff_signal": _relative(s, s0),
-                                 "delta_eff_signal": None if s is None or s0 is None else float(s - s0),
-                                 "rel_rejection": _relative(r, r0)}  # fmt: skip
+                    shifts[v] = {
+                        "eff_signal": s,
+                        "rejection": r,
+                        "rel_eff_signal": _relative(s, s0),
+                        "delta_eff_signal": None if s is None or s0 is None else float(s - s0),
+                        "rel_rejection": _relative(r, r0),
+                    }
                 bins.append({"bin": label, "low": lo, "high": hi, "nominal": ref, "shifts": shifts})
             wps[wp_name(target)] = {"threshold": threshold, "bins": bins}
         report["discriminants"][name] = {"description": d.description, "working_points": wps}
@@ -103,24 +138,39 @@ def _stat(iv: Mapping[str, Any]) -> str:
 
 def variations_markdown(report: Mapping[str, Any]) -> str:
     """One Markdown table per discriminant and working point: rows are (pT bin, variation)."""
-    lines = [f"Variations: {', '.join(report['variations'])}. Thresholds set on the nominal; shifts are "
-             "varied - nominal (relative: varied / nominal - 1); stat = the nominal's 68% interval.", ""]  # fmt: skip
+    lines = [
+        f"Variations: {', '.join(report['variations'])}. Thresholds set on the nominal; shifts are "
+        "varied - nominal (relative: varied / nominal - 1); stat = the nominal's 68% interval.",
+        "",
+    ]
     for name, entry in report["discriminants"].items():
         for wp, point in entry["working_points"].items():
-            lines += [f"### {name} at {wp} (threshold {point['threshold']:.5f}): {entry['description']}", "",
-                      f"| {report['pt_column']} [GeV] | variation | eps_S nominal | stat | eps_S shift | rel. | "
-                      "1/eps_B nominal | stat | 1/eps_B rel. shift |", "|---" * 9 + "|"]  # fmt: skip
+            lines += [
+                f"### {name} at {wp} (threshold {point['threshold']:.5f}): {entry['description']}",
+                "",
+                f"| {report['pt_column']} [GeV] | variation | eps_S nominal | stat | eps_S shift | rel. | "
+                "1/eps_B nominal | stat | 1/eps_B rel. shift |",
+                "|---" * 9 + "|",
+            ]
             for b in point["bins"]:
                 ref = b["nominal"]
                 for i, (v, s) in enumerate(b["shifts"].items()):
-                    nominal = [format_interval(ref["eff_signal"]), _stat(ref["eff_signal"]),
-                               None, None, format_interval(ref["rejection"]), _stat(ref["rejection"])]
+                    nominal = [
+                        format_interval(ref["eff_signal"]),
+                        _stat(ref["eff_signal"]),
+                        None,
+                        None,
+                        format_interval(ref["rejection"]),
+                        _stat(ref["rejection"]),
+                    ]
                     if i:
                         nominal = ["", "", None, None, "", ""]
                     delta = "n/a" if s["delta_eff_signal"] is None else f"{s['delta_eff_signal']:+.4f}"
-                    lines.append(f"| {b['bin'] if i == 0 else ''} | {v} | {nominal[0]} | {nominal[1]} | {delta} | "
-                                 f"{_pct(s['rel_eff_signal'])} | {nominal[4]} | {nominal[5]} | "
-                                 f"{_pct(s['rel_rejection']) if s['rejection'] is not None else 'inf'} |")  # fmt: skip
+                    lines.append(
+                        f"| {b['bin'] if i == 0 else ''} | {v} | {nominal[0]} | {nominal[1]} | {delta} | "
+                        f"{_pct(s['rel_eff_signal'])} | {nominal[4]} | {nominal[5]} | "
+                        f"{_pct(s['rel_rejection']) if s['rejection'] is not None else 'inf'} |"
+                    )
             lines.append("")
     return "\n".join(lines)
 
@@ -132,8 +182,9 @@ def _columns(path: pathlib.Path) -> dict[str, np.ndarray]:
     return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
 
-def write_variation_report(out_dir: str | pathlib.Path, settings: Any = None, *, plots: bool = True,
-                           pt_column: str | None = None) -> dict[str, Any]:  # fmt: skip
+def write_variation_report(
+    out_dir: str | pathlib.Path, settings: Any = None, *, plots: bool = True, pt_column: str | None = None
+) -> dict[str, Any]:
     """Read ``scores.parquet`` and ``variations.parquet`` of an infer folder; write ``variations.json``/``.md``
     and ``plots/variations_<discriminant>.png`` (+ PDF).
 
@@ -145,9 +196,14 @@ def write_variation_report(out_dir: str | pathlib.Path, settings: Any = None, *,
     out = pathlib.Path(out_dir)
     settings = settings or ReportSettings()
     classes = json.loads((out / "counts.json").read_text())["classes"]
-    report = variation_shifts(_columns(out / "scores.parquet"), _columns(out / "variations.parquet"), classes,
-                              background_efficiencies=settings.background_efficiencies, pt_edges=settings.pt_edges,
-                              pt_column=pt_column)  # fmt: skip
+    report = variation_shifts(
+        _columns(out / "scores.parquet"),
+        _columns(out / "variations.parquet"),
+        classes,
+        background_efficiencies=settings.background_efficiencies,
+        pt_edges=settings.pt_edges,
+        pt_column=pt_column,
+    )
     (out / "variations.json").write_text(json.dumps(report, indent=1))
     (out / "variations.md").write_text(variations_markdown(report))
     files = {"json": str(out / "variations.json"), "md": str(out / "variations.md"), "plots": []}

@@ -40,7 +40,9 @@ def _parts(array: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Counts per entry and the flat numpy content of a jagged ``(n, var)`` array."""
     array = ak.Array(array) if not isinstance(array, ak.Array) else array
     if array.ndim != 2:
-        raise VariationError(f"constituent branch '{name}' is not jagged (one list per jet); got {array.type}")
+        raise VariationError(
+            f"constituent branch '{name}' is not jagged (one list per jet); got {array.type}"
+        )
     return ak.to_numpy(ak.num(array, axis=1)).astype(np.int64), ak.to_numpy(ak.flatten(array, axis=1))
 
 
@@ -52,20 +54,28 @@ def particle_mask(fields: Mapping[str, Any], layout: ConstituentLayout, particle
         raise VariationError(f"a '{particles}' variation needs the charge branch '{layout.charge_branch}'")
     _, charge = _parts(fields[layout.charge_branch], layout.charge_branch)
     if len(charge) != n:
-        raise VariationError(f"'{layout.charge_branch}' has {len(charge)} constituents but the momenta have {n}")
+        raise VariationError(
+            f"'{layout.charge_branch}' has {len(charge)} constituents but the momenta have {n}"
+        )
     charged = charge != 0
     return charged if particles == "charged" else ~charged
 
 
-def scale(momenta: dict[str, np.ndarray], layout: ConstituentLayout, factor: float,
-          mask: np.ndarray) -> dict[str, np.ndarray]:  # fmt: skip
+def scale(
+    momenta: dict[str, np.ndarray], layout: ConstituentLayout, factor: float, mask: np.ndarray
+) -> dict[str, np.ndarray]:
     """Four-momenta times ``factor`` (direction kept): all of px, py, pz, E, or pt and mass."""
     names = layout.momentum if layout.kinematics == "pxpypze" else (layout.momentum[0], layout.momentum[3])
     return {k: np.where(mask, v * factor, v) if k in names else v for k, v in momenta.items()}
 
 
-def smear(momenta: dict[str, np.ndarray], layout: ConstituentLayout, sigma: float, mask: np.ndarray,
-          rng: np.random.Generator) -> dict[str, np.ndarray]:  # fmt: skip
+def smear(
+    momenta: dict[str, np.ndarray],
+    layout: ConstituentLayout,
+    sigma: float,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
     """Gaussian ``sigma`` added to every constituent's eta and phi, keeping ``|p|`` and the energy (a rotation).
 
     ``pxpypze``: new (px, py, pz) of the same ``|p|``; ``ptetaphim``: new eta and phi, ``pt`` such that
@@ -91,8 +101,9 @@ def smear(momenta: dict[str, np.ndarray], layout: ConstituentLayout, sigma: floa
     return {k: np.where(ok, v_new, momenta[k]) for k, v_new in zip(layout.momentum, new)}
 
 
-def vary_constituents(fields: Mapping[str, Any], variation: Variation, layout: ConstituentLayout,
-                      rng: np.random.Generator) -> dict[str, Any]:  # fmt: skip
+def vary_constituents(
+    fields: Mapping[str, Any], variation: Variation, layout: ConstituentLayout, rng: np.random.Generator
+) -> dict[str, Any]:
     """``fields`` with ``variation`` applied to the constituents (a new mapping; jet branches untouched).
 
     ``scale``/``smear`` replace the four-momentum branches (computed in float64, stored in the
@@ -101,13 +112,17 @@ def vary_constituents(fields: Mapping[str, Any], variation: Variation, layout: C
     """
     missing = [b for b in layout.momentum if b not in fields]
     if missing:
-        raise VariationError(f"variation '{variation.name}': constituent branches {missing} not among the branches "
-                             f"read ({sorted(fields)}); set variations.constituents")  # fmt: skip
+        raise VariationError(
+            f"variation '{variation.name}': constituent branches {missing} not among the branches "
+            f"read ({sorted(fields)}); set variations.constituents"
+        )
     parts = {b: _parts(fields[b], b) for b in layout.momentum}
     counts = parts[layout.momentum[0]][0]
     for b, (c, _) in parts.items():
         if not np.array_equal(c, counts):
-            raise VariationError(f"constituent branches {layout.momentum[0]} and {b} have different lengths per jet")
+            raise VariationError(
+                f"constituent branches {layout.momentum[0]} and {b} have different lengths per jet"
+            )
     n = int(counts.sum())
     mask = particle_mask(fields, layout, variation.particles, n)
     out = dict(fields)
@@ -119,7 +134,9 @@ def vary_constituents(fields: Mapping[str, Any], variation: Variation, layout: C
             if name.startswith(layout.prefix) and isinstance(value, ak.Array) and value.ndim == 2:
                 c, flat = _parts(value, name)
                 if not np.array_equal(c, counts):
-                    raise VariationError(f"'{name}' does not have one value per constituent of {layout.momentum[0]}")
+                    raise VariationError(
+                        f"'{name}' does not have one value per constituent of {layout.momentum[0]}"
+                    )
                 out[name] = ak.unflatten(flat[keep], new_counts)
         return out
     dtypes = {b: flat.dtype for b, (_, flat) in parts.items()}
@@ -129,7 +146,9 @@ def vary_constituents(fields: Mapping[str, Any], variation: Variation, layout: C
     elif variation.type == "smear":
         momenta = smear(momenta, layout, float(variation.sigma), mask, rng)
     else:
-        raise VariationError(f"variation '{variation.name}' of type '{variation.type}' does not change constituents")
+        raise VariationError(
+            f"variation '{variation.name}' of type '{variation.type}' does not change constituents"
+        )
     for b, values in momenta.items():
         out[b] = ak.unflatten(values.astype(dtypes[b]), counts)
     return out
@@ -140,8 +159,9 @@ def weight_factors(variation: Variation, table: Any, n: int) -> np.ndarray:
     value = table.evaluate(variation.expression, key=f"variations.define.{variation.name}.expression")
     if isinstance(value, ak.Array):
         if value.ndim != 1:
-            raise VariationError(f"variation '{variation.name}': the expression must give one number per jet, "
-                                 f"got {value.type}")  # fmt: skip
+            raise VariationError(
+                f"variation '{variation.name}': the expression must give one number per jet, got {value.type}"
+            )
         value = ak.to_numpy(value)
     factor = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
     if not np.all(np.isfinite(factor)):
@@ -181,7 +201,9 @@ class VariationPass:
         The data config's new variables (weight expressions may use them).
     """
 
-    def __init__(self, config: VariationsConfig, branches: Iterable[str], definitions: Mapping[str, str]) -> None:
+    def __init__(
+        self, config: VariationsConfig, branches: Iterable[str], definitions: Mapping[str, str]
+    ) -> None:
         self.config = config
         self.definitions = dict(definitions)
         self.layout = config.layout(branches) if config.needs_constituents else None
@@ -193,9 +215,16 @@ class VariationPass:
             extra.add(self.layout.charge_branch)
         return extra
 
-    def run(self, fields: Mapping[str, Any], chunk: Any, sample: str, nominal: dict[str, Any], *,
-            evaluate: Callable[[dict[str, Any], str], dict[str, Any]],
-            selected: np.ndarray) -> Iterator[tuple[str, dict[str, Any]]]:  # fmt: skip
+    def run(
+        self,
+        fields: Mapping[str, Any],
+        chunk: Any,
+        sample: str,
+        nominal: dict[str, Any],
+        *,
+        evaluate: Callable[[dict[str, Any], str], dict[str, Any]],
+        selected: np.ndarray,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(name, result)`` of every variation of one chunk.
 
         ``evaluate(fields, where)`` scores varied fields and returns a result like ``nominal``

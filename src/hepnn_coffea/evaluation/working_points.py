@@ -71,11 +71,14 @@ def pt_column_of(columns: Mapping[str, Any], pt_column: str | None = None) -> st
     for name in candidates:
         if name in columns:
             return name
-    raise ValueError(f"no pT column {candidates} in the table (columns: {sorted(columns)}); pass pt_column=...")
+    raise ValueError(
+        f"no pT column {candidates} in the table (columns: {sorted(columns)}); pass pt_column=..."
+    )
 
 
-def discriminants(columns: Mapping[str, np.ndarray], classes: Sequence[str],
-                  pt_column: str | None = None) -> dict[str, Discriminant]:  # fmt: skip
+def discriminants(
+    columns: Mapping[str, np.ndarray], classes: Sequence[str], pt_column: str | None = None
+) -> dict[str, Discriminant]:
     """Every discriminant of a ``scores.parquet`` table (flat workflow: class one-hot columns; events: ``label``)."""
     pt = np.asarray(columns[pt_column_of(columns, pt_column)], dtype=np.float64)
     weight = np.asarray(columns["weight"], dtype=np.float64)
@@ -141,9 +144,13 @@ def default_pt_edges(pt: np.ndarray, n_bins: int = 5) -> list[float]:
     return [float(e) for e in np.unique(np.r_[low, inner[(inner > low) & (inner < high)], high])]
 
 
-def find_working_points(columns: Mapping[str, np.ndarray], classes: Sequence[str],
-                        background_efficiencies: Sequence[float], pt_edges: Sequence[float] | None = None,
-                        pt_column: str | None = None) -> dict[str, Any]:  # fmt: skip
+def find_working_points(
+    columns: Mapping[str, np.ndarray],
+    classes: Sequence[str],
+    background_efficiencies: Sequence[float],
+    pt_edges: Sequence[float] | None = None,
+    pt_column: str | None = None,
+) -> dict[str, Any]:
     """Thresholds (global and per pT bin) with the signal/background efficiencies they give on the table.
 
     A pT bin without background jets takes the global threshold (``fallback: true``).
@@ -151,8 +158,12 @@ def find_working_points(columns: Mapping[str, np.ndarray], classes: Sequence[str
     ds = discriminants(columns, classes, pt_column)
     first = next(iter(ds.values()))
     edges = list(pt_edges) if pt_edges is not None else default_pt_edges(first.pt[first.is_background])
-    out: dict[str, Any] = {"pt_column": pt_column_of(columns, pt_column), "pt_edges": edges,
-                           "background_efficiencies": list(background_efficiencies), "discriminants": {}}  # fmt: skip
+    out: dict[str, Any] = {
+        "pt_column": pt_column_of(columns, pt_column),
+        "pt_edges": edges,
+        "background_efficiencies": list(background_efficiencies),
+        "discriminants": {},
+    }
     every = np.ones(len(first.pt), dtype=bool)
     for name, d in ds.items():
         entry: dict[str, Any] = {"description": d.description, "global": {}, "pt_bins": {}}
@@ -166,9 +177,20 @@ def find_working_points(columns: Mapping[str, np.ndarray], classes: Sequence[str
                 rows = (d.pt >= low) & (d.pt < high)
                 sel = bkg & rows
                 fallback = not sel.any()
-                t = threshold if fallback else threshold_at_background_efficiency(d.score[sel], d.weight[sel], target)
-                bins.append({"low": low, "high": high, "threshold": t, "fallback": fallback,
-                             **_efficiencies(d, t, rows)})  # fmt: skip
+                t = (
+                    threshold
+                    if fallback
+                    else threshold_at_background_efficiency(d.score[sel], d.weight[sel], target)
+                )
+                bins.append(
+                    {
+                        "low": low,
+                        "high": high,
+                        "threshold": t,
+                        "fallback": fallback,
+                        **_efficiencies(d, t, rows),
+                    }
+                )
             entry["pt_bins"][key] = bins
         out["discriminants"][name] = entry
     return out
@@ -190,23 +212,37 @@ def correction_set(points: Mapping[str, Any], description: str = "") -> Any:
                     content, bin_edges = [entry["global"][wp]["threshold"]], [edges[0], edges[-1]]
                 else:
                     content, bin_edges = [b["threshold"] for b in entry["pt_bins"][wp]], edges
-                node = cs.Binning(nodetype="binning", input="pt", edges=bin_edges, content=content, flow="clamp")
+                node = cs.Binning(
+                    nodetype="binning", input="pt", edges=bin_edges, content=content, flow="clamp"
+                )
                 items.append(cs.CategoryItem(key=wp, value=node))
             what = "one threshold for all jets" if kind == "global" else "one threshold per pT bin"
-            corrections.append(cs.Correction(
-                name=f"{name}_{kind}", version=1, inputs=[wp_in, pt_in],
-                output=cs.Variable(name="threshold", type="real",
-                                   description="a jet passes when its discriminant >= threshold"),
-                description=f"{entry['description']}; {what} at fixed background efficiency (clamped pT binning)",
-                data=cs.Category(nodetype="category", input="wp", content=items),
-            ))  # fmt: skip
+            corrections.append(
+                cs.Correction(
+                    name=f"{name}_{kind}",
+                    version=1,
+                    inputs=[wp_in, pt_in],
+                    output=cs.Variable(
+                        name="threshold",
+                        type="real",
+                        description="a jet passes when its discriminant >= threshold",
+                    ),
+                    description=f"{entry['description']}; {what} at fixed background efficiency (clamped pT binning)",
+                    data=cs.Category(nodetype="category", input="wp", content=items),
+                )
+            )
     return cs.CorrectionSet(schema_version=2, description=description, corrections=corrections)
 
 
-def write_working_points(source: str | pathlib.Path, output: str | pathlib.Path,
-                         background_efficiencies: Sequence[float], *, pt_edges: Sequence[float] | None = None,
-                         pt_column: str | None = None,
-                         classes: Sequence[str] | None = None) -> dict[str, Any]:  # fmt: skip
+def write_working_points(
+    source: str | pathlib.Path,
+    output: str | pathlib.Path,
+    background_efficiencies: Sequence[float],
+    *,
+    pt_edges: Sequence[float] | None = None,
+    pt_column: str | None = None,
+    classes: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Working points of an infer table (``scores.parquet`` or its folder) -> correctionlib JSON ``output``.
 
     The file is loaded back with ``correctionlib.CorrectionSet.from_file`` and every jet's threshold
@@ -220,8 +256,11 @@ def write_working_points(source: str | pathlib.Path, output: str | pathlib.Path,
     columns = {k: np.asarray(v) for k, v in pq.read_table(table_path).to_pydict().items()}
     if classes is None:
         counts = table_path.parent / "counts.json"
-        classes = json.loads(counts.read_text())["classes"] if counts.is_file() else \
-            [k[len("score_"):] for k in columns if k.startswith("score_")]  # fmt: skip
+        classes = (
+            json.loads(counts.read_text())["classes"]
+            if counts.is_file()
+            else [k[len("score_") :] for k in columns if k.startswith("score_")]
+        )
     points = find_working_points(columns, classes, background_efficiencies, pt_edges, pt_column)
     cset = correction_set(points, description=f"hepnn working points from {table_path.resolve()}")
     out = pathlib.Path(output)
@@ -234,8 +273,12 @@ def write_working_points(source: str | pathlib.Path, output: str | pathlib.Path,
     return points
 
 
-def reproduce(path: str | pathlib.Path, columns: Mapping[str, np.ndarray], classes: Sequence[str],
-              points: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+def reproduce(
+    path: str | pathlib.Path,
+    columns: Mapping[str, np.ndarray],
+    classes: Sequence[str],
+    points: Mapping[str, Any],
+) -> dict[str, Any]:
     """Efficiencies on the table with the thresholds read back through correctionlib (validates the file)."""
     correctionlib = require("correctionlib")
     cset = correctionlib.CorrectionSet.from_file(str(path))
@@ -249,13 +292,16 @@ def reproduce(path: str | pathlib.Path, columns: Mapping[str, np.ndarray], class
                 threshold = np.asarray(corr.evaluate(wp, d.pt))
                 passed = d.score >= threshold
                 bkg, sig = d.is_background, d.is_signal
-                res = {"eff_background": float(d.weight[bkg & passed].sum() / d.weight[bkg].sum()),
-                       "eff_signal": float(d.weight[sig & passed].sum() / d.weight[sig].sum())}  # fmt: skip
+                res = {
+                    "eff_background": float(d.weight[bkg & passed].sum() / d.weight[bkg].sum()),
+                    "eff_signal": float(d.weight[sig & passed].sum() / d.weight[sig].sum()),
+                }
                 if kind == "pt":  # jets inside the bins only (outside, the clamped edge bins apply)
                     index = np.searchsorted(edges, d.pt, side="right") - 1
                     per_bin = [bkg & (index == i) for i in range(len(edges) - 1)]
-                    res["eff_background_per_bin"] = [float(d.weight[b & passed].sum() / max(d.weight[b].sum(), 1e-300))
-                                                     for b in per_bin]  # fmt: skip
+                    res["eff_background_per_bin"] = [
+                        float(d.weight[b & passed].sum() / max(d.weight[b].sum(), 1e-300)) for b in per_bin
+                    ]
                 out.setdefault(name, {}).setdefault(kind, {})[wp] = res
     return out
 
@@ -264,13 +310,18 @@ def check_reproduced(points: Mapping[str, Any], achieved: Mapping[str, Any], tol
     """The efficiencies read back through correctionlib equal those the thresholds were chosen with."""
     for name, entry in points["discriminants"].items():
         for wp, g in entry["global"].items():
-            pairs = [(achieved[name]["global"][wp]["eff_background"], g["eff_background"]["value"], "all jets")]
-            pairs += [(got, b["eff_background"]["value"], f"pT bin {b['low']:g}-{b['high']:g}") for got, b in
-                      zip(achieved[name]["pt"][wp]["eff_background_per_bin"], entry["pt_bins"][wp])]  # fmt: skip
+            pairs = [
+                (achieved[name]["global"][wp]["eff_background"], g["eff_background"]["value"], "all jets")
+            ]
+            pairs += [
+                (got, b["eff_background"]["value"], f"pT bin {b['low']:g}-{b['high']:g}")
+                for got, b in zip(achieved[name]["pt"][wp]["eff_background_per_bin"], entry["pt_bins"][wp])
+            ]
             for got, want, where in pairs:
                 if want is not None and abs(got - want) > tolerance:
-                    raise RuntimeError(f"correctionlib thresholds of {name} {wp} give eps_B = {got} on {where}, "
-                                       f"not {want}")  # fmt: skip
+                    raise RuntimeError(
+                        f"correctionlib thresholds of {name} {wp} give eps_B = {got} on {where}, not {want}"
+                    )
 
 
 def working_points_markdown(points: Mapping[str, Any]) -> str:
@@ -279,14 +330,21 @@ def working_points_markdown(points: Mapping[str, Any]) -> str:
 
     lines = []
     for name, entry in points["discriminants"].items():
-        lines += [f"### {name}: {entry['description']}", "",
-                  f"| working point | {points['pt_column']} [GeV] | threshold | eps_B | eps_S | background jets |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"### {name}: {entry['description']}",
+            "",
+            f"| working point | {points['pt_column']} [GeV] | threshold | eps_B | eps_S | background jets |",
+            "|---|---|---|---|---|---|",
+        ]
         for wp, g in entry["global"].items():
-            rows = [("all", g)] + [(f"{b['low']:g}-{b['high']:g}" + (" (global)" if b["fallback"] else ""), b)
-                                   for b in entry["pt_bins"][wp]]  # fmt: skip
+            rows = [("all", g)] + [
+                (f"{b['low']:g}-{b['high']:g}" + (" (global)" if b["fallback"] else ""), b)
+                for b in entry["pt_bins"][wp]
+            ]
             for label, r in rows:
-                lines.append(f"| {wp} | {label} | {r['threshold']:.5f} | {format_interval(r['eff_background'])} | "
-                             f"{format_interval(r['eff_signal'])} | {r['n_background']} |")  # fmt: skip
+                lines.append(
+                    f"| {wp} | {label} | {r['threshold']:.5f} | {format_interval(r['eff_background'])} | "
+                    f"{format_interval(r['eff_signal'])} | {r['n_background']} |"
+                )
         lines.append("")
     return "\n".join(lines)

@@ -78,17 +78,24 @@ def _w_candidates(genparts: Any) -> ak.Array:
     from_top = ak.fill_none((abs(mother.pdgId) == 6) & mother.hasFlags(["isLastCopy"]), False)
     mother_children = mother.children
     b_quarks = mother_children[abs(mother_children.pdgId) == 5]
-    return ak.zip({
-        "eta": ws.eta, "phi": ws.phi,
-        "hadronic": ak.num(quarks, axis=2) == 2,
-        "leptonic": ak.any(_in_range(abs_products, 11, 16), axis=2),
-        "from_top": from_top,
-        "top_eta": ak.where(from_top, mother.eta, np.nan), "top_phi": ak.where(from_top, mother.phi, np.nan),
-        "q_eta": quarks.eta, "q_phi": quarks.phi,
-        "prod_eta": products.eta, "prod_phi": products.phi,
-        "b_eta": ak.fill_none(ak.mask(b_quarks.eta, from_top), [], axis=1),
-        "b_phi": ak.fill_none(ak.mask(b_quarks.phi, from_top), [], axis=1),
-    }, depth_limit=2)  # fmt: skip
+    return ak.zip(
+        {
+            "eta": ws.eta,
+            "phi": ws.phi,
+            "hadronic": ak.num(quarks, axis=2) == 2,
+            "leptonic": ak.any(_in_range(abs_products, 11, 16), axis=2),
+            "from_top": from_top,
+            "top_eta": ak.where(from_top, mother.eta, np.nan),
+            "top_phi": ak.where(from_top, mother.phi, np.nan),
+            "q_eta": quarks.eta,
+            "q_phi": quarks.phi,
+            "prod_eta": products.eta,
+            "prod_phi": products.phi,
+            "b_eta": ak.fill_none(ak.mask(b_quarks.eta, from_top), [], axis=1),
+            "b_phi": ak.fill_none(ak.mask(b_quarks.phi, from_top), [], axis=1),
+        },
+        depth_limit=2,
+    )
 
 
 def _other_partons(genparts: Any) -> Any:
@@ -156,21 +163,35 @@ def match_fatjets(jets: Any, genparts: Any, dr: float = 0.8) -> ak.Array:
     w_partial = ak.any(w.hadronic & w_near, axis=2)
     leptonic = ak.any(w.leptonic & (w_near | top_near), axis=2)
     partons = _other_partons(genparts)
-    parton_pairs = ak.cartesian({"jet": axes, "parton": ak.zip({"eta": partons.eta, "phi": partons.phi})},
-                                axis=1, nested=True)  # fmt: skip
-    other_parton = ak.any(delta_r(parton_pairs.jet.eta, parton_pairs.jet.phi,
-                                  parton_pairs.parton.eta, parton_pairs.parton.phi) < dr, axis=2)  # fmt: skip
+    parton_pairs = ak.cartesian(
+        {"jet": axes, "parton": ak.zip({"eta": partons.eta, "phi": partons.phi})}, axis=1, nested=True
+    )
+    other_parton = ak.any(
+        delta_r(parton_pairs.jet.eta, parton_pairs.jet.phi, parton_pairs.parton.eta, parton_pairs.parton.phi)
+        < dr,
+        axis=2,
+    )
 
     reason = ak.full_like(jets.eta, int(MatchReason.NO_PARTON), dtype=np.int8)
-    for flag, code in ((other_parton, MatchReason.OTHER_PARTON), (leptonic, MatchReason.LEPTONIC),
-                       (w_partial, MatchReason.W_PARTIAL), (top_partial, MatchReason.TOP_PARTIAL),
-                       (top | w_match, MatchReason.MATCHED)):  # fmt: skip  (lowest priority first)
+    for flag, code in (
+        (other_parton, MatchReason.OTHER_PARTON),
+        (leptonic, MatchReason.LEPTONIC),
+        (w_partial, MatchReason.W_PARTIAL),
+        (top_partial, MatchReason.TOP_PARTIAL),
+        (top | w_match, MatchReason.MATCHED),
+    ):  # lowest priority first
         reason = ak.where(flag, np.int8(code), reason)
 
     def nearest(dr_axis: Any, keep: Any) -> Any:
         return ak.fill_none(ak.min(ak.where(keep, dr_axis, np.inf), axis=2), np.inf)
 
-    return ak.zip({
-        "top": top, "W": w_match, "w_from_top": w_from_top, "reason": ak.values_astype(reason, np.int8),
-        "dr_top": nearest(dr_top_axis, w.hadronic & w.from_top), "dr_w": nearest(dr_w_axis, w.hadronic),
-    })  # fmt: skip
+    return ak.zip(
+        {
+            "top": top,
+            "W": w_match,
+            "w_from_top": w_from_top,
+            "reason": ak.values_astype(reason, np.int8),
+            "dr_top": nearest(dr_top_axis, w.hadronic & w.from_top),
+            "dr_w": nearest(dr_w_axis, w.hadronic),
+        }
+    )

@@ -56,8 +56,10 @@ def _with_counters(branches: dict[str, ak.Array]) -> dict[str, ak.Array]:
         if collection in counts_of:
             first_name, first_counts = counts_of[collection]
             if not np.array_equal(first_counts, counts):
-                raise ValueError(f"branches {first_name!r} and {name!r} of collection {collection!r} "
-                                 "have different numbers of entries per event")  # fmt: skip
+                raise ValueError(
+                    f"branches {first_name!r} and {name!r} of collection {collection!r} "
+                    "have different numbers of entries per event"
+                )
         else:
             counts_of[collection] = (name, counts)
     out = dict(branches)
@@ -106,8 +108,12 @@ def to_nanoevents(branches: Mapping[str, ak.Array], n_events: int, schema: type 
         if len(eager[name]) != n_events:
             raise ValueError(f"branch {name!r} has {len(eager[name])} rows, expected n_events={n_events}")
     source = _PreloadedSource(_with_counters(eager))
-    source.metadata = {"uuid": "preloaded", "num_rows": int(n_events), "path": "preloaded",
-                       "object_path": "Events"}  # fmt: skip
+    source.metadata = {
+        "uuid": "preloaded",
+        "num_rows": int(n_events),
+        "path": "preloaded",
+        "object_path": "Events",
+    }
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_CROSSREF_WARNING, category=RuntimeWarning)
         return NanoEventsFactory.from_preloaded(source, schemaclass=schema).events()

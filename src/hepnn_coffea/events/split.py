@@ -57,8 +57,11 @@ def event_uniform(run: ArrayLike, luminosityBlock: ArrayLike, event: ArrayLike, 
         ``float64`` values in [0, 1), 53 random bits each.
     """
     with np.errstate(over="ignore"):
-        state = np.full(np.broadcast(np.asarray(run), np.asarray(luminosityBlock), np.asarray(event)).shape,
-                        _mix64(np.uint64(int(seed) & _MASK64)), dtype=np.uint64)  # fmt: skip
+        state = np.full(
+            np.broadcast(np.asarray(run), np.asarray(luminosityBlock), np.asarray(event)).shape,
+            _mix64(np.uint64(int(seed) & _MASK64)),
+            dtype=np.uint64,
+        )
         for name, column in (("run", run), ("luminosityBlock", luminosityBlock), ("event", event)):
             state = _mix64(state ^ _as_uint64(column, name))
     return (state >> np.uint64(11)).astype(np.float64) * 2.0**-53
@@ -87,8 +90,13 @@ def validate_fractions(fractions: Mapping[str, float]) -> np.ndarray:
     return ordered
 
 
-def event_split(run: ArrayLike, luminosityBlock: ArrayLike, event: ArrayLike,
-                fractions: Mapping[str, float], seed: int = 0) -> np.ndarray:  # fmt: skip
+def event_split(
+    run: ArrayLike,
+    luminosityBlock: ArrayLike,
+    event: ArrayLike,
+    fractions: Mapping[str, float],
+    seed: int = 0,
+) -> np.ndarray:
     """The split index of every event: 0 = train, 1 = val, 2 = test (see :data:`SPLITS`).
 
     Parameters

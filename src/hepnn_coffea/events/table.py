@@ -61,7 +61,10 @@ def jet_rows(events: Any, rows: RowsConfig, names: list[str]) -> Any:
 def _check_fields(events: Any, rows: RowsConfig, kinds: dict[str, list[str]]) -> None:
     """Every collection and field the row fields need exists (ValueError naming the missing ones)."""
     index, cands, _, _ = LAYOUTS[rows.layout]
-    wanted = {rows.collection: kinds["jet"], **({index: [], cands: kinds["candidate"]} if kinds["candidate"] else {})}
+    wanted = {
+        rows.collection: kinds["jet"],
+        **({index: [], cands: kinds["candidate"]} if kinds["candidate"] else {}),
+    }
     missing = [name for name in kinds["event"] if name not in events.fields]
     for collection, fields in wanted.items():
         if collection not in events.fields:
@@ -69,18 +72,12 @@ def _check_fields(events: Any, rows: RowsConfig, kinds: dict[str, list[str]]) ->
             continue
         missing += [f"{collection}_{f}" for f in fields if f not in events[collection].fields]
     if missing:
-        raise ValueError(f"the events lack {missing}, needed for the rows of '{rows.collection}' "
-                         f"(layout '{rows.layout}')")  # fmt: skip
+        raise ValueError(
+            f"the events lack {missing}, needed for the rows of '{rows.collection}' (layout '{rows.layout}')"
+        )
 
 
-def add_truth(
-    table: ak.Array,
-    events: Any,
-    rows: RowsConfig,
-    *,
-    process: str,
-    xsec_scale: float,
-) -> ak.Array:
+def add_truth(table: ak.Array, events: Any, rows: RowsConfig, *, process: str, xsec_scale: float) -> ak.Array:
     """Flatten ``events x jets`` rows to one row per jet and add the generated fields.
 
     Adds ``run``/``luminosityBlock``/``event``, ``xsec_weight`` (``genWeight * xsec_scale``), the row's ``split`` index
@@ -93,12 +90,19 @@ def add_truth(
 
     n_jets = ak.to_numpy(ak.num(table, axis=1)).astype(np.int64)
     columns = {f: ak.flatten(table[f], axis=1) for f in ak.fields(table)}
-    split = event_split(ak.to_numpy(events.run), ak.to_numpy(events.luminosityBlock), ak.to_numpy(events.event),
-                        rows.split, rows.split_seed)  # fmt: skip
+    split = event_split(
+        ak.to_numpy(events.run),
+        ak.to_numpy(events.luminosityBlock),
+        ak.to_numpy(events.event),
+        rows.split,
+        rows.split_seed,
+    )
     columns["split"] = np.repeat(np.asarray(split, dtype=np.int8), n_jets)
     for key in ("run", "luminosityBlock", "event"):  # always carried: they identify the row's event
         columns.setdefault(key, np.repeat(ak.to_numpy(events[key]), n_jets))
-    gen_weight = ak.to_numpy(events.genWeight).astype(np.float64) if "genWeight" in ak.fields(events) else None
+    gen_weight = (
+        ak.to_numpy(events.genWeight).astype(np.float64) if "genWeight" in ak.fields(events) else None
+    )
     weight = np.ones(len(n_jets)) if gen_weight is None else gen_weight
     columns["xsec_weight"] = np.repeat(weight * float(xsec_scale), n_jets)
     if rows.gen_match is not None:

@@ -68,7 +68,9 @@ class _Router(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         *features, expert_index = inputs
         stacked = torch.stack([head(*features) for head in self.heads], dim=1)  # (N, experts, outputs)
-        index = expert_index.long().clamp(0, len(self.heads) - 1).view(-1, 1, 1).expand(-1, 1, stacked.shape[-1])
+        index = (
+            expert_index.long().clamp(0, len(self.heads) - 1).view(-1, 1, 1).expand(-1, 1, stacked.shape[-1])
+        )
         return torch.gather(stacked, 1, index).squeeze(1)
 
 
@@ -123,9 +125,8 @@ def export_onnx(
     """
     onnx = require("onnx")
     ort = require("onnxruntime")
-    from hepnn_coffea.training.trainer import load_network
-
     from hepnn_coffea.training.experts import read_experts
+    from hepnn_coffea.training.trainer import load_network
 
     run_dir, output = pathlib.Path(run_dir), pathlib.Path(output)
     experts = read_experts(run_dir)
@@ -141,7 +142,9 @@ def export_onnx(
         heads.append(_WithHead(net, softmax=classification).eval())
     groups = heads[0].net.input_groups
     if any(h.net.input_groups != groups for h in heads):
-        raise ExportError(f"experts of {run_dir} read different input groups; they must share the data config's")
+        raise ExportError(
+            f"experts of {run_dir} read different input groups; they must share the data config's"
+        )
     model = _Router(heads).eval() if experts else heads[0]
     input_names = groups + ([EXPERT_INPUT] if experts else [])
     data = _parity_inputs(member_dirs[0], groups, max(parity_jets, 2))
@@ -159,9 +162,15 @@ def export_onnx(
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = pathlib.Path(tmp) / "model.onnx"
         torch.onnx.export(
-            model, example, str(tmp_path), input_names=input_names, output_names=[out_name],
-            dynamic_axes=dynamic, opset_version=opset, dynamo=False,
-        )  # fmt: skip
+            model,
+            example,
+            str(tmp_path),
+            input_names=input_names,
+            output_names=[out_name],
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
+        )
         proto = onnx.load(str(tmp_path))
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = {i.name: data[i.name] for i in session.get_inputs()}
@@ -179,13 +188,20 @@ def export_onnx(
         "classes": json.dumps(prov["labels"]),
         "task": str(cfg.get("task", "classification" if classification else "regression")),
         "input_groups": json.dumps(groups),
-        "provenance": json.dumps({
-            "hepnn_coffea_version": prov["hepnn_coffea_version"], "torch_version": torch.__version__,
-            "config_hash": prov["config_hash"], "run_dir": str(run_dir.resolve()), "checkpoint": checkpoint,
-            "model": cfg["model"].get("name"), "parity_max_abs_diff": diff, "parity_jets": len(expected),
-            "target_scaling": prov.get("target_scaling"),
-        }),
-    }  # fmt: skip
+        "provenance": json.dumps(
+            {
+                "hepnn_coffea_version": prov["hepnn_coffea_version"],
+                "torch_version": torch.__version__,
+                "config_hash": prov["config_hash"],
+                "run_dir": str(run_dir.resolve()),
+                "checkpoint": checkpoint,
+                "model": cfg["model"].get("name"),
+                "parity_max_abs_diff": diff,
+                "parity_jets": len(expected),
+                "target_scaling": prov.get("target_scaling"),
+            }
+        ),
+    }
     if experts:
         metadata["experts"] = json.dumps(experts)
     for key, value in metadata.items():
@@ -194,4 +210,3 @@ def export_onnx(
     onnx.checker.check_model(proto)
     atomic_write_bytes(output, lambda f: f.write(proto.SerializeToString()))
     return {"path": str(output), "inputs": input_names, "max_abs_diff": diff, "n_jets": len(expected)}
-

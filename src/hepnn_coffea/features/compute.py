@@ -93,7 +93,9 @@ def pad_jagged(array: ak.Array, length: int, pad_value: float = 0.0, mode: str =
     result never depends on how the data were chunked.
     """
     counts, flat = _flatten(array)
-    return pad_rows([flat], offsets_of(counts), None, length=length, pad_values=[pad_value], pad_mode=mode)[:, 0]
+    return pad_rows([flat], offsets_of(counts), None, length=length, pad_values=[pad_value], pad_mode=mode)[
+        :, 0
+    ]
 
 
 def transform(array: Any, spec: VarSpec) -> Any:
@@ -115,8 +117,14 @@ def _to_numpy_1d(value: Any, name: str, where: str) -> np.ndarray:
     return out
 
 
-def _input_block(table: VariableTable, group: Any, n: int, counts: dict[str, int], where: str,
-                 lengths: dict[str, np.ndarray]) -> np.ndarray | RaggedGroup:  # fmt: skip
+def _input_block(
+    table: VariableTable,
+    group: Any,
+    n: int,
+    counts: dict[str, int],
+    where: str,
+    lengths: dict[str, np.ndarray],
+) -> np.ndarray | RaggedGroup:
     """One input group: ``(n, n_vars)`` float32 for a group without length, else a :class:`RaggedGroup`.
 
     Jagged variables are flattened, transformed on the flat numpy content and cut to
@@ -128,8 +136,12 @@ def _input_block(table: VariableTable, group: Any, n: int, counts: dict[str, int
         for i, spec in enumerate(group.vars):
             value = table[spec.name]
             if isinstance(value, ak.Array) and value.ndim > 1:
-                raise FeatureError(f"'{spec.name}'{where} is jagged; input group '{group.name}' needs 'length'")
-            column = _finite(transform(_to_numpy_1d(value, spec.name, where).astype(np.float32), spec), spec.name, counts)
+                raise FeatureError(
+                    f"'{spec.name}'{where} is jagged; input group '{group.name}' needs 'length'"
+                )
+            column = _finite(
+                transform(_to_numpy_1d(value, spec.name, where).astype(np.float32), spec), spec.name, counts
+            )
             _check_entries(column, n, spec.name, where)
             block[:, i] = column
         return block
@@ -151,12 +163,19 @@ def _input_block(table: VariableTable, group: Any, n: int, counts: dict[str, int
     lengths[group.name] = columns[0][1]
     pads = tuple(float(spec.pad_value) for spec in group.vars)
     if len(layouts) == 1:
-        return RaggedGroup(tuple(group.var_names), tuple(c for c, _ in columns), columns[0][1], group.length,
-                           group.pad_mode, pads)  # fmt: skip
+        return RaggedGroup(
+            tuple(group.var_names),
+            tuple(c for c, _ in columns),
+            columns[0][1],
+            group.length,
+            group.pad_mode,
+            pads,
+        )
     block = np.empty((n, len(group.vars), group.length), dtype=np.float32)
     for i, ((flat, kept), pad) in enumerate(zip(columns, pads)):
-        block[:, i] = pad_rows([flat], offsets_of(kept), None, length=group.length, pad_values=[pad],
-                               pad_mode=group.pad_mode)[:, 0]  # fmt: skip
+        block[:, i] = pad_rows(
+            [flat], offsets_of(kept), None, length=group.length, pad_values=[pad], pad_mode=group.pad_mode
+        )[:, 0]
     return block
 
 
@@ -174,7 +193,9 @@ def _finite(values: np.ndarray, name: str, counts: dict[str, int]) -> np.ndarray
     return values
 
 
-def selection_mask(table: VariableTable, expression: str | None, n: int, key: str = "selection") -> np.ndarray:
+def selection_mask(
+    table: VariableTable, expression: str | None, n: int, key: str = "selection"
+) -> np.ndarray:
     """Boolean mask of the entries passing ``expression`` (all ``n`` entries when it is empty)."""
     if not expression:
         return np.ones(n, dtype=bool)
@@ -231,7 +252,8 @@ def compute_features(
         labels = None
         if with_labels and config.is_classification:
             onehot = np.stack(
-                [_to_numpy_1d(table[name], name, where_text).astype(np.int64) for name in config.label_names], axis=1
+                [_to_numpy_1d(table[name], name, where_text).astype(np.int64) for name in config.label_names],
+                axis=1,
             )
             good = onehot.sum(axis=1) == 1
             counts["rejected_labels"] = int((keep & ~good).sum())
@@ -241,18 +263,23 @@ def compute_features(
         selected = VariableTable(_take(table, config, rows, with_labels, selection), definitions, where)
         n = len(rows)
         lengths: dict[str, np.ndarray] = {}
-        inputs = {g.name: _input_block(selected, g, n, counts, where_text, lengths) for g in config.inputs.values()}
+        inputs = {
+            g.name: _input_block(selected, g, n, counts, where_text, lengths) for g in config.inputs.values()
+        }
         if with_labels and not config.is_classification:
             labels = _targets(selected, config, where_text)
         if not ragged:
             inputs = {k: v.padded() if isinstance(v, RaggedGroup) else v for k, v in inputs.items()}
             labels = labels.padded() if isinstance(labels, RaggedGroup) else labels
         expert = config.experts.index(selected, n, counts) if config.experts is not None else None
-        observers = {o: _to_numpy_1d(selected[o], o, where_text) for o in config.observers} if with_labels else {}
+        observers = (
+            {o: _to_numpy_1d(selected[o], o, where_text) for o in config.observers} if with_labels else {}
+        )
         weights = None
         if with_labels and config.weight_branches:
             weights = np.prod(
-                [_to_numpy_1d(selected[w], w, where_text).astype(np.float64) for w in config.weight_branches], axis=0
+                [_to_numpy_1d(selected[w], w, where_text).astype(np.float64) for w in config.weight_branches],
+                axis=0,
             ).astype(np.float32)
     except KeyError as err:
         raise FeatureError(err.args[0]) from None
@@ -280,14 +307,25 @@ def _targets(selected: VariableTable, config: DataConfig, where: str) -> np.ndar
             raise FeatureError(f"per-point target '{name}'{where} must be jagged (one value per point)")
         entry_counts, flat = _flatten(value)
         if counts is not None and not np.array_equal(counts, entry_counts):
-            raise FeatureError(f"per-point target '{name}'{where} has other multiplicities than "
-                               f"'{config.label_names[0]}'")  # fmt: skip
+            raise FeatureError(
+                f"per-point target '{name}'{where} has other multiplicities than '{config.label_names[0]}'"
+            )
         counts, keep = entry_counts, _kept_values(entry_counts, length)
         columns.append(flat if keep is None else flat[keep])
-    return RaggedGroup(tuple(config.label_names), tuple(columns), np.minimum(counts, length), length, "constant",
-                       (float(config.label_pad_value),) * len(columns))  # fmt: skip
+    return RaggedGroup(
+        tuple(config.label_names),
+        tuple(columns),
+        np.minimum(counts, length),
+        length,
+        "constant",
+        (float(config.label_pad_value),) * len(columns),
+    )
 
 
-def _take(table: VariableTable, config: DataConfig, rows: np.ndarray, with_labels: bool, selection: str) -> dict[str, Any]:
+def _take(
+    table: VariableTable, config: DataConfig, rows: np.ndarray, with_labels: bool, selection: str
+) -> dict[str, Any]:
     """The selected rows of every branch the outputs need (already-loaded ones are reused)."""
-    return {name: table[name][rows] for name in config.required_branches(selection, inputs_only=not with_labels)}
+    return {
+        name: table[name][rows] for name in config.required_branches(selection, inputs_only=not with_labels)
+    }

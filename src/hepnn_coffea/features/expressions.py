@@ -26,8 +26,15 @@ from hepnn_coffea.features.allowlist import MAX_EXPRESSION_LENGTH
 from hepnn_coffea.features.validation import ExpressionError, check, rewrite
 
 __all__ = [
-    "HELPERS", "Expression", "ExpressionError", "VariableTable", "concat", "p4_from_ptetaphie",
-    "p4_from_ptetaphim", "p4_from_pxpypze", "stack",
+    "HELPERS",
+    "Expression",
+    "ExpressionError",
+    "VariableTable",
+    "concat",
+    "p4_from_ptetaphie",
+    "p4_from_ptetaphim",
+    "p4_from_pxpypze",
+    "stack",
 ]
 
 
@@ -62,15 +69,23 @@ def stack(*arrays: Any, axis: int = 1) -> ak.Array:
 
 #: Names usable in every expression; weaver's underscore helpers keep their names.
 HELPERS: dict[str, Any] = {
-    "np": np, "numpy": np, "ak": ak, "awkward": ak, "math": math,
-    "_p4_from_pxpypze": p4_from_pxpypze, "_p4_from_ptetaphie": p4_from_ptetaphie,
-    "_p4_from_ptetaphim": p4_from_ptetaphim, "_concat": concat, "_stack": stack,
-}  # fmt: skip
+    "np": np,
+    "numpy": np,
+    "ak": ak,
+    "awkward": ak,
+    "math": math,
+    "_p4_from_pxpypze": p4_from_pxpypze,
+    "_p4_from_ptetaphie": p4_from_ptetaphie,
+    "_p4_from_ptetaphim": p4_from_ptetaphim,
+    "_concat": concat,
+    "_stack": stack,
+}
 #: the globals expressions run with: no builtins, restricted modules, guards, helpers
 _SANDBOX: dict[str, Any] = {
-    "__builtins__": {}, **guards.namespaces(),
+    "__builtins__": {},
+    **guards.namespaces(),
     **{k: v for k, v in HELPERS.items() if k.startswith("_")},
-}  # fmt: skip
+}
 
 
 class Expression:
@@ -155,8 +170,7 @@ class VariableTable(Mapping):
         except Exception as err:
             label = f"'{key}' = " if key else ""
             raise ExpressionError(
-                f"expression {label}{expr.source!r} failed{self._where_text()}: "
-                f"{type(err).__name__}: {err}"
+                f"expression {label}{expr.source!r} failed{self._where_text()}: {type(err).__name__}: {err}"
             ) from err
 
     def _where_text(self) -> str:

@@ -189,8 +189,9 @@ def parse_filters(raw: Any, source: str) -> tuple[Filter, ...]:
     return filters
 
 
-def apply_filters(filters: tuple[Filter, ...], table: Any, keep: np.ndarray, entry_start: int,
-                  counts: dict[str, int]) -> np.ndarray:  # fmt: skip
+def apply_filters(
+    filters: tuple[Filter, ...], table: Any, keep: np.ndarray, entry_start: int, counts: dict[str, int]
+) -> np.ndarray:
     """``keep`` and-ed with every filter in turn; ``counts['filtered_<name>']`` = entries it removed."""
     for f in filters:
         passed = f.mask(table, len(keep), entry_start)
@@ -225,7 +226,9 @@ class ExpertSplit:
         except (ExpressionError, TypeError, ValueError) as err:
             raise FilterError(f"{where}: {err}") from err
         if not bins or any(not math.isfinite(b) for b in bins) or list(bins) != sorted(set(bins)):
-            raise FilterError(f"{where}.bins must be finite, strictly increasing and non-empty, got {list(bins)}")
+            raise FilterError(
+                f"{where}.bins must be finite, strictly increasing and non-empty, got {list(bins)}"
+            )
         names = tuple(str(n) for n in raw.get("names") or range(len(bins) + 1))
         if len(names) != len(bins) + 1 or len(set(names)) != len(names):
             raise FilterError(f"{where}.names needs {len(bins) + 1} distinct names, got {list(names)}")

@@ -35,15 +35,31 @@ class LimitError(ValueError):
 
 
 _BINOPS: dict[str, Callable[[Any, Any], Any]] = {
-    "Add": operator.add, "Sub": operator.sub, "Mult": operator.mul, "Div": operator.truediv,
-    "FloorDiv": operator.floordiv, "Mod": operator.mod, "Pow": operator.pow, "LShift": operator.lshift,
-    "RShift": operator.rshift, "BitAnd": operator.and_, "BitOr": operator.or_, "BitXor": operator.xor,
-}  # fmt: skip
+    "Add": operator.add,
+    "Sub": operator.sub,
+    "Mult": operator.mul,
+    "Div": operator.truediv,
+    "FloorDiv": operator.floordiv,
+    "Mod": operator.mod,
+    "Pow": operator.pow,
+    "LShift": operator.lshift,
+    "RShift": operator.rshift,
+    "BitAnd": operator.and_,
+    "BitOr": operator.or_,
+    "BitXor": operator.xor,
+}
 _COMPARES: dict[str, Callable[[Any, Any], Any]] = {
-    "Eq": operator.eq, "NotEq": operator.ne, "Lt": operator.lt, "LtE": operator.le, "Gt": operator.gt,
-    "GtE": operator.ge, "Is": operator.is_, "IsNot": operator.is_not,
-    "In": lambda a, b: a in b, "NotIn": lambda a, b: a not in b,
-}  # fmt: skip
+    "Eq": operator.eq,
+    "NotEq": operator.ne,
+    "Lt": operator.lt,
+    "LtE": operator.le,
+    "Gt": operator.gt,
+    "GtE": operator.ge,
+    "Is": operator.is_,
+    "IsNot": operator.is_not,
+    "In": lambda a, b: a in b,
+    "NotIn": lambda a, b: a not in b,
+}
 _SEQUENCES = (str, bytes, bytearray, list, tuple, dict, set, frozenset)
 _VAR = object()  # shape marker: var-length lists (awkward broadcasts those per entry, bounded)
 
@@ -51,8 +67,11 @@ _VAR = object()  # shape marker: var-length lists (awkward broadcasts those per 
 def _int_growth(op: str, a: Any, b: Any) -> None:
     if not (isinstance(a, int) and isinstance(b, int)):
         return
-    bits = {"Pow": a.bit_length() * b if b > 0 else 0, "LShift": a.bit_length() + b,
-            "Mult": a.bit_length() + b.bit_length()}.get(op, 0)  # fmt: skip
+    bits = {
+        "Pow": a.bit_length() * b if b > 0 else 0,
+        "LShift": a.bit_length() + b,
+        "Mult": a.bit_length() + b.bit_length(),
+    }.get(op, 0)
     if bits > al.MAX_INT_BITS:
         raise LimitError(f"the integer result of {op} would have ~{bits} bits (at most {al.MAX_INT_BITS})")
 

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
 #: a stored column: values over all real entries, or one constant for all of them
-Column = Union[np.ndarray, float]
+Column = np.ndarray | float
 
 #: per-group storage precisions a data config may ask for (``inputs.<group>.dtype``)
 STORAGE_DTYPES = ("float32", "float16", "bfloat16")
@@ -189,8 +188,14 @@ class RaggedGroup:
 
     def padded(self) -> np.ndarray:
         """The float32 ``(n, n_vars, length)`` block."""
-        return pad_rows(self.columns, offsets_of(self.counts), None, length=self.length,
-                        pad_values=self.pad_values, pad_mode=self.pad_mode)  # fmt: skip
+        return pad_rows(
+            self.columns,
+            offsets_of(self.counts),
+            None,
+            length=self.length,
+            pad_values=self.pad_values,
+            pad_mode=self.pad_mode,
+        )
 
     def __getitem__(self, keep: np.ndarray) -> RaggedGroup:
         """The rows ``keep`` (boolean mask or row numbers), in that order."""

@@ -25,7 +25,12 @@ def auto_variables(config: DataConfig) -> list[str]:
 
 
 def raw_values(
-    source: Any, config: DataConfig, names: list[str], fraction: float = 1.0, seed: int = 0, where: str = "",
+    source: Any,
+    config: DataConfig,
+    names: list[str],
+    fraction: float = 1.0,
+    seed: int = 0,
+    where: str = "",
     length_groups: list[str] = (),
 ) -> dict[str, np.ndarray]:
     """Flattened untransformed values of ``names`` for a random ``fraction`` of the selected entries.
@@ -49,7 +54,9 @@ def raw_values(
             first = config.inputs[group].vars[0].name
             value = table[first][keep]
             if not (isinstance(value, ak.Array) and value.ndim > 1):
-                raise FeatureError(f"input group '{group}' has length auto but '{first}' is not jagged{where and ' in ' + where}")
+                raise FeatureError(
+                    f"input group '{group}' has length auto but '{first}' is not jagged{where and ' in ' + where}"
+                )
             out[f"length:{group}"] = ak.to_numpy(ak.num(value, axis=1)).astype(np.int64)
     except KeyError as err:
         raise FeatureError(err.args[0]) from None
@@ -66,8 +73,12 @@ def lengths_from_values(values: dict[str, np.ndarray], quantile: float) -> dict[
             if counts.size == 0:
                 raise FeatureError(f"length auto of '{key[7:]}': no training entries")
             length = int(np.ceil(np.quantile(counts, quantile)))
-            out[key[7:]] = {"length": length, "quantile": quantile, "max": int(counts.max()),
-                            "truncated_fraction": float(np.mean(counts > length))}  # fmt: skip
+            out[key[7:]] = {
+                "length": length,
+                "quantile": quantile,
+                "max": int(counts.max()),
+                "truncated_fraction": float(np.mean(counts > length)),
+            }
     return out
 
 
@@ -79,5 +90,8 @@ def standardization_from_values(values: dict[str, np.ndarray]) -> dict[str, dict
             raise FeatureError(f"auto standardization of '{name}': no finite values in the training sample")
         low, center, high = np.percentile(arr.astype(np.float64), [16, 50, 84])
         spread = max(high - center, center - low)
-        params[name] = {"center": float(np.round(center, 3)), "scale": float(np.round(1.0 / spread, 3)) if spread > 0 else 1.0}
+        params[name] = {
+            "center": float(np.round(center, 3)),
+            "scale": float(np.round(1.0 / spread, 3)) if spread > 0 else 1.0,
+        }
     return params

@@ -18,10 +18,27 @@ from typing import Any
 from hepnn_coffea.features import allowlist as al
 
 _ALLOWED_NODES = (
-    ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Call, ast.Name,
-    ast.Load, ast.Attribute, ast.Constant, ast.Subscript, ast.Slice, ast.Tuple, ast.List,
-    ast.keyword, ast.IfExp, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
-)  # fmt: skip
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.BoolOp,
+    ast.Compare,
+    ast.Call,
+    ast.Name,
+    ast.Load,
+    ast.Attribute,
+    ast.Constant,
+    ast.Subscript,
+    ast.Slice,
+    ast.Tuple,
+    ast.List,
+    ast.keyword,
+    ast.IfExp,
+    ast.operator,
+    ast.unaryop,
+    ast.boolop,
+    ast.cmpop,
+)
 
 #: names of the run-time guards (users cannot write names starting with ``__``)
 BINOP, COMPARE, CALL = "__hepnn_binop", "__hepnn_compare", "__hepnn_call"
@@ -46,7 +63,9 @@ def check(tree: ast.Expression, source: str) -> None:
     while stack:  # iterative pre-order (no recursion on deep trees), reversed below
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise ExpressionError(f"expression {source[:60]!r}: nesting deeper than {MAX_DEPTH} is not allowed")
+            raise ExpressionError(
+                f"expression {source[:60]!r}: nesting deeper than {MAX_DEPTH} is not allowed"
+            )
         order.append(node)
         children = list(ast.iter_child_nodes(node))
         for child in children:
@@ -121,7 +140,11 @@ class _Checker:
     # ------------------------------------------------------------------ calls
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
-        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in al.MODULES:
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id in al.MODULES
+        ):
             found = al.member(func.value.id, func.attr)
             if found is None or found.kind == "constant":
                 self.fail(f"'{func.value.id}.{func.attr}' is not allowed as a function")
@@ -129,16 +152,19 @@ class _Checker:
             if found.kind != "ufunc":
                 self._arity(node, label, found.max_args)
             elif found.max_args < len(node.args) <= found.max_args + found.outputs:  # more: numpy's TypeError
-                self.fail(f"'{label}' with {len(node.args)} positional arguments is not allowed "
-                          f"(argument {found.max_args + 1} would be an output array)")  # fmt: skip
+                self.fail(
+                    f"'{label}' with {len(node.args)} positional arguments is not allowed "
+                    f"(argument {found.max_args + 1} would be an output array)"
+                )
             self._size_argument(node, found.label, label)
         elif isinstance(func, ast.Name) and func.id in al.HELPER_FUNCTIONS:
             self._arity(node, func.id, al.HELPER_FUNCTIONS[func.id])
         elif isinstance(func, ast.Attribute):  # a method of a value (checked by visit_Attribute)
             self._arity(node, f".{func.attr}", al.METHOD_MAX_POSITIONAL.get(func.attr))
         else:
-            self.fail(f"calling {ast.unparse(func)!r} is not allowed: only allowed functions and methods "
-                      "of values")
+            self.fail(
+                f"calling {ast.unparse(func)!r} is not allowed: only allowed functions and methods of values"
+            )
 
     def _arity(self, node: ast.Call, label: str, most: int | None) -> None:
         if most is not None and len(node.args) > most:
@@ -168,13 +194,17 @@ class _Checker:
             isinstance(parent, ast.keyword) and parent.arg in al.FORBIDDEN_KEYWORDS
         )
         if isinstance(value, str) and not reported_by_parent:
-            as_argument = isinstance(parent, ast.Call) and node in parent.args or isinstance(parent, ast.keyword)
+            as_argument = (
+                isinstance(parent, ast.Call) and node in parent.args or isinstance(parent, ast.keyword)
+            )
             if as_argument and value in al.DTYPE_NAMES:
                 return
             if self._in_subscript(node) and not value.startswith("_") and len(value) <= 200:
                 return
-            self.fail(f"the string constant {value[:40]!r} is not allowed here "
-                      "(only dtype names and field subscripts)")
+            self.fail(
+                f"the string constant {value[:40]!r} is not allowed here "
+                "(only dtype names and field subscripts)"
+            )
 
     def _in_subscript(self, node: ast.AST) -> bool:
         parent = self.parent(node)
@@ -187,14 +217,18 @@ class _Checker:
         if isinstance(node.op, ast.MatMult):
             self.fail("the operator '@' is not allowed")
         for side in (node.left, node.right):
-            if isinstance(side, (ast.List, ast.Tuple)) or isinstance(side, ast.Constant) and isinstance(
-                side.value, (str, bytes)
+            if (
+                isinstance(side, (ast.List, ast.Tuple))
+                or isinstance(side, ast.Constant)
+                and isinstance(side.value, (str, bytes))
             ):
                 self.fail(f"arithmetic on the sequence {ast.unparse(side)[:40]!r} is not allowed")
         if isinstance(node.op, (ast.Pow, ast.LShift, ast.RShift)):
             exponent = fold(node.right, self)
             if isinstance(exponent, (int, float)) and abs(exponent) > al.MAX_CONST_EXPONENT:
-                self.fail(f"the exponent/shift {exponent:.3g} is not allowed (at most {al.MAX_CONST_EXPONENT})")
+                self.fail(
+                    f"the exponent/shift {exponent:.3g} is not allowed (at most {al.MAX_CONST_EXPONENT})"
+                )
         fold(node, self)
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
@@ -203,15 +237,25 @@ class _Checker:
             simple = (ast.Slice, ast.Constant)
             arrays = [e for e in index.elts if not isinstance(e, simple) and fold(e, self) is None]
             if len(arrays) > 1:
-                self.fail("indexing with more than one array at a time is not allowed: index one axis at a time")
+                self.fail(
+                    "indexing with more than one array at a time is not allowed: index one axis at a time"
+                )
 
 
 _FOLD_OPS: dict[type, Any] = {
-    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
-    ast.Pow: lambda a, b: a**b, ast.LShift: lambda a, b: a << b, ast.RShift: lambda a, b: a >> b,
-    ast.BitAnd: lambda a, b: a & b, ast.BitOr: lambda a, b: a | b, ast.BitXor: lambda a, b: a ^ b,
-}  # fmt: skip
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.FloorDiv: lambda a, b: a // b,
+    ast.Mod: lambda a, b: a % b,
+    ast.Pow: lambda a, b: a**b,
+    ast.LShift: lambda a, b: a << b,
+    ast.RShift: lambda a, b: a >> b,
+    ast.BitAnd: lambda a, b: a & b,
+    ast.BitOr: lambda a, b: a | b,
+    ast.BitXor: lambda a, b: a ^ b,
+}
 
 
 def fold(node: ast.AST, checker: Any) -> int | float | None:
@@ -229,9 +273,13 @@ def fold(node: ast.AST, checker: Any) -> int | float | None:
         return None
     big = isinstance(left, int) and isinstance(right, int)
     if big and isinstance(node.op, ast.Pow) and right > 0 and left.bit_length() * right > al.MAX_INT_BITS:
-        checker.fail(f"the constant {ast.unparse(node)[:40]!r} is too large (more than {al.MAX_INT_BITS} bits)")
+        checker.fail(
+            f"the constant {ast.unparse(node)[:40]!r} is too large (more than {al.MAX_INT_BITS} bits)"
+        )
     if big and isinstance(node.op, ast.LShift) and 0 < right and left.bit_length() + right > al.MAX_INT_BITS:
-        checker.fail(f"the constant {ast.unparse(node)[:40]!r} is too large (more than {al.MAX_INT_BITS} bits)")
+        checker.fail(
+            f"the constant {ast.unparse(node)[:40]!r} is too large (more than {al.MAX_INT_BITS} bits)"
+        )
     if isinstance(node.op, (ast.Pow, ast.LShift, ast.RShift)) and abs(right) > al.MAX_CONST_EXPONENT:
         checker.fail(f"the exponent/shift {right:.3g} is not allowed (at most {al.MAX_CONST_EXPONENT})")
     try:
@@ -239,7 +287,9 @@ def fold(node: ast.AST, checker: Any) -> int | float | None:
     except (ArithmeticError, ValueError):
         return None
     if isinstance(value, int) and value.bit_length() > al.MAX_INT_BITS:
-        checker.fail(f"the constant {ast.unparse(node)[:40]!r} is too large (more than {al.MAX_INT_BITS} bits)")
+        checker.fail(
+            f"the constant {ast.unparse(node)[:40]!r} is too large (more than {al.MAX_INT_BITS} bits)"
+        )
     return value if isinstance(value, (int, float)) else None
 
 

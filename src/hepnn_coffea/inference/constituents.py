@@ -24,8 +24,9 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-def gather_constituents(jets: Any, index: Any, candidates: Any, jet_index: str = "jetIdx",
-                        candidate_index: str = "pfCandIdx") -> ak.Array:  # fmt: skip
+def gather_constituents(
+    jets: Any, index: Any, candidates: Any, jet_index: str = "jetIdx", candidate_index: str = "pfCandIdx"
+) -> ak.Array:
     """The candidates of every jet, as ``events x jets x constituents`` records.
 
     Parameters
@@ -49,13 +50,21 @@ def gather_constituents(jets: Any, index: Any, candidates: Any, jet_index: str =
         import dask_awkward as dak
 
         index = index[[jet_index, candidate_index]]
-        return dak.map_partitions(_gather_partition, ak.num(jets, axis=1), index, candidates, jet_index,
-                                  candidate_index, label="gather-constituents")  # fmt: skip
+        return dak.map_partitions(
+            _gather_partition,
+            ak.num(jets, axis=1),
+            index,
+            candidates,
+            jet_index,
+            candidate_index,
+            label="gather-constituents",
+        )
     return _gather(ak.num(jets, axis=1), index, candidates, jet_index, candidate_index)
 
 
-def _gather_partition(n_jets: ak.Array, index: ak.Array, candidates: ak.Array, jet_index: str,
-                      candidate_index: str) -> ak.Array:  # fmt: skip
+def _gather_partition(
+    n_jets: ak.Array, index: ak.Array, candidates: ak.Array, jet_index: str, candidate_index: str
+) -> ak.Array:
     """One partition of :func:`gather_constituents`; on typetracers, the output form only."""
     if ak.backend(n_jets, index, candidates) == "typetracer":
         # touch what the eager path reads, then derive the output form from length-zero inputs
@@ -90,7 +99,9 @@ def _gather(n_jets: Any, index: Any, candidates: Any, jet_index: str, candidate_
     return ak.unflatten(grouped, n_jets)
 
 
-def jet_table(jets: Any, constituents: ak.Array, jet_fields: list[str], candidate_fields: list[str]) -> ak.Array:
+def jet_table(
+    jets: Any, constituents: ak.Array, jet_fields: list[str], candidate_fields: list[str]
+) -> ak.Array:
     """``events x jets`` records with ``jet_<field>`` and jagged ``cand_<field>`` columns.
 
     This flat naming is what a ``branch_map`` of :class:`~hepnn_coffea.OnnxTagger`

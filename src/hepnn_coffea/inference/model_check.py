@@ -29,6 +29,7 @@ import yaml
 from hepnn_coffea._optional import require
 from hepnn_coffea.config.training_config import TASKS  # the tasks a model can be trained for
 from hepnn_coffea.export.metadata import META_PREFIX  # prefix of hepnn_coffea's metadata keys
+
 #: longest accepted metadata value (characters)
 MAX_METADATA_CHARS = 4_000_000
 #: most nodes of a metadata value once YAML anchors/aliases are expanded
@@ -104,9 +105,13 @@ def _task(text: str, where: str) -> str:
 
 #: metadata key (without the prefix) -> parser and validator of its value
 METADATA_KEYS = {
-    "data_config": _yaml_mapping, "classes": _str_list, "task": _task, "input_groups": _str_list,
-    "provenance": _json_mapping, "experts": _json_mapping,
-}  # fmt: skip
+    "data_config": _yaml_mapping,
+    "classes": _str_list,
+    "task": _task,
+    "input_groups": _str_list,
+    "provenance": _json_mapping,
+    "experts": _json_mapping,
+}
 
 
 def parse_metadata(props: Mapping[str, str] | list[tuple[str, str]], where: str) -> dict[str, Any]:
@@ -120,7 +125,7 @@ def parse_metadata(props: Mapping[str, str] | list[tuple[str, str]], where: str)
     for key, value in items:
         if not key.startswith(META_PREFIX):
             continue
-        name, label = key[len(META_PREFIX):], f"{where}: metadata '{key}'"
+        name, label = key[len(META_PREFIX) :], f"{where}: metadata '{key}'"
         if name not in METADATA_KEYS:
             known = [META_PREFIX + k for k in METADATA_KEYS]
             raise _error(f"{where}: unknown metadata key '{key}' (known: {known})")
@@ -197,8 +202,11 @@ def check_onnx_file(path: str | pathlib.Path) -> dict[str, Any]:
     try:
         onnx = require("onnx")
     except ImportError:
-        warnings.warn(f"{path}: 'onnx' is not installed, external data references of the model are not checked",
-                      ModelCheckWarning, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{path}: 'onnx' is not installed, external data references of the model are not checked",
+            ModelCheckWarning,
+            stacklevel=2,
+        )
         return {}
     try:
         model = onnx.load(str(path), load_external_data=False)

@@ -61,7 +61,7 @@ class NonFiniteInputWarning(UserWarning):
 
 def report_fixups(counts: Mapping[str, int], where: str) -> dict[str, int]:
     """Warn about (and return) the ``nonfinite_<var>`` counts of a feature batch."""
-    fixed = {k[len("nonfinite_"):]: v for k, v in counts.items() if k.startswith("nonfinite_") and v}
+    fixed = {k[len("nonfinite_") :]: v for k, v in counts.items() if k.startswith("nonfinite_") and v}
     if fixed:
         warnings.warn(f"{where}: NaN/inf inputs replaced by 0: {fixed}", NonFiniteInputWarning, stacklevel=3)
     return fixed
@@ -156,19 +156,25 @@ class OnnxTagger:
         #: the file routes entries to experts (input ``expert_index`` from the config's ``experts``)
         self.routes_experts = len(groups) < len(session.get_inputs())
         if self.routes_experts and config.experts is None:
-            raise TaggerError(f"{self.path} routes to experts but the data config {config.source} has no 'experts'")
+            raise TaggerError(
+                f"{self.path} routes to experts but the data config {config.source} has no 'experts'"
+            )
         self.input_names = [i.name for i in groups]
         _check_inputs(self.path, groups, config)
         self.config = restrict_inputs(config, self.input_names)  # only what the model reads
         outputs = session.get_outputs()
         width = outputs[0].shape[-1] if outputs[0].shape else None
         if isinstance(width, int) and width != len(self.classes):
-            raise TaggerError(f"{self.path}: output has {width} columns but {len(self.classes)} classes are declared")
+            raise TaggerError(
+                f"{self.path}: output has {width} columns but {len(self.classes)} classes are declared"
+            )
         prefix = "score" if self.task == "classification" else "pred"
         self.output_fields = [f"{prefix}_{c}" for c in self.classes]
         #: one output per point (``(N, n_targets, P)``): returned jagged, one value per real point
         self.per_point = len(outputs[0].shape or []) == 3
-        if self.per_point and (self.config.label_pad_to is None or self.config.label_pad_to not in self.config.inputs):
+        if self.per_point and (
+            self.config.label_pad_to is None or self.config.label_pad_to not in self.config.inputs
+        ):
             raise TaggerError(f"{self.path}: per-point outputs need labels.pad_to naming a model input group")
 
     # -------------------------------------------------------------- pickling
@@ -217,8 +223,10 @@ class OnnxTagger:
         from hepnn_coffea.events.table import jet_rows
 
         if self.config.rows is None:
-            raise TaggerError(f"{self.path}: fatjets() needs a model trained on event rows (a data config with "
-                              "'rows:'); call the tagger on a jet table instead")  # fmt: skip
+            raise TaggerError(
+                f"{self.path}: fatjets() needs a model trained on event rows (a data config with "
+                "'rows:'); call the tagger on a jet table instead"
+            )
         rows = self.config.rows
         if layout is not None:
             if layout not in LAYOUTS:
@@ -248,7 +256,9 @@ class OnnxTagger:
     def _mapped(self, branch: str) -> Expression:
         return Expression(self.branch_map.get(branch, branch))
 
-    def source(self, events: Any, inputs_only: bool = True, selection: str = "test_time_selection") -> dict[str, Any]:
+    def source(
+        self, events: Any, inputs_only: bool = True, selection: str = "test_time_selection"
+    ) -> dict[str, Any]:
         """The model's branches computed from ``events`` by model name.
 
         ``branch_map`` values are field names of ``events`` or expressions over them
@@ -268,7 +278,9 @@ class OnnxTagger:
                     f"{self.path}: the model needs branch '{branch}'{mapped} but the events have no field(s) "
                     f"{missing}; pass branch_map={{'{branch}': ...}}"
                 )
-            source[branch] = events[expr.source] if expr.source in fields else table.evaluate(expr, key=branch)
+            source[branch] = (
+                events[expr.source] if expr.source in fields else table.evaluate(expr, key=branch)
+            )
         return source
 
     def _run(self, events: Any) -> ak.Array:
@@ -279,8 +291,17 @@ class OnnxTagger:
         if events.ndim > 1:
             return ak.unflatten(self._run(ak.flatten(events, axis=1)), ak.num(events, axis=1))
         n = len(events)
-        batch = compute_features(self.source(events), self.config, selection="test_time_selection",
-                                 with_labels=False, where=self.path) if n else None  # fmt: skip
+        batch = (
+            compute_features(
+                self.source(events),
+                self.config,
+                selection="test_time_selection",
+                with_labels=False,
+                where=self.path,
+            )
+            if n
+            else None
+        )
         pred = None
         if batch is not None and len(batch):
             report_fixups(batch.counts, self.path)
@@ -317,7 +338,9 @@ class OnnxTagger:
         inputs = dict(inputs)
         if self.routes_experts:
             if expert is None:
-                raise TaggerError(f"{self.path} routes to experts: predict() needs the expert index of every entry")
+                raise TaggerError(
+                    f"{self.path} routes to experts: predict() needs the expert index of every entry"
+                )
             inputs[EXPERT_INPUT] = np.asarray(expert, dtype=np.int64)
         names = self.input_names + ([EXPERT_INPUT] if self.routes_experts else [])
         parts = []

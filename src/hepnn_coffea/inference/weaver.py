@@ -105,10 +105,16 @@ def _apply_params(config: DataConfig, params: Mapping[str, Any], source: str) ->
             center = p.get("center")
             if center == "auto":
                 raise ConfigError(f"{source}: preprocess.params.{v.name}.center is still 'auto'")
-            specs.append(VarSpec(
-                v.name, None if center is None else float(center), float(p.get("scale", 1)),
-                float(p.get("min", -5)), float(p.get("max", 5)), float(p.get("pad_value", 0)),
-            ))  # fmt: skip
+            specs.append(
+                VarSpec(
+                    v.name,
+                    None if center is None else float(center),
+                    float(p.get("scale", 1)),
+                    float(p.get("min", -5)),
+                    float(p.get("max", 5)),
+                    float(p.get("pad_value", 0)),
+                )
+            )
             lengths.add(p.get("length", group.length))
             modes.add(str(p.get("pad_mode", group.pad_mode)).lower())
         if len(lengths) > 1 or len(modes) > 1:
@@ -121,8 +127,9 @@ def _apply_params(config: DataConfig, params: Mapping[str, Any], source: str) ->
     return new
 
 
-def _from_preprocess_json(raw: Any, source: str, new_variables: dict[str, str],
-                          pad_mode: str | Mapping[str, str]) -> DataConfig:  # fmt: skip
+def _from_preprocess_json(
+    raw: Any, source: str, new_variables: dict[str, str], pad_mode: str | Mapping[str, str]
+) -> DataConfig:
     if not isinstance(raw, dict) or not raw.get("input_names") or not raw.get("output_names"):
         raise ConfigError(f"{source}: not a weaver preprocess.json (needs 'input_names' and 'output_names')")
     inputs: dict[str, Any] = {}
@@ -144,8 +151,12 @@ def _from_preprocess_json(raw: Any, source: str, new_variables: dict[str, str],
         inputs[gname] = {"length": int(group["var_length"]), "pad_mode": mode, "vars": vars_}
     labels = list(raw["output_names"]) if isinstance(raw["output_names"], list) else raw["output_names"]
     kind = "simple" if isinstance(labels, list) else "custom"
-    config = {"new_variables": new_variables, "preprocess": {"method": "manual"}, "inputs": inputs,
-              "labels": {"type": kind, "value": labels}}  # fmt: skip
+    config = {
+        "new_variables": new_variables,
+        "preprocess": {"method": "manual"},
+        "inputs": inputs,
+        "labels": {"type": kind, "value": labels},
+    }
     return DataConfig.from_dict(config, source=source)
 
 

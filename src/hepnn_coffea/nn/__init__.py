@@ -51,7 +51,9 @@ class Architecture:
     def param_names(self) -> list[str] | None:
         """The keyword arguments ``model.params`` may set, ``None`` if the constructor takes ``**kwargs``."""
         module, name = self.constructor.split(":")
-        params = list(inspect.signature(getattr(importlib.import_module(module), name).__init__).parameters.values())
+        params = list(
+            inspect.signature(getattr(importlib.import_module(module), name).__init__).parameters.values()
+        )
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
             return None
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -105,7 +107,9 @@ def _build_mlp(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str,
     from hepnn_coffea.nn.mlp import MLP
 
     if len(shapes["features"]) != 1:
-        raise ConfigError(f"model 'mlp' needs a length-less input group (one vector per entry), got shape {shapes['features']}")
+        raise ConfigError(
+            f"model 'mlp' needs a length-less input group (one vector per entry), got shape {shapes['features']}"
+        )
     return MLP(shapes["features"][0], n_out, **params)
 
 
@@ -113,28 +117,43 @@ def _build_pointnet(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict
     from hepnn_coffea.nn.pointnet import PointNetSegmentation
 
     if shapes["energy"][0] != 1:
-        raise ConfigError(f"model 'pointnet' needs a one-variable 'energy' group (raw point energies), got {shapes['energy']}")
+        raise ConfigError(
+            f"model 'pointnet' needs a one-variable 'energy' group (raw point energies), got {shapes['energy']}"
+        )
     return PointNetSegmentation(shapes["features"][0], n_out, **params)
 
 
-def _build_hit_clustering(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str, Any]) -> nn.Module:
+def _build_hit_clustering(
+    shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str, Any]
+) -> nn.Module:
     from hepnn_coffea.calo.clustering_model import HitClusteringTransformer
 
     if shapes["energy"][0] != 1:
-        raise ConfigError(f"model 'hit_clustering' needs a one-variable 'energy' group (raw hit energies), got {shapes['energy']}")
+        raise ConfigError(
+            f"model 'hit_clustering' needs a one-variable 'energy' group (raw hit energies), got {shapes['energy']}"
+        )
     return HitClusteringTransformer(shapes["features"][0], n_out, **params)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     "mlp": Architecture(("features",), _build_mlp, "hepnn_coffea.nn.mlp:MLP"),
-    "pointnet": Architecture(("features", "energy", "mask"), _build_pointnet, "hepnn_coffea.nn.pointnet:PointNetSegmentation"),
+    "pointnet": Architecture(
+        ("features", "energy", "mask"), _build_pointnet, "hepnn_coffea.nn.pointnet:PointNetSegmentation"
+    ),
     "pfn": Architecture(("features", "mask"), _build_pfn, "hepnn_coffea.nn.pfn:ParticleFlowNetwork"),
-    "particlenet": Architecture(("points", "features", "mask"), _build_particlenet, "hepnn_coffea.nn.particlenet:ParticleNet"),
-    "part": Architecture(("features", "vectors", "mask"), _build_part, "hepnn_coffea.nn.part:ParticleTransformer"),
+    "particlenet": Architecture(
+        ("points", "features", "mask"), _build_particlenet, "hepnn_coffea.nn.particlenet:ParticleNet"
+    ),
+    "part": Architecture(
+        ("features", "vectors", "mask"), _build_part, "hepnn_coffea.nn.part:ParticleTransformer"
+    ),
     "pcnn": Architecture(("features", "mask"), _build_pcnn, "hepnn_coffea.nn.pcnn:ParticleCNN"),
-    "hit_clustering": Architecture(("features", "energy", "mask"), _build_hit_clustering,
-                                   "hepnn_coffea.calo.clustering_model:HitClusteringTransformer"),
-}  # fmt: skip
+    "hit_clustering": Architecture(
+        ("features", "energy", "mask"),
+        _build_hit_clustering,
+        "hepnn_coffea.calo.clustering_model:HitClusteringTransformer",
+    ),
+}
 
 
 def check_params(name: str, params: Mapping[str, Any] | None) -> None:
@@ -147,15 +166,19 @@ def check_params(name: str, params: Mapping[str, Any] | None) -> None:
     """
     name = str(name).lower()
     if name not in ARCHITECTURES:
-        raise ConfigError(f"model.name {name!r} is not in the zoo{suggest(name, ARCHITECTURES)}; "
-                          f"choose one of {sorted(ARCHITECTURES)}")  # fmt: skip
+        raise ConfigError(
+            f"model.name {name!r} is not in the zoo{suggest(name, ARCHITECTURES)}; "
+            f"choose one of {sorted(ARCHITECTURES)}"
+        )
     allowed = ARCHITECTURES[name].param_names()
     if allowed is None:
         return
     for key in params or {}:
         if key not in allowed:
-            raise ConfigError(f"model.params.{key}: not a parameter of model '{name}'{suggest(str(key), allowed)} "
-                              f"(allowed: {', '.join(allowed)})")  # fmt: skip
+            raise ConfigError(
+                f"model.params.{key}: not a parameter of model '{name}'{suggest(str(key), allowed)} "
+                f"(allowed: {', '.join(allowed)})"
+            )
 
 
 #: optional role of every architecture with a per-particle ``features`` role
@@ -196,12 +219,17 @@ class Network(nn.Module):
             return list(inputs)
         *per_particle, jet = inputs
         x = per_particle[self._features_at]
-        per_particle[self._features_at] = torch.cat([x, jet.to(x.dtype).unsqueeze(-1).expand(-1, -1, x.shape[-1])], dim=1)
+        per_particle[self._features_at] = torch.cat(
+            [x, jet.to(x.dtype).unsqueeze(-1).expand(-1, -1, x.shape[-1])], dim=1
+        )
         return per_particle
 
     def set_target_scaling(self, offset: list[float], scale: list[float]) -> None:
         """Regression targets are learnt standardized; this maps outputs back to physical units."""
-        self.target_scaling = (torch.tensor(offset, dtype=torch.float32), torch.tensor(scale, dtype=torch.float32))
+        self.target_scaling = (
+            torch.tensor(offset, dtype=torch.float32),
+            torch.tensor(scale, dtype=torch.float32),
+        )
 
     def physical(self, output: torch.Tensor) -> torch.Tensor:
         """``output`` in the targets' units (identity without target scaling)."""
@@ -211,7 +239,9 @@ class Network(nn.Module):
         return output * scale.to(output.device) + offset.to(output.device)
 
 
-def build_network(model_cfg: dict[str, Any], input_shapes: dict[str, tuple[int, ...]], n_outputs: int) -> Network:
+def build_network(
+    model_cfg: dict[str, Any], input_shapes: dict[str, tuple[int, ...]], n_outputs: int
+) -> Network:
     """Build the network a model config's ``model`` section describes.
 
     Parameters
@@ -229,23 +259,31 @@ def build_network(model_cfg: dict[str, Any], input_shapes: dict[str, tuple[int, 
     mapping = model_cfg.get("inputs") or {}
     missing = [r for r in arch.roles if r not in mapping]
     if missing:
-        raise ConfigError(f"model '{name}' needs model.inputs for role(s) {missing} (role: data-config group)")
+        raise ConfigError(
+            f"model '{name}' needs model.inputs for role(s) {missing} (role: data-config group)"
+        )
     allowed = [*arch.roles, *([GLOBALS_ROLE] if "features" in arch.roles else [])]
     for role in mapping:
         if role not in allowed:
-            raise ConfigError(f"model.inputs.{role}: not a role of model '{name}'{suggest(str(role), allowed)} "
-                              f"(roles: {', '.join(allowed)})")  # fmt: skip
+            raise ConfigError(
+                f"model.inputs.{role}: not a role of model '{name}'{suggest(str(role), allowed)} "
+                f"(roles: {', '.join(allowed)})"
+            )
     roles = [r for r in allowed if r in mapping]
     groups = [mapping[r] for r in roles]
     unknown = [g for g in groups if g not in input_shapes]
     if unknown:
-        raise ConfigError(f"model.inputs names group(s) {unknown} not in the data config {sorted(input_shapes)}")
+        raise ConfigError(
+            f"model.inputs names group(s) {unknown} not in the data config {sorted(input_shapes)}"
+        )
     shapes = {role: tuple(input_shapes[g]) for role, g in zip(roles, groups)}
     if GLOBALS_ROLE in shapes:
         if len(shapes[GLOBALS_ROLE]) != 1 or len(shapes["features"]) != 2:
-            raise ConfigError(f"model.inputs.globals: group '{mapping[GLOBALS_ROLE]}' must be length-less (one value "
-                              f"per variable and jet) next to a per-particle 'features' group; got shapes "
-                              f"{shapes[GLOBALS_ROLE]} and {shapes['features']}")  # fmt: skip
+            raise ConfigError(
+                f"model.inputs.globals: group '{mapping[GLOBALS_ROLE]}' must be length-less (one value "
+                f"per variable and jet) next to a per-particle 'features' group; got shapes "
+                f"{shapes[GLOBALS_ROLE]} and {shapes['features']}"
+            )
         n_vars, length = shapes["features"]
         shapes["features"] = (n_vars + shapes.pop(GLOBALS_ROLE)[0], length)
     try:
@@ -277,5 +315,13 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_dir_models()})
 
 
-__all__ = ["ARCHITECTURES", "Architecture", "GLOBALS_ROLE", "Network", "build_network", "check_params",
-           "count_parameters", *_MODELS]  # fmt: skip
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "GLOBALS_ROLE",
+    "Network",
+    "build_network",
+    "check_params",
+    "count_parameters",
+    *_MODELS,
+]

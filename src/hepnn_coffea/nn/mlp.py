@@ -35,8 +35,15 @@ class MLP(nn.Module):
         ``BatchNorm1d`` on the input vector.
     """
 
-    def __init__(self, input_dims: int, num_outputs: int, hidden: Sequence[int] = (81,), activation: str = "tanh",
-                 dropout: float = 0.0, use_bn: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        input_dims: int,
+        num_outputs: int,
+        hidden: Sequence[int] = (81,),
+        activation: str = "tanh",
+        dropout: float = 0.0,
+        use_bn: bool = False,
+    ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")

@@ -27,7 +27,13 @@ from hepnn_coffea.nn.pairwise import pairwise_lv_features
 from hepnn_coffea.nn.trimming import exporting as _exporting
 from hepnn_coffea.nn.trimming import quantile_trim
 
-__all__ = ["ParticleTransformer", "ParticleAttentionBlock", "PairEmbed", "pairwise_lv_features", "quantile_trim"]
+__all__ = [
+    "ParticleTransformer",
+    "ParticleAttentionBlock",
+    "PairEmbed",
+    "pairwise_lv_features",
+    "quantile_trim",
+]
 
 
 def _activation(name: str) -> nn.Module:
@@ -62,8 +68,14 @@ class PairEmbed(nn.Module):
     eps : float, default 1e-8
     """
 
-    def __init__(self, input_dims: int, dims: Sequence[int], activation: str = "gelu",
-                 final_activation: bool = True, eps: float = 1e-8) -> None:  # fmt: skip
+    def __init__(
+        self,
+        input_dims: int,
+        dims: Sequence[int],
+        activation: str = "gelu",
+        final_activation: bool = True,
+        eps: float = 1e-8,
+    ) -> None:
         super().__init__()
         if input_dims != 4:
             raise ValueError("only the 4 ParT pairwise features are implemented (pair_input_dims=4)")
@@ -102,7 +114,9 @@ class PairEmbed(nn.Module):
         """
         n, p = vectors.shape[0], vectors.shape[2]
         if full_grid:
-            fts = pairwise_lv_features(vectors.unsqueeze(-1), vectors.unsqueeze(-2), eps=self.eps)  # (N, 4, P, P)
+            fts = pairwise_lv_features(
+                vectors.unsqueeze(-1), vectors.unsqueeze(-2), eps=self.eps
+            )  # (N, 4, P, P)
             out = self.embed_rows(fts.permute(0, 2, 3, 1).reshape(-1, fts.shape[1]))
             out = out.reshape(n, p, p, self.out_dim).permute(0, 3, 1, 2)
             return out.masked_fill(~(mask.unsqueeze(-1) & mask.unsqueeze(-2)), 0.0)
@@ -179,16 +193,24 @@ class ParticleAttentionBlock(nn.Module):
             k, v = self._split(nn.functional.linear(kv_in, w_kv, b_kv)).chunk(2, dim=1)
         n, h, lq, d = q.shape
         if attn_mask.shape[1:3] == (h, lq):  # bias + scaled q k^T in one baddbmm (no extra pass over scores)
-            scores = torch.baddbmm(attn_mask.reshape(n * h, lq, -1), q.reshape(n * h, lq, d),
-                                   k.reshape(n * h, -1, d).transpose(1, 2), alpha=d**-0.5).view(n, h, lq, -1)
+            scores = torch.baddbmm(
+                attn_mask.reshape(n * h, lq, -1),
+                q.reshape(n * h, lq, d),
+                k.reshape(n * h, -1, d).transpose(1, 2),
+                alpha=d**-0.5,
+            ).view(n, h, lq, -1)
         else:  # class attention: the mask broadcasts over heads
             scores = torch.matmul(q * d**-0.5, k.transpose(-1, -2)) + attn_mask  # (N, H, Lq, Lk)
         out = torch.matmul(self.attn_drop(torch.softmax(scores, dim=-1)), v)
         out = self.out_proj(out.transpose(1, 2).reshape(q_in.shape[0], -1, self.embed_dim))
         # per-head scaling of the projected output (weaver-core's c_attn)
-        return (out.unflatten(-1, (self.num_heads, self.head_dim)) * self.head_scale.unsqueeze(-1)).flatten(-2)
+        return (out.unflatten(-1, (self.num_heads, self.head_dim)) * self.head_scale.unsqueeze(-1)).flatten(
+            -2
+        )
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, x_cls: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor, x_cls: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Apply the block.
 
         ``x``: particle embeddings ``(N, P, C)``. ``attn_mask``: additive mask, the pair
@@ -257,12 +279,23 @@ class ParticleTransformer(nn.Module):
     eval mode). Jets need at least one real particle.
     """
 
-    def __init__(self, input_dims: int, num_classes: int, pair_input_dims: int = 4,
-                 embed_dims: Sequence[int] = (128, 512, 128), pair_embed_dims: Sequence[int] = (64, 64, 64),
-                 pair_final_activation: bool = True, num_heads: int = 8, num_layers: int = 8,
-                 num_cls_layers: int = 2, fc_params: Sequence[tuple[int, float]] = (), activation: str = "gelu",
-                 trim: bool = True, trim_quantile: Sequence[float] | None = None,
-                 use_amp: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        input_dims: int,
+        num_classes: int,
+        pair_input_dims: int = 4,
+        embed_dims: Sequence[int] = (128, 512, 128),
+        pair_embed_dims: Sequence[int] = (64, 64, 64),
+        pair_final_activation: bool = True,
+        num_heads: int = 8,
+        num_layers: int = 8,
+        num_cls_layers: int = 2,
+        fc_params: Sequence[tuple[int, float]] = (),
+        activation: str = "gelu",
+        trim: bool = True,
+        trim_quantile: Sequence[float] | None = None,
+        use_amp: bool = False,
+    ) -> None:
         super().__init__()
         self.trim = bool(trim)
         self.trim_quantile = tuple(float(q) for q in trim_quantile) if trim_quantile is not None else None
@@ -280,16 +313,26 @@ class ParticleTransformer(nn.Module):
             in_dim = dim
         self.embed = nn.Sequential(*layers)
 
-        self.pair_embed = PairEmbed(pair_input_dims, [*pair_embed_dims, num_heads], activation=activation,
-                                    final_activation=pair_final_activation)  # fmt: skip
+        self.pair_embed = PairEmbed(
+            pair_input_dims,
+            [*pair_embed_dims, num_heads],
+            activation=activation,
+            final_activation=pair_final_activation,
+        )
         self.blocks = nn.ModuleList(
             ParticleAttentionBlock(embed_dim, num_heads, activation=activation) for _ in range(num_layers)
         )
         self.cls_blocks = nn.ModuleList(
-            ParticleAttentionBlock(embed_dim, num_heads, dropout=0.0, attn_dropout=0.0,
-                                   activation_dropout=0.0, activation=activation)
+            ParticleAttentionBlock(
+                embed_dim,
+                num_heads,
+                dropout=0.0,
+                attn_dropout=0.0,
+                activation_dropout=0.0,
+                activation=activation,
+            )
             for _ in range(num_cls_layers)
-        )  # fmt: skip
+        )
         self.norm = nn.LayerNorm(embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         fcs: list[nn.Module] = []

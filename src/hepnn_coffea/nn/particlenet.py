@@ -105,8 +105,7 @@ class EdgeConvBlock(nn.Module):
             self.shortcut: nn.Module = nn.Identity()
         else:
             self.shortcut = nn.Sequential(
-                nn.Conv1d(in_feat, out_feats[-1], kernel_size=1, bias=False),
-                nn.BatchNorm1d(out_feats[-1]),
+                nn.Conv1d(in_feat, out_feats[-1], kernel_size=1, bias=False), nn.BatchNorm1d(out_feats[-1])
             )
         self.act = nn.ReLU()
 
@@ -226,8 +225,9 @@ class ParticleNet(nn.Module):
         """
         if self.trim_quantile is not None and self.training and not _exporting():
             with torch.no_grad():
-                keep, (points, features) = quantile_trim(mask != 0, (points, features), self.trim_quantile,
-                                                         min_length=self.min_length)  # fmt: skip
+                keep, (points, features) = quantile_trim(
+                    mask != 0, (points, features), self.trim_quantile, min_length=self.min_length
+                )
             mask = keep
         mask = (mask != 0).to(features.dtype)
         points = points * mask

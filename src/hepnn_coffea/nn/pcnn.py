@@ -133,9 +133,7 @@ class ParticleCNN(nn.Module):
         c0 = conv_params[0][0]
         self.input_bn = nn.BatchNorm1d(self.input_dims)
         self.fts_conv = nn.Sequential(
-            nn.Conv1d(self.input_dims, c0, kernel_size=3, stride=1, padding=1),
-            nn.BatchNorm1d(c0),
-            nn.ReLU(),
+            nn.Conv1d(self.input_dims, c0, kernel_size=3, stride=1, padding=1), nn.BatchNorm1d(c0), nn.ReLU()
         )
 
         self.units = nn.ModuleList()

@@ -26,7 +26,9 @@ def soft_sqrt(x: torch.Tensor) -> torch.Tensor:
     return torch.where(ax <= 1, x, torch.sign(x) * (2 * torch.sqrt(ax.clamp(min=1)) - 1))
 
 
-def _shared_mlp(sizes: Sequence[int], in_dims: int, last_activation: bool = True) -> tuple[nn.Sequential, int]:
+def _shared_mlp(
+    sizes: Sequence[int], in_dims: int, last_activation: bool = True
+) -> tuple[nn.Sequential, int]:
     layers: list[nn.Module] = []
     for i, size in enumerate(sizes):
         layers += [nn.Conv1d(in_dims, int(size), 1), nn.BatchNorm1d(int(size))]
@@ -48,8 +50,16 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum(dim=2) / mask.sum(dim=2).clamp(min=1)
 
 
-def per_track_loss(pred: torch.Tensor, target: torch.Tensor, *, cell: str = "mse", total_weight: float = 1.0,
-                   normalize: bool = True, min_total: float = 0.5, pad_value: float = -1.0) -> torch.Tensor:  # fmt: skip
+def per_track_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    cell: str = "mse",
+    total_weight: float = 1.0,
+    normalize: bool = True,
+    min_total: float = 0.5,
+    pad_value: float = -1.0,
+) -> torch.Tensor:
     """Masked per-point loss plus a per-track total term; ``(N, 1, P)`` -> ``(N,)``.
 
     ``cell`` is the per-point term over the real points (``target != pad_value``): ``mse`` or
@@ -158,12 +168,26 @@ class PointNetSegmentation(nn.Module):
     ``mask`` ``(N, 1, P)`` (1 real, 0 padding). Output ``(N, num_outputs, P)``, 0 on padding.
     """
 
-    def __init__(self, input_dims: int, num_outputs: int = 1, shared_sizes: Sequence[int] = (64, 128, 128),
-                 global_size: int = 512, head_sizes: Sequence[int] = (256, 128), tnet: bool = False,
-                 attention_layers: int = 0, attention_heads: int = 4, energy_bypass: bool = True,
-                 dropout: float = 0.0, nonnegative: bool = False, global_pool: str = "max",
-                 focus_context: bool = False, loss_cell: str = "mse", loss_total_weight: float = 1.0,
-                 loss_normalize: bool = True, loss_min_total: float = 0.5) -> None:  # fmt: skip
+    def __init__(
+        self,
+        input_dims: int,
+        num_outputs: int = 1,
+        shared_sizes: Sequence[int] = (64, 128, 128),
+        global_size: int = 512,
+        head_sizes: Sequence[int] = (256, 128),
+        tnet: bool = False,
+        attention_layers: int = 0,
+        attention_heads: int = 4,
+        energy_bypass: bool = True,
+        dropout: float = 0.0,
+        nonnegative: bool = False,
+        global_pool: str = "max",
+        focus_context: bool = False,
+        loss_cell: str = "mse",
+        loss_total_weight: float = 1.0,
+        loss_normalize: bool = True,
+        loss_min_total: float = 0.5,
+    ) -> None:
         super().__init__()
         if global_pool not in GLOBAL_POOLS:
             raise ValueError(f"global_pool must be one of {GLOBAL_POOLS}, got {global_pool!r}")
@@ -171,16 +195,24 @@ class PointNetSegmentation(nn.Module):
             raise ValueError(f"loss_cell must be one of {CELL_LOSSES}, got {loss_cell!r}")
         self.global_pool, self.focus_context = global_pool, bool(focus_context)
         self.nonnegative = bool(nonnegative)
-        self.loss_settings = {"cell": loss_cell, "total_weight": float(loss_total_weight),
-                              "normalize": bool(loss_normalize), "min_total": float(loss_min_total)}  # fmt: skip
+        self.loss_settings = {
+            "cell": loss_cell,
+            "total_weight": float(loss_total_weight),
+            "normalize": bool(loss_normalize),
+            "min_total": float(loss_min_total),
+        }
         #: padding of the per-point targets; the trainer sets the data config's (ModelLoss)
         self.label_pad_value = -1.0
         self.tnet = TNet(input_dims) if tnet else None
         self.local, width = _shared_mlp(shared_sizes, input_dims)
-        self.attention = nn.ModuleList(_AttentionBlock(width, attention_heads) for _ in range(attention_layers))
+        self.attention = nn.ModuleList(
+            _AttentionBlock(width, attention_heads) for _ in range(attention_layers)
+        )
         self.to_global, global_width = _shared_mlp([global_size], width)
         head: list[nn.Module] = []
-        pooled_width = global_width * (2 if global_pool == "max+mean" else 1) + (width if focus_context else 0)
+        pooled_width = global_width * (2 if global_pool == "max+mean" else 1) + (
+            width if focus_context else 0
+        )
         in_dims = width + pooled_width
         for size in head_sizes:
             head += [nn.Conv1d(in_dims, int(size), 1), nn.BatchNorm1d(int(size)), nn.ReLU()]

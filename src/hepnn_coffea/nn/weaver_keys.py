@@ -77,13 +77,22 @@ def _n_hidden_fc(keys: Sequence[str]) -> int:
 
 def _particlenet_from(state: Mapping[str, T]) -> dict[str, T]:
     n_hidden = _n_hidden_fc(list(state))
-    return _rename(state, [
-        (r"edge_convs\.(\d+)\.convs\.(\d+)\.(.+)", lambda m: f"edge_convs.{m[1]}.edge_mlp.{3 * int(m[2])}.{m[3]}"),
-        (r"edge_convs\.(\d+)\.bns\.(\d+)\.(.+)", lambda m: f"edge_convs.{m[1]}.edge_mlp.{3 * int(m[2]) + 1}.{m[3]}"),
-        (r"edge_convs\.(\d+)\.sc\.(.+)", lambda m: f"edge_convs.{m[1]}.shortcut.0.{m[2]}"),
-        (r"edge_convs\.(\d+)\.sc_bn\.(.+)", lambda m: f"edge_convs.{m[1]}.shortcut.1.{m[2]}"),
-        (r"fc_out\.(.+)", lambda m: f"fc.{n_hidden}.{m[1]}"),
-    ])  # fmt: skip
+    return _rename(
+        state,
+        [
+            (
+                r"edge_convs\.(\d+)\.convs\.(\d+)\.(.+)",
+                lambda m: f"edge_convs.{m[1]}.edge_mlp.{3 * int(m[2])}.{m[3]}",
+            ),
+            (
+                r"edge_convs\.(\d+)\.bns\.(\d+)\.(.+)",
+                lambda m: f"edge_convs.{m[1]}.edge_mlp.{3 * int(m[2]) + 1}.{m[3]}",
+            ),
+            (r"edge_convs\.(\d+)\.sc\.(.+)", lambda m: f"edge_convs.{m[1]}.shortcut.0.{m[2]}"),
+            (r"edge_convs\.(\d+)\.sc_bn\.(.+)", lambda m: f"edge_convs.{m[1]}.shortcut.1.{m[2]}"),
+            (r"fc_out\.(.+)", lambda m: f"fc.{n_hidden}.{m[1]}"),
+        ],
+    )
 
 
 def _edge_mlp_layer(m: re.Match[str]) -> str:
@@ -93,11 +102,14 @@ def _edge_mlp_layer(m: re.Match[str]) -> str:
 
 
 def _particlenet_to(state: Mapping[str, T]) -> dict[str, T]:
-    return _rename(state, [
-        (r"edge_convs\.(\d+)\.edge_mlp\.(\d+)\.(.+)", _edge_mlp_layer),
-        (r"edge_convs\.(\d+)\.shortcut\.0\.(.+)", lambda m: f"edge_convs.{m[1]}.sc.{m[2]}"),
-        (r"edge_convs\.(\d+)\.shortcut\.1\.(.+)", lambda m: f"edge_convs.{m[1]}.sc_bn.{m[2]}"),
-    ])  # fmt: skip
+    return _rename(
+        state,
+        [
+            (r"edge_convs\.(\d+)\.edge_mlp\.(\d+)\.(.+)", _edge_mlp_layer),
+            (r"edge_convs\.(\d+)\.shortcut\.0\.(.+)", lambda m: f"edge_convs.{m[1]}.sc.{m[2]}"),
+            (r"edge_convs\.(\d+)\.shortcut\.1\.(.+)", lambda m: f"edge_convs.{m[1]}.sc_bn.{m[2]}"),
+        ],
+    )
 
 
 # ------------------------------------------------------------------ ParT
@@ -126,19 +138,27 @@ _PCNN_DEFAULT_STAGES = ((32,), (64, 64), (64, 64), (128, 128))
 def _pcnn_from(state: Mapping[str, T]) -> dict[str, T]:
     if any(k.startswith(("input_bn.", "units.")) for k in state):  # already ours (fts_conv.0 is ambiguous)
         return dict(state)
-    units = sorted({(int(m[1]), int(m[2])) for k in state
-                    if (m := re.fullmatch(r"resnet_units\.resnet_unit_(\d+)\.(\d+)\..+", k))})  # fmt: skip
+    units = sorted(
+        {
+            (int(m[1]), int(m[2]))
+            for k in state
+            if (m := re.fullmatch(r"resnet_units\.resnet_unit_(\d+)\.(\d+)\..+", k))
+        }
+    )
     flat = {pair: i for i, pair in enumerate(units)}
 
     def unit(m: re.Match[str]) -> str:
         name = "shortcut" if m[3] == "conv_sc" else m[3]
         return f"units.{flat[(int(m[1]), int(m[2]))]}.{name}{m[4]}"
 
-    return _rename(state, [
-        (r"fts_conv\.0\.(.+)", lambda m: f"input_bn.{m[1]}"),
-        (r"fts_conv\.([12])\.(.+)", lambda m: f"fts_conv.{int(m[1]) - 1}.{m[2]}"),
-        (r"resnet_units\.resnet_unit_(\d+)\.(\d+)\.(conv_sc|conv1|conv2|bn1|bn2)(\..+)", unit),
-    ])  # fmt: skip
+    return _rename(
+        state,
+        [
+            (r"fts_conv\.0\.(.+)", lambda m: f"input_bn.{m[1]}"),
+            (r"fts_conv\.([12])\.(.+)", lambda m: f"fts_conv.{int(m[1]) - 1}.{m[2]}"),
+            (r"resnet_units\.resnet_unit_(\d+)\.(\d+)\.(conv_sc|conv1|conv2|bn1|bn2)(\..+)", unit),
+        ],
+    )
 
 
 def _pcnn_to(state: Mapping[str, T], stages: Sequence[Sequence[int]]) -> dict[str, T]:
@@ -147,23 +167,30 @@ def _pcnn_to(state: Mapping[str, T], stages: Sequence[Sequence[int]]) -> dict[st
     def unit(m: re.Match[str]) -> str:
         index = int(m[1])
         if index >= len(pairs):
-            raise ValueError(f"P-CNN unit {index} is beyond conv_params {list(stages)}: pass the model's conv_params")
+            raise ValueError(
+                f"P-CNN unit {index} is beyond conv_params {list(stages)}: pass the model's conv_params"
+            )
         stage, position = pairs[index]
         name = "conv_sc" if m[2] == "shortcut" else m[2]
         return f"resnet_units.resnet_unit_{stage}.{position}.{name}{m[3]}"
 
-    return _rename(state, [
-        (r"input_bn\.(.+)", lambda m: f"fts_conv.0.{m[1]}"),
-        (r"fts_conv\.([01])\.(.+)", lambda m: f"fts_conv.{int(m[1]) + 1}.{m[2]}"),
-        (r"units\.(\d+)\.(shortcut|conv1|conv2|bn1|bn2)(\..+)", unit),
-    ])  # fmt: skip
+    return _rename(
+        state,
+        [
+            (r"input_bn\.(.+)", lambda m: f"fts_conv.0.{m[1]}"),
+            (r"fts_conv\.([01])\.(.+)", lambda m: f"fts_conv.{int(m[1]) + 1}.{m[2]}"),
+            (r"units\.(\d+)\.(shortcut|conv1|conv2|bn1|bn2)(\..+)", unit),
+        ],
+    )
 
 
 # ------------------------------------------------------------------ API
 def _check_arch(arch: str) -> str:
     arch = str(arch).lower()
     if arch not in ARCHITECTURES:
-        raise ValueError(f"no weaver key mapping for architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+        raise ValueError(
+            f"no weaver key mapping for architecture {arch!r}; known: {', '.join(ARCHITECTURES)}"
+        )
     return arch
 
 
@@ -194,8 +221,9 @@ def from_weaver(state: Mapping[str, T], arch: str) -> dict[str, T]:
     return dict(state)
 
 
-def to_weaver(state: Mapping[str, T], arch: str, *, params: Mapping[str, Any] | None = None,
-              prefix: str = WEAVER_PREFIX) -> dict[str, T]:  # fmt: skip
+def to_weaver(
+    state: Mapping[str, T], arch: str, *, params: Mapping[str, Any] | None = None, prefix: str = WEAVER_PREFIX
+) -> dict[str, T]:
     """Rename our ``arch``'s state dict (``Network.core``) to weaver-core's, keys prefixed ``prefix``.
 
     Parameters

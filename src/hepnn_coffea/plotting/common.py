@@ -37,13 +37,21 @@ def log_ticks(ax: Any, which: str = "y") -> None:
     axis.set_minor_formatter(ticker.NullFormatter())
 
 
-def step_with_errors(ax: Any, edges: np.ndarray, values: np.ndarray, errors: np.ndarray, **kwargs: Any) -> Any:
+def step_with_errors(
+    ax: Any, edges: np.ndarray, values: np.ndarray, errors: np.ndarray, **kwargs: Any
+) -> Any:
     """Step histogram with error bars on the non-empty bins only (an empty bin has no spurious bar)."""
     line = ax.stairs(values, edges, **kwargs)
     filled = values > 0
     centres = 0.5 * (edges[1:] + edges[:-1])
-    ax.errorbar(centres[filled], values[filled], yerr=errors[filled], fmt="none", color=line.get_edgecolor(),
-                linewidth=1)  # fmt: skip
+    ax.errorbar(
+        centres[filled],
+        values[filled],
+        yerr=errors[filled],
+        fmt="none",
+        color=line.get_edgecolor(),
+        linewidth=1,
+    )
     return line
 
 
@@ -56,8 +64,17 @@ def auc_label(name: str, auc: Any) -> str:
     return f"{name} (AUC {value:.{digits}f} $\\pm$ {error:.{digits}f})"
 
 
-def errorbar_or_limit(ax: Any, x: np.ndarray, xerr: np.ndarray, value: np.ndarray, low: np.ndarray,
-                      high: np.ndarray, *, limit_label: str | None = None, **kwargs: Any) -> None:  # fmt: skip
+def errorbar_or_limit(
+    ax: Any,
+    x: np.ndarray,
+    xerr: np.ndarray,
+    value: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    *,
+    limit_label: str | None = None,
+    **kwargs: Any,
+) -> None:
     """Points with asymmetric error bars; where ``value`` is infinite, the finite ``low`` as a lower-limit arrow.
 
     Used for rejections ``1/eps_B``: a bin where no background passes has an infinite
@@ -70,5 +87,13 @@ def errorbar_or_limit(ax: Any, x: np.ndarray, xerr: np.ndarray, value: np.ndarra
     bars = ax.errorbar(x[ok], value[ok], xerr=xerr[ok], yerr=[value[ok] - low[ok], up[ok]], **kwargs)
     limit = ~ok & np.isfinite(low) & (low > 0)
     if limit.any():
-        ax.errorbar(x[limit], low[limit], xerr=xerr[limit], yerr=0.6 * low[limit], lolims=True, fmt="none",
-                    color=bars[0].get_color(), label=limit_label)  # fmt: skip
+        ax.errorbar(
+            x[limit],
+            low[limit],
+            xerr=xerr[limit],
+            yerr=0.6 * low[limit],
+            lolims=True,
+            fmt="none",
+            color=bars[0].get_color(),
+            label=limit_label,
+        )

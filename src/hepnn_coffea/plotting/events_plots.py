@@ -39,8 +39,14 @@ def _beside_label(text: str, plot_style: PlotStyle | None) -> str | None:
     return text if plot_style is not None and plot_style.experiment != "none" else None
 
 
-def plot_roc_bands(curves: Mapping[str, Mapping[str, Any]], signal: str, path: pathlib.Path, *,
-                   reference: str | None = None, plot_style: PlotStyle | None = None) -> pathlib.Path:  # fmt: skip
+def plot_roc_bands(
+    curves: Mapping[str, Mapping[str, Any]],
+    signal: str,
+    path: pathlib.Path,
+    *,
+    reference: str | None = None,
+    plot_style: PlotStyle | None = None,
+) -> pathlib.Path:
     """QCD rejection (log) vs signal efficiency with 68% bands, one curve per tagger.
 
     ``curves``: name -> :func:`~hepnn_coffea.evaluation.sculpting.rejection_curve` output,
@@ -51,7 +57,9 @@ def plot_roc_bands(curves: Mapping[str, Mapping[str, Any]], signal: str, path: p
     if reference is not None:
         from hepnn_coffea.plotting.tagger_plots import plot_roc_ratio
 
-        return plot_roc_ratio(curves, path, reference=reference, signal=signal, background="QCD", style=plot_style)
+        return plot_roc_ratio(
+            curves, path, reference=reference, signal=signal, background="QCD", style=plot_style
+        )
     plt = _pyplot(plot_style)
     fig, ax = plt.subplots()
     ax.set_yscale("log")
@@ -78,8 +86,14 @@ def plot_roc_bands(curves: Mapping[str, Mapping[str, Any]], signal: str, path: p
 
 
 def plot_efficiency(
-    curves: Mapping[str, Any], variable: str, signal: str, path: pathlib.Path, *, background: str = "QCD",
-    xlabel: str | None = None, plot_style: PlotStyle | None = None,
+    curves: Mapping[str, Any],
+    variable: str,
+    signal: str,
+    path: pathlib.Path,
+    *,
+    background: str = "QCD",
+    xlabel: str | None = None,
+    plot_style: PlotStyle | None = None,
 ) -> pathlib.Path:
     """Signal (top panel, linear) and background (bottom panel, log) efficiency per bin of ``variable``.
 
@@ -88,23 +102,44 @@ def plot_efficiency(
     """
     plt = _pyplot(plot_style)
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 10), gridspec_kw={"hspace": 0.08})
-    for ax, key, colour, name in ((top, "signal", CLASS_COLOURS.get(signal, "tab:red"), signal),
-                                  (bottom, "background", CLASS_COLOURS["QCD"], background)):  # fmt: skip
+    for ax, key, colour, name in (
+        (top, "signal", CLASS_COLOURS.get(signal, "tab:red"), signal),
+        (bottom, "background", CLASS_COLOURS["QCD"], background),
+    ):
         c = curves[variable][key]
         edges = np.asarray(c["edges"], dtype=float)
         value, low, high = (np.asarray(c[k], dtype=float) for k in ("value", "low", "high"))
         centres, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * np.diff(edges)
         ok = np.isfinite(value) & ((value > 0) | (ax is top))
-        ax.errorbar(centres[ok], value[ok], xerr=half[ok], yerr=[value[ok] - low[ok], high[ok] - value[ok]],
-                    fmt="o", color=colour, markersize=5, label=f"{name} jets")  # fmt: skip
+        ax.errorbar(
+            centres[ok],
+            value[ok],
+            xerr=half[ok],
+            yerr=[value[ok] - low[ok], high[ok] - value[ok]],
+            fmt="o",
+            color=colour,
+            markersize=5,
+            label=f"{name} jets",
+        )
         zero = np.isfinite(value) & ~ok  # none passing, log scale: the upper bound as an arrow
         if zero.any():
             arrow = 0.4 * high[zero]
-            ax.errorbar(centres[zero], high[zero], xerr=half[zero], yerr=arrow, uplims=True, fmt="none",
-                        color=colour, label=f"{name} jets, none pass (68% upper limit)")  # fmt: skip
+            ax.errorbar(
+                centres[zero],
+                high[zero],
+                xerr=half[zero],
+                yerr=arrow,
+                uplims=True,
+                fmt="none",
+                color=colour,
+                label=f"{name} jets, none pass (68% upper limit)",
+            )
         ax.set_ylabel(f"{name} efficiency")
-        title = f"$\\epsilon_{{{signal}}}$ = {curves['eff_signal']:.0%} (inclusive)" if (
-            plot_style and plot_style.experiment != "none" and ax is top) else None  # beside an experiment label
+        title = (
+            f"$\\epsilon_{{{signal}}}$ = {curves['eff_signal']:.0%} (inclusive)"
+            if (plot_style and plot_style.experiment != "none" and ax is top)
+            else None
+        )  # beside an experiment label
         ax.legend(fontsize="x-small", loc="best", title=title, title_fontsize="x-small")
     top.set_ylim(0, 1.05)
     bottom.set_yscale("log")
@@ -120,9 +155,16 @@ def plot_efficiency(
     return _save(fig, path)
 
 
-def plot_mass_after_cuts(cuts: Sequence[Mapping[str, Any]], signal: str, path: pathlib.Path, *,
-                         background: str = "QCD", xlabel: str | None = None, cut_on: str | None = None,
-                         plot_style: PlotStyle | None = None) -> pathlib.Path:  # fmt: skip
+def plot_mass_after_cuts(
+    cuts: Sequence[Mapping[str, Any]],
+    signal: str,
+    path: pathlib.Path,
+    *,
+    background: str = "QCD",
+    xlabel: str | None = None,
+    cut_on: str | None = None,
+    plot_style: PlotStyle | None = None,
+) -> pathlib.Path:
     """Normalised background (QCD) mass without and with cuts at several signal efficiencies.
 
     ``cuts``: :func:`~hepnn_coffea.evaluation.sculpting.mass_after_cuts` output (or
@@ -143,7 +185,9 @@ def plot_mass_after_cuts(cuts: Sequence[Mapping[str, Any]], signal: str, path: p
 
             rejection, inv_jsd = cut.get("rejection"), cut.get("inv_jsd_interval")
             label = f"$\\epsilon_{{{signal}}}$ = {cut['eff_signal']:.0%}: $1/\\epsilon_B$ = "
-            label += format_interval(rejection) if rejection else f"{1 / max(cut['eff_background'], 1e-300):.3g}"
+            label += (
+                format_interval(rejection) if rejection else f"{1 / max(cut['eff_background'], 1e-300):.3g}"
+            )
             if inv_jsd and inv_jsd.get("value") is not None and np.isfinite(inv_jsd["value"]):
                 label += f", 1/JSD = {format_interval(inv_jsd)}"
             style = {}
@@ -154,14 +198,19 @@ def plot_mass_after_cuts(cuts: Sequence[Mapping[str, Any]], signal: str, path: p
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(0, 1.5 * ax.get_ylim()[1])  # room for the legend
     cut_on = cut_on or f"$D_{{{signal}}}$"
-    ax.legend(fontsize="xx-small", loc="upper right", title=f"{background} jets, cut on {cut_on}",
-              title_fontsize="xx-small")
+    ax.legend(
+        fontsize="xx-small",
+        loc="upper right",
+        title=f"{background} jets, cut on {cut_on}",
+        title_fontsize="xx-small",
+    )
     _header(ax, "weighted, normalised", plot_style)
     return _save(fig, path)
 
 
-def plot_discriminant(h: Any, signal: str, path: pathlib.Path, rebin: int = 2, *,
-                      plot_style: PlotStyle | None = None) -> pathlib.Path:  # fmt: skip
+def plot_discriminant(
+    h: Any, signal: str, path: pathlib.Path, rebin: int = 2, *, plot_style: PlotStyle | None = None
+) -> pathlib.Path:
     """Normalised weighted distributions of ``D_signal`` per process and true class (log scale).
 
     ``h``: a ``disc_<signal>_msoftdrop`` or ``disc_<signal>_pt`` hist of
@@ -190,15 +239,24 @@ def plot_discriminant(h: Any, signal: str, path: pathlib.Path, rebin: int = 2, *
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"$D_{{{signal}}} = s_{{{signal}}} / (s_{{{signal}}} + s_{{QCD}})$")
     ax.set_ylabel("Density (unit area)")
-    ax.legend(fontsize="x-small", ncols=2, title=_beside_label("weighted, normalised", plot_style),
-              title_fontsize="x-small")  # fmt: skip
+    ax.legend(
+        fontsize="x-small",
+        ncols=2,
+        title=_beside_label("weighted, normalised", plot_style),
+        title_fontsize="x-small",
+    )
     _header(ax, "weighted, normalised", plot_style)
     return _save(fig, path)
 
 
-def plot_rejection_vs_jsd(points: Mapping[str, tuple[Any, Any]], path: pathlib.Path, signal: str = "top",
-                          efficiency: float = 0.5, *,
-                          plot_style: PlotStyle | None = None) -> pathlib.Path:  # fmt: skip
+def plot_rejection_vs_jsd(
+    points: Mapping[str, tuple[Any, Any]],
+    path: pathlib.Path,
+    signal: str = "top",
+    efficiency: float = 0.5,
+    *,
+    plot_style: PlotStyle | None = None,
+) -> pathlib.Path:
     """QCD rejection vs 1/JSD at one signal efficiency, one point per variant (log-log, error bars).
 
     Parameters
@@ -215,9 +273,19 @@ def plot_rejection_vs_jsd(points: Mapping[str, tuple[Any, Any]], path: pathlib.P
         x, x_down, x_up, x_open = _values(inv_jsd)
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
-        ax.errorbar([x], [y], xerr=[[x_down], [x_up]], yerr=[[y_down], [y_up]], xlolims=x_open, lolims=y_open,
-                    fmt=markers[i % len(markers)], markersize=10, capsize=3, label=name,
-                    color=plt.get_cmap("tab10")(i % 10))  # fmt: skip
+        ax.errorbar(
+            [x],
+            [y],
+            xerr=[[x_down], [x_up]],
+            yerr=[[y_down], [y_up]],
+            xlolims=x_open,
+            lolims=y_open,
+            fmt=markers[i % len(markers)],
+            markersize=10,
+            capsize=3,
+            label=name,
+            color=plt.get_cmap("tab10")(i % 10),
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("1/JSD (QCD $m_{SD}$, pass vs fail)")
@@ -227,23 +295,43 @@ def plot_rejection_vs_jsd(points: Mapping[str, tuple[Any, Any]], path: pathlib.P
     ax.set_ylim(bottom=max(ax.get_ylim()[0], 0.5))
     _log_ticks(ax, "x")
     _log_ticks(ax, "y")
-    ax.annotate("better", xy=(0.97, 0.97), xytext=(0.8, 0.8), xycoords="axes fraction", fontsize="small",
-                arrowprops={"arrowstyle": "->"}, ha="center", va="center")  # fmt: skip
+    ax.annotate(
+        "better",
+        xy=(0.97, 0.97),
+        xytext=(0.8, 0.8),
+        xycoords="axes fraction",
+        fontsize="small",
+        arrowprops={"arrowstyle": "->"},
+        ha="center",
+        va="center",
+    )
     right = f"{signal} vs QCD, $\\epsilon_{{{signal}}}$ = {efficiency:.0%}"
     beside = len(points) > 4  # many variants: the legend goes right of the axes, never over a point
-    ax.legend(fontsize="small", loc="upper left" if beside else "lower left", title=_beside_label(right, plot_style),
-              title_fontsize="x-small", **({"bbox_to_anchor": (1.02, 1.0)} if beside else {}))  # fmt: skip
+    ax.legend(
+        fontsize="small",
+        loc="upper left" if beside else "lower left",
+        title=_beside_label(right, plot_style),
+        title_fontsize="x-small",
+        **({"bbox_to_anchor": (1.02, 1.0)} if beside else {}),
+    )
     if beside:
         fig.set_size_inches(fig.get_size_inches()[0] * 1.5, fig.get_size_inches()[1])
     _header(ax, right, plot_style)
     return _save(fig, path)
 
 
-def plot_events(out: pathlib.Path, signals: Sequence[str], *, hists: Mapping[str, Any],
-                rocs: Mapping[str, Mapping[str, Any]], efficiencies: Mapping[str, Any],
-                mass_cuts: Mapping[str, Sequence[Mapping[str, Any]]],
-                points: Mapping[str, Mapping[str, tuple[Any, Any]]], reference: str | None = None,
-                plot_style: PlotStyle | None = None) -> list[pathlib.Path]:  # fmt: skip
+def plot_events(
+    out: pathlib.Path,
+    signals: Sequence[str],
+    *,
+    hists: Mapping[str, Any],
+    rocs: Mapping[str, Mapping[str, Any]],
+    efficiencies: Mapping[str, Any],
+    mass_cuts: Mapping[str, Sequence[Mapping[str, Any]]],
+    points: Mapping[str, Mapping[str, tuple[Any, Any]]],
+    reference: str | None = None,
+    plot_style: PlotStyle | None = None,
+) -> list[pathlib.Path]:
     """Every figure of the events evaluation into ``out``, per signal S (PNG paths returned).
 
     ``roc_S`` (with a ratio panel to the ``reference`` tagger when given), ``efficiency_vs_pt_S``,
@@ -258,7 +346,9 @@ def plot_events(out: pathlib.Path, signals: Sequence[str], *, hists: Mapping[str
         paths += [
             plot_roc_bands(rocs[s], s, out / f"roc_{s}.png", reference=reference, **kw),
             plot_efficiency(efficiencies[s], "FatJet_pt", s, out / f"efficiency_vs_pt_{s}.png", **kw),
-            plot_efficiency(efficiencies[s], "FatJet_msoftdrop", s, out / f"efficiency_vs_msoftdrop_{s}.png", **kw),
+            plot_efficiency(
+                efficiencies[s], "FatJet_msoftdrop", s, out / f"efficiency_vs_msoftdrop_{s}.png", **kw
+            ),
             plot_mass_after_cuts(mass_cuts[s], s, out / f"msoftdrop_qcd_{s}.png", **kw),
             plot_discriminant(hists[f"disc_{s}_msoftdrop"], s, out / f"discriminant_{s}.png", **kw),
             plot_rejection_vs_jsd(points[s], out / f"rejection_vs_jsd_{s}.png", signal=s, **kw),

@@ -53,8 +53,12 @@ def plot_bias_vs_true(h: Any, target: str, path: pathlib.Path) -> pathlib.Path:
     for estimator in proj.axes["estimator"]:
         bias = bias_vs_true(proj[{"estimator": estimator}])
         ok = np.asarray(bias["n"]) >= 20
-        ax.plot(np.asarray(bias["true"])[ok], np.asarray(bias["median"])[ok], marker="o",
-                label=f"{estimator} (slope {bias['slope']:.3g})")  # fmt: skip
+        ax.plot(
+            np.asarray(bias["true"])[ok],
+            np.asarray(bias["median"])[ok],
+            marker="o",
+            label=f"{estimator} (slope {bias['slope']:.3g})",
+        )
     ax.axhline(0, color="grey", linewidth=1)
     ax.set_xlabel(f"true {target}")
     ax.set_ylabel("median (pred - true)")

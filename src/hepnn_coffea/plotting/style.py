@@ -86,4 +86,6 @@ def label(ax: Any, style: PlotStyle | None = None, *, right: str = "", loc: int 
         ax.set_title(style.text, loc="left", style="italic", fontsize="medium")
         ax.set_title(", ".join(x for x in (right, _rlabel(style)) if x), loc="right", fontsize="small")
         return
-    getattr(mplhep, style.experiment.lower()).label(style.text, ax=ax, loc=loc, data=True, rlabel=_rlabel(style))
+    getattr(mplhep, style.experiment.lower()).label(
+        style.text, ax=ax, loc=loc, data=True, rlabel=_rlabel(style)
+    )

@@ -21,8 +21,12 @@ from hepnn_coffea.plotting.plots import _pyplot, _save
 from hepnn_coffea.plotting.style import PlotStyle, label
 
 #: Axis labels of the usual jet branches (others are written as they are).
-VARIABLE_LABELS = {"jet_pt": "Jet $p_T$ [GeV]", "jet_sdmass": "Soft-drop mass $m_{SD}$ [GeV]",
-                   "jet_mass": "Jet mass [GeV]", "jet_eta": "Jet $\\eta$"}  # fmt: skip
+VARIABLE_LABELS = {
+    "jet_pt": "Jet $p_T$ [GeV]",
+    "jet_sdmass": "Soft-drop mass $m_{SD}$ [GeV]",
+    "jet_mass": "Jet mass [GeV]",
+    "jet_eta": "Jet $\\eta$",
+}
 
 
 def display_name(name: str) -> str:
@@ -33,9 +37,15 @@ def display_name(name: str) -> str:
     return name
 
 
-def plot_roc_ratio(curves: Mapping[str, Mapping[str, Any]], path: pathlib.Path, *, reference: str | None = None,
-                   signal: str = "signal", background: str = "background",
-                   style: PlotStyle | None = None) -> pathlib.Path:  # fmt: skip
+def plot_roc_ratio(
+    curves: Mapping[str, Mapping[str, Any]],
+    path: pathlib.Path,
+    *,
+    reference: str | None = None,
+    signal: str = "signal",
+    background: str = "background",
+    style: PlotStyle | None = None,
+) -> pathlib.Path:
     """Background rejection (log) vs signal efficiency with 68% bands; below, the ratio to ``reference``.
 
     ``curves``: name -> :func:`~hepnn_coffea.evaluation.sculpting.rejection_curve` output on a
@@ -48,8 +58,9 @@ def plot_roc_ratio(curves: Mapping[str, Mapping[str, Any]], path: pathlib.Path, 
     if reference not in curves:
         raise ValueError(f"ROC reference {reference!r} is not one of the curves {list(curves)}")
     plt = _pyplot(style)
-    fig, (ax, ratio) = plt.subplots(2, 1, sharex=True, figsize=(10, 10),
-                                    gridspec_kw={"height_ratios": [3, 1], "hspace": 0.06})  # fmt: skip
+    fig, (ax, ratio) = plt.subplots(
+        2, 1, sharex=True, figsize=(10, 10), gridspec_kw={"height_ratios": [3, 1], "hspace": 0.06}
+    )
     ax.set_yscale("log")
     finite = [r[np.isfinite(r)] for r in (np.asarray(c["rejection"], dtype=float) for c in curves.values())]
     top = max([1.0] + [float(r.max()) for r in finite if len(r)])
@@ -67,17 +78,29 @@ def plot_roc_ratio(curves: Mapping[str, Mapping[str, Any]], path: pathlib.Path, 
         with np.errstate(invalid="ignore", divide="ignore"):
             r, r_low, r_high = rej / ref, low / ref, np.where(np.isfinite(high), high / ref, np.nan)
         ratio.plot(eff[both], r[both], color=line.get_color(), linewidth=2)
-        ratio.fill_between(eff[both], r_low[both], r_high[both], color=line.get_color(), alpha=0.25, linewidth=0)
+        ratio.fill_between(
+            eff[both], r_low[both], r_high[both], color=line.get_color(), alpha=0.25, linewidth=0
+        )
         if both.any():
-            ratio_range = [min(ratio_range[0], float(r[both].min())), max(ratio_range[1], float(r[both].max()))]
-    starts = [float(np.asarray(c["eff_signal"])[np.isfinite(np.asarray(c["rejection"], dtype=float))].min())
-              for c in curves.values() if np.isfinite(np.asarray(c["rejection"], dtype=float)).any()]  # fmt: skip
+            ratio_range = [
+                min(ratio_range[0], float(r[both].min())),
+                max(ratio_range[1], float(r[both].max())),
+            ]
+    starts = [
+        float(np.asarray(c["eff_signal"])[np.isfinite(np.asarray(c["rejection"], dtype=float))].min())
+        for c in curves.values()
+        if np.isfinite(np.asarray(c["rejection"], dtype=float)).any()
+    ]
     ax.set_xlim(max(0.0, np.floor(10 * min(starts, default=0.0)) / 10 - 0.05), 1)
     ax.set_ylim(1, top * 10)
     log_ticks(ax)
     ax.set_ylabel(f"{background} rejection $1/\\epsilon_B$")
-    ax.legend(fontsize="x-small", loc="lower left", title=f"{signal} vs {background}; 68% bands: Clopper-Pearson, "
-              "Kish $n_{eff}$", title_fontsize="xx-small")  # fmt: skip
+    ax.legend(
+        fontsize="x-small",
+        loc="lower left",
+        title=f"{signal} vs {background}; 68% bands: Clopper-Pearson, Kish $n_{{eff}}$",
+        title_fontsize="xx-small",
+    )
     ratio.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
     ratio.set_ylim(max(0.0, 0.8 * ratio_range[0]), min(1.2 * ratio_range[1], 10.0))
     ratio.set_ylabel("Ratio to ref.", fontsize="small")
@@ -86,8 +109,15 @@ def plot_roc_ratio(curves: Mapping[str, Mapping[str, Any]], path: pathlib.Path, 
     return _save(fig, path)
 
 
-def plot_rejection_vs(perf: Mapping[str, Any], path: pathlib.Path, *, xlabel: str, signal: str = "signal",
-                      background: str = "background", style: PlotStyle | None = None) -> pathlib.Path:  # fmt: skip
+def plot_rejection_vs(
+    perf: Mapping[str, Any],
+    path: pathlib.Path,
+    *,
+    xlabel: str,
+    signal: str = "signal",
+    background: str = "background",
+    style: PlotStyle | None = None,
+) -> pathlib.Path:
     """Background rejection (top, log) and signal efficiency (bottom) per bin at one signal efficiency.
 
     ``perf``: :func:`~hepnn_coffea.evaluation.tagger_curves.performance_vs` output; both
@@ -96,26 +126,46 @@ def plot_rejection_vs(perf: Mapping[str, Any], path: pathlib.Path, *, xlabel: st
     lower-limit arrow at the 68% lower bound.
     """
     plt = _pyplot(style)
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 10),
-                                      gridspec_kw={"height_ratios": [2, 1], "hspace": 0.06})  # fmt: skip
+    fig, (top, bottom) = plt.subplots(
+        2, 1, sharex=True, figsize=(10, 10), gridspec_kw={"height_ratios": [2, 1], "hspace": 0.06}
+    )
     edges = np.asarray(perf["edges"], dtype=float)
     centres, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * np.diff(edges)
     eff = perf["eff_signal"]
-    kinds = (("global", f"global WP ($\\epsilon_S$ = {eff:.0%} inclusive)", "o", "tab:blue", -0.15),
-             ("per_bin", f"per-bin WP ($\\epsilon_S$ = {eff:.0%} in every bin)", "s", "tab:orange", 0.15))  # fmt: skip
+    kinds = (
+        ("global", f"global WP ($\\epsilon_S$ = {eff:.0%} inclusive)", "o", "tab:blue", -0.15),
+        ("per_bin", f"per-bin WP ($\\epsilon_S$ = {eff:.0%} in every bin)", "s", "tab:orange", 0.15),
+    )
     shown = []
     for kind, text, marker, colour, shift in kinds:
         rej = perf[kind]["rejection"]
         x = centres + shift * half  # side by side, so the two sets of bars do not hide each other
-        errorbar_or_limit(top, x, half * 0.0, rej["value"], rej["low"], rej["high"], fmt=marker, color=colour,
-                          markersize=6, label=text, limit_label=None)  # fmt: skip
+        errorbar_or_limit(
+            top,
+            x,
+            half * 0.0,
+            rej["value"],
+            rej["low"],
+            rej["high"],
+            fmt=marker,
+            color=colour,
+            markersize=6,
+            label=text,
+            limit_label=None,
+        )
         shown += [v for v in np.asarray(rej["value"], dtype=float) if np.isfinite(v)]
         shown += [v for v in np.asarray(rej["low"], dtype=float) if np.isfinite(v) and v > 0]
         sig = perf[kind]["signal"]
         value = np.asarray(sig["value"], dtype=float)
         ok = np.isfinite(value)
-        bottom.errorbar(x[ok], value[ok], yerr=[value[ok] - np.asarray(sig["low"])[ok], np.asarray(sig["high"])[ok]
-                        - value[ok]], fmt=marker, color=colour, markersize=6)  # fmt: skip
+        bottom.errorbar(
+            x[ok],
+            value[ok],
+            yerr=[value[ok] - np.asarray(sig["low"])[ok], np.asarray(sig["high"])[ok] - value[ok]],
+            fmt=marker,
+            color=colour,
+            markersize=6,
+        )
     for ax in (top, bottom):
         for edge in edges[1:-1]:
             ax.axvline(edge, color="grey", linewidth=0.5, alpha=0.4)
@@ -124,8 +174,10 @@ def plot_rejection_vs(perf: Mapping[str, Any], path: pathlib.Path, *, xlabel: st
         top.set_ylim(0.5 * min(shown), 50 * max(shown))  # room above for the legend
     log_ticks(top)
     top.set_ylabel(f"{background} rejection $1/\\epsilon_B$")
-    title = (f"{signal} vs {background}; 68% CL: Clopper-Pearson, Kish $n_{{eff}}$\n"
-             f"arrows: no {background} jet passes (lower limit)")  # fmt: skip
+    title = (
+        f"{signal} vs {background}; 68% CL: Clopper-Pearson, Kish $n_{{eff}}$\n"
+        f"arrows: no {background} jet passes (lower limit)"
+    )
     top.legend(fontsize="x-small", loc="upper left", title=title, title_fontsize="xx-small")
     bottom.axhline(eff, color="black", linewidth=0.8, linestyle=":")
     bottom.set_ylim(0.0, 1.05)
@@ -161,8 +213,9 @@ def _score_view(h: Any, signal: str, rebin: int) -> tuple[np.ndarray, Parts]:
     return edges[::rebin], out
 
 
-def plot_score_shapes(h: Any, signal: str, path: pathlib.Path, *, rebin: int = 20,
-                      style: PlotStyle | None = None) -> pathlib.Path:  # fmt: skip
+def plot_score_shapes(
+    h: Any, signal: str, path: pathlib.Path, *, rebin: int = 20, style: PlotStyle | None = None
+) -> pathlib.Path:
     """Normalised ``signal`` score per sample and true class (log), error bars on non-empty bins only."""
     plt = _pyplot(style)
     fig, ax = plt.subplots()
@@ -171,9 +224,15 @@ def plot_score_shapes(h: Any, signal: str, path: pathlib.Path, *, rebin: int = 2
         if values.sum() <= 0:
             continue
         norm = values.sum() * np.diff(edges)
-        step_with_errors(ax, edges, values / norm, np.sqrt(variances) / norm, linewidth=2,
-                         linestyle="-" if truth == signal else "--",
-                         label=f"{process} (true {display_name(truth)})")  # fmt: skip
+        step_with_errors(
+            ax,
+            edges,
+            values / norm,
+            np.sqrt(variances) / norm,
+            linewidth=2,
+            linestyle="-" if truth == signal else "--",
+            label=f"{process} (true {display_name(truth)})",
+        )
     ax.set_yscale("log")
     ax.set_xlim(edges[0], edges[-1])
     ax.set_xlabel(f"{display_name(signal)} score")
@@ -183,8 +242,9 @@ def plot_score_shapes(h: Any, signal: str, path: pathlib.Path, *, rebin: int = 2
     return _save(fig, path)
 
 
-def plot_score_stacked(h: Any, signal: str, path: pathlib.Path, *, rebin: int = 20,
-                       style: PlotStyle | None = None) -> pathlib.Path:  # fmt: skip
+def plot_score_stacked(
+    h: Any, signal: str, path: pathlib.Path, *, rebin: int = 20, style: PlotStyle | None = None
+) -> pathlib.Path:
     """Weighted ``signal`` score stacked per sample (log), with the stack's statistical uncertainty hatched."""
     plt = _pyplot(style)
     fig, ax = plt.subplots()
@@ -199,12 +259,26 @@ def plot_score_stacked(h: Any, signal: str, path: pathlib.Path, *, rebin: int = 
     total_var = np.zeros_like(bottom)
     for process in order:
         values, variances = per_sample[process]
-        ax.stairs(bottom + values, edges, baseline=bottom, fill=True, alpha=0.8,
-                  label=f"{process} ({values.sum():.4g})")  # fmt: skip
+        ax.stairs(
+            bottom + values,
+            edges,
+            baseline=bottom,
+            fill=True,
+            alpha=0.8,
+            label=f"{process} ({values.sum():.4g})",
+        )
         bottom, total_var = bottom + values, total_var + variances
     error = np.sqrt(total_var)
-    ax.stairs(bottom + error, edges, baseline=np.maximum(bottom - error, 0), fill=False, hatch="////",
-              color="black", linewidth=0, label="Stat. unc.")  # fmt: skip
+    ax.stairs(
+        bottom + error,
+        edges,
+        baseline=np.maximum(bottom - error, 0),
+        fill=False,
+        hatch="////",
+        color="black",
+        linewidth=0,
+        label="Stat. unc.",
+    )
     ax.stairs(bottom, edges, color="black", linewidth=1)
     ax.set_yscale("log")
     positive = bottom[bottom > 0]
@@ -218,10 +292,19 @@ def plot_score_stacked(h: Any, signal: str, path: pathlib.Path, *, rebin: int = 
     return _save(fig, path)
 
 
-def plot_tagger(out: pathlib.Path, *, hists: Mapping[str, Any], signal: str, background: list[str],
-                curves: Mapping[str, Mapping[str, Any]], reference: str | None,
-                performance: Mapping[str, Mapping[str, Any]], mass_cuts: list[dict[str, Any]] | None,
-                mass_variable: str | None, style: PlotStyle | None = None) -> list[pathlib.Path]:  # fmt: skip
+def plot_tagger(
+    out: pathlib.Path,
+    *,
+    hists: Mapping[str, Any],
+    signal: str,
+    background: list[str],
+    curves: Mapping[str, Mapping[str, Any]],
+    reference: str | None,
+    performance: Mapping[str, Mapping[str, Any]],
+    mass_cuts: list[dict[str, Any]] | None,
+    mass_variable: str | None,
+    style: PlotStyle | None = None,
+) -> list[pathlib.Path]:
     """Every figure of the flat-jet evaluation into ``out`` (PNG paths returned; a PDF beside each).
 
     ``roc``, ``score_shapes``, ``score_stacked``, per variable V of ``performance``
@@ -239,14 +322,39 @@ def plot_tagger(out: pathlib.Path, *, hists: Mapping[str, Any], signal: str, bac
     ]
     for variable, perf in performance.items():
         xlabel = VARIABLE_LABELS.get(variable, variable)
-        short = variable[len("jet_"):] if variable.startswith("jet_") else variable
-        paths.append(plot_efficiency({"eff_signal": perf["eff_signal"], variable: perf["global"]}, variable,
-                                     sig, out / f"efficiency_vs_{short}.png", background=bkg, xlabel=xlabel,
-                                     plot_style=style))  # fmt: skip
-        paths.append(plot_rejection_vs(perf, out / f"rejection_vs_{short}.png", xlabel=xlabel, signal=sig,
-                                       background=bkg, style=style))  # fmt: skip
+        short = variable[len("jet_") :] if variable.startswith("jet_") else variable
+        paths.append(
+            plot_efficiency(
+                {"eff_signal": perf["eff_signal"], variable: perf["global"]},
+                variable,
+                sig,
+                out / f"efficiency_vs_{short}.png",
+                background=bkg,
+                xlabel=xlabel,
+                plot_style=style,
+            )
+        )
+        paths.append(
+            plot_rejection_vs(
+                perf,
+                out / f"rejection_vs_{short}.png",
+                xlabel=xlabel,
+                signal=sig,
+                background=bkg,
+                style=style,
+            )
+        )
     if mass_cuts:
         xlabel = VARIABLE_LABELS.get(mass_variable or "", mass_variable or "mass")
-        paths.append(plot_mass_after_cuts(mass_cuts, sig, out / "mass_after_cuts.png", background=bkg, xlabel=xlabel,
-                                          cut_on=f"the {sig} score", plot_style=style))  # fmt: skip
+        paths.append(
+            plot_mass_after_cuts(
+                mass_cuts,
+                sig,
+                out / "mass_after_cuts.png",
+                background=bkg,
+                xlabel=xlabel,
+                cut_on=f"the {sig} score",
+                plot_style=style,
+            )
+        )
     return paths

@@ -10,8 +10,9 @@ import numpy as np
 
 
 def _series(bins: list[dict[str, Any]], variation: str, key: str) -> np.ndarray:
-    return np.array([np.nan if b["shifts"][variation][key] is None else 100 * b["shifts"][variation][key]
-                     for b in bins])  # fmt: skip
+    return np.array(
+        [np.nan if b["shifts"][variation][key] is None else 100 * b["shifts"][variation][key] for b in bins]
+    )
 
 
 def _stat_band(bins: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -43,8 +44,12 @@ def plot_variation_shifts(report: Mapping[str, Any], out: pathlib.Path) -> list[
         fig, axes = plt.subplots(len(points), 2, figsize=(13, 4.2 * len(points)), squeeze=False, sharex=True)
         for row, (wp, point) in enumerate(points.items()):
             inclusive, bins = point["bins"][0], point["bins"][1:]
-            for col, (key, shift, title) in enumerate((("eff_signal", "rel_eff_signal", r"$\varepsilon_S$"),
-                                                       ("rejection", "rel_rejection", r"$1/\varepsilon_B$"))):
+            for col, (key, shift, title) in enumerate(
+                (
+                    ("eff_signal", "rel_eff_signal", r"$\varepsilon_S$"),
+                    ("rejection", "rel_rejection", r"$1/\varepsilon_B$"),
+                )
+            ):
                 ax = axes[row, col]
                 low, high = _stat_band(bins, key)
                 ax.stairs(high, edges, baseline=low, fill=True, color="0.85", label="nominal stat. (68%)")
@@ -56,7 +61,9 @@ def plot_variation_shifts(report: Mapping[str, Any], out: pathlib.Path) -> list[
                     ax.stairs(values, edges, color=color, linestyle=style, linewidth=1.8, label=v)
                     value = inclusive["shifts"][v][shift]
                     if value is not None:
-                        ax.plot([edges[0]], [100 * value], marker="<", color=color, markersize=9, clip_on=False)
+                        ax.plot(
+                            [edges[0]], [100 * value], marker="<", color=color, markersize=9, clip_on=False
+                        )
                         extent.append(abs(100 * value))
                     extent += list(np.abs(values[np.isfinite(values)]))
                 band = np.nanmedian(np.abs(np.r_[low, high])) if np.isfinite(np.r_[low, high]).any() else 0.0

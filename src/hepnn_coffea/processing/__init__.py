@@ -34,4 +34,4 @@ __all__ = list(_EXPORTS)
 
 # ``preprocess`` is also a submodule's name: importing the submodule binds the module here, so the
 # function is bound eagerly, after the submodule import, to be what ``processing.preprocess`` means.
-from hepnn_coffea.processing.preprocess import preprocess  # noqa: F401
+from hepnn_coffea.processing.preprocess import preprocess  # noqa: E402, F401

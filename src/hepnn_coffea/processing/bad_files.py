@@ -111,18 +111,28 @@ def _is_transient(err: BaseException) -> bool:
     return False
 
 
-def skip_record(dataset: str, file: str, tree: str, start: int, stop: int | None, cause: str) -> dict[str, Any]:
+def skip_record(
+    dataset: str, file: str, tree: str, start: int, stop: int | None, cause: str
+) -> dict[str, Any]:
     """One skip record (``entries_lost`` is None when ``stop`` is unknown)."""
-    return {"dataset": dataset, "file": file, "tree": tree, "entry_start": int(start),
-            "entry_stop": None if stop is None else int(stop),
-            "entries_lost": None if stop is None else int(stop) - int(start), "cause": cause}  # fmt: skip
+    return {
+        "dataset": dataset,
+        "file": file,
+        "tree": tree,
+        "entry_start": int(start),
+        "entry_stop": None if stop is None else int(stop),
+        "entries_lost": None if stop is None else int(stop) - int(start),
+        "cause": cause,
+    }
 
 
 def describe_cause(err: BaseException, retries: int = 0) -> str:
     """``Type: message`` of an exception (first line of a long one), with the retries made."""
     text = " ".join(str(err).split())
     text = text if len(text) <= 300 else text[:297] + "..."
-    tried = f" (after {retries} retr{'y' if retries == 1 else 'ies'})" if retries and _is_transient(err) else ""
+    tried = (
+        f" (after {retries} retr{'y' if retries == 1 else 'ies'})" if retries and _is_transient(err) else ""
+    )
     return f"{type(err).__name__}: {text}{tried}"
 
 
@@ -167,8 +177,8 @@ def validate_files(
         kept = {}
         for file, tree in dataset["files"].items():
             try:
-                n = with_retries(lambda: num_entries(file, tree), retries, file)
-                branches = with_retries(lambda: branches_of(file, tree), retries, file)
+                n = with_retries(lambda file=file, tree=tree: num_entries(file, tree), retries, file)
+                branches = with_retries(lambda file=file, tree=tree: branches_of(file, tree), retries, file)
             except FilesetError as err:
                 if not skip:
                     raise
@@ -180,8 +190,10 @@ def validate_files(
             missing = [b for b in needed if b not in branches]
             if missing:
                 if not skip:
-                    raise ConfigError(f"branch(es) {missing} not found in {file} (tree '{tree}', dataset '{name}')"
-                                      + (f"; {needed_by}" if needed_by else ""))  # fmt: skip
+                    raise ConfigError(
+                        f"branch(es) {missing} not found in {file} (tree '{tree}', dataset '{name}')"
+                        + (f"; {needed_by}" if needed_by else "")
+                    )
                 skipped.append(skip_record(name, file, tree, 0, n, f"missing branch(es) {missing}"))
                 continue
             kept[file] = tree
@@ -230,8 +242,10 @@ def where(record: dict[str, Any]) -> str:
     """Human-readable location and cause of a skip record."""
     stop = "?" if record["entry_stop"] is None else record["entry_stop"]
     lost = "unknown" if record["entries_lost"] is None else record["entries_lost"]
-    return (f"{record['file']} (tree '{record['tree']}', entries {record['entry_start']}-{stop}, dataset "
-            f"'{record['dataset']}'; entries lost: {lost}): {record['cause']}")  # fmt: skip
+    return (
+        f"{record['file']} (tree '{record['tree']}', entries {record['entry_start']}-{stop}, dataset "
+        f"'{record['dataset']}'; entries lost: {lost}): {record['cause']}"
+    )
 
 
 def settle(records: list[dict[str, Any]], policy: BadFilePolicy, stage: str) -> list[dict[str, Any]]:
@@ -271,9 +285,15 @@ def summary(records: list[dict[str, Any]], entries_in_files: int, entries_read: 
 
     lost = sum(r["entries_lost"] or 0 for r in records)
     unknown = sorted({r["file"] for r in records if r["entries_lost"] is None})
-    out = {"entries_in_files": int(entries_in_files), "entries_read": int(entries_read), "entries_lost": int(lost),
-           "unknown_files": unknown}  # fmt: skip
+    out = {
+        "entries_in_files": int(entries_in_files),
+        "entries_read": int(entries_read),
+        "entries_lost": int(lost),
+        "unknown_files": unknown,
+    }
     if entries_read + lost != entries_in_files:
-        raise ReconciliationError(f"{entries_read} entries read + {lost} lost in skipped chunks != "
-                                  f"{entries_in_files} entries in the files")  # fmt: skip
+        raise ReconciliationError(
+            f"{entries_read} entries read + {lost} lost in skipped chunks != "
+            f"{entries_in_files} entries in the files"
+        )
     return out

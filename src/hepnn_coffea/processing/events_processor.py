@@ -37,10 +37,17 @@ def event_rows(events: Any, config: DataConfig, chunk: ChunkInfo, names: list[st
     rows = config.rows
     branches = {b: events[b] for b in rows.file_branches(names)}
     nano = to_nanoevents(branches, len(events))
-    table = jet_rows(nano, rows, [n for n in names if n not in rows.generated_fields() or n == rows.index_field])
+    table = jet_rows(
+        nano, rows, [n for n in names if n not in rows.generated_fields() or n == rows.index_field]
+    )
     meta = chunk.metadata
-    flat = add_truth(table, nano, rows, process=str(meta.get("process", meta.get("sample", chunk.dataset))),
-                     xsec_scale=float(meta.get("xsec_scale", 1.0)))  # fmt: skip
+    flat = add_truth(
+        table,
+        nano,
+        rows,
+        process=str(meta.get("process", meta.get("sample", chunk.dataset))),
+        xsec_scale=float(meta.get("xsec_scale", 1.0)),
+    )
     return flat, len(events)
 
 
@@ -65,8 +72,15 @@ class EventStandardizationProcessor(EventColumnsMixin, ChunkProcessor):
         rows, _ = event_rows(events, self.config, chunk, row_names(self.config))
         train = rows[np.asarray(rows["split"]) == SPLIT_NAMES.index("train")]
         seed = [self.seed, chunk.start, int(hashlib.sha1(chunk.file.encode()).hexdigest()[:8], 16)]
-        values = raw_values(train, self.config, self.names, self.config.data_fraction, seed, chunk.where,
-                            self.config.auto_length_groups)  # fmt: skip
+        values = raw_values(
+            train,
+            self.config,
+            self.names,
+            self.config.data_fraction,
+            seed,
+            chunk.where,
+            self.config.auto_length_groups,
+        )
         return {"values": {k: [v] for k, v in values.items()}}
 
 
@@ -98,8 +112,12 @@ class EventShardWriterProcessor(EventColumnsMixin, ChunkProcessor):
             rows = rows[passed & good]
         batch = compute_features(rows, config, where=chunk.where, entry_start=chunk.start, ragged=True)
         if config.rows.gen_match is not None:
-            cutflow["matched"] = {c: int(np.asarray(rows[c])[batch.selected].sum()) for c in config.label_names}
-        cutflow["filtered"] = {k[len("filtered_"):]: v for k, v in batch.counts.items() if k.startswith("filtered_")}
+            cutflow["matched"] = {
+                c: int(np.asarray(rows[c])[batch.selected].sum()) for c in config.label_names
+            }
+        cutflow["filtered"] = {
+            k[len("filtered_") :]: v for k, v in batch.counts.items() if k.startswith("filtered_")
+        }
         cutflow["jets_written"] = len(batch)
         split = np.asarray(rows["split"])
         sample = chunk.metadata.get("sample", chunk.dataset)
@@ -110,16 +128,36 @@ class EventShardWriterProcessor(EventColumnsMixin, ChunkProcessor):
             shard = f"{name}/{shard_name(sample, chunk.file, chunk.start, chunk.stop)}"
             write_shard(self.out_dir, shard, _subset(batch, part), config.storage_dtypes())
             labels = batch.labels[part] if batch.labels is not None and batch.labels.ndim == 1 else None
-            records.append({
-                "dataset": chunk.dataset, "sample": sample, "split": name, "file": chunk.file,
-                "entry_start": chunk.start, "entry_stop": chunk.stop, "shard": shard,
-                "entries_out": int(part.sum()), "events": len(_event_ids(rows, batch.selected, part)),
-                "label_counts": np.bincount(labels, minlength=len(config.label_names)).tolist()
-                if labels is not None else None,
-            })  # fmt: skip
-        return {"chunks": records, "cutflow": [{"dataset": chunk.dataset, "sample": sample, "file": chunk.file,
-                                                 "entry_start": chunk.start, "entry_stop": chunk.stop,
-                                                 **batch_counts(batch), **cutflow}]}  # fmt: skip
+            records.append(
+                {
+                    "dataset": chunk.dataset,
+                    "sample": sample,
+                    "split": name,
+                    "file": chunk.file,
+                    "entry_start": chunk.start,
+                    "entry_stop": chunk.stop,
+                    "shard": shard,
+                    "entries_out": int(part.sum()),
+                    "events": len(_event_ids(rows, batch.selected, part)),
+                    "label_counts": np.bincount(labels, minlength=len(config.label_names)).tolist()
+                    if labels is not None
+                    else None,
+                }
+            )
+        return {
+            "chunks": records,
+            "cutflow": [
+                {
+                    "dataset": chunk.dataset,
+                    "sample": sample,
+                    "file": chunk.file,
+                    "entry_start": chunk.start,
+                    "entry_stop": chunk.stop,
+                    **batch_counts(batch),
+                    **cutflow,
+                }
+            ],
+        }
 
 
 def batch_counts(batch: Any) -> dict[str, int]:
@@ -129,7 +167,9 @@ def batch_counts(batch: Any) -> dict[str, int]:
 
 def _event_ids(rows: ak.Array, selected: np.ndarray, part: np.ndarray) -> np.ndarray:
     """(run, lumi, event) of the written rows of one split, packed for counting distinct events."""
-    ids = np.stack([np.asarray(rows[k])[selected][part].astype(np.int64) for k in ("run", "luminosityBlock", "event")], 1)
+    ids = np.stack(
+        [np.asarray(rows[k])[selected][part].astype(np.int64) for k in ("run", "luminosityBlock", "event")], 1
+    )
     return np.unique(ids, axis=0) if len(ids) else ids
 
 

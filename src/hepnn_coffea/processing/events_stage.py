@@ -29,12 +29,16 @@ def add_event_weights(files: dict[str, Any], config: DataConfig) -> None:
     for name, dataset in files.items():
         meta = dataset["metadata"]
         if "xsec" not in meta:
-            raise FilesetError(f"dataset '{name}': metadata has no 'xsec' (pb), needed for the event weights "
-                               f"of a data config with 'rows' ({config.source})")  # fmt: skip
+            raise FilesetError(
+                f"dataset '{name}': metadata has no 'xsec' (pb), needed for the event weights "
+                f"of a data config with 'rows' ({config.source})"
+            )
         try:
             xsec = float(meta["xsec"])
         except (TypeError, ValueError):
-            raise FilesetError(f"dataset '{name}': metadata xsec must be a number, got {meta['xsec']!r}") from None
+            raise FilesetError(
+                f"dataset '{name}': metadata xsec must be a number, got {meta['xsec']!r}"
+            ) from None
         if "sumw" in meta:
             sumw = float(meta["sumw"])
             meta["sumw_source"] = "metadata"
@@ -57,9 +61,14 @@ def _sum_gen_weight(file: str, tree: str) -> float:
         raise FilesetError(f"{file}: cannot read genWeight of '{tree}': {type(err).__name__}: {err}") from err
 
 
-def build_event_manifest(files: dict[str, Any], config: DataConfig, chunks: list[dict[str, Any]],
-                         cutflow: list[dict[str, Any]], run_info: dict[str, Any],
-                         skipped: list[dict[str, Any]] = ()) -> dict[str, Any]:  # fmt: skip
+def build_event_manifest(
+    files: dict[str, Any],
+    config: DataConfig,
+    chunks: list[dict[str, Any]],
+    cutflow: list[dict[str, Any]],
+    run_info: dict[str, Any],
+    skipped: list[dict[str, Any]] = (),
+) -> dict[str, Any]:
     """The manifest (``splits`` as in the flat workflow, plus the reconciled ``cutflow``).
 
     ``skipped``: records of the chunks that could not be read (see :func:`reconcile_cutflow`).
@@ -67,16 +76,31 @@ def build_event_manifest(files: dict[str, Any], config: DataConfig, chunks: list
     splits: dict[str, dict[str, Any]] = {s: {} for s in SPLIT_NAMES}
     for c in chunks:
         meta = files[c["dataset"]]["metadata"]
-        entry = splits[c["split"]].setdefault(c["sample"], {"datasets": [], "shards": [], "entries_out": 0,
-                                                            "events": 0, "process": meta["process"],
-                                                            "xsec_scale": meta["xsec_scale"]})  # fmt: skip
+        entry = splits[c["split"]].setdefault(
+            c["sample"],
+            {
+                "datasets": [],
+                "shards": [],
+                "entries_out": 0,
+                "events": 0,
+                "process": meta["process"],
+                "xsec_scale": meta["xsec_scale"],
+            },
+        )
         if c["dataset"] not in entry["datasets"]:
             entry["datasets"].append(c["dataset"])
         entry["entries_out"] += c["entries_out"]
         entry["events"] += c["events"]
-        entry["shards"].append({"path": c["shard"], "entries": c["entries_out"], "file": c["file"],
-                                "entry_start": c["entry_start"], "entry_stop": c["entry_stop"],
-                                "label_counts": c["label_counts"]})  # fmt: skip
+        entry["shards"].append(
+            {
+                "path": c["shard"],
+                "entries": c["entries_out"],
+                "file": c["file"],
+                "entry_start": c["entry_start"],
+                "entry_stop": c["entry_stop"],
+                "label_counts": c["label_counts"],
+            }
+        )
     for samples in splits.values():
         for entry in samples.values():
             counts = [s["label_counts"] for s in entry["shards"] if s["label_counts"] is not None]
@@ -92,8 +116,12 @@ def build_event_manifest(files: dict[str, Any], config: DataConfig, chunks: list
     return manifest
 
 
-def reconcile_cutflow(files: dict[str, Any], records: list[dict[str, Any]],
-                      written: dict[tuple[str, str], int], skipped: list[dict[str, Any]] = ()) -> dict[str, Any]:  # fmt: skip
+def reconcile_cutflow(
+    files: dict[str, Any],
+    records: list[dict[str, Any]],
+    written: dict[tuple[str, str], int],
+    skipped: list[dict[str, Any]] = (),
+) -> dict[str, Any]:
     """Sum the chunk cutflows per dataset and check that every count adds up.
 
     ``skipped`` are the records of chunks that could not be read (``--skip-bad-files``): their
@@ -107,11 +135,20 @@ def reconcile_cutflow(files: dict[str, Any], records: list[dict[str, Any]],
     out: dict[str, Any] = {}
     for name, dataset in files.items():
         mine = [r for r in records if r["dataset"] == name]
-        flow: dict[str, Any] = {"process": dataset["metadata"]["process"], "xsec_scale": dataset["metadata"]["xsec_scale"],
-                                "events_in_files": 0, "events": 0, "jets": 0, "jets_selected": 0,
-                                "events_lost": sum(r["entries_lost"] or 0 for r in skipped if r["dataset"] == name),
-                                "filtered": {}, "matched": {}, "unmatched": {}, "jets_written": 0,
-                                "written": {s: written.get((name, s), 0) for s in SPLIT_NAMES}}  # fmt: skip
+        flow: dict[str, Any] = {
+            "process": dataset["metadata"]["process"],
+            "xsec_scale": dataset["metadata"]["xsec_scale"],
+            "events_in_files": 0,
+            "events": 0,
+            "jets": 0,
+            "jets_selected": 0,
+            "events_lost": sum(r["entries_lost"] or 0 for r in skipped if r["dataset"] == name),
+            "filtered": {},
+            "matched": {},
+            "unmatched": {},
+            "jets_written": 0,
+            "written": {s: written.get((name, s), 0) for s in SPLIT_NAMES},
+        }
         for file, tree in dataset["files"].items():
             flow["events_in_files"] += num_entries(file, tree)
         for r in mine:
@@ -125,8 +162,10 @@ def reconcile_cutflow(files: dict[str, Any], records: list[dict[str, Any]],
                     flow[k] = flow.get(k, 0) + v
         where = f"dataset '{name}'"
         if flow["events"] + flow["events_lost"] != flow["events_in_files"]:
-            raise ReconciliationError(f"{where}: read {flow['events']} events (+ {flow['events_lost']} lost in skipped "
-                                      f"chunks) but the files hold {flow['events_in_files']}")  # fmt: skip
+            raise ReconciliationError(
+                f"{where}: read {flow['events']} events (+ {flow['events_lost']} lost in skipped "
+                f"chunks) but the files hold {flow['events_in_files']}"
+            )
         accounted = (flow["jets"] - flow["jets_selected"]) + sum(flow["filtered"].values())
         accounted += sum(flow["unmatched"].values()) + flow["jets_written"]
         if accounted != flow["jets"] or sum(flow["written"].values()) != flow["jets_written"]:
@@ -135,6 +174,8 @@ def reconcile_cutflow(files: dict[str, Any], records: list[dict[str, Any]],
                 f"{flow['filtered']}, unmatched {flow['unmatched']}, written {flow['written']})"
             )
         if flow["matched"] and sum(flow["matched"].values()) != flow["jets_written"]:
-            raise ReconciliationError(f"{where}: matched {flow['matched']} do not add up to {flow['jets_written']} written")
+            raise ReconciliationError(
+                f"{where}: matched {flow['matched']} do not add up to {flow['jets_written']} written"
+            )
         out[name] = flow
     return out

@@ -27,8 +27,9 @@ class FilesetError(ValueError):
     """A fileset is malformed or names a file that cannot be read."""
 
 
-def load_fileset(fileset: str | pathlib.Path | dict[str, Any], treename: str | None = None,
-                 event_level: bool = False) -> dict[str, Any]:  # fmt: skip
+def load_fileset(
+    fileset: str | pathlib.Path | dict[str, Any], treename: str | None = None, event_level: bool = False
+) -> dict[str, Any]:
     """Read and normalise a fileset: absolute paths, filled-in metadata, checked files.
 
     Parameters
@@ -78,7 +79,9 @@ def load_fileset(fileset: str | pathlib.Path | dict[str, Any], treename: str | N
             continue
         metadata.setdefault("split", "train")
         if metadata["split"] not in SPLITS:
-            raise FilesetError(f"{source}: dataset '{name}': split must be one of {SPLITS}, got {metadata['split']!r}")
+            raise FilesetError(
+                f"{source}: dataset '{name}': split must be one of {SPLITS}, got {metadata['split']!r}"
+            )
         metadata["weight"] = sample_weight(metadata, f"{source}: dataset '{name}'")
         out[name] = {"files": resolved, "metadata": metadata}
     return out
@@ -92,7 +95,9 @@ def sample_weight(metadata: dict[str, Any], where: str) -> float:
     if any(k in metadata for k in keys):
         missing = [k for k in keys if k not in metadata]
         if missing:
-            raise FilesetError(f"{where}: metadata has {[k for k in keys if k in metadata]} but lacks {missing}")
+            raise FilesetError(
+                f"{where}: metadata has {[k for k in keys if k in metadata]} but lacks {missing}"
+            )
         if float(metadata["sumw"]) == 0:
             raise FilesetError(f"{where}: metadata sumw is 0")
         return float(metadata["xsec"]) * float(metadata["lumi"]) / float(metadata["sumw"])

@@ -83,15 +83,19 @@ def preprocess(
         from hepnn_coffea.processing.events_stage import add_event_weights
 
         needed = config.rows.file_branches(ep.row_names(config))
-        why = (f"they are read by {config.source} for the rows of collection '{config.rows.collection}' "
-               f"(layout '{config.rows.layout}')")  # fmt: skip
+        why = (
+            f"they are read by {config.source} for the rows of collection '{config.rows.collection}' "
+            f"(layout '{config.rows.layout}')"
+        )
     else:
         needed = config.required_branches()
         why = f"they are read by {config.source}'s inputs/labels/observers/selection"
     checked = bad_files.validate_files(files, needed, skip=skip_bad_files, retries=retries, needed_by=why)
     files = checked.fileset
     if not files:
-        raise bad_files.BadInputError("no readable file left: " + "; ".join(map(bad_files.where, checked.skipped)))
+        raise bad_files.BadInputError(
+            "no readable file left: " + "; ".join(map(bad_files.where, checked.skipped))
+        )
     if events:
         add_event_weights(files, config)
     out = pathlib.Path(out_dir)
@@ -99,8 +103,15 @@ def preprocess(
 
     def run(proc: Any, datasets: dict[str, Any]) -> Any:
         proc.bad_files = policy
-        return run_processor(datasets, proc, mode=mode, executor=executor, workers=workers, scheduler=scheduler,
-                             chunksize=chunksize)  # fmt: skip
+        return run_processor(
+            datasets,
+            proc,
+            mode=mode,
+            executor=executor,
+            workers=workers,
+            scheduler=scheduler,
+            chunksize=chunksize,
+        )
 
     lengths: dict[str, dict[str, Any]] = {}
     standardization_skipped: list[dict[str, Any]] = []
@@ -110,25 +121,38 @@ def preprocess(
             raise ConfigError(f"{config.source}: preprocess.method auto needs at least one 'train' dataset")
         standardizer = ep.EventStandardizationProcessor if events else StandardizationProcessor
         collected = run(standardizer(config, seed), train)
-        standardization_skipped = bad_files.settle(collected.get(bad_files.SKIPPED_KEY, []), policy, "preprocess")
+        standardization_skipped = bad_files.settle(
+            collected.get(bad_files.SKIPPED_KEY, []), policy, "preprocess"
+        )
         collected = collected.get("values", {})
         values = {k: _concat(v) for k, v in collected.items()}
         lengths = lengths_from_values(values, config.length_quantile)
         params = standardization_from_values({k: v for k, v in values.items() if not k.startswith("length:")})
-        config = config.with_standardization(params).with_lengths({g: v["length"] for g, v in lengths.items()})
+        config = config.with_standardization(params).with_lengths(
+            {g: v["length"] for g, v in lengths.items()}
+        )
         log.info("auto standardization computed on %s; lengths %s", sorted(params), lengths)
     write_json(out / "standardization.json", config.standardization())
     (out / "data_config.yaml").write_text(config.to_yaml())
 
     result = run((ep.EventShardWriterProcessor if events else ShardWriterProcessor)(config, str(out)), files)
-    chunks = sorted(result.get("chunks", []), key=lambda c: (c["split"], c["sample"], c["file"], c["entry_start"]))
+    chunks = sorted(
+        result.get("chunks", []), key=lambda c: (c["split"], c["sample"], c["file"], c["entry_start"])
+    )
     lost = bad_files.settle(result.get(bad_files.SKIPPED_KEY, []), policy, "preprocess")
-    run_info = {"mode": mode, "executor": executor, "chunksize": chunksize, "skip_bad_files": skip_bad_files,
-                "retries": retries}  # fmt: skip
+    run_info = {
+        "mode": mode,
+        "executor": executor,
+        "chunksize": chunksize,
+        "skip_bad_files": skip_bad_files,
+        "retries": retries,
+    }
     if events:
         from hepnn_coffea.processing.events_stage import build_event_manifest
 
-        manifest = build_event_manifest(files, config, chunks, result.get("cutflow", []), run_info, skipped=lost)
+        manifest = build_event_manifest(
+            files, config, chunks, result.get("cutflow", []), run_info, skipped=lost
+        )
         read = sum(r["events"] for r in result.get("cutflow", []))
     else:
         manifest = build_manifest(files, config, chunks, run_info, skipped=lost)
@@ -143,8 +167,14 @@ def preprocess(
     if removed:
         log.warning("removed %d shard(s) of an earlier run that this run did not produce", removed)
     write_json(out / MANIFEST, manifest)
-    if config.weights and config.weights.get("reweight_method") and not config.weights.get("use_precomputed_weights"):
-        write_reweighting(out, config)  # weights.reweight_hists into OUT/data_config.yaml (weaver's WeightMaker)
+    if (
+        config.weights
+        and config.weights.get("reweight_method")
+        and not config.weights.get("use_precomputed_weights")
+    ):
+        write_reweighting(
+            out, config
+        )  # weights.reweight_hists into OUT/data_config.yaml (weaver's WeightMaker)
     return manifest
 
 
@@ -153,7 +183,10 @@ def _concat(arrays: list[Any]) -> Any:
 
 
 def build_manifest(
-    files: dict[str, Any], config: DataConfig, chunks: list[dict[str, Any]], run_info: dict[str, Any],
+    files: dict[str, Any],
+    config: DataConfig,
+    chunks: list[dict[str, Any]],
+    run_info: dict[str, Any],
     skipped: list[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Summarise chunk records per split/sample and reconcile entries with uproot.
@@ -170,9 +203,15 @@ def build_manifest(
         )
         entry["datasets"].append(dataset_name)
         for file, tree in dataset["files"].items():
-            entry["files"][file] = {"tree": tree, "num_entries": num_entries(file, tree), "entries_read": 0,
-                                    "entries_selected": 0, "rejected_labels": 0, "entries_out": 0,
-                                    "entries_lost": lost.get(file, 0)}  # fmt: skip
+            entry["files"][file] = {
+                "tree": tree,
+                "num_entries": num_entries(file, tree),
+                "entries_read": 0,
+                "entries_selected": 0,
+                "rejected_labels": 0,
+                "entries_out": 0,
+                "entries_lost": lost.get(file, 0),
+            }
     for c in chunks:
         entry = splits[c["split"]][c["sample"]]
         stats = entry["files"][c["file"]]
@@ -182,9 +221,17 @@ def build_manifest(
         for key, value in c.items():
             if key.startswith(("nonfinite_", "filtered_")):
                 stats[key] = stats.get(key, 0) + value
-        entry["shards"].append({"path": c["shard"], "entries": c["entries_out"], "file": c["file"],
-                                "entry_start": c["entry_start"], "entry_stop": c["entry_stop"],
-                                "label_counts": c["label_counts"], "expert_counts": c.get("expert_counts")})  # fmt: skip
+        entry["shards"].append(
+            {
+                "path": c["shard"],
+                "entries": c["entries_out"],
+                "file": c["file"],
+                "entry_start": c["entry_start"],
+                "entry_stop": c["entry_stop"],
+                "label_counts": c["label_counts"],
+                "expert_counts": c.get("expert_counts"),
+            }
+        )
     for split, samples in splits.items():
         for sample, entry in samples.items():
             for file, stats in entry["files"].items():
@@ -193,13 +240,20 @@ def build_manifest(
                         f"{file}: read {stats['entries_read']} entries (+ {stats['entries_lost']} lost in skipped "
                         f"chunks) but uproot reports {stats['num_entries']} (split {split}, sample {sample})"
                     )
-            for key in ("num_entries", "entries_read", "entries_lost", "entries_selected", "rejected_labels",
-                        "entries_out"):  # fmt: skip
+            for key in (
+                "num_entries",
+                "entries_read",
+                "entries_lost",
+                "entries_selected",
+                "rejected_labels",
+                "entries_out",
+            ):
                 entry[key] = sum(s[key] for s in entry["files"].values())
             filtered = sorted({k for s in entry["files"].values() for k in s if k.startswith("filtered_")})
             if filtered:
-                entry["filtered"] = {k[len("filtered_"):]: sum(s.get(k, 0) for s in entry["files"].values())
-                                     for k in filtered}  # fmt: skip
+                entry["filtered"] = {
+                    k[len("filtered_") :]: sum(s.get(k, 0) for s in entry["files"].values()) for k in filtered
+                }
             _check_cutflow(entry, f"split {split}, sample {sample}")
             experts = [s["expert_counts"] for s in entry["shards"] if s.get("expert_counts")]
             if experts:
@@ -230,7 +284,9 @@ def manifest_header(config: DataConfig, run_info: dict[str, Any]) -> dict[str, A
 
 def _check_cutflow(entry: dict[str, Any], where: str) -> None:
     """Entries read = not selected + filtered + rejected labels + written."""
-    accounted = (entry["entries_read"] - entry["entries_selected"]) + sum((entry.get("filtered") or {}).values())
+    accounted = (entry["entries_read"] - entry["entries_selected"]) + sum(
+        (entry.get("filtered") or {}).values()
+    )
     accounted += entry["rejected_labels"] + entry["entries_out"]
     if accounted != entry["entries_read"]:
         raise ReconciliationError(

@@ -26,8 +26,15 @@ from coffea import processor
 from hepnn_coffea.config.data_config import DataConfig
 from hepnn_coffea.features.compute import compute_features
 from hepnn_coffea.features.standardize import auto_variables, raw_values
-from hepnn_coffea.processing.bad_files import (SKIPPED_KEY, BadFilePolicy, UnreadableChunk, materialize,
-                                               read_chunk, read_partition, skip_record)  # fmt: skip
+from hepnn_coffea.processing.bad_files import (
+    SKIPPED_KEY,
+    BadFilePolicy,
+    UnreadableChunk,
+    materialize,
+    read_chunk,
+    read_partition,
+    skip_record,
+)
 from hepnn_coffea.processing.shards import shard_name, write_shard
 
 #: key of the dataset metadata that lists the partitions of the dask path, in order
@@ -52,9 +59,13 @@ class ChunkInfo:
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> ChunkInfo:
         return cls(
-            dataset=metadata["dataset"], file=metadata["filename"], tree=metadata.get("treename", ""),
-            start=int(metadata["entrystart"]), stop=int(metadata["entrystop"]), metadata=dict(metadata),
-        )  # fmt: skip
+            dataset=metadata["dataset"],
+            file=metadata["filename"],
+            tree=metadata.get("treename", ""),
+            start=int(metadata["entrystart"]),
+            stop=int(metadata["entrystop"]),
+            metadata=dict(metadata),
+        )
 
 
 def _is_dask(events: Any) -> bool:
@@ -97,7 +108,9 @@ class ChunkProcessor(processor.ProcessorABC):
         """One partition of the dask path: read with uproot inside the task, so read errors are caught here."""
         chunk = ChunkInfo.from_metadata(meta)
         columns = self.columns()
-        return self._guarded(lambda: read_partition(chunk.file, chunk.tree, chunk.start, chunk.stop, columns), chunk)
+        return self._guarded(
+            lambda: read_partition(chunk.file, chunk.tree, chunk.start, chunk.stop, columns), chunk
+        )
 
     def _process_dask(self, events: Any) -> Any:
         import dask
@@ -108,10 +121,18 @@ class ChunkProcessor(processor.ProcessorABC):
                 f"dataset metadata lacks '{PARTITIONS_KEY}': run through hepnn_coffea.processing.run_dask"
             )
         if events.npartitions != len(partitions):
-            raise RuntimeError(f"{events.npartitions} dask partitions but {len(partitions)} steps in the metadata")
+            raise RuntimeError(
+                f"{events.npartitions} dask partitions but {len(partitions)} steps in the metadata"
+            )
         outputs = []
         for file, tree, start, stop in partitions:
-            meta = {**events.metadata, "filename": file, "treename": tree, "entrystart": start, "entrystop": stop}
+            meta = {
+                **events.metadata,
+                "filename": file,
+                "treename": tree,
+                "entrystart": start,
+                "entrystop": stop,
+            }
             meta.pop(PARTITIONS_KEY)
             outputs.append(dask.delayed(self._read_and_process)(meta))
         return dask.delayed(processor.accumulate)(outputs)
@@ -135,8 +156,15 @@ class StandardizationProcessor(ChunkProcessor):
         if chunk.metadata.get("split", "train") != "train":
             return {}
         seed = [self.seed, chunk.start, int(hashlib.sha1(chunk.file.encode()).hexdigest()[:8], 16)]
-        values = raw_values(events, self.config, self.names, self.config.data_fraction, seed, chunk.where,
-                            self.config.auto_length_groups)  # fmt: skip
+        values = raw_values(
+            events,
+            self.config,
+            self.names,
+            self.config.data_fraction,
+            seed,
+            chunk.where,
+            self.config.auto_length_groups,
+        )
         return {"values": {k: [v] for k, v in values.items()}}
 
 
@@ -167,12 +195,19 @@ class ShardWriterProcessor(ChunkProcessor):
         write_shard(self.out_dir, name, batch, self.config.storage_dtypes())
         labels = batch.labels if batch.labels is not None and batch.labels.ndim == 1 else None
         record = {
-            "dataset": chunk.dataset, "sample": sample, "split": split, "file": chunk.file,
-            "entry_start": chunk.start, "entry_stop": chunk.stop, "shard": name, **batch.counts,
+            "dataset": chunk.dataset,
+            "sample": sample,
+            "split": split,
+            "file": chunk.file,
+            "entry_start": chunk.start,
+            "entry_stop": chunk.stop,
+            "shard": name,
+            **batch.counts,
             "label_counts": np.bincount(labels, minlength=len(self.config.label_names)).tolist()
-            if labels is not None else None,
+            if labels is not None
+            else None,
             "expert_counts": np.bincount(batch.expert, minlength=self.config.experts.n_experts).tolist()
-            if batch.expert is not None else None,
-        }  # fmt: skip
+            if batch.expert is not None
+            else None,
+        }
         return {"chunks": [record]}
-

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 REWEIGHT_JSON = "reweight_hists.json"
 
 
-def read_train_columns(out_dir: str | pathlib.Path, names: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def read_train_columns(
+    out_dir: str | pathlib.Path, names: list[str]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Observers ``names`` and the labels of every train shard listed in the manifest.
 
     Returns
@@ -88,15 +90,29 @@ def write_reweighting(out_dir: str | pathlib.Path, config: DataConfig, *, remake
     updated = DataConfig.from_dict(raw, source=config.source)
     (out / "data_config.yaml").write_text(updated.to_yaml())
     write_json(out / REWEIGHT_JSON, _summary(wcfg, result, hists, factors, labels, config.label_names))
-    log.info("reweighting (%s) on %d train entries: %d used, %d get factor 0; written to %s",
-             wcfg.reweight_method, result.entries_total, result.entries_used, int((factors == 0).sum()), out)  # fmt: skip
+    log.info(
+        "reweighting (%s) on %d train entries: %d used, %d get factor 0; written to %s",
+        wcfg.reweight_method,
+        result.entries_total,
+        result.entries_used,
+        int((factors == 0).sum()),
+        out,
+    )
     return updated
 
 
-def _summary(wcfg: WeightsConfig, result: Any, hists: dict[str, Any], factors: np.ndarray, labels: np.ndarray,
-             label_names: list[str]) -> dict[str, Any]:  # fmt: skip
+def _summary(
+    wcfg: WeightsConfig,
+    result: Any,
+    hists: dict[str, Any],
+    factors: np.ndarray,
+    labels: np.ndarray,
+    label_names: list[str],
+) -> dict[str, Any]:
     """The readable ``reweight_hists.json`` payload."""
-    expected = {k: float(np.sum(result.weighted_counts[k] * np.asarray(hists[k]))) for k in wcfg.reweight_classes}
+    expected = {
+        k: float(np.sum(result.weighted_counts[k] * np.asarray(hists[k]))) for k in wcfg.reweight_classes
+    }
     total = sum(expected.values()) or 1.0
     return {
         "method": wcfg.reweight_method,
@@ -108,10 +124,15 @@ def _summary(wcfg: WeightsConfig, result: Any, hists: dict[str, Any], factors: n
         "reweight_basewgt": wcfg.reweight_basewgt,
         "hists": {k: np.asarray(v).tolist() for k, v in hists.items()},
         "raw_counts": {k: v.astype(np.int64).tolist() for k, v in result.raw_counts.items()},
-        **({"weighted_counts": {k: v.tolist() for k, v in result.weighted_counts.items()}}
-           if wcfg.reweight_basewgt else {}),  # fmt: skip
+        **(
+            {"weighted_counts": {k: v.tolist() for k, v in result.weighted_counts.items()}}
+            if wcfg.reweight_basewgt
+            else {}
+        ),
         "entries_total": result.entries_total,
         "entries_used": result.entries_used,
-        "rows_factor_zero": {name: int(((labels == i) & (factors == 0)).sum()) for i, name in enumerate(label_names)},
+        "rows_factor_zero": {
+            name: int(((labels == i) & (factors == 0)).sum()) for i, name in enumerate(label_names)
+        },
         "expected_class_fractions": {k: v / total for k, v in expected.items()},
     }

@@ -38,9 +38,12 @@ def dask_client(workers: int = 2, scheduler: str | None = None) -> Iterator[Any]
         with Client(scheduler) as client:
             yield client
         return
-    with LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -68,7 +71,9 @@ def run_runner(
         raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
     if executor == "dask" and client is None:
         with dask_client(workers, scheduler) as new_client:
-            return run_runner(fileset, proc, executor=executor, chunksize=chunksize, client=new_client, schema=schema)
+            return run_runner(
+                fileset, proc, executor=executor, chunksize=chunksize, client=new_client, schema=schema
+            )
     if executor == "dask":
         exe = processor.DaskExecutor(client=client, status=False)
     elif executor == "futures":
@@ -77,8 +82,9 @@ def run_runner(
         exe = processor.IterativeExecutor(status=False)
     # a fresh metadata cache: coffea's default one is process-global and keeps the dataset metadata
     # (e.g. a changed weight) of an earlier run over the same file
-    runner = processor.Runner(executor=exe, schema=schema, chunksize=chunksize, skipbadfiles=False,
-                              metadata_cache={})
+    runner = processor.Runner(
+        executor=exe, schema=schema, chunksize=chunksize, skipbadfiles=False, metadata_cache={}
+    )
     return runner(_coffea_fileset(fileset), proc)
 
 
@@ -103,11 +109,14 @@ def run_dask(
         with dask_client(workers, scheduler) as new_client:
             return run_dask(fileset, proc, chunksize=chunksize, client=new_client)
     available, _ = preprocess(
-        _coffea_fileset(fileset), step_size=chunksize, align_clusters=False, skip_bad_files=False,
+        _coffea_fileset(fileset),
+        step_size=chunksize,
+        align_clusters=False,
+        skip_bad_files=False,
         save_form=False,
-    )  # fmt: skip
+    )
     available = copy.deepcopy(available)
-    for name, dataset in available.items():
+    for dataset in available.values():
         dataset["metadata"][PARTITIONS_KEY] = [
             (file, spec["object_path"], int(start), int(stop))
             for file, spec in dataset["files"].items()
@@ -136,4 +145,6 @@ def run_processor(
         return run_dask(fileset, proc, chunksize=chunksize, workers=workers, scheduler=scheduler)
     if mode != "runner":
         raise ValueError(f"unknown mode {mode!r}; use 'runner' or 'dask'")
-    return run_runner(fileset, proc, executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize)
+    return run_runner(
+        fileset, proc, executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize
+    )

@@ -89,7 +89,9 @@ class _Collection:
         offsets = offsets_of(self.counts)
         index_type = np.int32 if offsets[-1] < 2**31 else np.int64
         if self.children:
-            values = pa.StructArray.from_arrays([pa.array(v) for v in self.children.values()], list(self.children))
+            values = pa.StructArray.from_arrays(
+                [pa.array(v) for v in self.children.values()], list(self.children)
+            )
         else:  # every value constant: the offsets alone
             values = pa.nulls(int(offsets[-1]))
         cls = pa.ListArray if index_type is np.int32 else pa.LargeListArray
@@ -98,7 +100,9 @@ class _Collection:
 
 def _fixed_array(values: np.ndarray) -> pa.Array:
     flat = pa.array(values.reshape(-1)) if values.ndim > 1 else pa.array(values)
-    return pa.FixedSizeListArray.from_arrays(flat, int(np.prod(values.shape[1:]))) if values.ndim > 1 else flat
+    return (
+        pa.FixedSizeListArray.from_arrays(flat, int(np.prod(values.shape[1:]))) if values.ndim > 1 else flat
+    )
 
 
 def batch_to_arrow(batch: Any, storage: Mapping[str, str] | None = None) -> pa.RecordBatch:
@@ -116,7 +120,7 @@ def batch_to_arrow(batch: Any, storage: Mapping[str, str] | None = None) -> pa.R
     columns: dict[str, pa.Array] = {}
     fields: dict[str, Any] = {}
     for name, value in logical_fields(batch).items():
-        dtype = storage.get(name[len("inputs/"):], "float32") if name.startswith("inputs/") else "float32"
+        dtype = storage.get(name[len("inputs/") :], "float32") if name.startswith("inputs/") else "float32"
         if isinstance(value, RaggedGroup):
             coll = next((c for c in collections if np.array_equal(c.counts, value.counts)), None)
             if coll is None:
@@ -124,14 +128,22 @@ def batch_to_arrow(batch: Any, storage: Mapping[str, str] | None = None) -> pa.R
                 collections.append(coll)
             prefix = "" if name.startswith("inputs/") else f"{name}/"
             refs = [coll.add(prefix + var, col, dtype) for var, col in zip(value.names, value.columns)]
-            fields[name] = {"ragged": coll.name, "columns": refs, "length": value.length,
-                            "pad_mode": value.pad_mode, "pad_values": list(value.pad_values)}  # fmt: skip
+            fields[name] = {
+                "ragged": coll.name,
+                "columns": refs,
+                "length": value.length,
+                "pad_mode": value.pad_mode,
+                "pad_values": list(value.pad_values),
+            }
             continue
         values = np.asarray(value)
         stored = as_storage(values, dtype) if dtype != "float32" else values
         columns[name] = _fixed_array(stored)
-        fields[name] = {"shape": list(values.shape[1:]), "dtype": str(values.dtype),
-                        **({"storage": dtype} if dtype != "float32" else {})}  # fmt: skip
+        fields[name] = {
+            "shape": list(values.shape[1:]),
+            "dtype": str(values.dtype),
+            **({"storage": dtype} if dtype != "float32" else {}),
+        }
     for coll in collections:
         columns[RAGGED_PREFIX + coll.name] = coll.to_arrow()
     meta = {"format": FORMAT, "rows": len(batch), "fields": fields}
@@ -199,8 +211,13 @@ class RaggedShard:
             array = self._batch.column(RAGGED_PREFIX + name)
             offsets = _numpy(array.offsets).astype(np.int64)
             values = array.values
-            children = {} if pa.types.is_null(values.type) else \
-                {values.type.field(i).name: _numpy(values.field(i)) for i in range(values.type.num_fields)}  # fmt: skip
+            children = (
+                {}
+                if pa.types.is_null(values.type)
+                else {
+                    values.type.field(i).name: _numpy(values.field(i)) for i in range(values.type.num_fields)
+                }
+            )
             if offsets[-1] != len(values) or len(offsets) != len(self) + 1:
                 raise ShardFormatError(f"{self.path}: collection '{name}' has inconsistent offsets")
             self._offsets[name], self._children[name] = offsets, children
@@ -219,8 +236,9 @@ class RaggedShard:
             self._columns[field] = values.reshape((len(self), *spec["shape"]))
         return self._columns[field]
 
-    def take(self, rows: np.ndarray, fields: Sequence[str], out_lengths: Mapping[str, int] | None = None
-             ) -> dict[str, np.ndarray]:  # fmt: skip
+    def take(
+        self, rows: np.ndarray, fields: Sequence[str], out_lengths: Mapping[str, int] | None = None
+    ) -> dict[str, np.ndarray]:
         """``field -> array`` of the rows ``rows``; ragged fields padded to ``out_lengths.get(field)`` slots."""
         out_lengths = out_lengths or {}
         out = {}
@@ -230,9 +248,19 @@ class RaggedShard:
                 raise KeyError(f"{self.path}: shard has no field '{field}'")
             if "ragged" in spec:
                 offsets, children = self._collection(spec["ragged"])
-                columns = [ref["constant"] if "constant" in ref else children[ref["column"]] for ref in spec["columns"]]
-                out[field] = pad_rows(columns, offsets, rows, length=spec["length"], pad_values=spec["pad_values"],
-                                      pad_mode=spec["pad_mode"], out_length=out_lengths.get(field))  # fmt: skip
+                columns = [
+                    ref["constant"] if "constant" in ref else children[ref["column"]]
+                    for ref in spec["columns"]
+                ]
+                out[field] = pad_rows(
+                    columns,
+                    offsets,
+                    rows,
+                    length=spec["length"],
+                    pad_values=spec["pad_values"],
+                    pad_mode=spec["pad_mode"],
+                    out_length=out_lengths.get(field),
+                )
                 continue
             values = self._fixed(field)[rows]
             if spec.get("storage") == "bfloat16":

@@ -62,8 +62,9 @@ def atomic_write_bytes(path: pathlib.Path, write: Any) -> None:
         raise
 
 
-def write_shard(out_dir: str | pathlib.Path, name: str, batch: FeatureBatch,
-                storage: Mapping[str, str] | None = None) -> pathlib.Path:  # fmt: skip
+def write_shard(
+    out_dir: str | pathlib.Path, name: str, batch: FeatureBatch, storage: Mapping[str, str] | None = None
+) -> pathlib.Path:
     """Atomically write a feature batch as the ragged shard ``out_dir/name``; returns the path.
 
     Parameters
@@ -123,12 +124,15 @@ class PaddedShard:
     def shape(self, field: str) -> tuple[int, ...]:
         return tuple(self.records.dtype[field].shape)
 
-    def take(self, rows: np.ndarray, fields: Sequence[str], out_lengths: Mapping[str, int] | None = None
-             ) -> dict[str, np.ndarray]:  # fmt: skip
+    def take(
+        self, rows: np.ndarray, fields: Sequence[str], out_lengths: Mapping[str, int] | None = None
+    ) -> dict[str, np.ndarray]:
         """``field -> array`` of the rows ``rows`` (padded fields cut to ``out_lengths.get(field)`` slots)."""
         records = self.records[rows]
         cut = out_lengths or {}
-        return {f: np.ascontiguousarray(records[f][..., : cut[f]] if f in cut else records[f]) for f in fields}
+        return {
+            f: np.ascontiguousarray(records[f][..., : cut[f]] if f in cut else records[f]) for f in fields
+        }
 
     def column(self, field: str) -> np.ndarray:
         return np.asarray(self.records[field])

@@ -37,8 +37,9 @@ def _sha256(path: pathlib.Path) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: str | pathlib.Path, arch: str, checkpoint: str = "best.pt",
-                    key: str = "finetune.init_from") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:  # fmt: skip
+def read_checkpoint(
+    path: str | pathlib.Path, arch: str, checkpoint: str = "best.pt", key: str = "finetune.init_from"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The tensors of a checkpoint, named as ``arch``'s ``Network.core``, and where they came from.
 
     Parameters
@@ -65,14 +66,20 @@ def read_checkpoint(path: str | pathlib.Path, arch: str, checkpoint: str = "best
         raise ConfigError(f"{key}: {path} does not exist (a checkpoint .pt file or a run directory)")
     file = path / "checkpoints" / checkpoint if path.is_dir() else path
     if not file.is_file():
-        raise ConfigError(f"{key}: {path} is a folder without checkpoints/{checkpoint} "
-                          "(give a run directory, a .pt file, or set finetune.checkpoint)")  # fmt: skip
+        raise ConfigError(
+            f"{key}: {path} is a folder without checkpoints/{checkpoint} "
+            "(give a run directory, a .pt file, or set finetune.checkpoint)"
+        )
     try:
         obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is a config error naming it
         raise ConfigError(f"{key}: cannot read {file} as a torch checkpoint: {err}") from None
     state = obj.get("model") if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping) else obj
-    if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if (
+        not isinstance(state, Mapping)
+        or not state
+        or not all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
         raise ConfigError(f"{key}: {file} holds no state dict (a mapping of tensor names to tensors)")
     state, ours = weaver_keys.strip_prefix(state, "core.")
     if ours:
@@ -97,8 +104,10 @@ def check_patterns(patterns: Sequence[str], names: Sequence[str], key: str, what
     for i, pattern in enumerate(patterns):
         if not any(re.fullmatch(pattern, n) for n in names):
             label = key if key.endswith("lr_mult") else f"{key}[{i}]"
-            raise ConfigError(f"{label}: {pattern!r} matches no {what}{suggest(pattern, names)} "
-                              f"(patterns match whole names, e.g. {names[-1]!r}; see docs/finetuning.md)")  # fmt: skip
+            raise ConfigError(
+                f"{label}: {pattern!r} matches no {what}{suggest(pattern, names)} "
+                f"(patterns match whole names, e.g. {names[-1]!r}; see docs/finetuning.md)"
+            )
 
 
 def _shape(t: torch.Tensor) -> list[int]:
@@ -109,12 +118,22 @@ def _same_shape(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal shapes, or equal after dropping size-1 axes (``Conv2d(1x1)`` vs ``Conv1d`` weights)."""
     if a.shape == b.shape:
         return True
-    return a.numel() == b.numel() and [s for s in a.shape if s != 1] == [s for s in b.shape if s != 1] and a.ndim > 1
+    return (
+        a.numel() == b.numel()
+        and [s for s in a.shape if s != 1] == [s for s in b.shape if s != 1]
+        and a.ndim > 1
+    )
 
 
-def load_selected(core: nn.Module, state: Mapping[str, torch.Tensor], *, include: Sequence[str] | None = None,
-                  exclude: Sequence[str] = (), source: str = "the checkpoint",
-                  key: str = "finetune") -> dict[str, Any]:  # fmt: skip
+def load_selected(
+    core: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    *,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    source: str = "the checkpoint",
+    key: str = "finetune",
+) -> dict[str, Any]:
     """Copy the selected checkpoint tensors into ``core``; return what happened to every tensor.
 
     A tensor is loaded when it is in both, matches ``include`` (if given) and no ``exclude``
@@ -146,8 +165,13 @@ def load_selected(core: nn.Module, state: Mapping[str, torch.Tensor], *, include
         if name not in own:
             dropped[name] = "not in the model"
             continue
-        reason = "not included" if include is not None and not matching(include, name) else \
-            "excluded" if matching(exclude, name) else None  # fmt: skip
+        reason = (
+            "not included"
+            if include is not None and not matching(include, name)
+            else "excluded"
+            if matching(exclude, name)
+            else None
+        )
         if not _same_shape(tensor, own[name]):
             mismatched[name] = {"checkpoint": _shape(tensor), "model": _shape(own[name])}
             if reason is None:
@@ -159,12 +183,24 @@ def load_selected(core: nn.Module, state: Mapping[str, torch.Tensor], *, include
         loaded[name] = tensor.reshape(own[name].shape).to(own[name].dtype)
     if bad:
         patterns = ", ".join(repr(re.escape(b.split(" ")[0])) for b in bad)
-        raise ConfigError(f"{key}.init_from: {source}: shape mismatch for tensor(s) {'; '.join(bad)}; "
-                          f"add them to {key}.exclude (e.g. [{patterns}]) to keep them freshly "
-                          "initialised")  # fmt: skip
+        raise ConfigError(
+            f"{key}.init_from: {source}: shape mismatch for tensor(s) {'; '.join(bad)}; "
+            f"add them to {key}.exclude (e.g. [{patterns}]) to keep them freshly "
+            "initialised"
+        )
     new.update({name: "not in the checkpoint" for name in own if name not in state})
     core.load_state_dict({**own, **loaded})
-    counts = {"loaded": len(loaded), "new": len(new), "dropped": len(dropped), "shape_mismatched": len(mismatched),
-              "loaded_values": int(sum(t.numel() for t in loaded.values()))}  # fmt: skip
-    return {"loaded": sorted(loaded), "new": dict(sorted(new.items())), "dropped": dict(sorted(dropped.items())),
-            "shape_mismatched": dict(sorted(mismatched.items())), "counts": counts}  # fmt: skip
+    counts = {
+        "loaded": len(loaded),
+        "new": len(new),
+        "dropped": len(dropped),
+        "shape_mismatched": len(mismatched),
+        "loaded_values": int(sum(t.numel() for t in loaded.values())),
+    }
+    return {
+        "loaded": sorted(loaded),
+        "new": dict(sorted(new.items())),
+        "dropped": dict(sorted(dropped.items())),
+        "shape_mismatched": dict(sorted(mismatched.items())),
+        "counts": counts,
+    }

@@ -38,8 +38,13 @@ class ShardDataset:
         Only the rows routed to this expert (shards of a data config with ``experts``).
     """
 
-    def __init__(self, shard_dir: str | pathlib.Path, split: str, groups: list[str] | None = None,
-                 expert: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        shard_dir: str | pathlib.Path,
+        split: str,
+        groups: list[str] | None = None,
+        expert: int | None = None,
+    ) -> None:
         self.root = pathlib.Path(shard_dir)
         manifest_path = self.root / MANIFEST
         if not manifest_path.is_file():
@@ -47,7 +52,9 @@ class ShardDataset:
         self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
         samples = self.manifest["splits"].get(split)
         if not samples:
-            raise ValueError(f"{self.root}: no '{split}' split in the manifest (have {sorted(self.manifest['splits'])})")
+            raise ValueError(
+                f"{self.root}: no '{split}' split in the manifest (have {sorted(self.manifest['splits'])})"
+            )
         self.split = split
         self.groups = list(groups or self.manifest["inputs"])
         self.shards = [open_shard(self.root / s["path"]) for e in samples.values() for s in e["shards"]]
@@ -70,8 +77,12 @@ class ShardDataset:
         self.rows = np.arange(int(self.offsets[-1]))
         if expert is not None:
             if not self.has_expert:
-                raise ValueError(f"{self.root}: expert {expert} requested but the data config declares no 'experts'")
-            self.rows = np.flatnonzero(np.concatenate([s.column("expert") for s in self.shards]) == int(expert))
+                raise ValueError(
+                    f"{self.root}: expert {expert} requested but the data config declares no 'experts'"
+                )
+            self.rows = np.flatnonzero(
+                np.concatenate([s.column("expert") for s in self.shards]) == int(expert)
+            )
             if not len(self.rows):
                 raise ValueError(f"{self.root}: split '{split}' has no rows for expert {expert}")
 
@@ -99,7 +110,9 @@ class ShardDataset:
         if not groups or mask_group is None:
             return
         mask = INPUT_PREFIX + mask_group
-        fields = tuple(f for f in (INPUT_PREFIX + g for g in groups) if all(s.is_ragged(f) for s in self.shards))
+        fields = tuple(
+            f for f in (INPUT_PREFIX + g for g in groups) if all(s.is_ragged(f) for s in self.shards)
+        )
         if mask in fields and all(s.zero_padded(mask) for s in self.shards):
             self._trim = (fields, int(min_length))
 
@@ -108,7 +121,9 @@ class ShardDataset:
         if self._trim is None:
             return {}
         fields, min_length = self._trim
-        longest = max(int(self.shards[s].lengths(f)[rows].max(initial=0)) for s, rows in parts for f in fields)
+        longest = max(
+            int(self.shards[s].lengths(f)[rows].max(initial=0)) for s, rows in parts for f in fields
+        )
         full = {f: self.shards[0].shape(f)[-1] for f in fields}
         return {f: min(full[f], max(min_length, -(-longest // 8) * 8)) for f in fields}
 
@@ -122,8 +137,11 @@ class ShardDataset:
         sorted_index = index[order]
         shard_of = np.searchsorted(self.offsets, sorted_index, side="right") - 1
         bounds = np.searchsorted(shard_of, np.arange(len(self.shards) + 1))
-        parts = [(s, sorted_index[a:b] - self.offsets[s], order[a:b])
-                 for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a]  # fmt: skip
+        parts = [
+            (s, sorted_index[a:b] - self.offsets[s], order[a:b])
+            for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))
+            if b > a
+        ]
         names = {INPUT_PREFIX + g: g for g in self.groups}
         names[self.target_field] = "target"
         names.update({f: f for f in ("weight", "expert") if getattr(self, f"has_{f}")})
@@ -181,7 +199,9 @@ class ShardDataset:
         stop = len(index) - (len(index) % batch_size if drop_last else 0)
 
         def make(start: int) -> dict[str, torch.Tensor]:
-            batch = {k: torch.from_numpy(v) for k, v in self.gather(index[start : start + batch_size]).items()}
+            batch = {
+                k: torch.from_numpy(v) for k, v in self.gather(index[start : start + batch_size]).items()
+            }
             return {k: v.pin_memory() for k, v in batch.items()} if pin_memory else batch
 
         starts = range(0, stop, batch_size)
@@ -193,7 +213,9 @@ class ShardDataset:
     def lengths(self, mask_group: str) -> np.ndarray:
         """Number of non-zero ``mask_group`` values of every row (its real particles), cached."""
         if self._lengths is None:
-            self._lengths = np.concatenate([_nonzero_per_row(s, INPUT_PREFIX + mask_group) for s in self.shards])
+            self._lengths = np.concatenate(
+                [_nonzero_per_row(s, INPUT_PREFIX + mask_group) for s in self.shards]
+            )
         return self._lengths
 
     def arrays(self, fields: list[str]) -> dict[str, np.ndarray]:
@@ -203,8 +225,12 @@ class ShardDataset:
 
 def _nonzero_per_row(shard: Any, field: str, chunk: int = 4096) -> np.ndarray:
     """Non-zero values per row of ``field``, gathered ``chunk`` rows at a time."""
-    counts = [(shard.take(np.arange(start, min(start + chunk, len(shard))), [field])[field] != 0)
-              .reshape(-1, int(np.prod(shard.shape(field)))).sum(axis=1) for start in range(0, len(shard), chunk)]  # fmt: skip
+    counts = [
+        (shard.take(np.arange(start, min(start + chunk, len(shard))), [field])[field] != 0)
+        .reshape(-1, int(np.prod(shard.shape(field))))
+        .sum(axis=1)
+        for start in range(0, len(shard), chunk)
+    ]
     return np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
 
 

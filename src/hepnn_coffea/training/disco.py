@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-
 from hepnn_coffea._optional import missing_extra
 from hepnn_coffea.config.data_config import ConfigError
 from hepnn_coffea.processing.shards import OBSERVER_PREFIX
@@ -36,8 +35,9 @@ except ModuleNotFoundError as err:  # without the [train] extra: say what to ins
 _KEYS = {"lambda", "variable", "background", "signal"}
 
 
-def distance_correlation(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None,
-                         eps: float = 1e-12) -> torch.Tensor:  # fmt: skip
+def distance_correlation(
+    x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None, eps: float = 1e-12
+) -> torch.Tensor:
     """Weighted squared distance correlation ``dCorr^2_w(x, y)`` (differentiable).
 
     As in the DisCo reference implementation (``power=1``): with ``a_ij = |x_i - x_j|``,
@@ -63,7 +63,9 @@ def distance_correlation(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor
     """
     x, y = x.reshape(-1), y.reshape(-1)
     if x.shape != y.shape:
-        raise ValueError(f"distance_correlation: x and y need the same length, got {x.numel()} and {y.numel()}")
+        raise ValueError(
+            f"distance_correlation: x and y need the same length, got {x.numel()} and {y.numel()}"
+        )
     n = x.numel()
     w = torch.ones_like(x) if weights is None else weights.reshape(-1).to(x.dtype)
     w = w * (n / w.sum())
@@ -89,7 +91,9 @@ class DiscoConfig:
     signal: tuple[int, ...]
 
     @classmethod
-    def from_dict(cls, raw: Any, label_names: list[str], observers: list[str] | None = None) -> DiscoConfig | None:
+    def from_dict(
+        cls, raw: Any, label_names: list[str], observers: list[str] | None = None
+    ) -> DiscoConfig | None:
         """Validate ``training.disco``; ``None`` when absent. Errors name the key."""
         if raw is None:
             return None
@@ -106,18 +110,28 @@ class DiscoConfig:
         if not isinstance(variable, str) or not variable:
             raise ConfigError(f"{where}.variable: expected the name of an observer, got {variable!r}")
         if observers is not None and variable not in observers:
-            raise ConfigError(f"{where}.variable: '{variable}' is not an observer of the shards {observers} "
-                              "(add it to the data config's observers)")  # fmt: skip
+            raise ConfigError(
+                f"{where}.variable: '{variable}' is not an observer of the shards {observers} "
+                "(add it to the data config's observers)"
+            )
         background = raw.get("background")
         if background not in label_names:
             raise ConfigError(f"{where}.background: {background!r} is not one of the labels {label_names}")
         signal = raw.get("signal")
         signal = [n for n in label_names if n != background] if signal is None else signal
         signal = [signal] if isinstance(signal, str) else signal
-        if not isinstance(signal, list) or not signal or any(s not in label_names or s == background for s in signal):
-            raise ConfigError(f"{where}.signal: expected label name(s) other than the background "
-                              f"'{background}' among {label_names}, got {raw.get('signal')!r}")  # fmt: skip
-        return cls(float(lam), variable, label_names.index(background), tuple(label_names.index(s) for s in signal))
+        if (
+            not isinstance(signal, list)
+            or not signal
+            or any(s not in label_names or s == background for s in signal)
+        ):
+            raise ConfigError(
+                f"{where}.signal: expected label name(s) other than the background "
+                f"'{background}' among {label_names}, got {raw.get('signal')!r}"
+            )
+        return cls(
+            float(lam), variable, label_names.index(background), tuple(label_names.index(s) for s in signal)
+        )
 
 
 class DiscoPenalty:
@@ -150,7 +164,9 @@ class DiscoPenalty:
         weight = weight.to(logits.device).float()[background] if weight is not None else None
         return distance_correlation(self.discriminant(logits)[background], mass, weight)
 
-    def __call__(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, float] | None:
+    def __call__(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, float] | None:
         value = self.value(logits, batch)
         if value is None:
             return None

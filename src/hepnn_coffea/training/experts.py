@@ -56,6 +56,12 @@ def train_experts(
     for name in names:
         if only and name not in only:
             continue
-        results[name] = train(model_config, shards, run_dir / f"expert_{name}", overrides=overrides, expert=name,
-                              progress=progress)  # fmt: skip
+        results[name] = train(
+            model_config,
+            shards,
+            run_dir / f"expert_{name}",
+            overrides=overrides,
+            expert=name,
+            progress=progress,
+        )
     return results

@@ -66,8 +66,15 @@ class FineTuner:
         The config key errors name (``finetune``).
     """
 
-    def __init__(self, config: FinetuneConfig | None, net: nn.Module, arch: str, *, load: bool = True,
-                 key: str = "finetune") -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: FinetuneConfig | None,
+        net: nn.Module,
+        arch: str,
+        *,
+        load: bool = True,
+        key: str = "finetune",
+    ) -> None:
         self.config = config or FinetuneConfig()
         self.core: nn.Module = getattr(net, "core", net)
         self.key = key
@@ -80,8 +87,16 @@ class FineTuner:
         if cfg.init_from is not None and load:
             state, info = read_checkpoint(cfg.init_from, arch, cfg.checkpoint, f"{key}.init_from")
             self.report.update(info)
-            self.report.update(load_selected(self.core, state, include=cfg.include, exclude=cfg.exclude,
-                                             source=info["init_from"], key=key))  # fmt: skip
+            self.report.update(
+                load_selected(
+                    self.core,
+                    state,
+                    include=cfg.include,
+                    exclude=cfg.exclude,
+                    source=info["init_from"],
+                    key=key,
+                )
+            )
         params = [n for n, _ in self.core.named_parameters()]
         tensors = list(self.core.state_dict())
         check_patterns(cfg.freeze, tensors, f"{key}.freeze", "tensor of the model")
@@ -89,10 +104,16 @@ class FineTuner:
         for i, stage in enumerate(cfg.stages):
             check_patterns(stage.train, params, f"{key}.stages[{i}].train", "parameter of the model")
         self._norms = {name: m for name, m in self.core.named_modules() if isinstance(m, _BATCH_NORMS)}
-        if cfg.stages and torch.distributed.is_available() and torch.distributed.is_initialized() \
-                and torch.distributed.get_world_size() > 1:  # fmt: skip
-            raise ConfigError(f"{key}.stages: not supported under torchrun (DDP keeps the parameters trainable "
-                              "when it wraps the model); use finetune.freeze, or train the stages as separate runs")
+        if (
+            cfg.stages
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1
+        ):
+            raise ConfigError(
+                f"{key}.stages: not supported under torchrun (DDP keeps the parameters trainable "
+                "when it wraps the model); use finetune.freeze, or train the stages as separate runs"
+            )
         if cfg.freeze or cfg.stages:
             for module in self._norms.values():
                 module.register_forward_pre_hook(_frozen_bn_pre_hook)
@@ -115,17 +136,31 @@ class FineTuner:
             param.requires_grad_(self.trained(name, epoch))
         for prefix, module in self._norms.items():
             names = [f"{prefix}.{n}" for n, _ in module.named_parameters()]
-            names += [f"{prefix}.{n}" for n in ("running_mean", "running_var") if getattr(module, n, None) is not None]
+            names += [
+                f"{prefix}.{n}"
+                for n in ("running_mean", "running_var")
+                if getattr(module, n, None) is not None
+            ]
             module._hepnn_frozen = not any(self.trained(n, epoch) for n in names)  # type: ignore[assignment]
         stage = self.config.stage_at(epoch)
         index = stage[0] if stage is not None else None
         if self.stage != index:
             trainable = sum(p.numel() for p in self.core.parameters() if p.requires_grad)
             total = sum(p.numel() for p in self.core.parameters())
-            where = f"stage {index + 1}/{len(self.config.stages)}" if index is not None else "all stages done" \
-                if self.config.stages else "no stages"  # fmt: skip
-            log.info("finetune: epoch %d (%s): %s of %s parameters trained", epoch + 1, where,
-                     f"{trainable:,}", f"{total:,}")  # fmt: skip
+            where = (
+                f"stage {index + 1}/{len(self.config.stages)}"
+                if index is not None
+                else "all stages done"
+                if self.config.stages
+                else "no stages"
+            )
+            log.info(
+                "finetune: epoch %d (%s): %s of %s parameters trained",
+                epoch + 1,
+                where,
+                f"{trainable:,}",
+                f"{total:,}",
+            )
         self.stage = index
 
     # ------------------------------------------------------------------ optimizer
@@ -142,12 +177,20 @@ class FineTuner:
         for name, param in self.core.named_parameters():
             factor = next((float(f) for p, f in self.config.lr_mult.items() if matching([p], name)), 1.0)
             groups.setdefault(factor, []).append((name, param))
-        out = [{"params": [p for _, p in members], "lr": lr * factor, "lr_mult": factor}
-               for factor, members in sorted(groups.items())]  # fmt: skip
-        self.report["lr_groups"] = [{"lr_mult": g["lr_mult"], "lr": g["lr"], "parameters": len(g["params"]),
-                                     "values": int(sum(p.numel() for p in g["params"])),
-                                     "names": [n for n, _ in groups[g["lr_mult"]]] if g["lr_mult"] != 1.0 else None}
-                                    for g in out]  # fmt: skip
+        out = [
+            {"params": [p for _, p in members], "lr": lr * factor, "lr_mult": factor}
+            for factor, members in sorted(groups.items())
+        ]
+        self.report["lr_groups"] = [
+            {
+                "lr_mult": g["lr_mult"],
+                "lr": g["lr"],
+                "parameters": len(g["params"]),
+                "values": int(sum(p.numel() for p in g["params"])),
+                "names": [n for n, _ in groups[g["lr_mult"]]] if g["lr_mult"] != 1.0 else None,
+            }
+            for g in out
+        ]
         return out
 
     # ------------------------------------------------------------------ report
@@ -158,7 +201,9 @@ class FineTuner:
         for i, stage in enumerate(self.config.stages):
             stop = epochs if stage.epochs is None else min(start + stage.epochs, epochs)
             if start < stop:
-                rows.append({"stage": i + 1, "first_epoch": start + 1, "last_epoch": stop, "train": stage.train})
+                rows.append(
+                    {"stage": i + 1, "first_epoch": start + 1, "last_epoch": stop, "train": stage.train}
+                )
             start = stop
         if start < epochs and (not self.config.stages or self.config.stages[-1].epochs is not None):
             rows.append({"stage": None, "first_epoch": start + 1, "last_epoch": epochs, "train": [".*"]})
@@ -169,8 +214,10 @@ class FineTuner:
         r, lines = self.report, []
         if "counts" in r:
             c = r["counts"]
-            lines.append(f"finetune: {c['loaded']} tensors ({c['loaded_values']:,} values) loaded from "
-                         f"{r['init_from']} [{r['format']}]")  # fmt: skip
+            lines.append(
+                f"finetune: {c['loaded']} tensors ({c['loaded_values']:,} values) loaded from "
+                f"{r['init_from']} [{r['format']}]"
+            )
             for what in ("new", "dropped"):
                 if r[what]:
                     listed = ", ".join(f"{n} ({why})" for n, why in list(r[what].items())[:6])
@@ -178,14 +225,20 @@ class FineTuner:
                     label = "newly initialised" if what == "new" else "dropped"
                     lines.append(f"  {label}: {len(r[what])}: {listed}{more}")
             if r["shape_mismatched"]:
-                lines.append("  shape-mismatched (not loaded): " + ", ".join(
-                    f"{n} {s['checkpoint']} -> {s['model']}" for n, s in r["shape_mismatched"].items()))
+                lines.append(
+                    "  shape-mismatched (not loaded): "
+                    + ", ".join(
+                        f"{n} {s['checkpoint']} -> {s['model']}" for n, s in r["shape_mismatched"].items()
+                    )
+                )
         if r.get("frozen"):
             lines.append(f"  frozen: {len(r['frozen'])} tensors")
         for g in r.get("lr_groups", []):
             if g["lr_mult"] != 1.0:
-                lines.append(f"  lr x{g['lr_mult']:g} = {g['lr']:.3g} for {g['parameters']} parameters: "
-                             f"{', '.join(g['names'][:4])}{' ...' if len(g['names']) > 4 else ''}")  # fmt: skip
+                lines.append(
+                    f"  lr x{g['lr_mult']:g} = {g['lr']:.3g} for {g['parameters']} parameters: "
+                    f"{', '.join(g['names'][:4])}{' ...' if len(g['names']) > 4 else ''}"
+                )
         return "\n".join(lines)
 
     def write_report(self, run_dir: str | pathlib.Path, epochs: int) -> pathlib.Path | None:
@@ -196,4 +249,3 @@ class FineTuner:
         path = write_json(pathlib.Path(run_dir) / REPORT, payload)
         print(self.summary(), flush=True)
         return path
-

@@ -73,8 +73,9 @@ def trim(batch: dict[str, torch.Tensor], settings: StepSettings) -> dict[str, to
     return {k: (v[..., :length].contiguous() if k in settings.trim_groups else v) for k, v in batch.items()}
 
 
-def _forward(net: nn.Module, groups: list[str], batch: dict[str, torch.Tensor],
-             s: StepSettings) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+def _forward(
+    net: nn.Module, groups: list[str], batch: dict[str, torch.Tensor], s: StepSettings
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The model's outputs and its auxiliary outputs (``Network.forward_with_aux``; ``{}`` for plain modules)."""
     batch = trim(batch, s)
     inputs = [batch[g].to(s.device, non_blocking=True) for g in groups]
@@ -84,7 +85,9 @@ def _forward(net: nn.Module, groups: list[str], batch: dict[str, torch.Tensor],
         return net(*inputs), {}
 
 
-def _loss(loss_fn: nn.Module, out: torch.Tensor, target: torch.Tensor, aux: dict[str, torch.Tensor]) -> torch.Tensor:
+def _loss(
+    loss_fn: nn.Module, out: torch.Tensor, target: torch.Tensor, aux: dict[str, torch.Tensor]
+) -> torch.Tensor:
     """``loss_fn(out, target)``, with the auxiliary outputs for a loss that takes them (a model's own loss)."""
     if getattr(loss_fn, "takes_aux", False):
         return loss_fn(out.float(), target, aux)
@@ -100,16 +103,31 @@ def _weighted(per_entry: torch.Tensor, weight: torch.Tensor | None, device: torc
     return (per_entry * weight).sum() / weight.sum()
 
 
-def step_loss(out: torch.Tensor, batch: dict[str, torch.Tensor], target: torch.Tensor, loss_fn: nn.Module,
-              s: StepSettings, aux: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, float | None]:  # fmt: skip
+def step_loss(
+    out: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    target: torch.Tensor,
+    loss_fn: nn.Module,
+    s: StepSettings,
+    aux: dict[str, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, float | None]:
     """Weighted mean loss of a batch plus ``s.penalty``'s term; the penalty's value (``None``: none)."""
     loss = _weighted(_loss(loss_fn, out, target, aux or {}), batch.get("weight"), s.device)
     extra = s.penalty(out.float(), batch) if s.penalty is not None else None
     return (loss, None) if extra is None else (loss + extra[0], extra[1])
 
 
-def train_epoch(net: nn.Module, groups: list[str], batches: Any, loss_fn: nn.Module, optimizer: Any, scheduler: Any,
-                scaler: Any, s: StepSettings, on_step: Any = None) -> dict[str, float]:  # fmt: skip
+def train_epoch(
+    net: nn.Module,
+    groups: list[str],
+    batches: Any,
+    loss_fn: nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    scaler: Any,
+    s: StepSettings,
+    on_step: Any = None,
+) -> dict[str, float]:
     """One pass over ``batches``; returns loss, throughput and the data-wait fraction."""
     net.train()
     t0 = time.perf_counter()
@@ -142,14 +160,29 @@ def train_epoch(net: nn.Module, groups: list[str], batches: Any, loss_fn: nn.Mod
             on_step(loss.item(), seen / (time.perf_counter() - t0))
         t_data = time.perf_counter()
     elapsed = time.perf_counter() - t0
-    extra = {f"train_{s.penalty.name}": float(np.mean(penalties)) if penalties else float("nan")} if s.penalty else {}
-    return {"train_loss": total / max(seen, 1), "train_jets_per_s": seen / elapsed,
-            "train_data_wait_frac": wait / elapsed, **extra}  # fmt: skip
+    extra = (
+        {f"train_{s.penalty.name}": float(np.mean(penalties)) if penalties else float("nan")}
+        if s.penalty
+        else {}
+    )
+    return {
+        "train_loss": total / max(seen, 1),
+        "train_jets_per_s": seen / elapsed,
+        "train_data_wait_frac": wait / elapsed,
+        **extra,
+    }
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, groups: list[str], dataset: Any, loss_fn: nn.Module, task: str, batch_size: int,
-             s: StepSettings) -> dict[str, float]:  # fmt: skip
+def evaluate(
+    net: nn.Module,
+    groups: list[str],
+    dataset: Any,
+    loss_fn: nn.Module,
+    task: str,
+    batch_size: int,
+    s: StepSettings,
+) -> dict[str, float]:
     """Loss (and accuracy/AUC for classification) of ``net`` on a whole split."""
     net.eval()
     outputs, targets, losses, weights, penalties = [], [], [], [], []

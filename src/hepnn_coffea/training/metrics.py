@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 
-def classification_metrics(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> dict[str, float]:
+def classification_metrics(
+    probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, float]:
     """Accuracy and one-vs-rest AUC of class 0 (signal) vs the rest."""
     from sklearn.metrics import roc_auc_score
 

@@ -164,12 +164,7 @@ def build_optimizer(
 
 
 def build_scheduler(
-    optimizer: Optimizer,
-    name: str,
-    epochs: int,
-    steps_per_epoch: int,
-    warmup_steps: int = 0,
-    **options: Any,
+    optimizer: Optimizer, name: str, epochs: int, steps_per_epoch: int, warmup_steps: int = 0, **options: Any
 ) -> LRScheduler:
     """Build an LR scheduler to be stepped once per *optimizer step* (per batch).
 

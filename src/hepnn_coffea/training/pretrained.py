@@ -35,9 +35,13 @@ def _any_split(shards: pathlib.Path) -> ShardDataset:
     raise ConfigError(f"{shards}: no train, val or test split with entries in the manifest")
 
 
-def pretrained_run(model_config: str | pathlib.Path | dict[str, Any], shards: str | pathlib.Path,
-                   run_dir: str | pathlib.Path, *,
-                   overrides: dict[str, Any] | None = None) -> pathlib.Path:  # fmt: skip
+def pretrained_run(
+    model_config: str | pathlib.Path | dict[str, Any],
+    shards: str | pathlib.Path,
+    run_dir: str | pathlib.Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+) -> pathlib.Path:
     """Write a run directory holding ``finetune.init_from``'s weights in ``model_config``'s network.
 
     Parameters
@@ -70,7 +74,9 @@ def pretrained_run(model_config: str | pathlib.Path | dict[str, Any], shards: st
         raise FileExistsError(f"{run_dir} already holds a run; choose a new folder")
     cfg, typed, _ = _resolve_config(model_config, overrides, None, shards)
     if typed.finetune is None or typed.finetune.init_from is None:
-        raise ConfigError("pretrained_run needs finetune.init_from in the model config (the checkpoint to wrap)")
+        raise ConfigError(
+            "pretrained_run needs finetune.init_from in the model config (the checkpoint to wrap)"
+        )
     dataset = _any_split(shards)
     labels = dataset.manifest["labels"]
     net = build_network(cfg["model"], dataset.input_shapes(), len(labels))
@@ -78,10 +84,13 @@ def pretrained_run(model_config: str | pathlib.Path | dict[str, Any], shards: st
     fresh = tuner.report.get("new") or {}
     if fresh:
         listed = ", ".join(f"{n} ({why})" for n, why in fresh.items())
-        raise ConfigError(f"finetune.init_from: {typed.finetune.init_from} does not provide every tensor of the "
-                          f"model; freshly initialised: {listed} (a pretrained run must not train)")  # fmt: skip
-    _prepare_run_dir(run_dir, cfg, shards, net, dataset, len(labels), {"pretrained": tuner.report["init_from"]})
+        raise ConfigError(
+            f"finetune.init_from: {typed.finetune.init_from} does not provide every tensor of the "
+            f"model; freshly initialised: {listed} (a pretrained run must not train)"
+        )
+    _prepare_run_dir(
+        run_dir, cfg, shards, net, dataset, len(labels), {"pretrained": tuner.report["init_from"]}
+    )
     tuner.write_report(run_dir, 0)
     _save(run_dir / "checkpoints" / "best.pt", {"model": net.state_dict(), "epoch": 0})
     return run_dir
-

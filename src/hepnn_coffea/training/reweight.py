@@ -105,7 +105,9 @@ def reweight_details(
     """
     cfg = weights_config
     if not cfg.is_reweighting:
-        raise ConfigError("weights: histogram reweighting needs reweight_method with use_precomputed_weights: false")
+        raise ConfigError(
+            "weights: histogram reweighting needs reweight_method with use_precomputed_weights: false"
+        )
     labels = np.asarray(labels)
     x, y = _xy(values, cfg)
     bins = cfg.bins
@@ -119,8 +121,12 @@ def reweight_details(
         weighted[name] = raw[name] if w is None else np.histogram2d(x[pos], y[pos], bins=bins, weights=w)[0]
         log.info("reweighting %s: %d entries in the %s x %s bins", name, raw[name].sum(), *cfg.var_names)
     if used != len(labels):
-        log.warning("only %d of %d entries are used in the reweighting (classes outside reweight_classes, or "
-                    "outside the reweight_vars bins with reweight_discard_under_overflow: true)", used, len(labels))  # fmt: skip
+        log.warning(
+            "only %d of %d entries are used in the reweighting (classes outside reweight_classes, or "
+            "outside the reweight_vars bins with reweight_discard_under_overflow: true)",
+            used,
+            len(labels),
+        )
 
     hists, class_events = {}, {}
     for name, class_weight in zip(cfg.reweight_classes, cfg.class_weights):
@@ -128,7 +134,9 @@ def reweight_details(
         if cfg.reweight_method == "flat":
             filled = hist[hist > 0]
             if not len(filled):
-                raise ConfigError(f"weights.reweight_classes: class '{name}' has no entries inside the reweight_vars bins")
+                raise ConfigError(
+                    f"weights.reweight_classes: class '{name}' has no entries inside the reweight_vars bins"
+                )
             nonzero = hist[hist > np.median(filled) * 0.01]
             ref_val = np.percentile(nonzero, cfg.reweight_threshold)
             with np.errstate(divide="ignore"):
@@ -138,8 +146,10 @@ def reweight_details(
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.nan_to_num(reference / hist, nan=0, posinf=0)
             if not (ratio > 0).any():
-                raise ConfigError(f"weights.reweight_classes: class '{name}' shares no filled bin with the reference "
-                                  f"class '{cfg.reweight_classes[0]}'")  # fmt: skip
+                raise ConfigError(
+                    f"weights.reweight_classes: class '{name}' shares no filled bin with the reference "
+                    f"class '{cfg.reweight_classes[0]}'"
+                )
             upper = np.percentile(ratio[ratio > 0], 100 - cfg.reweight_threshold)
             wgt = np.clip(ratio / upper, 0, 1)
         hists[name] = wgt
@@ -151,8 +161,10 @@ def reweight_details(
         factors = reweight_factors(values, labels, label_names, cfg, hists, base_weights=base_weights)
         scale = np.percentile(factors, 100 - cfg.reweight_threshold)
         if not scale > 0:
-            raise ConfigError("weights.reweight_basewgt: the reweighted base weights have a non-positive "
-                              f"{100 - cfg.reweight_threshold} percentile; cannot normalise the factors")  # fmt: skip
+            raise ConfigError(
+                "weights.reweight_basewgt: the reweighted base weights have a non-positive "
+                f"{100 - cfg.reweight_threshold} percentile; cannot normalise the factors"
+            )
         hists = {k: v / scale for k, v in hists.items()}
     return ReweightResult(hists, raw, weighted, used, len(labels))
 

@@ -35,8 +35,12 @@ log = logging.getLogger(__name__)
 PDFS = ("flat", "uniform", "normal")
 
 
-def bucket_edges(values: np.ndarray, n_buckets: int, value_range: tuple[float, float] | None = None,
-                 infinite_bounds: bool = True) -> np.ndarray:  # fmt: skip
+def bucket_edges(
+    values: np.ndarray,
+    n_buckets: int,
+    value_range: tuple[float, float] | None = None,
+    infinite_bounds: bool = True,
+) -> np.ndarray:
     """``n_buckets + 1`` edges spanning ``value_range``; the outer ones at +-inf with ``infinite_bounds``."""
     if n_buckets < 1:
         raise ConfigError(f"training.reweight.n_buckets must be >= 1, got {n_buckets}")
@@ -92,7 +96,9 @@ class BucketSampler:
     outside: int
 
     @classmethod
-    def build(cls, rows: np.ndarray, values: np.ndarray, edges: np.ndarray, probabilities: np.ndarray) -> BucketSampler:
+    def build(
+        cls, rows: np.ndarray, values: np.ndarray, edges: np.ndarray, probabilities: np.ndarray
+    ) -> BucketSampler:
         bucket = np.searchsorted(edges, values, side="right") - 1
         inside = (bucket >= 0) & (bucket < len(edges) - 1) & np.isfinite(values)
         counts = np.bincount(bucket[inside], minlength=len(edges) - 1)
@@ -111,7 +117,9 @@ class BucketSampler:
         return self.rows[rng.choice(len(self.rows), size=size, replace=True, p=self.row_probability)]
 
 
-def sampler_from_config(spec: dict[str, Any], rows: np.ndarray, targets: np.ndarray, target_names: list[str]) -> BucketSampler:
+def sampler_from_config(
+    spec: dict[str, Any], rows: np.ndarray, targets: np.ndarray, target_names: list[str]
+) -> BucketSampler:
     """A :class:`BucketSampler` from the ``training.reweight`` mapping (see the module docstring)."""
     known = {"target", "pdf", "n_buckets", "range", "infinite_bounds", "mean", "std", "low", "high"}
     unknown = set(spec) - known
@@ -120,17 +128,23 @@ def sampler_from_config(spec: dict[str, Any], rows: np.ndarray, targets: np.ndar
     target = spec.get("target", 0)
     if isinstance(target, str):
         if target not in target_names:
-            raise ConfigError(f"training.reweight.target {target!r} is not a regression target {target_names}")
+            raise ConfigError(
+                f"training.reweight.target {target!r} is not a regression target {target_names}"
+            )
         target = target_names.index(target)
     if not 0 <= int(target) < targets.shape[1]:
-        raise ConfigError(f"training.reweight.target index {target} out of range for {targets.shape[1]} targets")
+        raise ConfigError(
+            f"training.reweight.target index {target} out of range for {targets.shape[1]} targets"
+        )
     values = targets[:, int(target)].astype(np.float64)
     pdf = str(spec.get("pdf", "flat"))
     for key in {"uniform": ("low", "high"), "normal": ("mean", "std")}.get(pdf, ()):
         if key not in spec:
             raise ConfigError(f"training.reweight: pdf {pdf} needs '{key}'")
     value_range = tuple(float(x) for x in spec["range"]) if spec.get("range") is not None else None
-    edges = bucket_edges(values, int(spec.get("n_buckets", 20)), value_range, bool(spec.get("infinite_bounds", True)))
+    edges = bucket_edges(
+        values, int(spec.get("n_buckets", 20)), value_range, bool(spec.get("infinite_bounds", True))
+    )
     return BucketSampler.build(rows, values, edges, bucket_probabilities(edges, pdf, spec))
 
 
@@ -162,8 +176,11 @@ class HistogramSampler:
 
     def summary(self) -> dict[str, Any]:
         """Counts for the run's provenance."""
-        return {"rows": len(self.rows), "rows_factor_zero": self.zero_rows,
-                "max_factor": float(self.factors.max()) if len(self.factors) else 0.0}  # fmt: skip
+        return {
+            "rows": len(self.rows),
+            "rows_factor_zero": self.zero_rows,
+            "max_factor": float(self.factors.max()) if len(self.factors) else 0.0,
+        }
 
 
 def histogram_sampler(dataset: Any, data_config: Any = None) -> HistogramSampler | None:
@@ -202,12 +219,16 @@ def histogram_sampler(dataset: Any, data_config: Any = None) -> HistogramSampler
     cols = dataset.arrays(fields + ["label"])
     values = {n: cols[f] for n, f in zip(names, fields)}
     base = values.pop(wcfg.basewgt_name) if wcfg.basewgt_name else None
-    factors = reweight_factors(values, cols["label"], data_config.label_names, wcfg, wcfg.hist_arrays(),
-                               base_weights=base)  # fmt: skip
+    factors = reweight_factors(
+        values, cols["label"], data_config.label_names, wcfg, wcfg.hist_arrays(), base_weights=base
+    )
     sampler = HistogramSampler.build(dataset.rows, factors)
     (log.warning if sampler.zero_rows else log.info)(
         "histogram reweighting (%s): %d of %d train rows have factor 0 and are never drawn",
-        wcfg.reweight_method, sampler.zero_rows, len(factors))  # fmt: skip
+        wcfg.reweight_method,
+        sampler.zero_rows,
+        len(factors),
+    )
     return sampler
 
 
@@ -232,8 +253,10 @@ def weight_sampler(dataset: Any, mode: str) -> HistogramSampler:
     if mode not in WEIGHT_SAMPLING:
         raise ConfigError(f"training.sample_by_weight must be one of {WEIGHT_SAMPLING} or null, got {mode!r}")
     if not dataset.has_weight:
-        raise ConfigError(f"training.sample_by_weight: the shards in {dataset.root} have no per-row 'weight' "
-                          "(data config weights: {use_precomputed_weights: true, weight_branches: [...]})")  # fmt: skip
+        raise ConfigError(
+            f"training.sample_by_weight: the shards in {dataset.root} have no per-row 'weight' "
+            "(data config weights: {use_precomputed_weights: true, weight_branches: [...]})"
+        )
     arrays = dataset.arrays(["weight", "label"])
     weight = np.clip(np.nan_to_num(arrays["weight"].astype(np.float64)), 0.0, None)
     if mode == "class_balanced":

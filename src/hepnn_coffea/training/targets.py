@@ -105,7 +105,9 @@ class ModelLoss(nn.Module):
     def __init__(self, core: nn.Module, pad_value: float | None = None) -> None:
         super().__init__()
         if not callable(getattr(core, "loss", None)):
-            raise ConfigError(f"model {type(core).__name__} defines no loss(pred, target); it cannot train this task")
+            raise ConfigError(
+                f"model {type(core).__name__} defines no loss(pred, target); it cannot train this task"
+            )
         self.core = core
         if pad_value is not None and hasattr(core, "label_pad_value"):
             core.label_pad_value = float(pad_value)
@@ -113,7 +115,9 @@ class ModelLoss(nn.Module):
     #: the training loop passes the model's auxiliary outputs (``forward_with_aux``) to this loss
     takes_aux = True
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, aux: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, aux: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         if aux:
             return self.core.loss(pred, target, aux)
         return self.core.loss(pred, target)

@@ -34,15 +34,26 @@ from hepnn_coffea.nn import Network, build_network, check_params, count_paramete
 from hepnn_coffea.processing.shards import atomic_write_bytes, write_json
 from hepnn_coffea.training.dataset import ShardDataset
 from hepnn_coffea.training.disco import disco_penalty
-from hepnn_coffea.training.distributed import (DistInfo, barrier, init_distributed, select_device, shard_index,
-                                               shutdown)
+from hepnn_coffea.training.distributed import (
+    DistInfo,
+    barrier,
+    init_distributed,
+    select_device,
+    shard_index,
+    shutdown,
+)
 from hepnn_coffea.training.finetune import FineTuner
 from hepnn_coffea.training.loop import StepSettings, evaluate, train_epoch
 from hepnn_coffea.training.metrics import RunLogger
 from hepnn_coffea.training.optim import build_optimizer, build_scheduler
 from hepnn_coffea.training.sampling import histogram_sampler, sampler_from_config, weight_sampler
-from hepnn_coffea.training.targets import (MaskedPointLoss, ModelLoss, StandardizedLoss, regression_loss,
-                                           target_scaling)  # fmt: skip
+from hepnn_coffea.training.targets import (
+    MaskedPointLoss,
+    ModelLoss,
+    StandardizedLoss,
+    regression_loss,
+    target_scaling,
+)
 
 try:
     import torch
@@ -68,7 +79,9 @@ def load_network(run_dir: str | pathlib.Path, checkpoint: str = "best.pt") -> tu
     run_dir = pathlib.Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     prov = json.loads((run_dir / "provenance.json").read_text())
-    net = build_network(cfg["model"], {k: tuple(v) for k, v in prov["input_shapes"].items()}, prov["n_outputs"])
+    net = build_network(
+        cfg["model"], {k: tuple(v) for k, v in prov["input_shapes"].items()}, prov["n_outputs"]
+    )
     if prov.get("target_scaling"):
         net.set_target_scaling(**prov["target_scaling"])
     state = torch.load(run_dir / "checkpoints" / checkpoint, map_location="cpu", weights_only=True)
@@ -76,8 +89,9 @@ def load_network(run_dir: str | pathlib.Path, checkpoint: str = "best.pt") -> tu
     return net.eval(), cfg
 
 
-def load_checked_config(model_config: str | pathlib.Path | dict[str, Any],
-                        overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:  # fmt: skip
+def load_checked_config(
+    model_config: str | pathlib.Path | dict[str, Any], overrides: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], str]:
     """A model config (``extends`` resolved, overrides not yet merged) whose every key is checked.
 
     Returns the config and the name errors use for it. The check
@@ -92,8 +106,12 @@ def load_checked_config(model_config: str | pathlib.Path | dict[str, Any],
     return cfg, source
 
 
-def _resolve_config(model_config: str | pathlib.Path | dict[str, Any], overrides: dict[str, Any] | None,
-                    expert: str | None, shards: pathlib.Path) -> tuple[dict[str, Any], ModelConfig, int | None]:  # fmt: skip
+def _resolve_config(
+    model_config: str | pathlib.Path | dict[str, Any],
+    overrides: dict[str, Any] | None,
+    expert: str | None,
+    shards: pathlib.Path,
+) -> tuple[dict[str, Any], ModelConfig, int | None]:
     """The resolved config (as saved in the run directory), its checked typed form and the expert index.
 
     Every key (``expert_<name>`` blocks and overrides included) is checked before the shards are read.
@@ -109,19 +127,36 @@ def _resolve_config(model_config: str | pathlib.Path | dict[str, Any], overrides
     return cfg, typed, expert_index
 
 
-def _prepare_run_dir(run_dir: pathlib.Path, cfg: dict[str, Any], shards: pathlib.Path, net: nn.Module,
-                     train_set: ShardDataset, n_outputs: int, extra: dict[str, Any]) -> None:  # fmt: skip
+def _prepare_run_dir(
+    run_dir: pathlib.Path,
+    cfg: dict[str, Any],
+    shards: pathlib.Path,
+    net: nn.Module,
+    train_set: ShardDataset,
+    n_outputs: int,
+    extra: dict[str, Any],
+) -> None:
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     shutil.copyfile(shards / "data_config.yaml", run_dir / "data_config.yaml")
     shutil.copyfile(shards / "standardization.json", run_dir / "standardization.json")
-    write_json(run_dir / "provenance.json", {
-        "hepnn_coffea_version": __version__, "torch_version": torch.__version__,
-        "python": platform.python_version(), "shards": str(shards.resolve()),
-        "config_hash": train_set.manifest["config_hash"], "labels": train_set.manifest["labels"],
-        "label_type": train_set.manifest["label_type"], "input_shapes": train_set.input_shapes(),
-        "input_groups": net.input_groups, "n_outputs": n_outputs, "parameters": count_parameters(net), **extra,
-    })  # fmt: skip
+    write_json(
+        run_dir / "provenance.json",
+        {
+            "hepnn_coffea_version": __version__,
+            "torch_version": torch.__version__,
+            "python": platform.python_version(),
+            "shards": str(shards.resolve()),
+            "config_hash": train_set.manifest["config_hash"],
+            "labels": train_set.manifest["labels"],
+            "label_type": train_set.manifest["label_type"],
+            "input_shapes": train_set.input_shapes(),
+            "input_groups": net.input_groups,
+            "n_outputs": n_outputs,
+            "parameters": count_parameters(net),
+            **extra,
+        },
+    )
     for stale in ("metrics.csv",):
         (run_dir / stale).unlink(missing_ok=True)
 
@@ -179,7 +214,9 @@ def train(
             raise ConfigError("train needs a model config and a shard folder (or resume=True)")
         shards = pathlib.Path(shards)
         if last.exists():
-            raise FileExistsError(f"{run_dir} already holds a run; use resume=True (--resume) or a new folder")
+            raise FileExistsError(
+                f"{run_dir} already holds a run; use resume=True (--resume) or a new folder"
+            )
         cfg, typed, expert_index = _resolve_config(model_config, overrides, expert, shards)
     tcfg, seed = typed.training, typed.training.seed
     torch.manual_seed(seed)
@@ -195,9 +232,18 @@ def train(
         shutdown(dist_info)
 
 
-def _train(cfg: dict[str, Any], typed: ModelConfig, device: torch.device, dist_info: DistInfo, shards: pathlib.Path,
-           run_dir: pathlib.Path, last: pathlib.Path, resume: bool, progress: bool,
-           expert_index: int | None = None) -> TrainResult:  # fmt: skip
+def _train(
+    cfg: dict[str, Any],
+    typed: ModelConfig,
+    device: torch.device,
+    dist_info: DistInfo,
+    shards: pathlib.Path,
+    run_dir: pathlib.Path,
+    last: pathlib.Path,
+    resume: bool,
+    progress: bool,
+    expert_index: int | None = None,
+) -> TrainResult:
     """One training run: ``cfg`` is saved in the run directory, ``typed`` (its checked form) drives it."""
     tcfg, task, seed = typed.training, typed.task, typed.training.seed
     probe = ShardDataset(shards, "train")
@@ -209,8 +255,10 @@ def _train(cfg: dict[str, Any], typed: ModelConfig, device: torch.device, dist_i
     if tcfg.val_samples:
         val_set.keep_subset(tcfg.val_samples, seed)
     if (task == "classification") != (train_set.target_field == "label"):
-        raise ConfigError(f"task {task!r} does not fit the shards in {shards}: they hold "
-                          f"{'class labels' if train_set.target_field == 'label' else 'regression targets'}")  # fmt: skip
+        raise ConfigError(
+            f"task {task!r} does not fit the shards in {shards}: they hold "
+            f"{'class labels' if train_set.target_field == 'label' else 'regression targets'}"
+        )
     extra: dict[str, Any] = {"expert_index": expert_index}
     sampler = None
     if task == "regression":
@@ -220,15 +268,23 @@ def _train(cfg: dict[str, Any], typed: ModelConfig, device: torch.device, dist_i
         if tcfg.reweight:
             sampler = sampler_from_config(tcfg.reweight, train_set.rows, targets, labels)
     if sampler is not None:
-        extra["reweight"] = {"edges": sampler.edges.tolist(), "probabilities": sampler.probabilities.tolist(),
-                             "empty_buckets": sampler.empty_buckets, "rows_outside": sampler.outside}  # fmt: skip
-    elif (sampler := histogram_sampler(train_set)) is not None:  # data config weights.reweight_hists (train only)
+        extra["reweight"] = {
+            "edges": sampler.edges.tolist(),
+            "probabilities": sampler.probabilities.tolist(),
+            "empty_buckets": sampler.empty_buckets,
+            "rows_outside": sampler.outside,
+        }
+    elif (
+        sampler := histogram_sampler(train_set)
+    ) is not None:  # data config weights.reweight_hists (train only)
         extra["histogram_reweight"] = sampler.summary()
     elif tcfg.sample_by_weight:  # rows drawn by their precomputed weight; unweighted loss
         sampler = weight_sampler(train_set, tcfg.sample_by_weight)
         train_set.has_weight = False
         extra["weight_sampling"] = {"mode": tcfg.sample_by_weight, **sampler.summary()}
-    tuner = FineTuner(typed.finetune, net, typed.model.name, load=not resume)  # 'finetune': init_from, freeze, ...
+    tuner = FineTuner(
+        typed.finetune, net, typed.model.name, load=not resume
+    )  # 'finetune': init_from, freeze, ...
     if not resume and dist_info.is_main:
         _prepare_run_dir(run_dir, cfg, shards, net, train_set, len(labels), extra)
     barrier(dist_info)
@@ -249,8 +305,14 @@ def _train(cfg: dict[str, Any], typed: ModelConfig, device: torch.device, dist_i
     settings.penalty = disco_penalty(tcfg.disco, labels, task, [train_set, val_set])  # training.disco
     scaler = torch.amp.GradScaler("cuda") if settings.amp_dtype == torch.float16 else None
 
-    state = {"epoch": 0, "best": -math.inf if task == "classification" else math.inf, "best_epoch": -1,
-             "bad_epochs": 0, "history": [], "step": 0}  # fmt: skip
+    state = {
+        "epoch": 0,
+        "best": -math.inf if task == "classification" else math.inf,
+        "best_epoch": -1,
+        "bad_epochs": 0,
+        "history": [],
+        "step": 0,
+    }
     if resume:
         ckpt = torch.load(last, map_location=device, weights_only=False)
         net.load_state_dict(ckpt["model"])
@@ -262,36 +324,62 @@ def _train(cfg: dict[str, Any], typed: ModelConfig, device: torch.device, dist_i
         state = ckpt["state"]
     model: nn.Module = net
     if dist_info.enabled:
-        model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if tcfg.compile:
         model = torch.compile(model)
     logger = RunLogger(run_dir, use_tensorboard=tcfg.tensorboard) if dist_info.is_main else None
     patience = tcfg.early_stopping_patience
     try:
         for epoch in range(state["epoch"], epochs):
-            index = train_set.epoch_index(True, [seed, epoch], samples_per_epoch) if sampler is None else \
-                sampler.epoch_index([seed, epoch], samples_per_epoch or len(train_set))
+            index = (
+                train_set.epoch_index(True, [seed, epoch], samples_per_epoch)
+                if sampler is None
+                else sampler.epoch_index([seed, epoch], samples_per_epoch or len(train_set))
+            )
             index = shard_index(index, dist_info)
             bar = _progress(progress and dist_info.is_main, steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
 
-            def on_step(loss: float, jets_per_s: float) -> None:
+            def on_step(loss: float, jets_per_s: float, bar: Any = bar) -> None:
                 state["step"] += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", jets_per_s=f"{jets_per_s * dist_info.world_size:.0f}")
                 if logger is not None and state["step"] % 10 == 0:
-                    logger.log_step(state["step"], **{"train/step_loss": loss, "train/lr": optimizer.param_groups[0]["lr"],
-                                                      "train/jets_per_s": jets_per_s * dist_info.world_size})  # fmt: skip
+                    logger.log_step(
+                        state["step"],
+                        **{
+                            "train/step_loss": loss,
+                            "train/lr": optimizer.param_groups[0]["lr"],
+                            "train/jets_per_s": jets_per_s * dist_info.world_size,
+                        },
+                    )
 
             tuner.start_epoch(epoch)  # the finetune stage's trainable parameters
             order = _bucketed(index, train_set, tcfg, batch_size, [seed, epoch], net.roles.get("mask"))
-            batches = train_set.batches(batch_size, drop_last=True, index=order, prefetch=tcfg.prefetch,
-                                        pin_memory=device.type == "cuda")  # fmt: skip
-            row = {"epoch": epoch + 1, **train_epoch(model, groups, batches, loss_fn, optimizer, scheduler, scaler, settings, on_step)}
+            batches = train_set.batches(
+                batch_size,
+                drop_last=True,
+                index=order,
+                prefetch=tcfg.prefetch,
+                pin_memory=device.type == "cuda",
+            )
+            row = {
+                "epoch": epoch + 1,
+                **train_epoch(
+                    model, groups, batches, loss_fn, optimizer, scheduler, scaler, settings, on_step
+                ),
+            }
             bar.close()
             row["train_jets_per_s"] *= dist_info.world_size
             row["world_size"] = dist_info.world_size
             row["lr"] = optimizer.param_groups[0]["lr"]
-            row.update({f"val_{k}": v for k, v in evaluate(net, groups, val_set, loss_fn, task, batch_size, settings).items()})
+            row.update(
+                {
+                    f"val_{k}": v
+                    for k, v in evaluate(net, groups, val_set, loss_fn, task, batch_size, settings).items()
+                }
+            )
             metric = row["val_auc"] if task == "classification" else row["val_loss"]
             improved = metric > state["best"] if task == "classification" else metric < state["best"]
             if improved:
@@ -302,11 +390,21 @@ def _train(cfg: dict[str, Any], typed: ModelConfig, device: torch.device, dist_i
             state["epoch"] = epoch + 1
             if dist_info.is_main:
                 if improved:
-                    _save(run_dir / "checkpoints" / "best.pt", {"model": net.state_dict(), "epoch": epoch + 1})
+                    _save(
+                        run_dir / "checkpoints" / "best.pt", {"model": net.state_dict(), "epoch": epoch + 1}
+                    )
                 logger.log_epoch(row)
-                _save(last, {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                             "scaler": scaler.state_dict() if scaler is not None else None,
-                             "torch_rng": torch.get_rng_state(), "state": state})  # fmt: skip
+                _save(
+                    last,
+                    {
+                        "model": net.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict() if scaler is not None else None,
+                        "torch_rng": torch.get_rng_state(),
+                        "state": state,
+                    },
+                )
             barrier(dist_info)
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 5) for k, v in row.items()})
             if patience is not None and state["bad_epochs"] >= patience:
@@ -318,7 +416,15 @@ def _train(cfg: dict[str, Any], typed: ModelConfig, device: torch.device, dist_i
     return TrainResult(run_dir, state["best_epoch"], state["best"], state["history"])
 
 
-__all__ = ["TASKS", "TrainResult", "expert_of", "load_checked_config", "load_network", "select_device", "train"]
+__all__ = [
+    "TASKS",
+    "TrainResult",
+    "expert_of",
+    "load_checked_config",
+    "load_network",
+    "select_device",
+    "train",
+]
 
 
 def _loss(typed: ModelConfig, net: Network, shards: pathlib.Path) -> nn.Module:
@@ -355,8 +461,13 @@ def expert_of(shards: str | pathlib.Path, expert: str | None) -> int | None:
     raise ConfigError(f"expert {expert!r} is not one of the shards' experts {names} (data config 'experts')")
 
 
-def _step_settings(net: Network, dataset: ShardDataset, tcfg: TrainingConfig, device: torch.device,
-                   task: str = "classification") -> StepSettings:  # fmt: skip
+def _step_settings(
+    net: Network,
+    dataset: ShardDataset,
+    tcfg: TrainingConfig,
+    device: torch.device,
+    task: str = "classification",
+) -> StepSettings:
     amp = tcfg.amp  # bf16 | fp16 | None, checked by TrainingConfig
     if amp and device.type != "cuda":
         log.info("training.amp=%s ignored on %s (autocast only on CUDA)", amp, device.type)
@@ -365,13 +476,27 @@ def _step_settings(net: Network, dataset: ShardDataset, tcfg: TrainingConfig, de
     trim_groups: tuple[str, ...] = ()
     per_point = task in ("per_point_regression", "model_loss")  # per-point targets keep the full point axis
     if tcfg.trim and not per_point and mask is not None and len(shapes[mask]) == 2:
-        trim_groups = tuple(g for g in net.input_groups if len(shapes[g]) == 2 and shapes[g][1] == shapes[mask][1])
-    return StepSettings(device=device, amp=amp, trim_groups=trim_groups, mask_group=mask,
-                        min_length=tcfg.trim_min_length, grad_clip=tcfg.grad_clip)  # fmt: skip
+        trim_groups = tuple(
+            g for g in net.input_groups if len(shapes[g]) == 2 and shapes[g][1] == shapes[mask][1]
+        )
+    return StepSettings(
+        device=device,
+        amp=amp,
+        trim_groups=trim_groups,
+        mask_group=mask,
+        min_length=tcfg.trim_min_length,
+        grad_clip=tcfg.grad_clip,
+    )
 
 
-def _bucketed(index: Any, dataset: ShardDataset, tcfg: TrainingConfig | Mapping[str, Any], batch_size: int,
-              seed: list[int], mask_group: str | None) -> Any:  # fmt: skip
+def _bucketed(
+    index: Any,
+    dataset: ShardDataset,
+    tcfg: TrainingConfig | Mapping[str, Any],
+    batch_size: int,
+    seed: list[int],
+    mask_group: str | None,
+) -> Any:
     """With ``training.bucket_by_length``, group rows of similar multiplicity into batches.
 
     Rows are sorted by particle count inside windows of 32 batches, cut into batches,
@@ -384,12 +509,18 @@ def _bucketed(index: Any, dataset: ShardDataset, tcfg: TrainingConfig | Mapping[
         return index
     lengths = dataset.lengths(mask_group)
     window = 32 * batch_size
-    parts = [w[np.argsort(lengths[w], kind="stable")] for w in np.split(index, range(window, len(index), window))]
+    parts = [
+        w[np.argsort(lengths[w], kind="stable")] for w in np.split(index, range(window, len(index), window))
+    ]
     ordered = np.concatenate(parts) if parts else index
     n_batches = len(ordered) // batch_size
     order = np.random.default_rng(seed + [1]).permutation(n_batches)
-    return np.concatenate([ordered[: n_batches * batch_size].reshape(n_batches, batch_size)[order].ravel(),
-                           ordered[n_batches * batch_size:]])  # fmt: skip
+    return np.concatenate(
+        [
+            ordered[: n_batches * batch_size].reshape(n_batches, batch_size)[order].ravel(),
+            ordered[n_batches * batch_size :],
+        ]
+    )
 
 
 def _progress(enabled: bool, total: int, desc: str) -> Any:
