@@ -106,7 +106,8 @@ def weaver_cli(path: pathlib.Path | None) -> pathlib.Path:
 
 
 def add_weaver_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of every script that runs weaver-core: ``--weaver``, ``--anchor``, ``--data``, ``--threads``.
+    """Add the options of every script that runs weaver-core: ``--weaver``, ``--anchor``, ``--data``,
+    ``--threads``.
 
     Parameters
     ----------

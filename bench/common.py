@@ -92,7 +92,8 @@ def topqcd_shards(work: pathlib.Path, data: pathlib.Path, **options: Any) -> pat
 def first_jets(
     work: pathlib.Path, counts: Mapping[str, int], branches: Sequence[str] | None = None, reuse: bool = False
 ) -> dict[str, Any]:
-    """The first ``counts[split] / 2`` top and QCD jets of each split's first shared file, copied to ``work/jets``.
+    """The first ``counts[split] / 2`` top and QCD jets of each split's first shared file, copied to
+    ``work/jets``.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Shared fixtures: the bundled samples, their shards, a small trained PFN and its ONNX export."""
+"""Shared fixtures: the bundled samples, their shards, a small trained PFN, its ONNX export and scores."""
 
 from __future__ import annotations
 
@@ -53,3 +53,31 @@ def onnx_model(tmp_path_factory: pytest.TempPathFactory, trained_run: pathlib.Pa
     path = tmp_path_factory.mktemp("onnx") / "pfn.onnx"
     export_onnx(trained_run, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def good_scores(onnx_model: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``scores.parquet`` (as a dict of columns) of ``infer`` on the bundled test split, 100-entry chunks."""
+    import pyarrow.parquet as pq
+
+    from hepnn_coffea.cli import main as cli
+    from tests.helpers.reading import RUN
+
+    out = tmp_path_factory.mktemp("good_infer")
+    assert (
+        cli(
+            [
+                "infer",
+                str(onnx_model),
+                "--fileset",
+                str(SAMPLES / "fileset.json"),
+                "-o",
+                str(out),
+                "--split",
+                "test",
+                *RUN,
+            ]
+        )
+        == 0
+    )
+    return pq.read_table(out / "scores.parquet").to_pydict()

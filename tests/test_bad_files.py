@@ -1,16 +1,12 @@
 """Bad input files in ``preprocess`` and ``infer``: clean exit-2 errors, ``--skip-bad-files`` accounting,
-retries of transient read errors, and remote (``root://``) files from a local XRootD server."""
+the dask mode, and bad files in the event-level NanoAOD workflow (retries and remote files:
+``test_remote_files.py``)."""
 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
 
 import awkward as ak
 import numpy as np
@@ -19,8 +15,8 @@ import uproot
 
 from hepnn_coffea.cli import main as cli
 from hepnn_coffea.processing import bad_files
-from hepnn_coffea.processing.shards import open_shard
 from tests.conftest import SAMPLES, TOP_KIN
+from tests.helpers.reading import RUN, _rows, _scores
 
 NANOSIM = SAMPLES / "nanosim_fileset.json"
 NANO_CONFIG = SAMPLES.parents[1] / "models" / "data" / "nanoaod_fatjet.yaml"
@@ -28,11 +24,11 @@ BASE = SAMPLES / "topqcd_test_qcd.root"
 #: bad kinds found before processing (file dropped whole) and while reading chunks
 UP_FRONT = ("not_root", "no_branch", "wrong_tree")
 IN_CHUNKS = ("truncated", "corrupt")
-RUN = ["--executor", "iterative", "--chunksize", "100"]
 
 
 def _write_jets(path: pathlib.Path, arrays: ak.Array, step: int | None = None) -> None:
-    """A TTree like the bundled samples (``part_*`` jagged with counter ``npart``), ``step`` entries per basket."""
+    """A TTree like the bundled samples (``part_*`` jagged with counter ``npart``), ``step`` entries
+    per basket."""
     jagged = [k for k in arrays.fields if k.startswith("part_")]
     flat = {k: arrays[k] for k in arrays.fields if k not in jagged and k != "npart"}
     part = ak.zip({k[len("part_") :]: arrays[k] for k in jagged})
@@ -98,16 +94,6 @@ def _fileset(
     path = tmp / name
     path.write_text(json.dumps(fileset))
     return str(path)
-
-
-def _rows(shards: pathlib.Path, split: str, sample: str) -> np.ndarray:
-    manifest = json.loads((shards / "manifest.json").read_text())
-    entry = manifest["splits"][split][sample]
-    parts = [
-        open_shard(shards / s["path"]).to_records()
-        for s in sorted(entry["shards"], key=lambda s: (s["file"], s["entry_start"]))
-    ]
-    return np.concatenate(parts)
 
 
 def _expected_message(kind: str, path: pathlib.Path) -> list[str]:
@@ -228,35 +214,6 @@ def test_preprocess_skip_bad_files_keeps_every_good_jet_once(
     assert sorted(pathlib.Path(f).stem for f in totals["unknown_files"]) == ["not_root", "wrong_tree"]
 
 
-@pytest.fixture(scope="module")
-def good_scores(onnx_model: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    import pyarrow.parquet as pq
-
-    out = tmp_path_factory.mktemp("good_infer")
-    assert (
-        cli(
-            [
-                "infer",
-                str(onnx_model),
-                "--fileset",
-                str(SAMPLES / "fileset.json"),
-                "-o",
-                str(out),
-                "--split",
-                "test",
-                *RUN,
-            ]
-        )
-        == 0
-    )
-    return pq.read_table(out / "scores.parquet").to_pydict()
-
-
-def _scores(table: dict, sample: str) -> np.ndarray:
-    keep = np.asarray(table["sample"]) == sample
-    return np.asarray(table["score_jet_isTop"])[keep]
-
-
 def test_infer_skip_bad_files_scores_every_good_jet_once(
     bad: dict,
     onnx_model: pathlib.Path,
@@ -328,33 +285,7 @@ def test_dask_mode_skips_the_same_chunks(bad: dict, tmp_path: pathlib.Path) -> N
         preprocess(fileset, TOP_KIN, tmp_path / "stop", mode="dask", workers=1, chunksize=100)
 
 
-def test_transient_read_errors_are_retried(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
-    from hepnn_coffea.processing import processor
-    from hepnn_coffea.processing.preprocess import preprocess
-
-    monkeypatch.setattr(bad_files, "RETRY_WAIT", 0.0)
-    failed: list[int] = []
-
-    def flaky(events, columns):
-        if events.metadata["entrystart"] == 100 and len(failed) < 2:
-            failed.append(1)
-            raise OSError("connection reset by peer")
-        return bad_files.materialize(events, columns)
-
-    monkeypatch.setattr(processor, "materialize", flaky)
-    fileset = {"qcd": {"files": {str(BASE): "tree"}, "metadata": {"split": "test"}}}
-    message = r"entries 100-200.*OSError: connection reset by peer \(after 1 retry\)"
-    with pytest.raises(bad_files.BadInputError, match=message):
-        preprocess(fileset, TOP_KIN, tmp_path / "once", executor="iterative", chunksize=100, retries=1)
-    failed.clear()
-    manifest = preprocess(
-        fileset, TOP_KIN, tmp_path / "twice", executor="iterative", chunksize=100, retries=2
-    )
-    assert len(failed) == 2 and manifest["skipped"] == []
-    assert manifest["splits"]["test"]["qcd"]["entries_read"] == 500
-
-
-# -- event-level NanoAOD workflow ---------------------------------------------------------------------------------
+# -- event-level NanoAOD workflow ----------------------------------------------------------------------------
 
 
 def test_events_workflow_bad_files(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
@@ -413,125 +344,3 @@ def test_events_workflow_bad_files(tmp_path: pathlib.Path, capsys: pytest.Captur
             np.testing.assert_array_equal(rows, _rows(tmp_path / "good", split, sample))
     totals = manifest["entries"]
     assert totals["entries_read"] + totals["entries_lost"] == totals["entries_in_files"] == 350 + 200 + 250
-
-
-# -- remote files ---------------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def xrootd_url() -> str:
-    """``root://localhost:PORT/`` of a local XRootD server exporting copies of the bundled samples."""
-    if shutil.which("xrootd") is None:
-        pytest.skip("the xrootd server binary is missing (Debian: apt-get install xrootd-server)")
-    pytest.importorskip("fsspec_xrootd", reason="fsspec-xrootd is missing (pip install -e '.[remote]')")
-    pytest.importorskip(
-        "XRootD.client", reason="the XRootD python bindings are missing (pip install -e '.[remote]')"
-    )
-    root = pathlib.Path(
-        tempfile.mkdtemp(prefix="hepnn-xrootd-")
-    )  # not under pytest's 0700 folders: the server
-    data, admin = root / "data", root / "admin"  # may run as another user
-    data.mkdir()
-    admin.mkdir()
-    for name in ("topqcd_test_top.root", "topqcd_test_qcd.root"):
-        shutil.copyfile(SAMPLES / name, data / name)
-        os.chmod(data / name, 0o644)
-    for folder, mode in ((root, 0o755), (data, 0o755), (admin, 0o777)):
-        os.chmod(folder, mode)
-    config = root / "xrootd.cfg"
-    config.write_text(f"all.export /\noss.localroot {data}\nall.adminpath {admin}\nall.pidpath {admin}\n")
-    port = _free_port()
-    command = ["xrootd", "-p", str(port), "-c", str(config)]
-    if os.geteuid() == 0:  # xrootd refuses to run as root
-        command += ["-R", "xrootd" if _user_exists("xrootd") else "nobody"]
-    log = (root / "xrootd.log").open("w")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:  # a TCP connection first: the XRootD client waits long before retrying a refused one
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip(
-                        f"the local xrootd server did not start: {(root / 'xrootd.log').read_text()[-500:]}"
-                    )
-                time.sleep(0.2)
-        yield f"root://localhost:{port}/"
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _user_exists(name: str) -> bool:
-    import pwd
-
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-def test_remote_files_give_the_same_shards_and_scores(
-    xrootd_url: str, onnx_model: pathlib.Path, good_scores: dict, shards: pathlib.Path, tmp_path: pathlib.Path
-) -> None:
-    import pyarrow.parquet as pq
-
-    fileset = {
-        f"{s}_test": {
-            "files": {f"{xrootd_url}/topqcd_test_{s}.root": "tree"},
-            "metadata": {"sample": s, "split": "test"},
-        }
-        for s in ("top", "qcd")
-    }
-    (tmp_path / "remote.json").write_text(json.dumps(fileset))
-    assert (
-        cli(
-            [
-                "preprocess",
-                str(tmp_path / "remote.json"),
-                "-c",
-                str(TOP_KIN),
-                "-o",
-                str(tmp_path / "shards"),
-                *RUN,
-            ]
-        )
-        == 0
-    )
-    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
-    assert all(f.startswith("root://") for e in manifest["splits"]["test"].values() for f in e["files"])
-    for sample in ("top", "qcd"):
-        np.testing.assert_array_equal(
-            _rows(tmp_path / "shards", "test", sample), _rows(shards, "test", sample)
-        )
-    assert (
-        cli(
-            [
-                "infer",
-                str(onnx_model),
-                "--fileset",
-                str(tmp_path / "remote.json"),
-                "-o",
-                str(tmp_path / "out"),
-                *RUN,
-            ]
-        )
-        == 0
-    )
-    table = pq.read_table(tmp_path / "out" / "scores.parquet").to_pydict()
-    for sample in ("top", "qcd"):
-        np.testing.assert_array_equal(_scores(table, sample), _scores(good_scores, sample))

@@ -1,4 +1,5 @@
-"""``python analysis.py`` (top/QCD workflow) on the bundled samples: every stage, the figures, the comparison."""
+"""``python analysis.py`` (top/QCD workflow) on the bundled samples: every stage, the figures, the
+comparison."""
 
 from __future__ import annotations
 

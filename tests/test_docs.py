@@ -15,7 +15,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-#: the tutorial's network, 2 epochs on 2000 jets, reaches ~0.98 on the 1000 test jets; a broken chain gives ~0.5
+#: the tutorial's network, 2 epochs on 2000 jets, reaches ~0.98 on the 1000 test jets; a broken chain
+#: gives ~0.5
 AUC_FLOOR = 0.9
 
 

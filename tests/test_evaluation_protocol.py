@@ -132,7 +132,8 @@ def test_write_summary_writes_json_and_markdown_then_the_plots(tmp_path: pathlib
 
 
 def _assert_written(summary: EvaluationSummary, kind: str, out: pathlib.Path) -> None:
-    """``summary`` is the flow's EvaluationSummary, and ``out`` holds exactly what write_summary writes of it."""
+    """``summary`` is the flow's EvaluationSummary, and ``out`` holds exactly what write_summary writes
+    of it."""
     assert isinstance(summary, EvaluationSummary) and summary.kind == kind
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     assert (out / "summary.md").read_text() == summary.markdown()
@@ -190,7 +191,7 @@ def test_regression_flow(tmp_path: pathlib.Path) -> None:
 
 def test_events_flow(tmp_path: pathlib.Path) -> None:
     from hepnn_coffea.evaluation.events_eval import evaluate_events
-    from tests.test_events_eval import make_table, write_infer
+    from tests.helpers.events_tables import make_table, write_infer
 
     out = write_infer(tmp_path / "out", make_table(n=300), "tagger")
     summary = evaluate_events(out, plots=False, n_bootstrap=3)

@@ -1,4 +1,5 @@
-"""Fine-tuning: the ``finetune`` config section, loading with include/exclude, freezing, lr groups, stages, report."""
+"""Fine-tuning: the ``finetune`` config section, loading with include/exclude, freezing, lr groups, stages,
+report."""
 
 from __future__ import annotations
 

@@ -150,7 +150,8 @@ def test_align_rows_matches_permuted_tables_and_refuses_ambiguity() -> None:
 
 
 def test_hist_and_table_metrics_agree_within_their_intervals() -> None:
-    """Weighted toy jets filled into the evaluation ``score`` hist: the binned numbers agree with the exact ones."""
+    """Weighted toy jets filled into the evaluation ``score`` hist: the binned numbers agree with the exact
+    ones."""
     from hepnn_coffea.evaluation.processor import make_histograms
 
     rng = np.random.default_rng(9)
@@ -189,7 +190,8 @@ def half_iqr68(x: np.ndarray, weight: np.ndarray | None = None) -> float:
 
 @pytest.mark.parametrize("weighted", [False, True])
 def test_bootstrap_interval_covers_the_true_resolution_at_the_nominal_rate(weighted: bool) -> None:
-    """200 seeded toys of 400 Gaussian residuals: the interval holds the true 68%/2 width in 68 +- 10% of them."""
+    """200 seeded toys of 400 Gaussian residuals: the interval holds the true 68%/2 width in 68 +- 10% of
+    them."""
     sigma, n, n_toys = 0.1, 400, 200
     truth = sigma * norm.ppf(0.84)  # half the 16-84% range of N(0, sigma)
     rng = np.random.default_rng(11)
@@ -202,7 +204,8 @@ def test_bootstrap_interval_covers_the_true_resolution_at_the_nominal_rate(weigh
         widths.append(res["high"] - res["low"])
     coverage = covered / n_toys
     assert abs(coverage - ONE_SIGMA) < coverage_tolerance(n_toys), coverage
-    # asymptotic error of the half-IQR (quantile covariances p (1 - p') / (n f f')): sqrt(0.16 * 0.68 / (2 n)) / f
+    # asymptotic error of the half-IQR (quantile covariances p (1 - p') / (n f f')):
+    # sqrt(0.16 * 0.68 / (2 n)) / f
     expected = sigma * np.sqrt(0.16 * 0.68 / 2) / norm.pdf(norm.ppf(0.84)) / np.sqrt(n)
     n_eff = (
         n if not weighted else n * 1.6**2 / (1.6**2 + 2.8**2 / 12)
@@ -211,7 +214,8 @@ def test_bootstrap_interval_covers_the_true_resolution_at_the_nominal_rate(weigh
 
 
 def test_bootstrap_interval_of_a_mean_is_seeded_and_carries_the_weights() -> None:
-    """The interval of a mean matches sigma/sqrt(n); weights travel with their entries; mappings give one per key."""
+    """The interval of a mean matches sigma/sqrt(n); weights travel with their entries; mappings give one
+    per key."""
     rng = np.random.default_rng(5)
     x = rng.normal(3.0, 2.0, 2000)
     plain = iv.bootstrap_interval(np.mean, [x], n=200, seed=1)

@@ -1,4 +1,5 @@
-"""Per-point regression: length auto from the data, padded per-point targets, masked loss, PointNet, jagged inference."""
+"""Per-point regression: length auto from the data, padded per-point targets, masked loss, PointNet,
+jagged inference."""
 
 from __future__ import annotations
 

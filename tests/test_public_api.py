@@ -22,7 +22,8 @@ CORE = (
     "hepnn_coffea.plotting",
 )
 PACKAGES = ("hepnn_coffea", *CORE, "hepnn_coffea.training", "hepnn_coffea.nn", "hepnn_coffea.calo")
-#: the public names that need the 'train' extra (torch); every other one of CORE and the top level is torch-free
+#: the public names that need the 'train' extra (torch); every other one of CORE and the top level is
+#: torch-free
 TORCH_NAMES = {
     "hepnn_coffea": {"train", "export_onnx", "load_network"},
     "hepnn_coffea.export": {"export_onnx"},
@@ -59,7 +60,8 @@ def test_stage_functions_are_the_modules_own() -> None:
 
 
 def test_a_name_shared_with_a_submodule_stays_the_function() -> None:
-    """``processing.preprocess`` is a function and a submodule: importing the submodule first must not rebind it."""
+    """``processing.preprocess`` is a function and a submodule: importing the submodule first must not
+    rebind it."""
     code = (
         "import importlib; from hepnn_coffea.processing.preprocess import build_manifest; "
         "import hepnn_coffea.processing as p; from hepnn_coffea.processing import preprocess; "

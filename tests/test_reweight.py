@@ -1,4 +1,5 @@
-"""Histogram reweighting with weaver-core's ``weights:`` semantics: parsing, histograms, sampling, preprocess + train."""
+"""Histogram reweighting with weaver-core's ``weights:`` semantics: parsing, histograms, sampling,
+preprocess + train."""
 
 from __future__ import annotations
 

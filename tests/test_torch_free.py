@@ -37,7 +37,9 @@ def test_onnx_tagger_scores_the_bundled_samples_without_torch() -> None:
         import json, sys
         import awkward as ak, numpy as np, uproot
         from hepnn_coffea import OnnxTagger
-        tagger = OnnxTagger({str(FIXTURE / "pfn.onnx")!r}, data_config={str(FIXTURE / "topqcd_kin.auto.yaml")!r})
+        tagger = OnnxTagger(
+            {str(FIXTURE / "pfn.onnx")!r}, data_config={str(FIXTURE / "topqcd_kin.auto.yaml")!r}
+        )
         n = 0
         for sample in ("top", "qcd"):
             with uproot.open({str(SAMPLES)!r} + f"/topqcd_test_{{sample}}.root") as f:
@@ -53,9 +55,10 @@ def test_hepnn_infer_does_not_import_torch(onnx_model: pathlib.Path, tmp_path: p
     out = tmp_path / "out"
     result = _python(f"""
         import json, sys
-        from hepnn_coffea.cli import main  # the errors module and the infer stage, as 'hepnn infer' loads them
-        rc = main(["infer", {str(onnx_model)!r}, "--fileset", {str(SAMPLES / "fileset.json")!r}, "-o", {str(out)!r},
-                   "--split", "test", "--executor", "iterative"])
+        # the errors module and the infer stage, as 'hepnn infer' loads them
+        from hepnn_coffea.cli import main
+        rc = main(["infer", {str(onnx_model)!r}, "--fileset", {str(SAMPLES / "fileset.json")!r},
+                   "-o", {str(out)!r}, "--split", "test", "--executor", "iterative"])
         print(json.dumps({{"rc": rc, "torch": "torch" in sys.modules}}))
     """)
     assert result == {"rc": 0, "torch": False}

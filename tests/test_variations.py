@@ -1,4 +1,5 @@
-"""Systematic variations in the evaluation pass: config, perturbations, nominal unchanged, direct recomputation."""
+"""Systematic variations in the evaluation pass: config, perturbations, nominal unchanged, direct
+recomputation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Variations in the event-level (NanoAOD) evaluation: PFCand fields varied, nominal unchanged, direct check."""
+"""Variations in the event-level (NanoAOD) evaluation: PFCand fields varied, nominal unchanged, direct
+check."""
 
 from __future__ import annotations
 

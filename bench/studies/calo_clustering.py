@@ -7,20 +7,22 @@ as an xz tarball to carry to a GPU machine); ``train``: train ``models/calo/clus
 ``--run-dir`` (default ``WORK/run``; needs only torch/numpy/scipy, so it runs on a bare GPU machine
 with ``--shards``); ``eval``: export the run to ONNX and evaluate the learned clustering (through
 OnnxTagger inside the coffea processor) and the DBSCAN + nearest-track baseline on the test split
-(the baseline's eps and the learned other-slot grouping radius chosen on 200 val jets). ``all`` (default) does the three here::
+(the baseline's eps and the learned other-slot grouping radius chosen on 200 val jets). ``all``
+(default) does the three here::
 
     .venv/bin/python -m bench.studies.calo_clustering --work /tmp/calo_clustering [--epochs 6]
 
 The numbers of bench/README.md: data here (the tarball, 44 MB, carried to a GPU machine), training
 on one H100 (24 epochs, ~4 min beside two other runs), export and evaluation here::
 
-    .venv/bin/python -m bench.studies.calo_clustering --stage data --work /tmp/clgpu --train 10000 --val 1000 \
-        --test 1000 --pack .gpu_clustering/shards.tar.xz
+    .venv/bin/python -m bench.studies.calo_clustering --stage data --work /tmp/clgpu --train 10000 \
+        --val 1000 --test 1000 --pack .gpu_clustering/shards.tar.xz
     # on the GPU machine, after `tar -xJf .gpu_clustering/shards.tar.xz -C /tmp/d`:
-    python3 -m bench.studies.calo_clustering --stage train --shards /tmp/d/shards --run-dir /tmp/runs/B --epochs 24 \
-        --device cuda --threads 4 --overrides '{"training": {"early_stopping_patience": null,
+    python3 -m bench.studies.calo_clustering --stage train --shards /tmp/d/shards --run-dir /tmp/runs/B \
+        --epochs 24 --device cuda --threads 4 --overrides '{"training": {"early_stopping_patience": null,
         "warmup_steps": 200, "batch_size": 64, "bucket_by_length": false}}'
-    .venv/bin/python -m bench.studies.calo_clustering --stage eval --work /tmp/clgpu --run-dir .gpu_clustering/run_B
+    .venv/bin/python -m bench.studies.calo_clustering --stage eval --work /tmp/clgpu \
+        --run-dir .gpu_clustering/run_B
 """
 
 from __future__ import annotations
@@ -254,7 +256,8 @@ def evaluate(work: pathlib.Path, run_dir: pathlib.Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the selected stages and print the evaluation table.
 
-    ``argv``: the command line (default ``sys.argv[1:]``). Returns the report (also written to ``WORK/report.json`` by the eval stage).
+    ``argv``: the command line (default ``sys.argv[1:]``). Returns the report (also written to
+    ``WORK/report.json`` by the eval stage).
     """
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stage", choices=("all", "data", "train", "eval"), default="all")

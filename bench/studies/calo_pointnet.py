@@ -19,12 +19,13 @@ deposit is a ~1.8 GeV MIP whatever their momentum, the response template's main 
 Usage (the numbers of ``bench/README.md``: data here, training on one H100, evaluation here)::
 
     .venv/bin/python -m bench.studies.calo_pointnet --stage data --workdir /tmp/calo_pn
-    # on the GPU machine (carry /tmp/calo_pn/shards as .gpu_pointnet/shards; install the awkward wheels first):
-    python3 -m bench.studies.calo_pointnet --stage train --shards .gpu_pointnet/shards --workdir /tmp/calo_pn \
-        --run-dir $OUT/runs --device cuda --threads 4
+    # on the GPU machine (carry /tmp/calo_pn/shards as .gpu_pointnet/shards; install the awkward
+    # wheels first):
+    python3 -m bench.studies.calo_pointnet --stage train --shards .gpu_pointnet/shards \
+        --workdir /tmp/calo_pn --run-dir $OUT/runs --device cuda --threads 4
     # back here, with the runs from $OUT (e.g. in .gpu_pointnet/runs):
-    .venv/bin/python -m bench.studies.calo_pointnet --stage eval --workdir /tmp/calo_pn --run-dir .gpu_pointnet/runs \
-        --json /tmp/calo_pn/summary.json
+    .venv/bin/python -m bench.studies.calo_pointnet --stage eval --workdir /tmp/calo_pn \
+        --run-dir .gpu_pointnet/runs --json /tmp/calo_pn/summary.json
 
 or everything on the CPU: ``.venv/bin/python -m bench.studies.calo_pointnet --workdir /tmp/calo_pn``.
 """

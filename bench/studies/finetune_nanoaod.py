@@ -7,8 +7,10 @@ and W-vs-QCD AUC (+- Poisson-bootstrap std) on a seeded 4,000-row subset of the 
 
 Usage::
 
-    hepnn preprocess ../shared/data/nanosim/fileset.json -c models/data/nanoaod_fatjet_kin.yaml -o /tmp/nano/shards_kin
-    OMP_NUM_THREADS=1 .venv/bin/python -m bench.studies.finetune_nanoaod --shards /tmp/nano/shards_kin --workdir /tmp/nano
+    hepnn preprocess ../shared/data/nanosim/fileset.json -c models/data/nanoaod_fatjet_kin.yaml \
+        -o /tmp/nano/shards_kin
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.studies.finetune_nanoaod --shards /tmp/nano/shards_kin \
+        --workdir /tmp/nano
 """
 
 from __future__ import annotations

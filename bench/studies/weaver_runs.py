@@ -11,7 +11,8 @@ selected, so the val pass is skipped).
 
 Usage::
 
-    .venv/bin/python -m bench.studies.weaver_runs --model part --runs 2 --workdir /tmp/wr --json /tmp/wr/part.json
+    .venv/bin/python -m bench.studies.weaver_runs --model part --runs 2 --workdir /tmp/wr \
+        --json /tmp/wr/part.json
 
 Options: ``--model`` (``part`` or ``particlenet``), ``--runs`` (default 2), ``--weaver`` (the
 weaver CLI, default ``$WEAVER_BIN``, else ``weaver`` on PATH), ``--anchor`` (default
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     anchor = WEAVER[args.model]
     values = {k: [r["test"][k] for r in rows] + [anchor[k]] for k in METRICS}
     print(
-        f"\n{NAMES[args.model]}, weaver-core 0.5.3, {len(rows)} new runs + the anchor: AUC / accuracy / 1/eps_B@30% / @50%"
+        f"\n{NAMES[args.model]}, weaver-core 0.5.3, {len(rows)} new runs + the anchor: "
+        "AUC / accuracy / 1/eps_B@30% / @50%"
     )
     for k in METRICS:
         mean, std = mean_std(values[k])

@@ -14,7 +14,7 @@ hits them alike, and the load average is printed):
 
 Ratios printed: (b)/(a) (goal >= 0.8), (b)/(c) (goal >= 2), 2-worker/1-worker (goal >= 1.7).
 
-    .venv/bin/python -m bench.timing.bench_inference                 # builds a 1-epoch PFN on the bundled samples
+    .venv/bin/python -m bench.timing.bench_inference    # builds a 1-epoch PFN on the bundled samples
     .venv/bin/python -m bench.timing.bench_inference --run-dir runs/pfn --json bench_inference.json
 """
 
@@ -82,7 +82,8 @@ def torchscript(run_dir: pathlib.Path, example: dict[str, np.ndarray], path: pat
 
 
 def ml_tools_wrapper(path: pathlib.Path, config: Any, groups: list[str]) -> Any:
-    """A ``coffea.ml_tools.torch_wrapper`` of the TorchScript file computing the features in ``prepare_awkward``.
+    """A ``coffea.ml_tools.torch_wrapper`` of the TorchScript file computing the features in
+    ``prepare_awkward``.
 
     Parameters
     ----------
@@ -111,7 +112,8 @@ def ml_tools_wrapper(path: pathlib.Path, config: Any, groups: list[str]) -> Any:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Time every candidate and print rates and ratios.
 
-    ``argv``: the command line (default ``sys.argv[1:]``). Returns jets, rates (jets/s), ratios, CPUs and load averages.
+    ``argv``: the command line (default ``sys.argv[1:]``). Returns jets, rates (jets/s), ratios, CPUs and
+    load averages.
     """
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -22,9 +22,11 @@ its PFN uses batch norm (the anchor's weaver PFN is built with ``use_bn=False``)
 
 Usage::
 
-    .venv/bin/python -m bench.timing.compare_weaver                         # all three, ~75 min on a busy 2-core box
-    .venv/bin/python -m bench.timing.compare_weaver --models pfn --workdir /tmp/cmp --json /tmp/cmp/compare.json
-    .venv/bin/python -m bench.timing.compare_weaver --models part --seeds 1,2,3 --val-samples 2000   # seed spread
+    .venv/bin/python -m bench.timing.compare_weaver    # all three, ~75 min on a busy 2-core box
+    .venv/bin/python -m bench.timing.compare_weaver --models pfn --workdir /tmp/cmp \
+        --json /tmp/cmp/compare.json
+    # seed spread:
+    .venv/bin/python -m bench.timing.compare_weaver --models part --seeds 1,2,3 --val-samples 2000
 
 Options: ``--models`` (comma list, default ``pfn,particlenet,part``), ``--workdir``
 (scratch folder for shards, runs, ONNX files and infer outputs, default
@@ -32,9 +34,9 @@ Options: ``--models`` (comma list, default ``pfn,particlenet,part``), ``--workdi
 ``../shared/data/topqcd``), ``--threads`` (default 2), ``--json`` (also write the
 results there), ``--seeds`` (comma list: one run per seed, named ``<model>_s<seed>``, plus a
 mean/std row per model), ``--val-samples`` (val jets scored per epoch; the one-epoch budgets
-do not select epochs, so this only saves time), ``--infer-batch`` (jets per onnxruntime call inside ``infer``, default
-256; see below), ``--reuse-runs`` (take finished runs already in the workdir instead of
-training again; their train time is then reported as "reused").
+do not select epochs, so this only saves time), ``--infer-batch`` (jets per onnxruntime call
+inside ``infer``, default 256; see below), ``--reuse-runs`` (take finished runs already in the
+workdir instead of training again; their train time is then reported as "reused").
 
 ParticleNet needs ~6 MB of onnxruntime memory per jet, so ``--infer-batch`` (passed to
 ``infer(batch_size=...)``) keeps each onnxruntime call at 256 jets.
@@ -161,7 +163,8 @@ def run_model(
     }
     print(
         f"[{name}] params {params:,}, best epoch {result.best_epoch} (val AUC {result.best_metric:.4f}), "
-        f"train {'(reused)' if t_train is None else f'{t_train:.0f}'} s, export {t_export:.0f} s, infer {t_infer:.0f} s "
+        f"train {'(reused)' if t_train is None else f'{t_train:.0f}'} s, export {t_export:.0f} s, "
+        f"infer {t_infer:.0f} s "
         f"({info['n_jets'] / t_infer:.0f} jets/s), test {row['test']}",
         flush=True,
     )

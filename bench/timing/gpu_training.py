@@ -5,7 +5,8 @@ training side reads shards made elsewhere). Make the shards on a CPU machine, e.
 bundled samples::
 
     .venv/bin/python -c "from hepnn_coffea.processing.preprocess import preprocess; \\
-        preprocess('tests/samples/fileset.json', 'models/data/top_kin.yaml', 'gpu_shards', executor='iterative')"
+        preprocess('tests/samples/fileset.json', 'models/data/top_kin.yaml', 'gpu_shards', \\
+        executor='iterative')"
 
 then on the GPU machine::
 

@@ -1,0 +1,1 @@
+"""Helpers shared by several test modules: data builders and readers, no tests of their own."""
