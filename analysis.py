@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     analysis = run_runner(test_files, TopTagAnalysis(str(model), cut=0.5), **execution)
     for dataset, res in analysis.items():
         print(
-            f"         existing analysis, {dataset}: {res['n_tagged']} of {res['n_jets']} jets tagged (score > 0.5)"
+            f"         existing analysis, {dataset}: {res['n_tagged']} of {res['n_jets']} jets tagged "
+            "(score > 0.5)"
         )
     step("done")
     (out / "artifacts.json").write_text(
@@ -189,7 +190,8 @@ def train_export_infer(
     overrides = {"training": {"epochs": args.epochs, "batch_size": args.batch_size}}
     result = train(args.model_config, shards, run_dir, overrides=overrides, progress=sys.stderr.isatty())
     step(
-        f"trained {args.model_config}: best val AUC {result.best_metric:.4f} (epoch {result.best_epoch}) -> {run_dir}"
+        f"trained {args.model_config}: best val AUC {result.best_metric:.4f} "
+        f"(epoch {result.best_epoch}) -> {run_dir}"
     )
     info = export_onnx(run_dir, model)
     step(f"exported {model} (parity max |diff| {info['max_abs_diff']:.1e} on {info['n_jets']} jets)")
@@ -221,7 +223,8 @@ def nanoaod_workflow(args: argparse.Namespace) -> int:
     manifest = preprocess(args.fileset, args.data_config, shards, **execution)
     for name, flow in manifest["cutflow"].items():
         print(
-            f"         {name:15s} events {flow['events']:6d} jets {flow['jets']:6d} selected {flow['jets_selected']:6d} "
+            f"         {name:15s} events {flow['events']:6d} jets {flow['jets']:6d} "
+            f"selected {flow['jets_selected']:6d} "
             f"matched {flow['matched']} unmatched {flow['unmatched']} written {flow['written']}"
         )
     step(f"shards + manifest (cutflow) -> {shards}")

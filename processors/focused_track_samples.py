@@ -18,7 +18,8 @@ Example (no command line needed)::
     out = runner(fileset, FocusedTrackSampleProcessor("calo_samples/", pt_min=2.0))
     print(out["chunks"][0]["samples"], "samples in", out["chunks"][0]["output"])
 
-or, from a calorimeter-view folder and with a manifest, :func:`hepnn_coffea.calo.samples.focused_track_samples`.
+or, from a calorimeter-view folder and with a manifest,
+:func:`hepnn_coffea.calo.samples.focused_track_samples`.
 """
 
 from hepnn_coffea.calo.samples import FocusedTrackSampleProcessor, build_samples, focused_track_samples

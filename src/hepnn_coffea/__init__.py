@@ -47,7 +47,7 @@ _EXPORTS = {
     "run_dask": "hepnn_coffea.processing.runner:run_dask",
     "compute_features": "hepnn_coffea.features.compute:compute_features",
     "read_metadata": "hepnn_coffea.export.metadata:read_metadata",
-    "load_network": "hepnn_coffea.training.trainer:load_network",
+    "load_network": "hepnn_coffea.training.run_files:load_network",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [*_EXPORTS, "__version__"]

@@ -20,11 +20,14 @@ The calorimeter workflows live here as one domain package (as coffea keeps ``jet
 built on the core's stages (preprocess / train / export / ``OnnxTagger``):
 
 * ``view``, ``deposit``, ``tracks``, ``geometry``, ``processor``, ``stage``: the view itself;
-* ``samples``: focused-track samples for per-point energy regression, ``calo_fileset`` (the one
-  folder/manifest -> coffea fileset helper) and ``delta_phi``;
-* ``per_point_eval`` and ``plots``: evaluation and figures of the per-point regression;
+* ``focused_tracks`` and ``samples``: focused-track samples for per-point energy regression (the
+  point clouds and ``delta_phi``; the processor, the stage and ``calo_fileset``, the one
+  folder/manifest -> coffea fileset helper);
+* ``per_point_eval`` (with ``per_point_baselines`` and ``per_point_metrics``) and ``plots``:
+  evaluation and figures of the per-point regression;
 * ``clustering_model`` (the hit-clustering transformer, registered in the zoo as
-  ``hit_clustering``), ``clustering_eval`` and ``clustering_plots``: hit clustering.
+  ``hit_clustering``), ``clustering_eval`` (with ``clustering_hits``, ``clustering_metrics`` and
+  ``clustering_methods``) and ``clustering_plots``: hit clustering.
 
 Both evaluations follow the evaluation protocol (:mod:`hepnn_coffea.evaluation.protocol`).
 Names are imported on first use.
@@ -55,8 +58,8 @@ _EXPORTS = {
     "HitClusteringProcessor": "hepnn_coffea.calo.clustering_eval:HitClusteringProcessor",
     "run_clustering_evaluation": "hepnn_coffea.calo.clustering_eval:run_clustering_evaluation",
     "summarize_clustering": "hepnn_coffea.calo.clustering_eval:summarize",
-    "BaselineParams": "hepnn_coffea.calo.clustering_eval:BaselineParams",
-    "view_hits": "hepnn_coffea.calo.clustering_eval:view_hits",
+    "BaselineParams": "hepnn_coffea.calo.clustering_methods:BaselineParams",
+    "view_hits": "hepnn_coffea.calo.clustering_hits:view_hits",
     "plot_clustering": "hepnn_coffea.calo.clustering_plots:plot_clustering",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,27 +1,12 @@
 """Evaluation of per-point energy regression on focused-track samples (JetPointNet workflow).
 
-Per focused track (one sample of :mod:`hepnn_coffea.calo.samples`) the quantity compared is the
-*total* energy the focused particle left in the cone's cells:
-
-* true: ``label_sum``, the sum of the per-cell labels over all cone cells (before truncation);
-* a learned model: the sum of its per-point predictions over the sample's cells (track points
-  are excluded; the points dropped by truncation, the farthest ones, count as 0);
-* ``cone`` baseline: all cell energy in the cone (``cone_energy``), i.e. no attribution at all;
-* ``response`` baseline (an expected-response template, the strongest of the baselines): the
-  track momentum times the mean calorimeter response of tracks of that pT, i.e.
-  ``focus_p * R(pT)`` with ``R`` the *median* of ``label_sum / focus_p`` of the training
-  samples in bins of track pT (:func:`response_calibration`). It uses only the track (the
-  E/p template of energy-flow algorithms), no cell information.
-* ``subtraction`` baseline (the literal expected-response subtraction): the cone energy minus
-  the expected response of the *other* tracks in the cone, ``max(cone_energy - R * sum p_other,
-  0)`` with ``R`` the overall median response (:func:`subtraction_baseline`); neutral
-  particles in the cone are not removed.
-
-Metrics in bins of track pT (and overall), on samples with ``true >= min_true`` (the relative
-error is undefined at 0): MAPE = mean |pred - true| / true, resolution = half the 16-84%
-interquantile range of (pred - true) / true, bias = its median; each with the 68% interval of
-seeded bootstrap replicas over the tracks. Hists (``hist``) per sample and estimator: relative
-residual vs track pT and predicted vs true.
+Per focused track the quantity compared is the *total* energy the focused particle left in the
+cone's cells: true is ``label_sum``, the sum of the per-cell labels over all cone cells (before
+truncation); the learned models and the ``cone``, ``subtraction`` and ``response`` baselines
+estimate it (:mod:`~hepnn_coffea.calo.per_point_baselines`). The metrics (MAPE, resolution, bias
+in bins of track pT, with bootstrap intervals) are those of
+:mod:`~hepnn_coffea.calo.per_point_metrics`; both modules' names are importable from here too.
+Hists (``hist``) per sample and estimator: relative residual vs track pT and predicted vs true.
 
 Inference uses :class:`~hepnn_coffea.inference.tagger.OnnxTagger` (the component the
 classifiers use) inside :class:`PerPointEvaluationProcessor`, an
@@ -39,22 +24,55 @@ import awkward as ak
 import hist
 import numpy as np
 
+from hepnn_coffea.calo.per_point_baselines import (
+    PT_EDGES,
+    cone_baseline,
+    response_baseline,
+    response_calibration,
+    subtraction_baseline,
+    sum_cell_predictions,
+)
+from hepnn_coffea.calo.per_point_metrics import (
+    metrics,
+    per_point_report,
+    per_point_summary,
+    per_point_table,
+    relative_metrics,
+    summary_markdown,
+)
 from hepnn_coffea.calo.samples import calo_fileset
-from hepnn_coffea.evaluation.intervals import format_interval
 from hepnn_coffea.evaluation.protocol import (
-    Block,
     EvaluationProcessor,
     EvaluationSummary,
-    Table,
     method_axis,
-    render_markdown,
     sample_axis,
     write_summary,
 )
 from hepnn_coffea.processing.processor import ChunkInfo
 
-#: default track-pT bin edges [GeV]
-PT_EDGES = (1.0, 5.0, 10.0, 20.0, 50.0, 1000.0)
+__all__ = [
+    "BASELINES",
+    "PT_EDGES",
+    "SAMPLE_BRANCHES",
+    "PerPointEvaluationProcessor",
+    "calibrate_from_files",
+    "concat_table",
+    "cone_baseline",
+    "evaluate_per_point",
+    "make_per_point_hists",
+    "metrics",
+    "per_point_report",
+    "per_point_summary",
+    "per_point_table",
+    "relative_metrics",
+    "response_baseline",
+    "response_calibration",
+    "subtraction_baseline",
+    "sum_cell_predictions",
+    "summarize_per_point",
+    "summary_markdown",
+]
+
 #: baselines, in table order
 BASELINES = ("cone", "subtraction", "response")
 #: per-sample branches the evaluation reads besides the models' inputs
@@ -70,155 +88,6 @@ SAMPLE_BRANCHES = (
     "point_label",
     "point_e",
 )
-
-
-# ------------------------------------------------------------------------------------------- baselines
-def response_calibration(
-    focus_pt: np.ndarray,
-    focus_p: np.ndarray,
-    true: np.ndarray,
-    pt_edges: Sequence[float] = PT_EDGES,
-    min_entries: int = 5,
-) -> dict[str, Any]:
-    """Median calorimeter response ``true / p`` in bins of track pT (training samples).
-
-    Bins with fewer than ``min_entries`` samples take the overall median. Returns
-    ``{"pt_edges": [...], "response": [...], "overall": float, "entries": [...]}``.
-    """
-    focus_pt, focus_p, true = (np.asarray(a, dtype=np.float64) for a in (focus_pt, focus_p, true))
-    ok = focus_p > 0
-    ratio = true[ok] / focus_p[ok]
-    overall = float(np.median(ratio)) if len(ratio) else 1.0
-    edges = np.asarray(pt_edges, dtype=np.float64)
-    which = np.clip(np.digitize(focus_pt[ok], edges) - 1, 0, len(edges) - 2)
-    response, entries = [], []
-    for i in range(len(edges) - 1):
-        r = ratio[which == i]
-        entries.append(int(len(r)))
-        response.append(float(np.median(r)) if len(r) >= min_entries else overall)
-    return {"pt_edges": edges.tolist(), "response": response, "overall": overall, "entries": entries}
-
-
-def response_baseline(
-    focus_pt: np.ndarray, focus_p: np.ndarray, calibration: Mapping[str, Any]
-) -> np.ndarray:
-    """``focus_p * R(pT)`` with the binned response of :func:`response_calibration` (edge bins extend)."""
-    edges = np.asarray(calibration["pt_edges"], dtype=np.float64)
-    which = np.clip(np.digitize(np.asarray(focus_pt, dtype=np.float64), edges) - 1, 0, len(edges) - 2)
-    return np.asarray(focus_p, dtype=np.float64) * np.asarray(calibration["response"])[which]
-
-
-def cone_baseline(cone_energy: np.ndarray) -> np.ndarray:
-    """All cell energy in the cone."""
-    return np.asarray(cone_energy, dtype=np.float64)
-
-
-def subtraction_baseline(
-    cone_energy: np.ndarray, point_e: Any, point_type: Any, response: float
-) -> np.ndarray:
-    """``max(cone_energy - response * sum |p|`` of the other tracks in the cone (``point_type == 2``)``, 0)``."""
-    other_p = np.asarray(
-        ak.to_numpy(ak.sum(ak.where(point_type == 2, point_e, 0.0), axis=1)), dtype=np.float64
-    )
-    return np.maximum(np.asarray(cone_energy, dtype=np.float64) - float(response) * other_p, 0.0)
-
-
-def sum_cell_predictions(pred: Any, point_type: Any) -> np.ndarray:
-    """Per sample, the sum of per-point predictions over cell points (``point_type == 0``).
-
-    ``pred`` has one value per *kept* point (the first ``len`` points after truncation);
-    ``point_type`` all points of the sample, in the same order.
-    """
-    n_kept = ak.num(pred, axis=1)
-    kept_type = point_type[ak.local_index(point_type, axis=1) < n_kept]
-    return np.asarray(ak.to_numpy(ak.sum(ak.where(kept_type == 0, pred, 0.0), axis=1)), dtype=np.float64)
-
-
-# ---------------------------------------------------------------------------------------------- metrics
-def relative_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """MAPE, resolution (half the 16-84% interquantile range of (pred - true)/true), bias (median); NaN if empty."""
-    if not len(true):
-        return {"mape": float("nan"), "resolution": float("nan"), "bias": float("nan")}
-    rel = (pred - true) / true
-    q16, q50, q84 = np.quantile(rel, [0.16, 0.5, 0.84])
-    return {"mape": float(np.mean(np.abs(rel))), "resolution": float((q84 - q16) / 2), "bias": float(q50)}
-
-
-def metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """:func:`relative_metrics` and the number of tracks ``n``."""
-    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
-    return {"n": int(len(true)), **relative_metrics(pred, true)}
-
-
-def per_point_summary(
-    table: Mapping[str, np.ndarray],
-    estimators: Sequence[str],
-    pt_edges: Sequence[float] = PT_EDGES,
-    min_true: float = 0.5,
-    *,
-    n_bootstrap: int = 100,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """Rows ``{"pt_bin", "pt_low", "pt_high", "n", "<estimator>_mape", ..._resolution, ..._bias}``,
-    one per track-pT bin and a last one for all tracks (``pt_bin: "all"``), on ``true >= min_true``.
-
-    Every metric is an interval ``{"value", "low", "high"}``: value +- the standard deviation of
-    ``n_bootstrap`` seeded bootstrap replicas over the bin's tracks
-    (:func:`~hepnn_coffea.evaluation.intervals.bootstrap_interval`).
-    """
-    from hepnn_coffea.evaluation.intervals import bootstrap_interval
-
-    true = np.asarray(table["true"], dtype=np.float64)
-    pt = np.asarray(table["focus_pt"], dtype=np.float64)
-    ok = true >= min_true
-    edges = list(pt_edges)
-    rows = []
-    bins = [(f"{lo:g}-{hi:g}", lo, hi) for lo, hi in zip(edges[:-1], edges[1:])] + [
-        ("all", edges[0], edges[-1])
-    ]
-    for name, lo, hi in bins:
-        sel = ok & (pt >= lo) & (pt < hi) if name != "all" else ok
-        row: dict[str, Any] = {"pt_bin": name, "pt_low": lo, "pt_high": hi, "n": int(sel.sum())}
-        for est in estimators:
-            pred = np.asarray(table[f"pred_{est}"], dtype=np.float64)[sel]
-            m = bootstrap_interval(
-                relative_metrics,
-                (pred, true[sel]),
-                n=n_bootstrap,
-                seed=seed,
-                floor={"mape": 0.0, "resolution": 0.0},
-            )
-            row.update({f"{est}_{k}": m[k] for k in ("mape", "resolution", "bias")})
-        rows.append(row)
-    return rows
-
-
-def per_point_table(rows: Sequence[Mapping[str, Any]], estimators: Sequence[str]) -> Table:
-    """One row per pT bin: tracks, then MAPE / resolution per estimator (``value +high -low``)."""
-    return Table(
-        ["track pT [GeV]", "tracks", *(f"{e} MAPE / res." for e in estimators)],
-        [
-            [
-                r["pt_bin"],
-                r["n"],
-                *(
-                    f"{format_interval(r[f'{e}_mape'])} / {format_interval(r[f'{e}_resolution'])}"
-                    for e in estimators
-                ),
-            ]
-            for r in rows
-        ],
-    )
-
-
-def per_point_report(summary: Mapping[str, Any]) -> list[Block]:
-    """The report of ``summary.md``: :func:`per_point_table` of the summary's rows."""
-    return [per_point_table(summary["rows"], summary["estimators"])]
-
-
-def summary_markdown(rows: Sequence[Mapping[str, Any]], estimators: Sequence[str]) -> str:
-    """The Markdown of :func:`per_point_table` (no newline at the end)."""
-    return render_markdown([per_point_table(rows, estimators)]).rstrip("\n")
 
 
 # ---------------------------------------------------------------------------------------------- hists
@@ -376,7 +245,9 @@ def summarize_per_point(
             "min_true": min_true,
             "estimators": list(estimators),
             "calibration": dict(calibration),
-            "intervals": f"68.27%: value +- std of {n_bootstrap} bootstrap replicas over the tracks (seed {seed})",
+            "intervals": (
+                f"68.27%: value +- std of {n_bootstrap} bootstrap replicas over the tracks (seed {seed})"
+            ),
             "rows": rows,
             "counts": result["counts"],
         },

@@ -107,7 +107,8 @@ class RowsConfig:
         return names
 
     def row_fields(self, names: list[str]) -> dict[str, list[str]]:
-        """Sort row-field names by origin: ``jet``/``candidate`` fields (without prefix), ``event``, ``generated``.
+        """Sort row-field names by origin: ``jet``/``candidate`` fields (without prefix), ``event``,
+        ``generated``.
 
         Raises
         ------

@@ -287,7 +287,8 @@ def load_variations(source: str | pathlib.Path | Mapping[str, Any]) -> Variation
 def parse_variation_option(text: str) -> tuple[str, dict[str, Any]]:
     """``NAME:TYPE[:key=value,...]`` (command line) -> ``(name, spec)``; list values separated by ``|``.
 
-    Example: ``charged_up:scale:factor=1.01,particles=charged`` or ``qcd_w:weight:expression=1.1,samples=qcd``.
+    Example: ``charged_up:scale:factor=1.01,particles=charged`` or
+    ``qcd_w:weight:expression=1.1,samples=qcd``.
     """
     import yaml
 
@@ -309,7 +310,8 @@ def parse_variation_option(text: str) -> tuple[str, dict[str, Any]]:
 def variations_from_options(
     path: str | None, options: Iterable[str] = (), seed: int | None = None
 ) -> VariationsConfig | None:
-    """The command line's variations: ``--variations FILE``, ``--variation NAME:TYPE:...``, ``--variation-seed``."""
+    """The command line's variations: ``--variations FILE``, ``--variation NAME:TYPE:...``,
+    ``--variation-seed``."""
     import yaml
 
     options = list(options)

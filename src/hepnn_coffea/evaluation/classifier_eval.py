@@ -68,7 +68,8 @@ def _taggers(
     baseline_split: str,
     name: str | None,
 ) -> dict[str, dict[str, Any]]:
-    """name -> ``score``, ``is_signal``, ``weight``, ``correct``, ``paired`` (rows = the model's table rows)."""
+    """name -> ``score``, ``is_signal``, ``weight``, ``correct``, ``paired`` (rows = the model's table
+    rows)."""
     from hepnn_coffea.evaluation.events_eval import _named_folders
 
     rows = {
@@ -126,7 +127,8 @@ def _relative(
     n_bootstrap: int,
     seed: int,
 ) -> dict[str, Any]:
-    """Every row against ``reference``: paired bootstrap when both are on the same jets, else in quadrature."""
+    """Every row against ``reference``: paired bootstrap when both are on the same jets, else in
+    quadrature."""
     ref = rows[reference]
     out = {}
     for name, row in rows.items():
@@ -218,8 +220,8 @@ def evaluate_classifier(
         "background": classes[1:],
         "n_jets": len(m["score"]),
         "n_signal": int(m["is_signal"].sum()),
-        "intervals": f"68.27%: AUC value +- std of {n_bootstrap} Poisson-bootstrap replicas over jets (seed {seed}); "
-        "efficiencies, accuracy and rejections Clopper-Pearson with Kish n_eff",
+        "intervals": f"68.27%: AUC value +- std of {n_bootstrap} Poisson-bootstrap replicas over jets "
+        f"(seed {seed}); efficiencies, accuracy and rejections Clopper-Pearson with Kish n_eff",
         "from_table": metrics[model],
         "from_hists": cm.hist_metrics(hists["score"], classes, **kw),
         "working_points": working_points(hists["score"], classes[0]),
@@ -295,7 +297,8 @@ def evaluate_classifier(
 
 
 def _compact(perf: dict[str, Any]) -> dict[str, Any]:
-    """The per-bin rejections and signal efficiencies of :func:`tagger_curves.performance_vs` for the summary."""
+    """The per-bin rejections and signal efficiencies of :func:`tagger_curves.performance_vs` for the
+    summary."""
     keep = ("value", "low", "high")
     out: dict[str, Any] = {"edges": perf["edges"], "eff_signal": perf["eff_signal"]}
     for kind in ("global", "per_bin"):
@@ -307,7 +310,8 @@ def _compact(perf: dict[str, Any]) -> dict[str, Any]:
 
 
 def classifier_report(summary: Mapping[str, Any]) -> list[Block]:
-    """The report of ``summary.md``: metrics as ``value +high -low`` per source and model, then the comparisons."""
+    """The report of ``summary.md``: metrics as ``value +high -low`` per source and model, then the
+    comparisons."""
     effs = [f"rejection_at_{round(e * 100)}" for e in WORKING_POINTS]
     background = summary.get("background") or ["rest"]
     blocks: list[Block] = [

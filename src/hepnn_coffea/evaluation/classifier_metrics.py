@@ -92,7 +92,8 @@ def table_metrics(
 
 
 def hist_counts(h: Any, signal: str, samples: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """Per score bin (underflow and overflow included, so a score of exactly 1 counts) sums of the signal score.
+    """Per score bin (underflow and overflow included, so a score of exactly 1 counts) sums of the signal
+    score.
 
     ``h``: the evaluation ``score`` hist (``process`` x ``truth`` x ``output`` x ``score``, weighted).
     Signal = jets whose truth is ``signal``; background = every other truth.

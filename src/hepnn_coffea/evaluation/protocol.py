@@ -47,7 +47,8 @@ __all__ = [
 
 #: Name of the category axis of the input sample (dataset or physics process) in every evaluation hist.
 SAMPLE_AXIS = "process"
-#: Name of the category axis of the compared methods (model, baselines, naive estimates) in every evaluation hist.
+#: Name of the category axis of the compared methods (model, baselines, naive estimates) in every
+#: evaluation hist.
 METHOD_AXIS = "estimator"
 
 

@@ -173,7 +173,8 @@ def resolution(h: hist.Hist) -> dict[str, float]:
 
 
 def resolution_from_counts(counts: np.ndarray, edges: np.ndarray) -> dict[str, float]:
-    """:func:`resolution` of the sums of weights of a residual axis (``len(edges) + 1`` bins, flow included)."""
+    """:func:`resolution` of the sums of weights of a residual axis (``len(edges) + 1`` bins, flow
+    included)."""
     q16, q50, q84 = quantiles(counts, edges, [0.16, 0.5, 0.84], flow=True)
     width = 0.5 * (q84 - q16)
     mu, sigma = _gauss_sigma(counts[1:-1], edges, q50, width)
@@ -326,7 +327,8 @@ REPORT_COLUMNS = {
 
 
 def regression_report(summary: Mapping[str, Any]) -> list[Block]:
-    """The report of ``summary.md``: one table row per :func:`regression_summary` row (``value +high -low``)."""
+    """The report of ``summary.md``: one table row per :func:`regression_summary` row
+    (``value +high -low``)."""
     from hepnn_coffea.evaluation.protocol import Table
 
     return [

@@ -33,7 +33,9 @@ def summarize_regression(
             "task": "regression",
             "targets": targets,
             "n_jets": info["n_jets"],
-            "intervals": f"68.27%: value +- std of {n_bootstrap} bootstrap replicas over the entries (seed {seed})",
+            "intervals": (
+                f"68.27%: value +- std of {n_bootstrap} bootstrap replicas over the entries (seed {seed})"
+            ),
             "rows": rows,
         },
         kind="regression",

@@ -369,7 +369,8 @@ def mass_after_cuts(
     -------
     list of dict
         Per cut: ``eff_signal``, ``threshold``, ``eff_background``, ``inv_jsd`` (passing vs
-        failing), with a cut also ``rejection`` and ``inv_jsd_interval`` (68% intervals), ``edges`` (:data:`MSD_EDGES`), ``values`` (sum w), ``variances`` (sum w^2).
+        failing), with a cut also ``rejection`` and ``inv_jsd_interval`` (68% intervals),
+        ``edges`` (:data:`MSD_EDGES`), ``values`` (sum w), ``variances`` (sum w^2).
     """
     d = signal_vs_background(columns, signal)
     out = []

@@ -170,7 +170,8 @@ def _event_processor(
     policy: bad_files.BadFilePolicy,
     variations: Any = None,
 ) -> tuple[bad_files.CheckedFileset, Any]:
-    """The checked event-level fileset (weights filled in, bad files dropped or reported) and its processor."""
+    """The checked event-level fileset (weights filled in, bad files dropped or reported) and its
+    processor."""
     from hepnn_coffea.evaluation.events_processor import EventTaggerProcessor
     from hepnn_coffea.processing.events_stage import add_event_weights
 
@@ -229,7 +230,8 @@ def evaluate(
     seed: int = 0,
     name: str | None = None,
 ) -> EvaluationSummary:
-    """Physics metrics with 68% intervals from an ``infer`` output folder; writes summary JSON/Markdown and plots.
+    """Physics metrics with 68% intervals from an ``infer`` output folder; writes summary JSON/Markdown and
+    plots.
 
     Classifiers: :func:`hepnn_coffea.evaluation.classifier_eval.evaluate_classifier` (flat jets)
     or :func:`hepnn_coffea.evaluation.events_eval.evaluate_events` (event-level NanoAOD);

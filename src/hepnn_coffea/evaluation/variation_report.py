@@ -185,8 +185,8 @@ def _columns(path: pathlib.Path) -> dict[str, np.ndarray]:
 def write_variation_report(
     out_dir: str | pathlib.Path, settings: Any = None, *, plots: bool = True, pt_column: str | None = None
 ) -> dict[str, Any]:
-    """Read ``scores.parquet`` and ``variations.parquet`` of an infer folder; write ``variations.json``/``.md``
-    and ``plots/variations_<discriminant>.png`` (+ PDF).
+    """Read ``scores.parquet`` and ``variations.parquet`` of an infer folder; write
+    ``variations.json``/``.md`` and ``plots/variations_<discriminant>.png`` (+ PDF).
 
     ``settings``: a :class:`~hepnn_coffea.config.variations_config.ReportSettings` (working points, pT
     edges); default: eps_B = 1% and 5%, background-pT quantile bins.

@@ -76,7 +76,8 @@ def smear(
     mask: np.ndarray,
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
-    """Gaussian ``sigma`` added to every constituent's eta and phi, keeping ``|p|`` and the energy (a rotation).
+    """Gaussian ``sigma`` added to every constituent's eta and phi, keeping ``|p|`` and the energy (a
+    rotation).
 
     ``pxpypze``: new (px, py, pz) of the same ``|p|``; ``ptetaphim``: new eta and phi, ``pt`` such that
     ``|p| = pt cosh(eta)`` is kept, mass unchanged. Constituents with ``pt = 0`` are not changed.

@@ -79,7 +79,8 @@ def pt_column_of(columns: Mapping[str, Any], pt_column: str | None = None) -> st
 def discriminants(
     columns: Mapping[str, np.ndarray], classes: Sequence[str], pt_column: str | None = None
 ) -> dict[str, Discriminant]:
-    """Every discriminant of a ``scores.parquet`` table (flat workflow: class one-hot columns; events: ``label``)."""
+    """Every discriminant of a ``scores.parquet`` table (flat workflow: class one-hot columns; events:
+    ``label``)."""
     pt = np.asarray(columns[pt_column_of(columns, pt_column)], dtype=np.float64)
     weight = np.asarray(columns["weight"], dtype=np.float64)
 
@@ -93,7 +94,10 @@ def discriminants(
         is_signal = truth(signal)
         is_background = truth(BACKGROUND) if BACKGROUND in classes else ~is_signal
         if BACKGROUND in classes:
-            text = f"score_{signal} / (score_{signal} + score_{BACKGROUND}); background: jets labelled {BACKGROUND}"
+            text = (
+                f"score_{signal} / (score_{signal} + score_{BACKGROUND}); "
+                f"background: jets labelled {BACKGROUND}"
+            )
         else:
             text = f"score_{signal}; background: jets of the other classes"
         score = np.asarray(discriminant_values(columns, signal, classes), dtype=np.float64)
@@ -137,7 +141,8 @@ def _efficiencies(d: Discriminant, threshold: float, rows: np.ndarray) -> dict[s
 
 
 def default_pt_edges(pt: np.ndarray, n_bins: int = 5) -> list[float]:
-    """Equal-population edges of ``pt`` (rounded to 10 GeV inside; whole GeV around all values at the ends)."""
+    """Equal-population edges of ``pt`` (rounded to 10 GeV inside; whole GeV around all values at the
+    ends)."""
     pt = np.asarray(pt, dtype=np.float64)
     inner = np.round(np.quantile(pt, np.linspace(0, 1, n_bins + 1)[1:-1]) / 10.0) * 10.0
     low, high = np.floor(pt.min()), np.floor(pt.max()) + 1.0
@@ -227,7 +232,8 @@ def correction_set(points: Mapping[str, Any], description: str = "") -> Any:
                         type="real",
                         description="a jet passes when its discriminant >= threshold",
                     ),
-                    description=f"{entry['description']}; {what} at fixed background efficiency (clamped pT binning)",
+                    description=f"{entry['description']}; {what} at fixed background efficiency "
+                    "(clamped pT binning)",
                     data=cs.Category(nodetype="category", input="wp", content=items),
                 )
             )

@@ -80,9 +80,9 @@ def _check_fields(events: Any, rows: RowsConfig, kinds: dict[str, list[str]]) ->
 def add_truth(table: ak.Array, events: Any, rows: RowsConfig, *, process: str, xsec_scale: float) -> ak.Array:
     """Flatten ``events x jets`` rows to one row per jet and add the generated fields.
 
-    Adds ``run``/``luminosityBlock``/``event``, ``xsec_weight`` (``genWeight * xsec_scale``), the row's ``split`` index
-    (0 train, 1 val, 2 test, per event) and, with ``rows.gen_match``, the 0/1 class
-    fields ``top``/``W``/``QCD`` and ``match_reason`` (0 = matched; see
+    Adds ``run``/``luminosityBlock``/``event``, ``xsec_weight`` (``genWeight * xsec_scale``), the
+    row's ``split`` index (0 train, 1 val, 2 test, per event) and, with ``rows.gen_match``, the 0/1
+    class fields ``top``/``W``/``QCD`` and ``match_reason`` (0 = matched; see
     :data:`hepnn_coffea.events.genmatch.REASONS`). Jets of a background process are
     ``QCD`` whatever the generator record says.
     """

@@ -14,6 +14,7 @@ import functools
 import re
 import types
 from dataclasses import dataclass
+from typing import Any
 
 #: longest accepted expression (characters); the shipped configs stay below 300
 MAX_EXPRESSION_LENGTH = 5000
@@ -26,225 +27,68 @@ MAX_PAD_TARGET = 100_000
 #: most elements a size argument may ask for (``ak.pad_none`` in total, ``np.bincount``)
 MAX_FREE_ELEMENTS = 2**26
 
+
+def _arities(text: str) -> dict[str, Any]:
+    """``"name:2 other:*"`` -> ``{"name": 2, "other": None}``.
+
+    The number after a name is the most positional arguments; ``*``: any number.
+    """
+    pairs = (word.split(":") for word in text.split())
+    return {name: None if most == "*" else int(most) for name, most in pairs}
+
+
 #: numpy ufuncs (element-wise; no positional output: ``nin`` < arguments <= ``nin + nout`` is rejected,
 #: more than ``nin + nout`` fails in numpy itself)
-NUMPY_UFUNCS: tuple[str, ...] = (
-    "abs",
-    "absolute",
-    "fabs",
-    "sign",
-    "negative",
-    "positive",
-    "reciprocal",
-    "add",
-    "subtract",
-    "multiply",
-    "divide",
-    "true_divide",
-    "floor_divide",
-    "mod",
-    "fmod",
-    "remainder",
-    "power",
-    "float_power",
-    "square",
-    "sqrt",
-    "cbrt",
-    "exp",
-    "exp2",
-    "expm1",
-    "log",
-    "log2",
-    "log10",
-    "log1p",
-    "logaddexp",
-    "logaddexp2",
-    "sin",
-    "cos",
-    "tan",
-    "arcsin",
-    "arccos",
-    "arctan",
-    "arctan2",
-    "hypot",
-    "sinh",
-    "cosh",
-    "tanh",
-    "arcsinh",
-    "arccosh",
-    "arctanh",
-    "deg2rad",
-    "rad2deg",
-    "degrees",
-    "radians",
-    "minimum",
-    "maximum",
-    "fmin",
-    "fmax",
-    "floor",
-    "ceil",
-    "rint",
-    "trunc",
-    "copysign",
-    "heaviside",
-    "isfinite",
-    "isnan",
-    "isinf",
-    "signbit",
-    "logical_and",
-    "logical_or",
-    "logical_not",
-    "logical_xor",
-    "bitwise_and",
-    "bitwise_or",
-    "bitwise_xor",
-    "invert",
-    "equal",
-    "not_equal",
-    "less",
-    "less_equal",
-    "greater",
-    "greater_equal",
+NUMPY_UFUNCS: tuple[str, ...] = tuple(
+    """
+    abs absolute fabs sign negative positive reciprocal add subtract multiply divide true_divide
+    floor_divide mod fmod remainder power float_power square sqrt cbrt exp exp2 expm1 log log2 log10
+    log1p logaddexp logaddexp2 sin cos tan arcsin arccos arctan arctan2 hypot sinh cosh tanh arcsinh
+    arccosh arctanh deg2rad rad2deg degrees radians minimum maximum fmin fmax floor ceil rint trunc
+    copysign heaviside isfinite isnan isinf signbit logical_and logical_or logical_not logical_xor
+    bitwise_and bitwise_or bitwise_xor invert equal not_equal less less_equal greater greater_equal
+    """.split()
 )
 
 #: other numpy functions: name -> most positional arguments (all before any ``out``/``shape``).
 #: None of them allocates more than its inputs' size; ``np.bincount`` is bounded at run time.
-NUMPY_FUNCTIONS: dict[str, int] = {
-    "where": 3,
-    "clip": 3,
-    "nan_to_num": 1,
-    "round": 2,
-    "ones_like": 2,
-    "zeros_like": 2,
-    "full_like": 3,
-    "sum": 3,
-    "prod": 3,
-    "mean": 3,
-    "std": 3,
-    "var": 3,
-    "max": 2,
-    "min": 2,
-    "any": 2,
-    "all": 2,
-    "argmax": 2,
-    "argmin": 2,
-    "argsort": 2,
-    "sort": 2,
-    "cumsum": 3,
-    "cumprod": 3,
-    "count_nonzero": 2,
-    "nonzero": 1,
-    "flatnonzero": 1,
-    "concatenate": 2,
-    "digitize": 3,
-    "interp": 6,
-    "isclose": 5,
-    "take": 3,
-    "bincount": 3,
-}
+NUMPY_FUNCTIONS: dict[str, int] = _arities(
+    """
+    where:3 clip:3 nan_to_num:1 round:2 ones_like:2 zeros_like:2 full_like:3 sum:3 prod:3 mean:3 std:3
+    var:3 max:2 min:2 any:2 all:2 argmax:2 argmin:2 argsort:2 sort:2 cumsum:3 cumprod:3 count_nonzero:2
+    nonzero:1 flatnonzero:1 concatenate:2 digitize:3 interp:6 isclose:5 take:3 bincount:3
+    """
+)
 
 #: numpy scalar types, usable as dtype arguments and as conversions (``np.float32(x)``)
-NUMPY_DTYPES: tuple[str, ...] = (
-    "bool_",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float16",
-    "float32",
-    "float64",
+NUMPY_DTYPES: tuple[str, ...] = tuple(
+    """
+    bool_ int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64
+    """.split()
 )
 
 #: numpy constants
 NUMPY_CONSTANTS: tuple[str, ...] = ("pi", "e", "inf", "nan", "euler_gamma")
 
 #: awkward functions: name -> most positional arguments
-AWKWARD_FUNCTIONS: dict[str, int] = {
-    "num": 2,
-    "count": 2,
-    "count_nonzero": 2,
-    "sum": 2,
-    "prod": 2,
-    "mean": 3,
-    "std": 4,
-    "var": 4,
-    "max": 2,
-    "min": 2,
-    "ptp": 2,
-    "any": 2,
-    "all": 2,
-    "argmax": 2,
-    "argmin": 2,
-    "softmax": 2,
-    "argsort": 2,
-    "sort": 2,
-    "ones_like": 1,
-    "zeros_like": 1,
-    "full_like": 2,
-    "fill_none": 3,
-    "is_none": 2,
-    "drop_none": 2,
-    "nan_to_num": 1,
-    "nan_to_none": 1,
-    "firsts": 2,
-    "singletons": 2,
-    "flatten": 2,
-    "ravel": 1,
-    "unflatten": 3,
-    "local_index": 2,
-    "run_lengths": 1,
-    "where": 3,
-    "mask": 2,
-    "values_astype": 2,
-    "zip": 2,
-    "unzip": 1,
-    "concatenate": 2,
-    "pad_none": 3,
-    "to_numpy": 1,
-}
+AWKWARD_FUNCTIONS: dict[str, int] = _arities(
+    """
+    num:2 count:2 count_nonzero:2 sum:2 prod:2 mean:3 std:4 var:4 max:2 min:2 ptp:2 any:2 all:2 argmax:2
+    argmin:2 softmax:2 argsort:2 sort:2 ones_like:1 zeros_like:1 full_like:2 fill_none:3 is_none:2
+    drop_none:2 nan_to_num:1 nan_to_none:1 firsts:2 singletons:2 flatten:2 ravel:1 unflatten:3
+    local_index:2 run_lengths:1 where:3 mask:2 values_astype:2 zip:2 unzip:1 concatenate:2 pad_none:3
+    to_numpy:1
+    """
+)
 
 #: math functions: name -> most positional arguments (``None``: any number)
-MATH_FUNCTIONS: dict[str, int | None] = {
-    "sqrt": 1,
-    "exp": 1,
-    "expm1": 1,
-    "log": 2,
-    "log2": 1,
-    "log10": 1,
-    "log1p": 1,
-    "pow": 2,
-    "sin": 1,
-    "cos": 1,
-    "tan": 1,
-    "asin": 1,
-    "acos": 1,
-    "atan": 1,
-    "atan2": 2,
-    "hypot": None,
-    "sinh": 1,
-    "cosh": 1,
-    "tanh": 1,
-    "asinh": 1,
-    "acosh": 1,
-    "atanh": 1,
-    "fabs": 1,
-    "floor": 1,
-    "ceil": 1,
-    "trunc": 1,
-    "copysign": 2,
-    "fmod": 2,
-    "degrees": 1,
-    "radians": 1,
-    "isfinite": 1,
-    "isnan": 1,
-    "isinf": 1,
-    "erf": 1,
-    "erfc": 1,
-}
+MATH_FUNCTIONS: dict[str, int | None] = _arities(
+    """
+    sqrt:1 exp:1 expm1:1 log:2 log2:1 log10:1 log1p:1 pow:2 sin:1 cos:1 tan:1 asin:1 acos:1 atan:1
+    atan2:2 hypot:* sinh:1 cosh:1 tanh:1 asinh:1 acosh:1 atanh:1 fabs:1 floor:1 ceil:1 trunc:1
+    copysign:2 fmod:2 degrees:1 radians:1 isfinite:1 isnan:1 isinf:1 erf:1 erfc:1
+    """
+)
 
 #: math constants
 MATH_CONSTANTS: tuple[str, ...] = ("pi", "e", "tau", "inf", "nan")
@@ -265,169 +109,30 @@ SIZE_ARGUMENTS: dict[str, tuple[int, str, int]] = {
 }
 
 #: the only string constants allowed as call arguments
-DTYPE_NAMES: tuple[str, ...] = (
-    "bool",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float16",
-    "float32",
-    "float64",
+DTYPE_NAMES: tuple[str, ...] = tuple(
+    """
+    bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64
+    """.split()
 )
 
 #: properties and methods of ``vector`` Lorentz vectors (``_p4_from_*``, coffea candidates)
-VECTOR_ATTRS: tuple[str, ...] = (
-    "x",
-    "y",
-    "z",
-    "t",
-    "px",
-    "py",
-    "pz",
-    "E",
-    "e",
-    "energy",
-    "E2",
-    "e2",
-    "energy2",
-    "mass",
-    "m",
-    "M",
-    "mass2",
-    "m2",
-    "M2",
-    "pt",
-    "pt2",
-    "rho",
-    "rho2",
-    "eta",
-    "phi",
-    "theta",
-    "rapidity",
-    "pseudorapidity",
-    "p",
-    "p2",
-    "mag",
-    "mag2",
-    "costheta",
-    "cottheta",
-    "tau",
-    "tau2",
-    "t2",
-    "beta",
-    "gamma",
-    "Et",
-    "Et2",
-    "et",
-    "et2",
-    "Mt",
-    "Mt2",
-    "mt",
-    "mt2",
-    "transverse_energy",
-    "transverse_energy2",
-    "transverse_mass",
-    "transverse_mass2",
-    "azimuthal",
-    "longitudinal",
-    "temporal",
-    "deltaR",
-    "deltaR2",
-    "deltaphi",
-    "deltaeta",
-    "deltaangle",
-    "deltaRapidityPhi",
-    "deltaRapidityPhi2",
-    "dot",
-    "cross",
-    "add",
-    "subtract",
-    "scale",
-    "scale2D",
-    "scale3D",
-    "scale4D",
-    "unit",
-    "neg2D",
-    "neg3D",
-    "neg4D",
-    "equal",
-    "not_equal",
-    "isclose",
-    "allclose",
-    "is_parallel",
-    "is_antiparallel",
-    "is_perpendicular",
-    "is_timelike",
-    "is_spacelike",
-    "is_lightlike",
-    "boost",
-    "boost_p4",
-    "boost_beta3",
-    "boostX",
-    "boostY",
-    "boostZ",
-    "boostCM_of",
-    "boostCM_of_p4",
-    "boostCM_of_beta3",
-    "to_beta3",
-    "rotateX",
-    "rotateY",
-    "rotateZ",
-    "rotate_axis",
-    "rotate_euler",
-    "rotate_nautical",
-    "rotate_quaternion",
-    "to_2D",
-    "to_3D",
-    "to_4D",
-    "to_Vector2D",
-    "to_Vector3D",
-    "to_Vector4D",
-    "to_xy",
-    "to_rhophi",
-    "to_xyz",
-    "to_xyeta",
-    "to_xytheta",
-    "to_rhophiz",
-    "to_rhophieta",
-    "to_rhophitheta",
-    "to_xyzt",
-    "to_xyztau",
-    "to_xyetat",
-    "to_xyetatau",
-    "to_xythetat",
-    "to_xythetatau",
-    "to_rhophizt",
-    "to_rhophiztau",
-    "to_rhophietat",
-    "to_rhophietatau",
-    "to_rhophithetat",
-    "to_rhophithetatau",
-    "to_pxpy",
-    "to_pxpypz",
-    "to_pxpyeta",
-    "to_pxpytheta",
-    "to_ptphi",
-    "to_ptphipz",
-    "to_ptphieta",
-    "to_ptphitheta",
-    "to_pxpypzenergy",
-    "to_pxpypzmass",
-    "to_pxpyetaenergy",
-    "to_pxpyetamass",
-    "to_pxpythetaenergy",
-    "to_pxpythetamass",
-    "to_ptphipzenergy",
-    "to_ptphipzmass",
-    "to_ptphietaenergy",
-    "to_ptphietamass",
-    "to_ptphithetaenergy",
-    "to_ptphithetamass",
+VECTOR_ATTRS: tuple[str, ...] = tuple(
+    """
+    x y z t px py pz E e energy E2 e2 energy2 mass m M mass2 m2 M2 pt pt2 rho rho2 eta phi theta
+    rapidity pseudorapidity p p2 mag mag2 costheta cottheta tau tau2 t2 beta gamma Et Et2 et et2 Mt Mt2
+    mt mt2 transverse_energy transverse_energy2 transverse_mass transverse_mass2 azimuthal longitudinal
+    temporal deltaR deltaR2 deltaphi deltaeta deltaangle deltaRapidityPhi deltaRapidityPhi2 dot cross
+    add subtract scale scale2D scale3D scale4D unit neg2D neg3D neg4D equal not_equal isclose allclose
+    is_parallel is_antiparallel is_perpendicular is_timelike is_spacelike is_lightlike boost boost_p4
+    boost_beta3 boostX boostY boostZ boostCM_of boostCM_of_p4 boostCM_of_beta3 to_beta3 rotateX rotateY
+    rotateZ rotate_axis rotate_euler rotate_nautical rotate_quaternion to_2D to_3D to_4D to_Vector2D
+    to_Vector3D to_Vector4D to_xy to_rhophi to_xyz to_xyeta to_xytheta to_rhophiz to_rhophieta
+    to_rhophitheta to_xyzt to_xyztau to_xyetat to_xyetatau to_xythetat to_xythetatau to_rhophizt
+    to_rhophiztau to_rhophietat to_rhophietatau to_rhophithetat to_rhophithetatau to_pxpy to_pxpypz
+    to_pxpyeta to_pxpytheta to_ptphi to_ptphipz to_ptphieta to_ptphitheta to_pxpypzenergy to_pxpypzmass
+    to_pxpyetaenergy to_pxpyetamass to_pxpythetaenergy to_pxpythetamass to_ptphipzenergy to_ptphipzmass
+    to_ptphietaenergy to_ptphietamass to_ptphithetaenergy to_ptphithetamass
+    """.split()
 )
 
 #: read-only properties and pure methods of numpy arrays
@@ -438,69 +143,27 @@ METHOD_MAX_POSITIONAL: dict[str, int] = {"dot": 1, "astype": 1}
 
 #: keywords no call may pass: in-place output, free shapes, in-place conversion, behaviours, dispatch,
 #: ``where=`` of ufuncs/reductions (leaves uninitialised memory in the output)
-FORBIDDEN_KEYWORDS: tuple[str, ...] = (
-    "out",
-    "shape",
-    "copy",
-    "behavior",
-    "attrs",
-    "with_name",
-    "parameters",
-    "like",
-    "buffer",
-    "order",
-    "where",
+FORBIDDEN_KEYWORDS: tuple[str, ...] = tuple(
+    """
+    out shape copy behavior attrs with_name parameters like buffer order where
+    """.split()
 )
 
 #: bare names that are never variables
-RESERVED_NAMES: tuple[str, ...] = (
-    "getattr",
-    "setattr",
-    "delattr",
-    "hasattr",
-    "open",
-    "eval",
-    "exec",
-    "compile",
-    "globals",
-    "locals",
-    "vars",
-    "type",
-    "object",
-    "print",
-    "input",
-    "breakpoint",
-    "help",
-    "dir",
-    "exit",
-    "quit",
-    "super",
-    "classmethod",
-    "staticmethod",
-    "property",
-    "memoryview",
-    "bytearray",
-    "bytes",
-    "callable",
-    "id",
+RESERVED_NAMES: tuple[str, ...] = tuple(
+    """
+    getattr setattr delattr hasattr open eval exec compile globals locals vars type object print input
+    breakpoint help dir exit quit super classmethod staticmethod property memoryview bytearray bytes
+    callable id
+    """.split()
 )
 
 #: attribute names never allowed on values besides the scanned methods (coffea NanoEvents plumbing)
-DENIED_ATTRS: tuple[str, ...] = (
-    "add_systematic",
-    "add_kind",
-    "describe_variations",
-    "explodes_how",
-    "systematics",
-    "metadata",
-    "collection_map",
-    "behavior",
-    "layout",
-    "attrs",
-    "lib",
-    "func",
-    "args",
-    "keywords",
+DENIED_ATTRS: tuple[str, ...] = tuple(
+    """
+    add_systematic add_kind describe_variations explodes_how systematics metadata collection_map
+    behavior layout attrs lib func args keywords
+    """.split()
 )
 
 #: attribute names never allowed on values, whatever the value is (I/O, introspection, mutation)
@@ -638,7 +301,8 @@ def render_markdown() -> str:
         "Numbers in brackets: the most positional arguments a call may pass (further arguments,",
         "such as a positional `out`, are rejected).",
         "",
-        f"- numpy ufuncs (`np.` or `numpy.`; a positional output argument is rejected): {_names(NUMPY_UFUNCS)}",
+        "- numpy ufuncs (`np.` or `numpy.`; a positional output argument is rejected): "
+        f"{_names(NUMPY_UFUNCS)}",
         f"- numpy functions: {_arity(NUMPY_FUNCTIONS)}",
         f"- numpy scalar types (dtype arguments, or `np.float32(x)`): {_names(NUMPY_DTYPES)}",
         f"- numpy constants: {_names(NUMPY_CONSTANTS)}",
@@ -674,7 +338,8 @@ def render_markdown() -> str:
         "naming a field",
         f"- forbidden keywords: {_names(FORBIDDEN_KEYWORDS)}",
         f"- reserved names (never variables): {_names(RESERVED_NAMES)}",
-        f"- expressions at most {MAX_EXPRESSION_LENGTH:,} characters; integers at most {MAX_INT_BITS:,} bits; "
+        f"- expressions at most {MAX_EXPRESSION_LENGTH:,} characters; "
+        f"integers at most {MAX_INT_BITS:,} bits; "
         f"constant exponents and shifts at most {MAX_CONST_EXPONENT:,}",
     ]
     return "\n".join(lines) + "\n"

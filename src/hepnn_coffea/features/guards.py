@@ -177,7 +177,8 @@ def _namespace(module: str) -> types.SimpleNamespace:
 
 
 def namespaces() -> dict[str, Any]:
-    """The global names of an expression: restricted modules and the guards (helpers are added by the caller)."""
+    """The global names of an expression: restricted modules and the guards (helpers are added by the
+    caller)."""
     spaces = {m: _namespace(m) for m in ("numpy", "awkward", "math")}
     out: dict[str, Any] = {alias: spaces[module] for alias, module in al.MODULES.items()}
     out.update({BINOP: binop, COMPARE: compare, CALL: call})

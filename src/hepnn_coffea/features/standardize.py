@@ -55,7 +55,8 @@ def raw_values(
             value = table[first][keep]
             if not (isinstance(value, ak.Array) and value.ndim > 1):
                 raise FeatureError(
-                    f"input group '{group}' has length auto but '{first}' is not jagged{where and ' in ' + where}"
+                    f"input group '{group}' has length auto but '{first}' is not jagged"
+                    f"{where and ' in ' + where}"
                 )
             out[f"length:{group}"] = ak.to_numpy(ak.num(value, axis=1)).astype(np.int64)
     except KeyError as err:

@@ -85,7 +85,8 @@ def _gather(n_jets: Any, index: Any, candidates: Any, jet_index: str, candidate_
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise ConstituentIndexError(
-            f"{int(bad.sum())} index pair(s) point outside the collections, first in event {int(event[first])}: "
+            f"{int(bad.sum())} index pair(s) point outside the collections, "
+            f"first in event {int(event[first])}: "
             f"{jet_index}={int(jet_idx[first])} (of {int(n_jets[event[first]])} jets), "
             f"{candidate_index}={int(cand_idx[first])} (of {int(n_cands[event[first]])} candidates)"
         )

@@ -108,7 +108,8 @@ def _build_mlp(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict[str,
 
     if len(shapes["features"]) != 1:
         raise ConfigError(
-            f"model 'mlp' needs a length-less input group (one vector per entry), got shape {shapes['features']}"
+            "model 'mlp' needs a length-less input group (one vector per entry), "
+            f"got shape {shapes['features']}"
         )
     return MLP(shapes["features"][0], n_out, **params)
 
@@ -118,7 +119,8 @@ def _build_pointnet(shapes: dict[str, tuple[int, ...]], n_out: int, params: dict
 
     if shapes["energy"][0] != 1:
         raise ConfigError(
-            f"model 'pointnet' needs a one-variable 'energy' group (raw point energies), got {shapes['energy']}"
+            "model 'pointnet' needs a one-variable 'energy' group (raw point energies), "
+            f"got {shapes['energy']}"
         )
     return PointNetSegmentation(shapes["features"][0], n_out, **params)
 
@@ -130,7 +132,8 @@ def _build_hit_clustering(
 
     if shapes["energy"][0] != 1:
         raise ConfigError(
-            f"model 'hit_clustering' needs a one-variable 'energy' group (raw hit energies), got {shapes['energy']}"
+            "model 'hit_clustering' needs a one-variable 'energy' group (raw hit energies), "
+            f"got {shapes['energy']}"
         )
     return HitClusteringTransformer(shapes["features"][0], n_out, **params)
 

@@ -6,8 +6,8 @@ block at batch 128) that is a quarter of the whole CPU training step. Here every
 64-bit random word gives four 16-bit uniform integers, and an element is dropped when
 its integer falls below ``round(p * 65536) - 32768``: the same i.i.d. Bernoulli mask
 (drop probability quantised to 1/65536), ~5x faster to draw, from the same seeded
-torch generator (forward + backward of a 10M-element dropout: ~25% less CPU time). On other devices, in eval mode and while exporting it is
-``torch.nn.Dropout``.
+torch generator (forward + backward of a 10M-element dropout: ~25% less CPU time). On
+other devices, in eval mode and while exporting it is ``torch.nn.Dropout``.
 """
 
 from __future__ import annotations

@@ -10,23 +10,23 @@ it. :func:`from_weaver` renames such a state dict to the names of our architectu
 checkpoints). Names that no rule matches are kept as they are, so a state dict already
 in our layout passes through unchanged. See ``docs/finetuning.md`` for the tables.
 
-==================  =================================================  ==========================================
-architecture        weaver-core / particle_transformer                 hepnn_coffea
-==================  =================================================  ==========================================
-particlenet         ``edge_convs.i.convs.j.weight``                    ``edge_convs.i.edge_mlp.{3j}.weight``
-                    ``edge_convs.i.bns.j.*``                           ``edge_convs.i.edge_mlp.{3j+1}.*``
-                    ``edge_convs.i.sc.weight`` / ``sc_bn.*``           ``edge_convs.i.shortcut.0.weight`` / ``.1.*``
-                    ``fc_out.*`` (fine-tuning wrapper)                 ``fc.{n_hidden}.*``
-part                ``embed.input_bn.*`` / ``embed.embed.n.*``         ``input_bn.*`` / ``embed.n.*``
-                    ``blocks.i.attn.in_proj_weight`` (or ``.in_proj.   ``blocks.i.qkv.weight`` (``bias``)
-                    weight``), ``attn.in_proj_bias``
-                    ``blocks.i.attn.out_proj.*``                       ``blocks.i.out_proj.*``
-                    ``blocks.i.c_attn`` / ``blocks.i.w_resid``         ``blocks.i.head_scale`` / ``resid_scale``
-pcnn                ``fts_conv.0.*`` (input batch norm)                ``input_bn.*``
-                    ``fts_conv.1.*`` / ``fts_conv.2.*``                ``fts_conv.0.*`` / ``fts_conv.1.*``
-                    ``resnet_units.resnet_unit_s.u.*`` (``conv_sc``)   ``units.{flat}.*`` (``shortcut``)
-pfn                 identical names                                    identical names
-==================  =================================================  ==========================================
+============  =================================================  ==========================================
+architecture  weaver-core / particle_transformer                 hepnn_coffea
+============  =================================================  ==========================================
+particlenet   ``edge_convs.i.convs.j.weight``                    ``edge_convs.i.edge_mlp.{3j}.weight``
+              ``edge_convs.i.bns.j.*``                           ``edge_convs.i.edge_mlp.{3j+1}.*``
+              ``edge_convs.i.sc.weight`` / ``sc_bn.*``           ``edge_convs.i.shortcut.0.weight`` / ``.1.*``
+              ``fc_out.*`` (fine-tuning wrapper)                 ``fc.{n_hidden}.*``
+part          ``embed.input_bn.*`` / ``embed.embed.n.*``         ``input_bn.*`` / ``embed.n.*``
+              ``blocks.i.attn.in_proj_weight`` (or ``.in_proj.   ``blocks.i.qkv.weight`` (``bias``)
+              weight``), ``attn.in_proj_bias``
+              ``blocks.i.attn.out_proj.*``                       ``blocks.i.out_proj.*``
+              ``blocks.i.c_attn`` / ``blocks.i.w_resid``         ``blocks.i.head_scale`` / ``resid_scale``
+pcnn          ``fts_conv.0.*`` (input batch norm)                ``input_bn.*``
+              ``fts_conv.1.*`` / ``fts_conv.2.*``                ``fts_conv.0.*`` / ``fts_conv.1.*``
+              ``resnet_units.resnet_unit_s.u.*`` (``conv_sc``)   ``units.{flat}.*`` (``shortcut``)
+pfn           identical names                                    identical names
+============  =================================================  ==========================================
 
 Everything else (batch norms, ``bn_fts``, ``fc``, ``pair_embed``, ``cls_token``, ``norm``,
 layer norms, feed-forward layers) has the same name on both sides. The ParT fine-tuning

@@ -75,7 +75,8 @@ def errorbar_or_limit(
     limit_label: str | None = None,
     **kwargs: Any,
 ) -> None:
-    """Points with asymmetric error bars; where ``value`` is infinite, the finite ``low`` as a lower-limit arrow.
+    """Points with asymmetric error bars; where ``value`` is infinite, the finite ``low`` as a lower-limit
+    arrow.
 
     Used for rejections ``1/eps_B``: a bin where no background passes has an infinite
     rejection and only a lower bound. ``limit_label``: legend entry of the arrows (None: none).

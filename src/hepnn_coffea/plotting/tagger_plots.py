@@ -192,7 +192,8 @@ Parts = dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
 
 
 def _score_view(h: Any, signal: str, rebin: int) -> tuple[np.ndarray, Parts]:
-    """Edges and ``(process, truth) -> (sum w, sum w^2)`` of the signal score, flow folded into the end bins."""
+    """Edges and ``(process, truth) -> (sum w, sum w^2)`` of the signal score, flow folded into the end
+    bins."""
     view = h[{"output": signal}]
     edges = view.axes["score"].edges
     n = view.axes["score"].size
@@ -245,7 +246,8 @@ def plot_score_shapes(
 def plot_score_stacked(
     h: Any, signal: str, path: pathlib.Path, *, rebin: int = 20, style: PlotStyle | None = None
 ) -> pathlib.Path:
-    """Weighted ``signal`` score stacked per sample (log), with the stack's statistical uncertainty hatched."""
+    """Weighted ``signal`` score stacked per sample (log), with the stack's statistical uncertainty
+    hatched."""
     plt = _pyplot(style)
     fig, ax = plt.subplots()
     edges, parts = _score_view(h, signal, rebin)

@@ -170,8 +170,9 @@ def reconcile_cutflow(
         accounted += sum(flow["unmatched"].values()) + flow["jets_written"]
         if accounted != flow["jets"] or sum(flow["written"].values()) != flow["jets_written"]:
             raise ReconciliationError(
-                f"{where}: {flow['jets']} jets but the cutflow accounts for {accounted} (not selected, filtered "
-                f"{flow['filtered']}, unmatched {flow['unmatched']}, written {flow['written']})"
+                f"{where}: {flow['jets']} jets but the cutflow accounts for {accounted} "
+                f"(not selected, filtered {flow['filtered']}, unmatched {flow['unmatched']}, "
+                f"written {flow['written']})"
             )
         if flow["matched"] and sum(flow["matched"].values()) != flow["jets_written"]:
             raise ReconciliationError(

@@ -237,8 +237,9 @@ def build_manifest(
             for file, stats in entry["files"].items():
                 if stats["entries_read"] + stats["entries_lost"] != stats["num_entries"]:
                     raise ReconciliationError(
-                        f"{file}: read {stats['entries_read']} entries (+ {stats['entries_lost']} lost in skipped "
-                        f"chunks) but uproot reports {stats['num_entries']} (split {split}, sample {sample})"
+                        f"{file}: read {stats['entries_read']} entries "
+                        f"(+ {stats['entries_lost']} lost in skipped chunks) "
+                        f"but uproot reports {stats['num_entries']} (split {split}, sample {sample})"
                     )
             for key in (
                 "num_entries",
@@ -296,7 +297,8 @@ def _check_cutflow(entry: dict[str, Any], where: str) -> None:
 
 
 def remove_stale_shards(out: pathlib.Path, keep: set[str]) -> int:
-    """Delete shards (``*.arrow``, and padded ``*.npy`` of format ``/1``) under the split folders not in ``keep``."""
+    """Delete shards (``*.arrow``, and padded ``*.npy`` of format ``/1``) under the split folders not in
+    ``keep``."""
     removed = 0
     for split_dir in (out / s for s in ("train", "val", "test")):
         paths = [*split_dir.glob("*/*.arrow"), *split_dir.glob("*/*.npy")] if split_dir.is_dir() else []

@@ -105,7 +105,8 @@ class ChunkProcessor(processor.ProcessorABC):
         return self.process_chunk(events, chunk)
 
     def _read_and_process(self, meta: dict[str, Any]) -> dict[str, Any]:
-        """One partition of the dask path: read with uproot inside the task, so read errors are caught here."""
+        """One partition of the dask path: read with uproot inside the task, so read errors are caught
+        here."""
         chunk = ChunkInfo.from_metadata(meta)
         columns = self.columns()
         return self._guarded(

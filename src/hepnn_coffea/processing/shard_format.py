@@ -239,7 +239,8 @@ class RaggedShard:
     def take(
         self, rows: np.ndarray, fields: Sequence[str], out_lengths: Mapping[str, int] | None = None
     ) -> dict[str, np.ndarray]:
-        """``field -> array`` of the rows ``rows``; ragged fields padded to ``out_lengths.get(field)`` slots."""
+        """``field -> array`` of the rows ``rows``; ragged fields padded to ``out_lengths.get(field)``
+        slots."""
         out_lengths = out_lengths or {}
         out = {}
         for field in fields:

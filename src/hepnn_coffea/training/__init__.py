@@ -14,7 +14,7 @@ from hepnn_coffea._lazy import lazy_exports
 _EXPORTS = {
     "train": "hepnn_coffea.training.trainer:train",
     "TrainResult": "hepnn_coffea.training.trainer:TrainResult",
-    "load_network": "hepnn_coffea.training.trainer:load_network",
+    "load_network": "hepnn_coffea.training.run_files:load_network",
     "train_experts": "hepnn_coffea.training.experts:train_experts",
     "FineTuner": "hepnn_coffea.training.finetune:FineTuner",
     "ShardDataset": "hepnn_coffea.training.dataset:ShardDataset",

@@ -90,7 +90,8 @@ class ShardDataset:
         return len(self.rows)
 
     def keep_subset(self, n: int, seed: int) -> None:
-        """Keep a seeded random subset of ``n`` rows (in shard order), like weaver's ``--samples-per-epoch-val``."""
+        """Keep a seeded random subset of ``n`` rows (in shard order), like weaver's
+        ``--samples-per-epoch-val``."""
         if n < 1:
             raise ValueError(f"{self.root}: val_samples must be >= 1, got {n}")
         if n < len(self.rows):

@@ -195,7 +195,8 @@ class FineTuner:
 
     # ------------------------------------------------------------------ report
     def schedule(self, epochs: int) -> list[dict[str, Any]]:
-        """The stage of every epoch range up to ``epochs``: ``first_epoch``, ``last_epoch`` (1-based), ``train``."""
+        """The stage of every epoch range up to ``epochs``: ``first_epoch``, ``last_epoch`` (1-based),
+        ``train``."""
         rows: list[dict[str, Any]] = []
         start = 0
         for i, stage in enumerate(self.config.stages):

@@ -76,7 +76,8 @@ def trim(batch: dict[str, torch.Tensor], settings: StepSettings) -> dict[str, to
 def _forward(
     net: nn.Module, groups: list[str], batch: dict[str, torch.Tensor], s: StepSettings
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The model's outputs and its auxiliary outputs (``Network.forward_with_aux``; ``{}`` for plain modules)."""
+    """The model's outputs and its auxiliary outputs (``Network.forward_with_aux``; ``{}`` for plain
+    modules)."""
     batch = trim(batch, s)
     inputs = [batch[g].to(s.device, non_blocking=True) for g in groups]
     with s.autocast():
@@ -88,7 +89,8 @@ def _forward(
 def _loss(
     loss_fn: nn.Module, out: torch.Tensor, target: torch.Tensor, aux: dict[str, torch.Tensor]
 ) -> torch.Tensor:
-    """``loss_fn(out, target)``, with the auxiliary outputs for a loss that takes them (a model's own loss)."""
+    """``loss_fn(out, target)``, with the auxiliary outputs for a loss that takes them (a model's own
+    loss)."""
     if getattr(loss_fn, "takes_aux", False):
         return loss_fn(out.float(), target, aux)
     return loss_fn(out.float(), target)

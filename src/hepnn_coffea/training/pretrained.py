@@ -67,7 +67,8 @@ def pretrained_run(
         No ``init_from``, or a model tensor the checkpoint does not provide (nothing may
         stay freshly initialised), or a shape mismatch.
     """
-    from hepnn_coffea.training.trainer import _prepare_run_dir, _resolve_config, _save  # the trainer's layout
+    from hepnn_coffea.training.run_config import _resolve_config
+    from hepnn_coffea.training.run_files import _prepare_run_dir, _save  # the trainer's layout
 
     shards, run_dir = pathlib.Path(shards), pathlib.Path(run_dir)
     if (run_dir / "checkpoints" / "best.pt").exists():

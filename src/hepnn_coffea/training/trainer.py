@@ -16,22 +16,16 @@ import json
 import logging
 import math
 import pathlib
-import platform
-import shutil
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import yaml
 
-from hepnn_coffea import __version__
 from hepnn_coffea._optional import missing_extra
 from hepnn_coffea.config.data_config import ConfigError
-from hepnn_coffea.config.model_config import deep_merge, load_model_config, resolve_expert
-from hepnn_coffea.config.training_config import TASKS, ModelConfig, TrainingConfig
-from hepnn_coffea.nn import Network, build_network, check_params, count_parameters
-from hepnn_coffea.processing.shards import atomic_write_bytes, write_json
+from hepnn_coffea.config.model_config import deep_merge
+from hepnn_coffea.config.training_config import TASKS, ModelConfig
+from hepnn_coffea.nn import build_network
 from hepnn_coffea.training.dataset import ShardDataset
 from hepnn_coffea.training.disco import disco_penalty
 from hepnn_coffea.training.distributed import (
@@ -42,18 +36,15 @@ from hepnn_coffea.training.distributed import (
     shard_index,
     shutdown,
 )
+from hepnn_coffea.training.epoch_setup import _bucketed, _loss, _progress, _step_settings
 from hepnn_coffea.training.finetune import FineTuner
-from hepnn_coffea.training.loop import StepSettings, evaluate, train_epoch
+from hepnn_coffea.training.loop import evaluate, train_epoch
 from hepnn_coffea.training.metrics import RunLogger
 from hepnn_coffea.training.optim import build_optimizer, build_scheduler
+from hepnn_coffea.training.run_config import _resolve_config, expert_of, load_checked_config
+from hepnn_coffea.training.run_files import _prepare_run_dir, _save, load_network
 from hepnn_coffea.training.sampling import histogram_sampler, sampler_from_config, weight_sampler
-from hepnn_coffea.training.targets import (
-    MaskedPointLoss,
-    ModelLoss,
-    StandardizedLoss,
-    regression_loss,
-    target_scaling,
-)
+from hepnn_coffea.training.targets import target_scaling
 
 try:
     import torch
@@ -72,97 +63,6 @@ class TrainResult:
     best_epoch: int
     best_metric: float
     history: list[dict[str, Any]]
-
-
-def load_network(run_dir: str | pathlib.Path, checkpoint: str = "best.pt") -> tuple[Network, dict[str, Any]]:
-    """Rebuild a run's network with its ``checkpoint`` weights (eval mode, CPU)."""
-    run_dir = pathlib.Path(run_dir)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    prov = json.loads((run_dir / "provenance.json").read_text())
-    net = build_network(
-        cfg["model"], {k: tuple(v) for k, v in prov["input_shapes"].items()}, prov["n_outputs"]
-    )
-    if prov.get("target_scaling"):
-        net.set_target_scaling(**prov["target_scaling"])
-    state = torch.load(run_dir / "checkpoints" / checkpoint, map_location="cpu", weights_only=True)
-    net.load_state_dict(state["model"])
-    return net.eval(), cfg
-
-
-def load_checked_config(
-    model_config: str | pathlib.Path | dict[str, Any], overrides: dict[str, Any] | None = None
-) -> tuple[dict[str, Any], str]:
-    """A model config (``extends`` resolved, overrides not yet merged) whose every key is checked.
-
-    Returns the config and the name errors use for it. The check
-    (:meth:`~hepnn_coffea.config.training_config.ModelConfig.from_dict`) covers the
-    overrides and the ``expert_<name>`` blocks; the ``model``/``training`` sections need
-    not be complete yet (an expert block or the overrides may complete them).
-    """
-    source = "<dict>" if isinstance(model_config, dict) else str(model_config)
-    cfg = load_model_config(model_config) if not isinstance(model_config, dict) else dict(model_config)
-    source = f"{source} (with overrides)" if overrides else source
-    ModelConfig.from_dict(deep_merge(cfg, overrides or {}), source, complete=False)
-    return cfg, source
-
-
-def _resolve_config(
-    model_config: str | pathlib.Path | dict[str, Any],
-    overrides: dict[str, Any] | None,
-    expert: str | None,
-    shards: pathlib.Path,
-) -> tuple[dict[str, Any], ModelConfig, int | None]:
-    """The resolved config (as saved in the run directory), its checked typed form and the expert index.
-
-    Every key (``expert_<name>`` blocks and overrides included) is checked before the shards are read.
-    """
-    cfg, source = load_checked_config(model_config, overrides)
-    expert_index = expert_of(shards, expert)
-    cfg = deep_merge(resolve_expert(cfg, expert, fallback=expert_index), overrides or {})
-    typed = ModelConfig.from_dict(cfg, source)
-    try:
-        check_params(typed.model.name, typed.model.params)  # the network's constructor arguments
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
-    return cfg, typed, expert_index
-
-
-def _prepare_run_dir(
-    run_dir: pathlib.Path,
-    cfg: dict[str, Any],
-    shards: pathlib.Path,
-    net: nn.Module,
-    train_set: ShardDataset,
-    n_outputs: int,
-    extra: dict[str, Any],
-) -> None:
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    shutil.copyfile(shards / "data_config.yaml", run_dir / "data_config.yaml")
-    shutil.copyfile(shards / "standardization.json", run_dir / "standardization.json")
-    write_json(
-        run_dir / "provenance.json",
-        {
-            "hepnn_coffea_version": __version__,
-            "torch_version": torch.__version__,
-            "python": platform.python_version(),
-            "shards": str(shards.resolve()),
-            "config_hash": train_set.manifest["config_hash"],
-            "labels": train_set.manifest["labels"],
-            "label_type": train_set.manifest["label_type"],
-            "input_shapes": train_set.input_shapes(),
-            "input_groups": net.input_groups,
-            "n_outputs": n_outputs,
-            "parameters": count_parameters(net),
-            **extra,
-        },
-    )
-    for stale in ("metrics.csv",):
-        (run_dir / stale).unlink(missing_ok=True)
-
-
-def _save(path: pathlib.Path, payload: dict[str, Any]) -> None:
-    atomic_write_bytes(path, lambda f: torch.save(payload, f))
 
 
 def train(
@@ -425,105 +325,3 @@ __all__ = [
     "select_device",
     "train",
 ]
-
-
-def _loss(typed: ModelConfig, net: Network, shards: pathlib.Path) -> nn.Module:
-    """Per-entry loss of a task: ``classification`` (cross entropy), ``regression`` (standardized
-    targets), ``per_point_regression`` (masked per-point loss), ``model_loss`` (the model's own)."""
-    task = typed.task
-    if task == "classification":
-        return nn.CrossEntropyLoss(reduction="none", label_smoothing=typed.training.label_smoothing)
-    if task == "regression":
-        offset, scale = (t.tolist() for t in net.target_scaling)
-        return StandardizedLoss(regression_loss(typed.loss), offset, scale)
-    if task in ("per_point_regression", "model_loss"):
-        from hepnn_coffea.config.data_config import DataConfig
-
-        pad_value = DataConfig.from_yaml(shards / "data_config.yaml").label_pad_value
-        if task == "model_loss":
-            return ModelLoss(net.core, pad_value)
-        return MaskedPointLoss(regression_loss(typed.loss), pad_value)
-    raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
-
-
-def expert_of(shards: str | pathlib.Path, expert: str | None) -> int | None:
-    """Index of ``expert`` (name or index) in the shards' expert split; ``None`` without one."""
-    manifest = json.loads((pathlib.Path(shards) / "manifest.json").read_text())
-    split = manifest.get("experts")
-    if expert is None or not split:
-        return None
-    names = [str(n) for n in split["names"]]
-    name = str(expert).removeprefix("expert_")
-    if name in names:
-        return names.index(name)
-    if name.isdigit() and int(name) < len(names):
-        return int(name)
-    raise ConfigError(f"expert {expert!r} is not one of the shards' experts {names} (data config 'experts')")
-
-
-def _step_settings(
-    net: Network,
-    dataset: ShardDataset,
-    tcfg: TrainingConfig,
-    device: torch.device,
-    task: str = "classification",
-) -> StepSettings:
-    amp = tcfg.amp  # bf16 | fp16 | None, checked by TrainingConfig
-    if amp and device.type != "cuda":
-        log.info("training.amp=%s ignored on %s (autocast only on CUDA)", amp, device.type)
-    mask = net.roles.get("mask")
-    shapes = dataset.input_shapes()
-    trim_groups: tuple[str, ...] = ()
-    per_point = task in ("per_point_regression", "model_loss")  # per-point targets keep the full point axis
-    if tcfg.trim and not per_point and mask is not None and len(shapes[mask]) == 2:
-        trim_groups = tuple(
-            g for g in net.input_groups if len(shapes[g]) == 2 and shapes[g][1] == shapes[mask][1]
-        )
-    return StepSettings(
-        device=device,
-        amp=amp,
-        trim_groups=trim_groups,
-        mask_group=mask,
-        min_length=tcfg.trim_min_length,
-        grad_clip=tcfg.grad_clip,
-    )
-
-
-def _bucketed(
-    index: Any,
-    dataset: ShardDataset,
-    tcfg: TrainingConfig | Mapping[str, Any],
-    batch_size: int,
-    seed: list[int],
-    mask_group: str | None,
-) -> Any:
-    """With ``training.bucket_by_length``, group rows of similar multiplicity into batches.
-
-    Rows are sorted by particle count inside windows of 32 batches, cut into batches,
-    and the batches are shuffled (seeded), so trimming removes most of the padding.
-    ``tcfg`` may also be a plain ``training`` mapping (checked as :class:`TrainingConfig`).
-    """
-    if isinstance(tcfg, Mapping):
-        tcfg = TrainingConfig.from_dict(tcfg)
-    if not tcfg.bucket_by_length or mask_group is None:
-        return index
-    lengths = dataset.lengths(mask_group)
-    window = 32 * batch_size
-    parts = [
-        w[np.argsort(lengths[w], kind="stable")] for w in np.split(index, range(window, len(index), window))
-    ]
-    ordered = np.concatenate(parts) if parts else index
-    n_batches = len(ordered) // batch_size
-    order = np.random.default_rng(seed + [1]).permutation(n_batches)
-    return np.concatenate(
-        [
-            ordered[: n_batches * batch_size].reshape(n_batches, batch_size)[order].ravel(),
-            ordered[n_batches * batch_size :],
-        ]
-    )
-
-
-def _progress(enabled: bool, total: int, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", disable=not enabled, leave=False, dynamic_ncols=True)
