@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,6 +19,7 @@ from hepnn_coffea.processing.shard_format import RaggedShard, ShardFormatError
 from hepnn_coffea.processing.shards import open_shard, write_shard
 from hepnn_coffea.training.dataset import ShardDataset
 from tests.conftest import ROOT, SAMPLES, TOP_KIN
+from tests.helpers.ddp import torchrun_train
 
 SAMPLE = SAMPLES / "topqcd_train_top.root"
 
@@ -212,33 +210,8 @@ def torch_equal(a, b) -> bool:
 
 @pytest.mark.slow
 def test_ddp_on_ragged_and_padded_shards_is_bit_identical(shards, padded_shards, tmp_path) -> None:
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name, folder in (("ragged", shards), ("padded", padded_shards)):
-        cmd = [
-            torchrun,
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "hepnn_coffea.cli",
-            "train",
-            str(ROOT / "models" / "pfn.yaml"),
-            "--shards",
-            str(folder),
-            "-o",
-            str(tmp_path / name),
-            "--no-progress",
-            "--set",
-            "training.epochs=1",
-            "--set",
-            "training.batch_size=128",
-            "--set",
-            "training.device=cpu",
-            "--set",
-            "training.samples_per_epoch=1024",
-        ]
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        assert result.returncode == 0, result.stderr[-3000:]
+        sets = ("training.epochs=1", "training.batch_size=128", "training.samples_per_epoch=1024")
+        torchrun_train(ROOT / "models" / "pfn.yaml", folder, tmp_path / name, *sets)
     a, b = _weights(tmp_path / "ragged"), _weights(tmp_path / "padded")
     assert all(torch_equal(a[k], b[k]) for k in a)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,6 +16,7 @@ from hepnn_coffea.training.dataset import ShardDataset
 from hepnn_coffea.training.loop import StepSettings, trim
 from hepnn_coffea.training.trainer import load_network, train
 from tests.conftest import ROOT
+from tests.helpers.ddp import torchrun_train
 
 PFN = ROOT / "models" / "pfn.yaml"
 
@@ -124,32 +122,8 @@ def test_bad_amp_setting_is_rejected(shards, tmp_path) -> None:
     reason="torchrun not installed",
 )
 def test_ddp_two_cpu_processes_with_gloo(shards, tmp_path) -> None:
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
     run_dir = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        torchrun,
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "hepnn_coffea.cli",
-        "train",
-        str(PFN),
-        "--shards",
-        str(shards),
-        "-o",
-        str(run_dir),
-        "--no-progress",
-        "--set",
-        "training.epochs=2",
-        "--set",
-        "training.batch_size=128",
-        "--set",
-        "training.device=cpu",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun_train(PFN, shards, run_dir, "training.epochs=2", "training.batch_size=128")
     rows = _rows(run_dir)
     assert [r["epoch"] for r in rows] == ["1", "2"]  # written once, by rank 0
     assert all(r["world_size"] == "2" for r in rows)

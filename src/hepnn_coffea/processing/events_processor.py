@@ -9,7 +9,6 @@ jets selected, matched per class, unmatched per reason, written per split.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import awkward as ak
@@ -19,8 +18,7 @@ from hepnn_coffea.config.data_config import DataConfig
 from hepnn_coffea.config.rows_config import SPLIT_NAMES
 from hepnn_coffea.features.compute import compute_features, selection_mask
 from hepnn_coffea.features.expressions import VariableTable
-from hepnn_coffea.features.standardize import auto_variables, raw_values
-from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor
+from hepnn_coffea.processing.processor import ChunkInfo, ChunkProcessor, StandardizationProcessor
 from hepnn_coffea.processing.shards import shard_name, write_shard
 
 
@@ -60,28 +58,12 @@ class EventColumnsMixin:
         return self.config.rows.file_branches(row_names(self.config))
 
 
-class EventStandardizationProcessor(EventColumnsMixin, ChunkProcessor):
+class EventStandardizationProcessor(EventColumnsMixin, StandardizationProcessor):
     """Raw values of the ``auto`` variables over the train-split rows (``data_fraction`` of them)."""
-
-    def __init__(self, config: DataConfig, seed: int = 0) -> None:
-        self.config = config
-        self.seed = seed
-        self.names = auto_variables(config)
 
     def process_chunk(self, events: Any, chunk: ChunkInfo) -> dict[str, Any]:
         rows, _ = event_rows(events, self.config, chunk, row_names(self.config))
-        train = rows[np.asarray(rows["split"]) == SPLIT_NAMES.index("train")]
-        seed = [self.seed, chunk.start, int(hashlib.sha1(chunk.file.encode()).hexdigest()[:8], 16)]
-        values = raw_values(
-            train,
-            self.config,
-            self.names,
-            self.config.data_fraction,
-            seed,
-            chunk.where,
-            self.config.auto_length_groups,
-        )
-        return {"values": {k: [v] for k, v in values.items()}}
+        return self.chunk_values(rows[np.asarray(rows["split"]) == SPLIT_NAMES.index("train")], chunk)
 
 
 class EventShardWriterProcessor(EventColumnsMixin, ChunkProcessor):

@@ -156,15 +156,14 @@ class StandardizationProcessor(ChunkProcessor):
     def process_chunk(self, events: Any, chunk: ChunkInfo) -> dict[str, Any]:
         if chunk.metadata.get("split", "train") != "train":
             return {}
+        return self.chunk_values(events, chunk)
+
+    def chunk_values(self, rows: Any, chunk: ChunkInfo) -> dict[str, Any]:
+        """The raw values of the training ``rows`` of one chunk, sampled with a seed of the chunk."""
         seed = [self.seed, chunk.start, int(hashlib.sha1(chunk.file.encode()).hexdigest()[:8], 16)]
+        cfg = self.config
         values = raw_values(
-            events,
-            self.config,
-            self.names,
-            self.config.data_fraction,
-            seed,
-            chunk.where,
-            self.config.auto_length_groups,
+            rows, cfg, self.names, cfg.data_fraction, seed, chunk.where, cfg.auto_length_groups
         )
         return {"values": {k: [v] for k, v in values.items()}}
 
