@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
 
@@ -215,3 +216,12 @@ def test_ddp_on_ragged_and_padded_shards_is_bit_identical(shards, padded_shards,
         torchrun_train(ROOT / "models" / "pfn.yaml", folder, tmp_path / name, *sets)
     a, b = _weights(tmp_path / "ragged"), _weights(tmp_path / "padded")
     assert all(torch_equal(a[k], b[k]) for k in a)
+
+
+def test_open_shards_hold_no_file_descriptor(shards) -> None:
+    paths = sorted(shards.rglob("*.arrow"))
+    before = len(os.listdir("/proc/self/fd"))
+    opened = [open_shard(p) for p in paths for _ in range(20)]  # a dataset of many shards
+    assert len(os.listdir("/proc/self/fd")) == before
+    rows = np.arange(min(len(opened[-1]), 5))
+    assert opened[-1].take(rows, ["inputs/pf_features"])["inputs/pf_features"].shape == (len(rows), 7, 128)

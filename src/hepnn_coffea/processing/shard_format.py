@@ -172,12 +172,17 @@ class RaggedShard:
 
     def __init__(self, path: str | pathlib.Path) -> None:
         self.path = pathlib.Path(path)
+        source = None
         try:
-            reader = pa.ipc.open_file(pa.memory_map(str(self.path), "r"))
+            source = pa.memory_map(str(self.path), "r")
+            reader = pa.ipc.open_file(source)
             meta = json.loads((reader.schema.metadata or {}).get(META_KEY, b"null"))
             batch = reader.get_batch(0) if reader.num_record_batches == 1 else None
         except (OSError, pa.ArrowException, ValueError) as err:
             raise ShardFormatError(f"{self.path}: not a readable shard ({err})") from None
+        finally:  # the mapping lives on in the batch's buffers; no file descriptor stays open per shard
+            if source is not None:
+                source.close()
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or batch is None:
             raise ShardFormatError(f"{self.path}: not a {FORMAT} shard (re-run 'hepnn preprocess')")
         self._batch, self._meta = batch, meta["fields"]
