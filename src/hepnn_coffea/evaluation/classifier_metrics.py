@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hepnn_coffea.evaluation import sculpting as sc
+from hepnn_coffea.evaluation import weighted_roc as sc
 from hepnn_coffea.evaluation.intervals import (
     Interval,
     efficiency_interval,
