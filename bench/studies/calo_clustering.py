@@ -37,24 +37,6 @@ from typing import Any
 
 from bench.common import MODELS, first_jets
 
-BRANCHES = (
-    "part_px",
-    "part_py",
-    "part_pz",
-    "part_energy",
-    "part_charge",
-    "part_pid",
-    "jet_pt",
-    "jet_eta",
-    "jet_phi",
-    "jet_energy",
-    "jet_mass",
-    "jet_nparticles",
-    "event_no",
-    "label_Tbqq",
-    "label_QCD",
-)
-
 
 def make_data(work: pathlib.Path, n: dict[str, int], pack: pathlib.Path | None = None) -> dict[str, float]:
     """View + shards in ``work`` (and the xz tarball of the train/val shards).
@@ -75,12 +57,17 @@ def make_data(work: pathlib.Path, n: dict[str, int], pack: pathlib.Path | None =
     """
     from hepnn_coffea.calo import calorimeter_view
     from hepnn_coffea.calo.samples import calo_fileset
+    from hepnn_coffea.calo.view import JET_BRANCHES, PARTICLE_BRANCHES
     from hepnn_coffea.processing.preprocess import preprocess
 
     times = {}
     t = time.time()
     calorimeter_view(
-        first_jets(work, n, BRANCHES), work / "view", seed=1, executor="iterative", chunksize=1000
+        first_jets(work, n, (*PARTICLE_BRANCHES, *JET_BRANCHES)),
+        work / "view",
+        seed=1,
+        executor="iterative",
+        chunksize=1000,
     )
     times["view_s"] = time.time() - t
     t = time.time()
