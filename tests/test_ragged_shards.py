@@ -225,3 +225,15 @@ def test_open_shards_hold_no_file_descriptor(shards) -> None:
     assert len(os.listdir("/proc/self/fd")) == before
     rows = np.arange(min(len(opened[-1]), 5))
     assert opened[-1].take(rows, ["inputs/pf_features"])["inputs/pf_features"].shape == (len(rows), 7, 128)
+
+
+def test_variables_with_other_multiplicities_are_padded_one_by_one() -> None:
+    from hepnn_coffea.features.compute import _jagged_group
+
+    a = (np.array([2, 0, 3]), np.arange(5, dtype=np.float32))
+    b = (np.array([1, 1, 1]), np.array([7, 8, 9], dtype=np.float32))
+    same = _jagged_group(["a", "a2"], [a, a], 2, "constant", [-1, -2])
+    assert same.counts.tolist() == [2, 0, 2] and same.columns[0].tolist() == [0, 1, 2, 3]
+    block = _jagged_group(["a", "b"], [a, b], 2, "wrap", [-1, -2])
+    np.testing.assert_array_equal(block[:, 0], [[0, 1], [-1, -1], [2, 3]])
+    np.testing.assert_array_equal(block[:, 1], [[7, 7], [8, 8], [9, 9]])

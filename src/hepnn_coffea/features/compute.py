@@ -7,7 +7,7 @@ so training and inference cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from hepnn_coffea.features.expressions import ExpressionError, VariableTable
 from hepnn_coffea.features.filters import apply_filters as run_filters
-from hepnn_coffea.features.ragged import RaggedGroup, offsets_of, pad_rows
+from hepnn_coffea.features.ragged import RaggedGroup, offsets_of, pad_rows, positions_in_rows
 
 if TYPE_CHECKING:
     from hepnn_coffea.config.data_config import DataConfig, VarSpec
@@ -80,8 +80,7 @@ def _kept_values(counts: np.ndarray, length: int) -> np.ndarray | None:
     """Boolean mask over the flat values of the first ``length`` of every row (``None``: all are kept)."""
     if not len(counts) or counts.max() <= length:
         return None
-    local = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(offsets_of(counts)[:-1], counts)
-    return local < length
+    return positions_in_rows(counts) < length
 
 
 def pad_jagged(array: ak.Array, length: int, pad_value: float = 0.0, mode: str = "constant") -> np.ndarray:
@@ -93,9 +92,43 @@ def pad_jagged(array: ak.Array, length: int, pad_value: float = 0.0, mode: str =
     result never depends on how the data were chunked.
     """
     counts, flat = _flatten(array)
+    return _pad_column(flat, counts, length, pad_value, mode)
+
+
+def _pad_column(flat: np.ndarray, counts: np.ndarray, length: int, pad_value: float, mode: str) -> np.ndarray:
+    """One jagged column (flat values and per-row counts) as a float32 ``(n, length)`` block."""
     return pad_rows([flat], offsets_of(counts), None, length=length, pad_values=[pad_value], pad_mode=mode)[
         :, 0
     ]
+
+
+def _jagged_group(
+    names: Sequence[str],
+    columns: Sequence[tuple[np.ndarray, np.ndarray]],
+    length: int,
+    pad_mode: str,
+    pad_values: Sequence[float],
+) -> RaggedGroup | np.ndarray:
+    """Jagged variables ``(counts, flat values)`` cut to ``length``, as one group.
+
+    A :class:`RaggedGroup` when every variable has the same multiplicities; otherwise
+    the float32 ``(n, n_vars, length)`` block, padded variable by variable.
+    """
+    layouts: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
+    flats, kept = [], []
+    for counts, flat in columns:
+        if not layouts or not np.array_equal(layouts[-1][0], counts):
+            layouts.append((counts, _kept_values(counts, length), np.minimum(counts, length)))
+        _, keep, cut = layouts[-1]
+        flats.append(flat if keep is None else flat[keep])
+        kept.append(cut)
+    pads = tuple(float(p) for p in pad_values)
+    if len(layouts) == 1:
+        return RaggedGroup(tuple(names), tuple(flats), kept[0], length, pad_mode, pads)
+    block = np.empty((len(kept[0]), len(flats), length), dtype=np.float32)
+    for i, (flat, cut, pad) in enumerate(zip(flats, kept, pads)):
+        block[:, i] = _pad_column(flat, cut, length, pad, pad_mode)
+    return block
 
 
 def transform(array: Any, spec: VarSpec) -> Any:
@@ -145,7 +178,7 @@ def _input_block(
             _check_entries(column, n, spec.name, where)
             block[:, i] = column
         return block
-    columns, layouts = [], []
+    columns = []
     for spec in group.vars:
         value = table[spec.name]
         if not (isinstance(value, ak.Array) and value.ndim > 1):
@@ -155,28 +188,10 @@ def _input_block(
             )
         entry_counts, flat = _flatten(value)
         _check_entries(entry_counts, n, spec.name, where)
-        if not layouts or not np.array_equal(layouts[-1][0], entry_counts):
-            layouts.append((entry_counts, _kept_values(entry_counts, group.length)))
-        flat = _finite(transform(flat, spec), spec.name, counts)
-        keep = layouts[-1][1]
-        columns.append((flat if keep is None else flat[keep], np.minimum(entry_counts, group.length)))
-    lengths[group.name] = columns[0][1]
-    pads = tuple(float(spec.pad_value) for spec in group.vars)
-    if len(layouts) == 1:
-        return RaggedGroup(
-            tuple(group.var_names),
-            tuple(c for c, _ in columns),
-            columns[0][1],
-            group.length,
-            group.pad_mode,
-            pads,
-        )
-    block = np.empty((n, len(group.vars), group.length), dtype=np.float32)
-    for i, ((flat, kept), pad) in enumerate(zip(columns, pads)):
-        block[:, i] = pad_rows(
-            [flat], offsets_of(kept), None, length=group.length, pad_values=[pad], pad_mode=group.pad_mode
-        )[:, 0]
-    return block
+        columns.append((entry_counts, _finite(transform(flat, spec), spec.name, counts)))
+    lengths[group.name] = np.minimum(columns[0][0], group.length)
+    pads = [spec.pad_value for spec in group.vars]
+    return _jagged_group(group.var_names, columns, group.length, group.pad_mode, pads)
 
 
 def _check_entries(values: np.ndarray, n: int, name: str, where: str) -> None:
@@ -294,32 +309,21 @@ def _targets(selected: VariableTable, config: DataConfig, where: str) -> np.ndar
 
     Per-point targets are jagged expressions padded like the ``pad_to`` input group
     (``constant`` padding with ``labels.pad_value``, -1 by default, which the per-point
-    losses ignore).
+    losses ignore); targets with different multiplicities come back as the padded
+    ``(n, n_targets, length)`` block.
     """
     if config.label_pad_to is None:
         columns = [_to_numpy_1d(selected[name], name, where) for name in config.label_names]
         return np.stack(columns, axis=1).astype(np.float32)
     length = config.inputs[config.label_pad_to].length
-    columns, counts = [], None
+    columns = []
     for name in config.label_names:
         value = selected[name]
         if not (isinstance(value, ak.Array) and value.ndim > 1):
             raise FeatureError(f"per-point target '{name}'{where} must be jagged (one value per point)")
-        entry_counts, flat = _flatten(value)
-        if counts is not None and not np.array_equal(counts, entry_counts):
-            raise FeatureError(
-                f"per-point target '{name}'{where} has other multiplicities than '{config.label_names[0]}'"
-            )
-        counts, keep = entry_counts, _kept_values(entry_counts, length)
-        columns.append(flat if keep is None else flat[keep])
-    return RaggedGroup(
-        tuple(config.label_names),
-        tuple(columns),
-        np.minimum(counts, length),
-        length,
-        "constant",
-        (float(config.label_pad_value),) * len(columns),
-    )
+        columns.append(_flatten(value))
+    pads = [config.label_pad_value] * len(columns)
+    return _jagged_group(config.label_names, columns, length, "constant", pads)
 
 
 def _take(

@@ -33,6 +33,11 @@ def offsets_of(counts: np.ndarray) -> np.ndarray:
     return offsets
 
 
+def positions_in_rows(counts: np.ndarray) -> np.ndarray:
+    """``int64 (sum(counts),)``: the position of every flat value within its row (0, 1, ... per row)."""
+    return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
 def to_bfloat16(values: np.ndarray) -> np.ndarray:
     """float32 -> bfloat16 bit patterns (``uint16``), rounded to nearest even."""
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
@@ -102,31 +107,28 @@ def pad_rows(
     n, width = len(starts), len(columns)
     slots = length if out_length is None else int(out_length)
     out = np.empty((n, width, slots), dtype=np.float32)
-    if pad_mode == "wrap" and n and counts.min() > 0:  # every slot holds a value: one gather per column
-        source = _wrap_positions(counts, length, slots)
-        source += starts.astype(source.dtype)[:, None]
-        for i, column in enumerate(columns):
-            if isinstance(column, np.ndarray) and column.dtype == np.float32:
-                np.take(column, source, out=out[:, i, :])
-            else:
-                out[:, i, :] = column_values(column, source)
+    if pad_mode == "wrap":
+        filled = counts > 0
+        every = bool(filled.all())
+        if not every:  # rows without values keep the pad value
+            out[...] = np.asarray(pad_values, dtype=np.float32).reshape(1, width, 1)
+        if filled.any():
+            source = _wrap_positions(counts[filled], length, slots) + starts[filled, None]
+            for i, column in enumerate(columns):
+                if every and isinstance(column, np.ndarray) and column.dtype == np.float32:
+                    np.take(column, source, out=out[:, i, :])  # every slot holds a value: one gather
+                elif every:
+                    out[:, i, :] = column_values(column, source)
+                else:
+                    out[filled, i, :] = column_values(column, source)
         return out
     out[...] = np.asarray(pad_values, dtype=np.float32).reshape(1, width, 1)
-    if pad_mode == "constant":
-        kept = np.minimum(counts, slots)
-        total = int(kept.sum())
-        if not total:
-            return out
-        local = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(kept) - kept, kept)
-        source = np.repeat(starts, kept) + local
-        target = np.repeat(np.arange(n, dtype=np.int64) * (width * slots), kept) + local
-    else:
-        filled = counts > 0
-        if not filled.any():
-            return out
-        position = np.arange(slots, dtype=np.int64)[None, :]
-        source = (starts[filled, None] + position % counts[filled, None]).ravel()
-        target = (np.flatnonzero(filled)[:, None] * (width * slots) + position).ravel()
+    kept = np.minimum(counts, slots)
+    local = positions_in_rows(kept)
+    if not len(local):
+        return out
+    source = np.repeat(starts, kept) + local
+    target = np.repeat(np.arange(n, dtype=np.int64) * (width * slots), kept) + local
     flat = out.reshape(-1)
     for i, column in enumerate(columns):
         flat[target + i * slots] = column_values(column, source)
@@ -202,8 +204,6 @@ class RaggedGroup:
         rows = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, dtype=np.int64)
         offsets = offsets_of(self.counts)
         counts = self.counts[rows]
-        source = np.repeat(offsets[rows], counts) + (
-            np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-        )
+        source = np.repeat(offsets[rows], counts) + positions_in_rows(counts)
         columns = tuple(c[source] if isinstance(c, np.ndarray) else c for c in self.columns)
         return RaggedGroup(self.names, columns, counts, self.length, self.pad_mode, self.pad_values)
