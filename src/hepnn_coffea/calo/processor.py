@@ -58,14 +58,5 @@ class CalorimeterViewProcessor(ChunkProcessor):
         sample = chunk.metadata.get("sample", chunk.dataset)
         name = view_file_name(split, sample, chunk.file, chunk.start, chunk.stop)
         write_view(pathlib.Path(self.out_dir) / name, view)
-        record = {
-            "dataset": chunk.dataset,
-            "sample": sample,
-            "split": split,
-            "file": chunk.file,
-            "entry_start": chunk.start,
-            "entry_stop": chunk.stop,
-            "output": name,
-            **view_counts(view),
-        }
+        record = {**chunk.provenance(sample, split), "output": name, **view_counts(view)}
         return {"chunks": [record]}

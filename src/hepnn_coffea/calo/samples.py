@@ -77,12 +77,7 @@ class FocusedTrackSampleProcessor(ChunkProcessor):
         name = view_file_name(split, sample, chunk.file, chunk.start, chunk.stop)
         write_samples(pathlib.Path(self.out_dir) / name, samples)
         record = {
-            "dataset": chunk.dataset,
-            "sample": sample,
-            "split": split,
-            "file": chunk.file,
-            "entry_start": chunk.start,
-            "entry_stop": chunk.stop,
+            **chunk.provenance(sample, split),
             "output": name,
             "jets": len(view["event_no"]),
             **samples["counts"],

@@ -112,12 +112,7 @@ class EventShardWriterProcessor(EventColumnsMixin, ChunkProcessor):
             labels = batch.labels[part] if batch.labels is not None and batch.labels.ndim == 1 else None
             records.append(
                 {
-                    "dataset": chunk.dataset,
-                    "sample": sample,
-                    "split": name,
-                    "file": chunk.file,
-                    "entry_start": chunk.start,
-                    "entry_stop": chunk.stop,
+                    **chunk.provenance(sample, name),
                     "shard": shard,
                     "entries_out": int(part.sum()),
                     "events": len(_event_ids(rows, batch.selected, part)),
@@ -128,17 +123,7 @@ class EventShardWriterProcessor(EventColumnsMixin, ChunkProcessor):
             )
         return {
             "chunks": records,
-            "cutflow": [
-                {
-                    "dataset": chunk.dataset,
-                    "sample": sample,
-                    "file": chunk.file,
-                    "entry_start": chunk.start,
-                    "entry_stop": chunk.stop,
-                    **batch_counts(batch),
-                    **cutflow,
-                }
-            ],
+            "cutflow": [{**chunk.provenance(sample), **batch_counts(batch), **cutflow}],
         }
 
 

@@ -56,6 +56,16 @@ class ChunkInfo:
     def where(self) -> str:
         return f"{self.file} (tree '{self.tree}', entries {self.start}-{self.stop})"
 
+    def provenance(self, sample: str, split: str | None = None) -> dict[str, Any]:
+        """The manifest record's first keys: dataset, sample, split (when given), file, entry range."""
+        where = {"file": self.file, "entry_start": self.start, "entry_stop": self.stop}
+        return {
+            "dataset": self.dataset,
+            "sample": sample,
+            **({"split": split} if split is not None else {}),
+            **where,
+        }
+
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> ChunkInfo:
         return cls(
@@ -195,12 +205,7 @@ class ShardWriterProcessor(ChunkProcessor):
         write_shard(self.out_dir, name, batch, self.config.storage_dtypes())
         labels = batch.labels if batch.labels is not None and batch.labels.ndim == 1 else None
         record = {
-            "dataset": chunk.dataset,
-            "sample": sample,
-            "split": split,
-            "file": chunk.file,
-            "entry_start": chunk.start,
-            "entry_stop": chunk.stop,
+            **chunk.provenance(sample, split),
             "shard": name,
             **batch.counts,
             "label_counts": np.bincount(labels, minlength=len(self.config.label_names)).tolist()
