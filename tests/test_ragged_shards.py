@@ -75,6 +75,9 @@ def test_batch_time_trimming_equals_cutting_the_padded_rows(config, events, tmp_
     rows = np.random.default_rng(3).choice(len(shard), 64, replace=False)
     full = shard.take(rows, ["inputs/pf_features", "inputs/pf_mask"])
     longest = int(shard.lengths("inputs/pf_mask")[rows].max())
+    np.testing.assert_array_equal(
+        shard.lengths("inputs/pf_mask", rows), shard.lengths("inputs/pf_mask")[rows]
+    )
     for cut in (longest, -(-longest // 8) * 8, 7):
         part = shard.take(rows, ["inputs/pf_features", "inputs/pf_mask"], {"inputs/pf_features": cut})
         np.testing.assert_array_equal(part["inputs/pf_features"], full["inputs/pf_features"][..., :cut])

@@ -228,11 +228,12 @@ class RaggedShard:
             self._offsets[name], self._children[name] = offsets, children
         return self._offsets[name], self._children[name]
 
-    def lengths(self, field: str) -> np.ndarray:
-        """Stored values per row of a ragged field (at most its length)."""
+    def lengths(self, field: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Stored values per row (of ``rows``, default all) of a ragged field, at most its length."""
         spec = self._meta[field]
         offsets, _ = self._collection(spec["ragged"])
-        return np.minimum(np.diff(offsets), spec["length"])
+        counts = np.diff(offsets) if rows is None else offsets[rows + 1] - offsets[rows]
+        return np.minimum(counts, spec["length"])
 
     def _fixed(self, field: str) -> np.ndarray:
         if field not in self._columns:
@@ -244,8 +245,7 @@ class RaggedShard:
     def take(
         self, rows: np.ndarray, fields: Sequence[str], out_lengths: Mapping[str, int] | None = None
     ) -> dict[str, np.ndarray]:
-        """``field -> array`` of the rows ``rows``; ragged fields padded to ``out_lengths.get(field)``
-        slots."""
+        """``field -> array`` of ``rows``; ragged fields get ``out_lengths.get(field)`` slots."""
         out_lengths = out_lengths or {}
         out = {}
         for field in fields:

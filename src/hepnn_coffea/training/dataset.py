@@ -123,7 +123,7 @@ class ShardDataset:
             return {}
         fields, min_length = self._trim
         longest = max(
-            int(self.shards[s].lengths(f)[rows].max(initial=0)) for s, rows in parts for f in fields
+            int(self.shards[s].lengths(f, rows).max(initial=0)) for s, rows in parts for f in fields
         )
         full = {f: self.shards[0].shape(f)[-1] for f in fields}
         return {f: min(full[f], max(min_length, -(-longest // 8) * 8)) for f in fields}
