@@ -211,8 +211,7 @@ def nanoaod_workflow(args: argparse.Namespace) -> int:
 
     from coffea.nanoevents import NanoAODSchema
 
-    from hepnn_coffea.evaluation.events_eval import summary_markdown
-    from hepnn_coffea.evaluation.stages import evaluate
+    from hepnn_coffea.evaluation.stages import evaluate, summary_markdown
     from hepnn_coffea.processing.fileset import load_fileset
     from hepnn_coffea.processing.preprocess import preprocess
     from hepnn_coffea.processing.runner import run_runner

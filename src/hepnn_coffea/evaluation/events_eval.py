@@ -32,7 +32,6 @@ from hepnn_coffea.evaluation.protocol import (
     EvaluationSummary,
     Table,
     jsonable,
-    render_markdown,
     sample_axis,
     write_summary,
 )
@@ -357,8 +356,3 @@ def events_report(summary: Mapping[str, Any]) -> list[Block]:
     ]
     blocks.append(Table(["process", "label", "jets", "weighted yield"], yields))
     return blocks
-
-
-def summary_markdown(summary: Mapping[str, Any]) -> str:
-    """The ``summary.md`` text of an events summary: :func:`events_report`, rendered by the protocol."""
-    return render_markdown(events_report(summary))
